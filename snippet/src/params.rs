@@ -1,0 +1,144 @@
+//! Reads a referral from a landing URL: the partner key and the click id.
+//!
+//! Pure functions, so the decoding rules are unit-tested on the host. The base64
+//! decoder is hand-written on purpose: the `base64` crate would cost the snippet
+//! several KB for the ten lines it needs here.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use wire::{limit, PARTNER_KEY_PARAMS, XID_PARAMS};
+
+/// A partner referral: who referred the visitor, and which click brought them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Referral {
+    pub partner_key: String,
+    pub xid: String,
+}
+
+/// The referral a landing URL carries, if any. `get` looks up one query
+/// parameter by name (already percent-decoded).
+pub fn from_query(get: impl Fn(&str) -> Option<String>) -> Option<Referral> {
+    let raw = PARTNER_KEY_PARAMS
+        .iter()
+        .find_map(|name| get(name).filter(|v| !v.is_empty()))?;
+    let partner_key = decode_partner_key(&raw);
+    if partner_key.chars().count() > limit::PARTNER_KEY {
+        return None;
+    }
+    let xid = XID_PARAMS
+        .iter()
+        .find_map(|name| get(name).filter(|v| !v.is_empty()))
+        .filter(|v| v.chars().count() <= limit::XID)
+        .unwrap_or_default();
+    Some(Referral { partner_key, xid })
+}
+
+/// Partner keys travel base64-encoded (standard or URL-safe, padded or not).
+/// A value that does not decode to printable text is taken as the key itself,
+/// so hand-written links such as `?gspk=alice` still work.
+pub fn decode_partner_key(raw: &str) -> String {
+    decode_base64(raw)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|key| !key.is_empty() && !key.chars().any(char::is_control))
+        .unwrap_or_else(|| raw.into())
+}
+
+fn sextet(c: u8) -> Option<u32> {
+    Some(match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        // A `+` that was not percent-encoded in a query string arrives as a space.
+        b'+' | b'-' | b' ' => 62,
+        b'/' | b'_' => 63,
+        _ => return None,
+    } as u32)
+}
+
+/// Decodes standard or URL-safe base64, with or without `=` padding.
+pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    if s.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        acc = ((acc << 6) | sextet(c)?) & 0x3fff;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn base64_variants_decode_alike() {
+        // "alice?>" encodes to characters that differ between the two alphabets.
+        for encoded in ["YWxpY2U/Pg==", "YWxpY2U/Pg", "YWxpY2U_Pg", "YWxpY2U_Pg=="] {
+            assert_eq!(decode_base64(encoded).unwrap(), b"alice?>", "{encoded}");
+        }
+        assert_eq!(decode_base64("YWxpY2U").unwrap(), b"alice");
+        assert_eq!(
+            decode_base64("++//").unwrap(),
+            decode_base64("--__").unwrap()
+        );
+    }
+
+    #[test]
+    fn base64_rejects_garbage() {
+        assert_eq!(decode_base64("a"), None);
+        assert_eq!(decode_base64("ab$d"), None);
+    }
+
+    #[test]
+    fn space_is_an_unescaped_plus() {
+        assert_eq!(decode_base64("++8="), decode_base64("  8="));
+    }
+
+    #[test]
+    fn plain_keys_are_kept() {
+        assert_eq!(decode_partner_key("YWxpY2U="), "alice");
+        assert_eq!(decode_partner_key("alice"), "alice");
+        // Decodes, but to bytes that are not text: the raw value is the key.
+        assert_eq!(decode_partner_key("bob1"), "bob1");
+    }
+
+    #[test]
+    fn new_and_legacy_parameters() {
+        let new = query(&[("ps_partner_key", "YWxpY2U"), ("ps_xid", "x1")]);
+        let legacy = query(&[("gspk", "YWxpY2U="), ("gsxid", "x1")]);
+        let want = Referral {
+            partner_key: "alice".into(),
+            xid: "x1".into(),
+        };
+        assert_eq!(from_query(new), Some(want));
+        assert_eq!(
+            from_query(legacy).map(|r| r.partner_key),
+            Some("alice".into())
+        );
+        assert_eq!(from_query(query(&[("ps_xid", "x1")])), None);
+        assert_eq!(from_query(query(&[("ps_partner_key", "")])), None);
+    }
+
+    #[test]
+    fn overlong_keys_are_ignored() {
+        let long = "k".repeat(limit::PARTNER_KEY + 1);
+        assert_eq!(from_query(query(&[("gspk", &long)])), None);
+    }
+}

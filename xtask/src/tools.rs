@@ -1,0 +1,104 @@
+//! Installs what a fresh machine lacks: the wasm32 target (rustup), the wasm
+//! optimiser (npm `binaryen`: Debian's wasm-opt 108 silently breaks wasm-bindgen's
+//! output) and headless Chromium with its driver (Debian's packages, as root).
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::{check, target_dir};
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+/// The optimiser version measured to work with wasm-bindgen 0.2.130.
+const BINARYEN: &str = "binaryen@132.0.0";
+/// The JS minifier for the loader and wasm-bindgen's glue.
+const TERSER: &str = "terser@5.51.2";
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn ensure_wasm_target() -> Result<()> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .context("rustup is needed to add the wasm32 target")?;
+    if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
+        eprintln!("xtask: installing the {WASM_TARGET} target");
+        check(
+            Command::new("rustup")
+                .args(["target", "add", WASM_TARGET])
+                .status()?,
+            "rustup target add",
+        )?;
+    }
+    Ok(())
+}
+
+/// The path of a working `wasm-opt`, installed from npm on first use.
+pub fn wasm_opt() -> Result<PathBuf> {
+    npm_tool("wasm-opt")
+}
+
+/// The path of `terser`, installed from npm on first use.
+pub fn terser() -> Result<PathBuf> {
+    npm_tool("terser")
+}
+
+/// Installs the pinned npm tools into target/tools (once) and returns `bin`'s path.
+fn npm_tool(bin: &str) -> Result<PathBuf> {
+    let prefix = target_dir().join("tools");
+    let path = prefix.join("node_modules/.bin").join(bin);
+    if !path.exists() {
+        eprintln!("xtask: installing {BINARYEN} and {TERSER} with npm");
+        std::fs::create_dir_all(&prefix)?;
+        let status = Command::new("npm")
+            .args([
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+            ])
+            .arg(&prefix)
+            .args([BINARYEN, TERSER])
+            .status()
+            .context("npm (from Node.js) is needed to install wasm-opt and terser")?;
+        check(status, "npm install")?;
+    }
+    Ok(path)
+}
+
+/// Makes sure `chromium` and `chromedriver` are on the PATH for the browser tests.
+pub fn ensure_browser() -> Result<()> {
+    let have = |name: &str| {
+        Command::new(name)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if have("chromium") && have("chromedriver") {
+        return Ok(());
+    }
+    let root = output(Command::new("id").arg("-u"))?.trim() == "0";
+    if !root {
+        bail!("the browser tests need Debian's chromium and chromium-driver: run `sudo apt-get install -y chromium chromium-driver`, then try again");
+    }
+    eprintln!("xtask: installing chromium and chromium-driver with apt-get");
+    check(
+        Command::new("apt-get").arg("update").status()?,
+        "apt-get update",
+    )?;
+    check(
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "chromium",
+                "chromium-driver",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()?,
+        "apt-get install chromium chromium-driver",
+    )
+}
