@@ -1,0 +1,81 @@
+//! Embeds the built snippet (`target/snippet-dist/`, made by `cargo xtask build`)
+//! and the demo site (`www-demo/`) into the collector binary, so one file serves
+//! everything. Without a built snippet the collector still builds, and `/v1/`
+//! answers with an error that says to run `cargo xtask build`.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fmt::Write;
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+use std::{env, fs};
+
+fn main() {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let workspace = manifest.parent().unwrap();
+    println!("cargo:rerun-if-env-changed=SNIPPET_DIST");
+    let dist = env::var_os("SNIPPET_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target/snippet-dist"));
+    let demo = workspace.join("www-demo");
+    println!("cargo:rerun-if-changed={}", dist.display());
+    println!("cargo:rerun-if-changed={}", demo.display());
+
+    let mut out = String::new();
+    out.push_str(&snippet(&dist));
+    out.push_str("pub const DEMO: &[(&str, &[u8])] = &[\n");
+    for path in files(&demo) {
+        let name = path.file_name().unwrap().to_string_lossy();
+        println!("cargo:rerun-if-changed={}", path.display());
+        writeln!(
+            out,
+            "    ({name:?}, include_bytes!({:?})),",
+            path.display().to_string()
+        )
+        .unwrap();
+    }
+    out.push_str("];\n");
+    fs::write(
+        PathBuf::from(env::var("OUT_DIR").unwrap()).join("assets.rs"),
+        out,
+    )
+    .unwrap();
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| Some(e.ok()?.path()))
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn snippet(dist: &Path) -> String {
+    let loader = dist.join("growsumo.js");
+    let wasm = files(dist)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "wasm"));
+    let (Some(wasm), true) = (wasm, loader.exists()) else {
+        println!(
+            "cargo:warning=no built snippet in {}: run `cargo xtask build` (the collector will answer /v1/ with an error)",
+            dist.display()
+        );
+        return "pub const SNIPPET: Option<Snippet> = None;\n".into();
+    };
+    for file in [&loader, &wasm] {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    let mut hasher = DefaultHasher::new();
+    hasher.write(&fs::read(&loader).unwrap());
+    format!(
+        "pub const SNIPPET: Option<Snippet> = Some(Snippet {{ loader: include_bytes!({:?}), loader_etag: \"\\\"{:016x}\\\"\", wasm_name: {:?}, wasm: include_bytes!({:?}) }});\n",
+        loader.display().to_string(),
+        hasher.finish(),
+        wasm.file_name().unwrap().to_string_lossy(),
+        wasm.display().to_string(),
+    )
+}

@@ -1,0 +1,154 @@
+//! The HTTP side: the accept loop, graceful shutdown, and the routing table.
+//!
+//! No framework: one `match` on method and path (see `route`) names every
+//! endpoint; handlers live in modules by audience. Shape after mini-redis:
+//! a semaphore bounds connections, a header-read timeout stops slow-loris
+//! clients, and shutdown stops accepting, lets in-flight requests finish,
+//! then returns so the caller can flush the writer.
+
+pub mod assets;
+pub mod decode;
+mod events;
+mod reply;
+
+use crate::app::App;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ETAG, IF_NONE_MATCH};
+use hyper::service::service_fn;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use reply::Reply;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Most connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 4096;
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(route(&app, req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
+    }
+}
+
+/// The routing table.
+async fn route(app: &App, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_owned();
+    match (req.method(), path.as_str()) {
+        (&Method::POST, "/v1/events") => events::post(app, req).await,
+        (&Method::OPTIONS, "/v1/events") => events::preflight(&req),
+        (&Method::GET, "/v1/" | "/v1/growsumo.js") => loader(&req),
+        (&Method::GET, p) if p.starts_with("/v1/") && p.ends_with(".wasm") => wasm(&p[4..]),
+        (&Method::GET, "/healthz") => {
+            reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+        }
+        (&Method::GET, p) if app.demo_key.is_some() => demo(app, p),
+        (_, p) => reply::not_found(p),
+    }
+}
+
+fn missing_snippet() -> Reply {
+    reply::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "snippet",
+        "this collector was built without the snippet: run `cargo xtask build`",
+    )
+}
+
+fn loader(req: &Request<Incoming>) -> Reply {
+    let Some(snippet) = &assets::SNIPPET else {
+        return missing_snippet();
+    };
+    let etag = HeaderValue::from_static(snippet.loader_etag);
+    let mut reply = if req.headers().get(IF_NONE_MATCH) == Some(&etag) {
+        let mut reply = reply::bytes(
+            "application/javascript; charset=utf-8",
+            "no-cache",
+            bytes::Bytes::new(),
+        );
+        *reply.status_mut() = StatusCode::NOT_MODIFIED;
+        reply
+    } else {
+        reply::bytes(
+            "application/javascript; charset=utf-8",
+            "no-cache",
+            snippet.loader,
+        )
+    };
+    reply.headers_mut().insert(ETAG, etag);
+    reply
+}
+
+fn wasm(name: &str) -> Reply {
+    match &assets::SNIPPET {
+        Some(snippet) if snippet.wasm_name == name => reply::bytes(
+            "application/wasm",
+            "public, max-age=31536000, immutable",
+            snippet.wasm,
+        ),
+        Some(_) => reply::not_found(name),
+        None => missing_snippet(),
+    }
+}
+
+/// The demo merchant site; `{{PUBLIC_KEY}}` in its pages becomes the demo key.
+fn demo(app: &App, path: &str) -> Reply {
+    let name = match path.trim_start_matches('/') {
+        "" => "index.html",
+        name => name,
+    };
+    match (assets::demo_file(name), &app.demo_key) {
+        (Some((content_type, body)), Some(key)) if content_type.starts_with("text/html") => {
+            let page = String::from_utf8_lossy(body).replace("{{PUBLIC_KEY}}", key);
+            reply::bytes(content_type, "no-cache", page)
+        }
+        (Some((content_type, body)), _) => reply::bytes(content_type, "no-cache", body),
+        (None, _) => reply::not_found(path),
+    }
+}

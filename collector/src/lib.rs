@@ -1,0 +1,12 @@
+//! The growsumo collector: serves the snippet, receives browser events, and
+//! stores who referred whom in SQLite.
+//!
+//! - `http`: the server (accept loop, routing table, handlers, assets).
+//! - `app`: state shared by every request.
+//! - `store`: the only code that touches the database; a narrow interface.
+//! - `cli`: the `collector` command line.
+
+pub mod app;
+pub mod cli;
+pub mod http;
+pub mod store;

@@ -1,0 +1,144 @@
+//! The store: everything the collector keeps, in one SQLite file.
+//!
+//! The rest of the collector sees only this narrow interface (`Store`, its
+//! `Writer`, and the read functions), so the storage engine can change (the
+//! scale-out path is a shared PostgreSQL) without touching the HTTP layer.
+//!
+//! - `schema`: migrations, applied at open.
+//! - `writer`: the single writer thread; commits events in groups and answers
+//!   each request only after its group is durable.
+//! - `read`: queries for the API, the CLI and key lookups, on their own
+//!   connections (WAL lets readers run beside the writer).
+//! - `attribution`: which partner a signup is credited to.
+//! - `keys`: public/secret key pairs.
+
+mod attribution;
+pub mod keys;
+pub mod read;
+mod schema;
+mod writer;
+
+pub use keys::{Key, KeyPair, Mode};
+pub use read::CustomerRow;
+pub use writer::{Outcome, Writer, WriterError, WriterThread};
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A validated browser event, ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Browser-generated idempotency key.
+    pub id: String,
+    pub kind: EventKind,
+    /// The browser's clock, epoch milliseconds.
+    pub client_ts: i64,
+    pub partner_key: Option<String>,
+    pub xid: Option<String>,
+    pub url: Option<String>,
+    pub referrer: Option<String>,
+    pub signup: Option<Signup>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Click,
+    Signup,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Click => wire::EVENT_CLICK,
+            EventKind::Signup => wire::EVENT_SIGNUP,
+        }
+    }
+}
+
+/// The customer fields of a signup event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signup {
+    pub customer_key: String,
+    pub email: String,
+    pub name: String,
+    pub provider_key: Option<String>,
+}
+
+/// An open database: the path, and a small pool of read connections.
+#[derive(Clone)]
+pub struct Store {
+    path: PathBuf,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Store> {
+        let mut conn = connect(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        schema::migrate(&mut conn).with_context(|| format!("migrating {}", path.display()))?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            readers: Arc::default(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts the writer thread: the only connection that writes events,
+    /// with a queue of at most `queue` requests.
+    pub fn writer(&self, queue: usize) -> Result<(Writer, WriterThread)> {
+        let conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        Ok(Writer::start(conn, queue))
+    }
+
+    /// Runs `f` on a read connection from the pool (blocking: call it from
+    /// `spawn_blocking` or a CLI).
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().expect("reader pool").pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => connect(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+        };
+        let result = f(&conn);
+        self.readers.lock().expect("reader pool").push(conn);
+        result
+    }
+
+    /// Runs `f` in a write transaction on a fresh connection: for the CLI and
+    /// rare administrative writes, never for events.
+    pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let tx = conn.transaction()?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+}
+
+fn connect(path: &Path, flags: OpenFlags) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_context(|| format!("opening database {}", path.display()))?;
+    // WAL: readers never block the writer. FULL: a commit is on disk before
+    // the writer acknowledges it. The busy timeout covers CLI writes racing
+    // the server's writer.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

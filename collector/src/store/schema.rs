@@ -1,0 +1,63 @@
+//! Schema migrations, applied in order at start-up and recorded in
+//! `PRAGMA user_version`. Append new steps; never edit a released one.
+
+use anyhow::Result;
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: keys, the raw event log, and customers (the partner → customer line items).
+    "CREATE TABLE keys (
+        id INTEGER PRIMARY KEY,
+        public_key TEXT NOT NULL UNIQUE,
+        secret_hash BLOB NOT NULL,
+        live INTEGER NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        origins TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        event_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        client_ts INTEGER NOT NULL,
+        partner_key TEXT,
+        xid TEXT,
+        url TEXT,
+        referrer TEXT,
+        customer_key TEXT,
+        email TEXT,
+        name TEXT,
+        provider_key TEXT
+    );
+    CREATE UNIQUE INDEX events_by_id ON events(key_id, event_id);
+    CREATE INDEX clicks_by_xid ON events(key_id, xid) WHERE type = 'click' AND xid IS NOT NULL;
+    CREATE TABLE customers (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        customer_key TEXT NOT NULL,
+        email TEXT NOT NULL,
+        name TEXT NOT NULL,
+        provider_key TEXT,
+        partner_key TEXT,
+        xid TEXT,
+        source TEXT,
+        event_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (key_id, customer_key)
+    );
+    CREATE INDEX customers_by_partner ON customers(key_id, partner_key);",
+];
+
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

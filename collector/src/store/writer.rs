@@ -1,0 +1,199 @@
+//! The single writer: one thread owns the only event-writing connection and
+//! commits whatever has queued (up to `GROUP_CAP` requests) in one transaction,
+//! then answers every request of the group. An answer therefore always means
+//! "committed to disk" (`synchronous=FULL`), and one fsync serves many requests.
+//!
+//! The queue is bounded: when it is full, `submit` fails at once with
+//! `WriterError::Busy` (the HTTP layer answers 503 + Retry-After) instead of
+//! letting memory grow without bound.
+
+use super::{attribution, now_ms, EventKind, NewEvent};
+use rusqlite::{params, Connection};
+use std::thread::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most requests committed in one transaction.
+const GROUP_CAP: usize = 512;
+
+/// What happened to one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    /// Seen before (same key, same event id): stored once, acknowledged again.
+    Duplicate,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("the event queue is full")]
+    Busy,
+    #[error("the writer has stopped")]
+    Stopped,
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+struct Job {
+    key_id: i64,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, WriterError>>,
+}
+
+/// A handle for submitting events; cheap to clone. The writer thread stops
+/// once every handle is dropped and the queue is drained.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Job>,
+}
+
+/// The writer thread; `join` waits until everything queued is committed and
+/// the connection is closed.
+pub struct WriterThread(JoinHandle<()>);
+
+impl WriterThread {
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
+impl Writer {
+    pub(super) fn start(conn: Connection, queue: usize) -> (Writer, WriterThread) {
+        let (tx, rx) = mpsc::channel(queue);
+        let thread = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || run(conn, rx))
+            .expect("spawning the writer thread");
+        (Writer { queue: tx }, WriterThread(thread))
+    }
+
+    /// Stores `events` for key `key_id`; resolves once they are committed.
+    pub async fn submit(
+        &self,
+        key_id: i64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Outcome>, WriterError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send(Job {
+                key_id,
+                events,
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => WriterError::Busy,
+                mpsc::error::TrySendError::Closed(_) => WriterError::Stopped,
+            })?;
+        answer.await.map_err(|_| WriterError::Stopped)?
+    }
+}
+
+fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
+    let mut group = Vec::with_capacity(GROUP_CAP);
+    while let Some(job) = queue.blocking_recv() {
+        group.push(job);
+        while group.len() < GROUP_CAP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut conn, &mut group);
+    }
+}
+
+/// Commits the group, then replies to every job in it.
+fn commit_group(conn: &mut Connection, group: &mut Vec<Job>) {
+    match apply_group(conn, group) {
+        Ok(results) => {
+            for (job, result) in group.drain(..).zip(results) {
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, requests = group.len(), "commit failed");
+            for job in group.drain(..) {
+                let _ = job.reply.send(Err(WriterError::Database(e.to_string())));
+            }
+        }
+    }
+}
+
+type JobResult = Result<Vec<Outcome>, WriterError>;
+
+/// Applies every job in one transaction, each in a savepoint of its own so a
+/// failing job fails alone.
+fn apply_group(conn: &mut Connection, group: &[Job]) -> rusqlite::Result<Vec<JobResult>> {
+    let mut tx = conn.transaction()?;
+    let mut results = Vec::with_capacity(group.len());
+    for job in group {
+        let sp = tx.savepoint()?;
+        match apply(&sp, job.key_id, &job.events) {
+            Ok(outcomes) => {
+                sp.commit()?;
+                results.push(Ok(outcomes));
+            }
+            // Dropping the savepoint rolls the job back.
+            Err(e) => results.push(Err(WriterError::Database(e.to_string()))),
+        }
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+/// Stores one request's events: each new event once, and for each new signup
+/// its customer line item.
+fn apply(conn: &Connection, key_id: i64, events: &[NewEvent]) -> rusqlite::Result<Vec<Outcome>> {
+    let received_at = now_ms();
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (key_id, event_id, type, received_at, client_ts, partner_key, xid,
+                             url, referrer, customer_key, email, name, provider_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (key_id, event_id) DO NOTHING",
+    )?;
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        let signup = event.signup.as_ref();
+        let inserted = insert.execute(params![
+            key_id,
+            event.id,
+            event.kind.as_str(),
+            received_at,
+            event.client_ts,
+            event.partner_key,
+            event.xid,
+            event.url,
+            event.referrer,
+            signup.map(|s| &s.customer_key),
+            signup.map(|s| &s.email),
+            signup.map(|s| &s.name),
+            signup.and_then(|s| s.provider_key.as_ref()),
+        ])?;
+        if inserted == 0 {
+            outcomes.push(Outcome::Duplicate);
+            continue;
+        }
+        if let (EventKind::Signup, Some(signup)) = (event.kind, signup) {
+            let attribution = attribution::decide(conn, key_id, event)?;
+            conn.prepare_cached(
+                "INSERT INTO customers (key_id, customer_key, email, name, provider_key,
+                                        partner_key, xid, source, event_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (key_id, customer_key) DO NOTHING",
+            )?
+            .execute(params![
+                key_id,
+                signup.customer_key,
+                signup.email,
+                signup.name,
+                signup.provider_key,
+                attribution.as_ref().map(|a| &a.partner_key),
+                attribution.as_ref().and_then(|a| a.xid.as_ref()),
+                attribution.as_ref().map(|a| a.source.as_str()),
+                event.id,
+                received_at,
+            ])?;
+        }
+        outcomes.push(Outcome::Accepted);
+    }
+    Ok(outcomes)
+}

@@ -1,0 +1,108 @@
+//! Headless Debian Chromium driven over WebDriver (chromedriver on an
+//! ephemeral port, a fresh profile per test). `with_browser` always closes the
+//! browser and stops the driver, also when the test body panics, then
+//! re-raises the panic so the test fails.
+
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{json, Value};
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The longest any one browser test may take before it fails.
+const TEST_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Runs `test` with a fresh headless Chromium.
+pub async fn with_browser<F, Fut>(test: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    // Chromium and chromedriver write scoped dirs under TMPDIR: keep them in
+    // this test's temp dir so they go away with it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut driver =
+        Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+            .arg(format!("--port={port}"))
+            .env("TMPDIR", dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is not installed: run `cargo xtask test`, which installs it");
+    let stdout = driver.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("started successfully"));
+    assert!(started, "chromedriver exited before it was ready");
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let profile = dir.path().join("profile");
+    let options = json!({
+        "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+        "args": [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-quic", "--window-size=1280,900",
+            format!("--user-data-dir={}", profile.display()),
+        ],
+    });
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), options);
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("starting Chromium through chromedriver");
+
+    let body = tokio::spawn(tokio::time::timeout(TEST_TIMEOUT, test(client.clone())));
+    let outcome = body.await;
+    let _ = client.close().await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => panic!("browser test timed out after {TEST_TIMEOUT:?}"),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("browser test was cancelled: {e}"),
+    }
+}
+
+/// Helpers for a page under test.
+pub struct Page;
+
+impl Page {
+    /// Waits until the page's `growsumoInit` has run, i.e. `growsumo.data`
+    /// holds the referral: the demo pages mark `<html data-growsumo="ready">`.
+    /// Event-driven (a MutationObserver), not polled.
+    pub async fn ready(client: &Client) {
+        let script = r#"
+            const done = arguments[arguments.length - 1];
+            const html = document.documentElement;
+            if (html.dataset.growsumo === "ready") return done(true);
+            new MutationObserver((_, observer) => {
+                if (html.dataset.growsumo === "ready") { observer.disconnect(); done(true); }
+            }).observe(html, { attributes: true });
+        "#;
+        client
+            .execute_async(script, vec![])
+            .await
+            .expect("growsumo became ready");
+    }
+
+    /// Evaluates `expr` in the page and returns its JSON value.
+    pub async fn eval(client: &Client, expr: &str) -> Value {
+        client
+            .execute(&format!("return {expr};"), vec![])
+            .await
+            .unwrap_or_else(|e| panic!("evaluating {expr}: {e}"))
+    }
+}

@@ -1,0 +1,59 @@
+//! A plain HTTP/1.1 client over loopback for the collector's endpoints.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Sends `method url` with `headers` and `body`; returns the whole answer.
+pub async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Answer {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = client
+        .request(req.body(Full::new(body.into())).unwrap())
+        .await
+        .expect("HTTP request");
+    let (parts, body) = res.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.expect("body").to_bytes(),
+    }
+}
+
+pub async fn get(url: &str) -> Answer {
+    send("GET", url, &[], Bytes::new()).await
+}
+
+/// POSTs a batch as the snippet does (`text/plain`).
+pub async fn post_events(base: &str, body: impl Into<Bytes>) -> Answer {
+    send(
+        "POST",
+        &format!("{base}/v1/events"),
+        &[("content-type", "text/plain;charset=UTF-8")],
+        body,
+    )
+    .await
+}
