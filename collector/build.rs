@@ -26,19 +26,10 @@ fn main() {
     for path in files(&demo) {
         let name = path.file_name().unwrap().to_string_lossy();
         println!("cargo:rerun-if-changed={}", path.display());
-        writeln!(
-            out,
-            "    ({name:?}, include_bytes!({:?})),",
-            path.display().to_string()
-        )
-        .unwrap();
+        writeln!(out, "    ({name:?}, include_bytes!({:?})),", path.display().to_string()).unwrap();
     }
     out.push_str("];\n");
-    fs::write(
-        PathBuf::from(env::var("OUT_DIR").unwrap()).join("assets.rs"),
-        out,
-    )
-    .unwrap();
+    fs::write(PathBuf::from(env::var("OUT_DIR").unwrap()).join("assets.rs"), out).unwrap();
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {

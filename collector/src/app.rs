@@ -43,10 +43,7 @@ impl App {
         let found = tokio::task::spawn_blocking(move || store.read(|conn| keys::find(conn, &pk)))
             .await
             .ok()
-            .and_then(|r| {
-                r.map_err(|e| tracing::error!(error = %e, "key lookup failed"))
-                    .ok()
-            })
+            .and_then(|r| r.map_err(|e| tracing::error!(error = %e, "key lookup failed")).ok())
             .flatten();
         let mut cache = self.key_cache.lock().expect("key cache");
         if cache.len() >= KEY_CACHE_CAP {

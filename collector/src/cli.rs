@@ -17,12 +17,7 @@ use std::sync::Arc;
 )]
 pub struct Cli {
     /// SQLite database file (created if missing).
-    #[arg(
-        long,
-        global = true,
-        env = "GROWSUMO_DB",
-        default_value = "growsumo.db"
-    )]
+    #[arg(long, global = true, env = "GROWSUMO_DB", default_value = "growsumo.db")]
     pub db: PathBuf,
     #[command(subcommand)]
     pub command: Command,
@@ -88,17 +83,10 @@ pub fn run(cli: Cli) -> Result<()> {
     let store = Store::open(&cli.db)?;
     match cli.command {
         Command::Serve(args) => serve(store, args),
-        Command::Keys(KeysCommand::Create {
-            mode,
-            name,
-            origins,
-        }) => {
+        Command::Keys(KeysCommand::Create { mode, name, origins }) => {
             let pair = store.write(|tx| keys::create(tx, mode, &name, &origins))?;
             println!("public key: {}", pair.key.public_key);
-            println!(
-                "secret key: {}  (shown once: keep it safe)",
-                pair.secret_key
-            );
+            println!("secret key: {}  (shown once: keep it safe)", pair.secret_key);
             Ok(())
         }
         Command::Keys(KeysCommand::List) => {
@@ -107,11 +95,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 "public key", "mode", "status", "name"
             );
             for key in store.read(keys::list)? {
-                let mode = if key.mode == Mode::Live {
-                    "live"
-                } else {
-                    "test"
-                };
+                let mode = if key.mode == Mode::Live { "live" } else { "test" };
                 let status = if key.revoked { "revoked" } else { "active" };
                 println!(
                     "{:<40} {mode:<5} {status:<8} {:<16} {}",
@@ -155,11 +139,7 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         let existing = store.read(|conn| keys::find_by_name(conn, "demo"))?;
         let key = match existing {
             Some(key) => key,
-            None => {
-                store
-                    .write(|tx| keys::create(tx, Mode::Test, "demo", &[]))?
-                    .key
-            }
+            None => store.write(|tx| keys::create(tx, Mode::Test, "demo", &[]))?.key,
         };
         Some(key.public_key)
     } else {
@@ -168,9 +148,12 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let (writer, writer_thread) = store.writer(args.queue)?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.addr)
-            .await
-            .with_context(|| format!("cannot listen on {}: is another server using it? Try --addr 127.0.0.1:0", args.addr))?;
+        let listener = tokio::net::TcpListener::bind(args.addr).await.with_context(|| {
+            format!(
+                "cannot listen on {}: is another server using it? Try --addr 127.0.0.1:0",
+                args.addr
+            )
+        })?;
         let addr = listener.local_addr()?;
         // Scripts and tests wait for this exact line.
         println!("listening on http://{addr}");
@@ -178,7 +161,10 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         if demo_key.is_some() {
             println!("  demo landing: http://{addr}/?ps_partner_key=YWxpY2U&ps_xid=demo-click-1  (partner \"alice\")");
             println!("  demo signup:  http://{addr}/signup.html");
-            println!("  customers:    collector --db {} customers list", store.path().display());
+            println!(
+                "  customers:    collector --db {} customers list",
+                store.path().display()
+            );
         }
         let app = Arc::new(App::new(store, writer, demo_key));
         crate::http::serve(listener, app, shutdown_signal()).await;
@@ -196,8 +182,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

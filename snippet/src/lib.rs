@@ -36,13 +36,10 @@ pub fn init(base: String, pk: String, data: Object) {
         .search()
         .ok()
         .and_then(|search| UrlSearchParams::new_with_str(&search).ok());
-    let landing = query
-        .as_ref()
-        .and_then(|q| params::from_query(|name| q.get(name)));
+    let landing = query.as_ref().and_then(|q| params::from_query(|name| q.get(name)));
     let (partner_key, xid) = match landing {
         Some(referral) => {
-            let known = storage::read(&window, PARTNER_KEY_COOKIE).as_ref()
-                == Some(&referral.partner_key)
+            let known = storage::read(&window, PARTNER_KEY_COOKIE).as_ref() == Some(&referral.partner_key)
                 && storage::read(&window, XID_COOKIE).unwrap_or_default() == referral.xid;
             storage::write(&window, PARTNER_KEY_COOKIE, &referral.partner_key);
             storage::write(&window, XID_COOKIE, &referral.xid);
@@ -90,13 +87,7 @@ pub fn signup(base: String, pk: String, data: Object, cb: JsValue) {
 }
 
 /// Sends a click for a landing that carries a partner link.
-fn send_click(
-    window: &Window,
-    base: String,
-    pk: String,
-    referral: &params::Referral,
-    query: Option<&UrlSearchParams>,
-) {
+fn send_click(window: &Window, base: String, pk: String, referral: &params::Referral, query: Option<&UrlSearchParams>) {
     let event = new_event(wire::EVENT_CLICK);
     set_nonempty(&event, field::PARTNER_KEY, referral.partner_key.clone());
     set_nonempty(&event, field::XID, referral.xid.clone());
@@ -152,12 +143,7 @@ fn random_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     bytes
         .iter()
-        .flat_map(|b| {
-            [
-                HEX[(b >> 4) as usize] as char,
-                HEX[(b & 15) as usize] as char,
-            ]
-        })
+        .flat_map(|b| [HEX[(b >> 4) as usize] as char, HEX[(b & 15) as usize] as char])
         .collect()
 }
 
@@ -169,17 +155,12 @@ async fn deliver(base: &str, pk: &str, event: &Object) -> Result<JsValue, JsValu
     let answer = send::post(base, pk, &events)
         .await
         .map_err(|_| error("network error: the collector could not be reached", ""))?;
-    let results =
-        js_sys::Reflect::get(&answer.body, &"results".into()).unwrap_or(JsValue::UNDEFINED);
-    let result = Array::from(&results)
-        .iter()
-        .find(|r| get_str(r, field::ID) == id);
+    let results = js_sys::Reflect::get(&answer.body, &"results".into()).unwrap_or(JsValue::UNDEFINED);
+    let result = Array::from(&results).iter().find(|r| get_str(r, field::ID) == id);
     match result {
         Some(r) if get_str(&r, "status") != status::REJECTED => Ok(r),
         Some(r) => Err(error(&get_str(&r, "message"), &get_str(&r, "field"))),
-        None if answer.status >= 500 => {
-            Err(error("the collector is unavailable, try again later", ""))
-        }
+        None if answer.status >= 500 => Err(error("the collector is unavailable, try again later", "")),
         None => {
             let message = get_str(&answer.body, "message");
             Err(error(

@@ -79,12 +79,7 @@ mod tests {
     use super::*;
 
     fn query<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
     }
 
     #[test]
@@ -94,10 +89,7 @@ mod tests {
             assert_eq!(decode_base64(encoded).unwrap(), b"alice?>", "{encoded}");
         }
         assert_eq!(decode_base64("YWxpY2U").unwrap(), b"alice");
-        assert_eq!(
-            decode_base64("++//").unwrap(),
-            decode_base64("--__").unwrap()
-        );
+        assert_eq!(decode_base64("++//").unwrap(), decode_base64("--__").unwrap());
     }
 
     #[test]
@@ -128,10 +120,7 @@ mod tests {
             xid: "x1".into(),
         };
         assert_eq!(from_query(new), Some(want));
-        assert_eq!(
-            from_query(legacy).map(|r| r.partner_key),
-            Some("alice".into())
-        );
+        assert_eq!(from_query(legacy).map(|r| r.partner_key), Some("alice".into()));
         assert_eq!(from_query(query(&[("ps_xid", "x1")])), None);
         assert_eq!(from_query(query(&[("ps_partner_key", "")])), None);
     }

@@ -43,10 +43,9 @@ pub async fn post(base: &str, pk: &str, events: &Array) -> Result<Answer, JsValu
     set(&init, "keepalive", &JsValue::TRUE);
     let window = web_sys::window().ok_or(JsValue::NULL)?;
     let url = String::from(base) + wire::EVENTS_PATH;
-    let response: Response =
-        JsFuture::from(window.fetch_with_str_and_init(&url, init.unchecked_ref()))
-            .await?
-            .dyn_into()?;
+    let response: Response = JsFuture::from(window.fetch_with_str_and_init(&url, init.unchecked_ref()))
+        .await?
+        .dyn_into()?;
     let body = match response.json() {
         Ok(promise) => JsFuture::from(promise).await.unwrap_or(JsValue::UNDEFINED),
         Err(_) => JsValue::UNDEFINED,

@@ -56,10 +56,7 @@ fn write_cookie(window: &Window, name: &str, value: &str, max_age: u32) {
 pub fn read(window: &Window, name: &str) -> Option<String> {
     let cookie = read_cookie(window, name).filter(|v| !v.is_empty());
     let mirror = local_storage(window).and_then(|s| s.get_item(name).ok().flatten());
-    let value = cookie
-        .clone()
-        .or(mirror.clone())
-        .filter(|v| !v.is_empty())?;
+    let value = cookie.clone().or(mirror.clone()).filter(|v| !v.is_empty())?;
     if cookie.is_none() || mirror.is_none() {
         write(window, name, &value);
     }

@@ -28,14 +28,13 @@ where
         .local_addr()
         .unwrap()
         .port();
-    let mut driver =
-        Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
-            .arg(format!("--port={port}"))
-            .env("TMPDIR", dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver is not installed: run `cargo xtask test`, which installs it");
+    let mut driver = Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+        .arg(format!("--port={port}"))
+        .env("TMPDIR", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is not installed: run `cargo xtask test`, which installs it");
     let stdout = driver.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let started = lines

@@ -74,12 +74,9 @@ impl Collector {
     }
 
     fn query_demo_key(db: &PathBuf) -> String {
-        let conn =
-            Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
-        conn.query_row("SELECT public_key FROM keys WHERE name = 'demo'", [], |r| {
-            r.get(0)
-        })
-        .expect("the demo key exists")
+        let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+        conn.query_row("SELECT public_key FROM keys WHERE name = 'demo'", [], |r| r.get(0))
+            .expect("the demo key exists")
     }
 
     /// A read-only connection to the collector's database file.

@@ -28,45 +28,24 @@ async fn sign_up(client: &Client, base: &str, name: &str, email: &str) {
         .send_keys(email)
         .await
         .unwrap();
-    client
-        .find(Locator::Id("submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    client.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
     client
         .wait()
         .at_most(Duration::from_secs(20))
         .for_element(Locator::Id("status"))
         .await
         .expect("the welcome page after signup");
-    let status = client
-        .find(Locator::Id("status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(
-        status, "Your account is ready.",
-        "createSignup reported an error"
-    );
+    let status = client.find(Locator::Id("status")).await.unwrap().text().await.unwrap();
+    assert_eq!(status, "Your account is ready.", "createSignup reported an error");
 }
 
 async fn journey(client: Client, landing_query: String, xid: &str) {
     let collector = Collector::start();
     let base = collector.url.clone();
-    client
-        .goto(&format!("{base}/?{landing_query}"))
-        .await
-        .unwrap();
+    client.goto(&format!("{base}/?{landing_query}")).await.unwrap();
     Page::ready(&client).await;
 
-    assert_eq!(
-        Page::eval(&client, "growsumo.data.partner_key").await,
-        json!("alice")
-    );
+    assert_eq!(Page::eval(&client, "growsumo.data.partner_key").await, json!("alice"));
     assert_eq!(Page::eval(&client, "growsumo.data.xid").await, json!(xid));
     let text = client
         .find(Locator::Id("referral"))
@@ -81,25 +60,15 @@ async fn journey(client: Client, landing_query: String, xid: &str) {
     assert_eq!(cookie.value(), "alice");
     assert_eq!(cookie.path(), Some("/"));
     assert_eq!(format!("{:?}", cookie.same_site()), "Some(Lax)");
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let expires = cookie
-        .expires_datetime()
-        .expect("a persistent cookie")
-        .unix_timestamp() as u64;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let expires = cookie.expires_datetime().expect("a persistent cookie").unix_timestamp() as u64;
     assert!(
         expires.abs_diff(now + NINETY_DAYS) < 120,
         "cookie expires in {} s",
         expires - now
     );
     assert_eq!(client.get_named_cookie("gsxid").await.unwrap().value(), xid);
-    let mirror = Page::eval(
-        &client,
-        "[localStorage.growSumoPartnerKey, localStorage.gsxid]",
-    )
-    .await;
+    let mirror = Page::eval(&client, "[localStorage.growSumoPartnerKey, localStorage.gsxid]").await;
     assert_eq!(mirror, json!(["alice", xid]));
 
     sign_up(&client, &base, "Ann Example", "ann@example.com").await;
@@ -108,21 +77,14 @@ async fn journey(client: Client, landing_query: String, xid: &str) {
     assert_eq!(customers.len(), 1, "{customers:?}");
     let ann = &customers[0];
     assert_eq!(
-        (
-            ann.customer_key.as_str(),
-            ann.email.as_str(),
-            ann.name.as_str()
-        ),
+        (ann.customer_key.as_str(), ann.email.as_str(), ann.name.as_str()),
         ("ann@example.com", "ann@example.com", "Ann Example")
     );
     assert_eq!(ann.partner_key.as_deref(), Some("alice"));
     assert_eq!(ann.xid.as_deref(), Some(xid));
     // The landing sent a click with this id, so the signup is credited through it.
     assert_eq!(ann.source.as_deref(), Some("xid"));
-    assert_eq!(
-        collector.count("SELECT count(*) FROM events WHERE type = 'click'"),
-        1
-    );
+    assert_eq!(collector.count("SELECT count(*) FROM events WHERE type = 'click'"), 1);
 
     let listed = collector.cli(&["customers", "list"]);
     assert!(
@@ -134,10 +96,7 @@ async fn journey(client: Client, landing_query: String, xid: &str) {
 #[tokio::test]
 async fn partner_link_then_signup_is_credited() {
     with_browser(|client| async move {
-        let query = format!(
-            "ps_partner_key={}&ps_xid=click-123",
-            b64("alice").trim_end_matches('=')
-        );
+        let query = format!("ps_partner_key={}&ps_xid=click-123", b64("alice").trim_end_matches('='));
         journey(client, query, "click-123").await;
     })
     .await;
@@ -159,18 +118,12 @@ async fn signup_without_a_partner_link_is_not_attributed() {
         let collector = Collector::start();
         client.goto(&format!("{}/", collector.url)).await.unwrap();
         Page::ready(&client).await;
-        assert_eq!(
-            Page::eval(&client, "growsumo.data.partner_key").await,
-            json!("")
-        );
+        assert_eq!(Page::eval(&client, "growsumo.data.partner_key").await, json!(""));
         sign_up(&client, &collector.url, "Nobody", "direct@example.com").await;
         let customers = collector.customers();
         assert_eq!(customers.len(), 1);
         assert_eq!(
-            (
-                customers[0].partner_key.clone(),
-                customers[0].source.clone()
-            ),
+            (customers[0].partner_key.clone(), customers[0].source.clone()),
             (None, None)
         );
         assert!(
@@ -187,10 +140,7 @@ async fn last_click_wins() {
         let collector = Collector::start();
         let base = &collector.url;
         client
-            .goto(&format!(
-                "{base}/?ps_partner_key={}&ps_xid=a1",
-                b64("alice")
-            ))
+            .goto(&format!("{base}/?ps_partner_key={}&ps_xid=a1", b64("alice")))
             .await
             .unwrap();
         Page::ready(&client).await;
@@ -204,20 +154,13 @@ async fn last_click_wins() {
             json!(["bob", ""])
         );
         assert_eq!(
-            client
-                .get_named_cookie("growSumoPartnerKey")
-                .await
-                .unwrap()
-                .value(),
+            client.get_named_cookie("growSumoPartnerKey").await.unwrap().value(),
             "bob"
         );
         // A later page without a link keeps the last referral.
         client.goto(&format!("{base}/signup.html")).await.unwrap();
         Page::ready(&client).await;
-        assert_eq!(
-            Page::eval(&client, "growsumo.data.partner_key").await,
-            json!("bob")
-        );
+        assert_eq!(Page::eval(&client, "growsumo.data.partner_key").await, json!("bob"));
         sign_up(&client, base, "Bea", "bea@example.com").await;
         let customer = &collector.customers()[0];
         assert_eq!(
@@ -256,10 +199,7 @@ const EARLY_SIGNUP: &str = r#"
 async fn create_signup_right_after_initialize_lands() {
     with_browser(|client| async move {
         let collector = Collector::start();
-        client
-            .goto(&format!("{}/welcome.html", collector.url))
-            .await
-            .unwrap();
+        client.goto(&format!("{}/welcome.html", collector.url)).await.unwrap();
         let answer = client
             .execute_async(
                 EARLY_SIGNUP,
@@ -283,15 +223,9 @@ async fn create_signup_right_after_initialize_lands() {
 async fn callback_gets_the_rejected_field() {
     with_browser(|client| async move {
         let collector = Collector::start();
-        client
-            .goto(&format!("{}/welcome.html", collector.url))
-            .await
-            .unwrap();
+        client.goto(&format!("{}/welcome.html", collector.url)).await.unwrap();
         let answer = client
-            .execute_async(
-                EARLY_SIGNUP,
-                vec![json!(collector.public_key), json!("not-an-email")],
-            )
+            .execute_async(EARLY_SIGNUP, vec![json!(collector.public_key), json!("not-an-email")])
             .await
             .unwrap();
         assert_eq!(answer["error"]["field"], json!("email"), "{answer}");
@@ -307,12 +241,14 @@ async fn callback_gets_an_error_when_the_collector_is_down() {
         let collector = Collector::start();
         let base = collector.url.clone();
         client.goto(&format!("{base}/welcome.html")).await.unwrap();
-        // Load the snippet, then stop the collector before signing up.
+        // Load the snippet and wait until its wasm is ready (the loader runs
+        // growsumoInit only then), then stop the collector before signing up.
         let load = r#"
-            const done = arguments[arguments.length - 1];
+            const [pk, done] = arguments;
+            window.growsumoInit = () => done(true);
             const gs = document.createElement("script");
             gs.src = "/v1/";
-            gs.onload = () => { growsumo._initialize(arguments[0]); done(true); };
+            gs.onload = () => { growsumo._initialize(pk); growsumoInit(); };
             document.head.appendChild(gs);
         "#;
         client
@@ -326,10 +262,7 @@ async fn callback_gets_an_error_when_the_collector_is_down() {
             growsumo.createSignup((error) => done(error ? error.message : "no error"));
         "#;
         let message = client.execute_async(signup, vec![]).await.unwrap();
-        assert!(
-            message.as_str().unwrap().contains("network error"),
-            "{message}"
-        );
+        assert!(message.as_str().unwrap().contains("network error"), "{message}");
     })
     .await;
 }

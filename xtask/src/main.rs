@@ -36,8 +36,18 @@ enum Task {
     Size,
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> Result<()> {
+    match task {
         Task::Build => {
             snippet::build()?;
             cargo(&["build", "--release", "-p", "collector"])
@@ -57,16 +67,9 @@ fn main() -> Result<()> {
             tools::ensure_browser()?;
             snippet::build()?;
             cargo(&["fmt", "--all", "--check"])?;
-            cargo(&[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ])?;
+            cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
             cargo(&["build", "-p", "collector"])?;
-            cargo(&["test", "--workspace"])
+            test_workspace()
         }
         Task::Size => {
             snippet::build()?;
@@ -101,6 +104,38 @@ pub fn cargo(args: &[&str]) -> Result<()> {
         .status()
         .context("running cargo")?;
     check(status, &format!("cargo {}", args.join(" ")))
+}
+
+/// Runs every test of the workspace, echoing cargo's output, and ends with one
+/// summary line over all test binaries (`tests: N passed, M failed`).
+fn test_workspace() -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut child = Command::new(cargo)
+        .args(["test", "--workspace", "--all-targets"])
+        .current_dir(root())
+        .env("SNIPPET_DIST", snippet::dist_dir())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(counts) = line.strip_prefix("test result: ") {
+            let count = |word: &str| -> usize {
+                counts
+                    .split(['.', ';'])
+                    .find_map(|part| part.trim().strip_suffix(word)?.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            passed += count(" passed");
+            failed += count(" failed");
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed");
+    check(status, "cargo test --workspace")
 }
 
 pub fn check(status: std::process::ExitStatus, what: &str) -> Result<()> {

@@ -51,11 +51,7 @@ pub fn build() -> Result<()> {
             "--enable-reference-types",
             "--enable-nontrapping-float-to-int",
         ])
-        .args([
-            "--enable-sign-ext",
-            "--enable-mutable-globals",
-            "--enable-multivalue",
-        ])
+        .args(["--enable-sign-ext", "--enable-mutable-globals", "--enable-multivalue"])
         .arg(bindgen_dir.join("snippet_bg.wasm"))
         .arg("-o")
         .arg(&optimised)
@@ -67,8 +63,7 @@ pub fn build() -> Result<()> {
     let wasm_file = format!("growsumo-{}.wasm", hex(&hash[..8]));
 
     let glue = fs::read_to_string(bindgen_dir.join("snippet.js"))?;
-    let loader =
-        fs::read_to_string(root().join("snippet/loader.js"))?.replace("__WASM_FILE__", &wasm_file);
+    let loader = fs::read_to_string(root().join("snippet/loader.js"))?.replace("__WASM_FILE__", &wasm_file);
     let script = minify(&format!("(function(){{\n{glue}\n{loader}}})();\n"))?;
 
     let dist = dist_dir();

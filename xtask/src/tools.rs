@@ -25,9 +25,7 @@ pub fn ensure_wasm_target() -> Result<()> {
     if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
         eprintln!("xtask: installing the {WASM_TARGET} target");
         check(
-            Command::new("rustup")
-                .args(["target", "add", WASM_TARGET])
-                .status()?,
+            Command::new("rustup").args(["target", "add", WASM_TARGET]).status()?,
             "rustup target add",
         )?;
     }
@@ -52,13 +50,7 @@ fn npm_tool(bin: &str) -> Result<PathBuf> {
         eprintln!("xtask: installing {BINARYEN} and {TERSER} with npm");
         std::fs::create_dir_all(&prefix)?;
         let status = Command::new("npm")
-            .args([
-                "install",
-                "--no-save",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-            ])
+            .args(["install", "--no-save", "--no-audit", "--no-fund", "--prefix"])
             .arg(&prefix)
             .args([BINARYEN, TERSER])
             .status()
@@ -84,10 +76,7 @@ pub fn ensure_browser() -> Result<()> {
         bail!("the browser tests need Debian's chromium and chromium-driver: run `sudo apt-get install -y chromium chromium-driver`, then try again");
     }
     eprintln!("xtask: installing chromium and chromium-driver with apt-get");
-    check(
-        Command::new("apt-get").arg("update").status()?,
-        "apt-get update",
-    )?;
+    check(Command::new("apt-get").arg("update").status()?, "apt-get update")?;
     check(
         Command::new("apt-get")
             .args([

@@ -35,10 +35,9 @@ pub struct Batch {
 }
 
 pub fn decode_batch(body: &[u8]) -> Result<Batch, FieldError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| FieldError::new("body", format!("is not valid UTF-8 ({e})")))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| FieldError::new("body", format!("is not valid JSON: {e}")))?;
+    let text = std::str::from_utf8(body).map_err(|e| FieldError::new("body", format!("is not valid UTF-8 ({e})")))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| FieldError::new("body", format!("is not valid JSON: {e}")))?;
     let Value::Object(mut envelope) = value else {
         return Err(FieldError::new(
             "body",
@@ -47,12 +46,7 @@ pub fn decode_batch(body: &[u8]) -> Result<Batch, FieldError> {
     };
     let pk = match envelope.remove("pk") {
         Some(Value::String(pk)) if !pk.is_empty() && pk.len() <= 64 => pk,
-        Some(Value::String(_)) => {
-            return Err(FieldError::new(
-                "pk",
-                "must be a public key of 1 to 64 characters",
-            ))
-        }
+        Some(Value::String(_)) => return Err(FieldError::new("pk", "must be a public key of 1 to 64 characters")),
         None => {
             return Err(FieldError::new(
                 "pk",
@@ -88,10 +82,7 @@ fn decode_event(value: Value) -> Result<NewEvent, (Option<String>, FieldError)> 
         return Err((None, FieldError::new("event", "must be an object")));
     };
     let id = required(&obj, field::ID, limit::ID).map_err(|e| (None, e))?;
-    if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err((
             None,
             FieldError::new(field::ID, "may hold only letters, digits, '-' and '_'"),
@@ -125,10 +116,7 @@ fn decode_event(value: Value) -> Result<NewEvent, (Option<String>, FieldError)> 
     let partner_key = optional(&obj, field::PARTNER_KEY, limit::PARTNER_KEY).map_err(fail)?;
     let signup = match kind {
         EventKind::Click if partner_key.is_none() => {
-            return Err(fail(FieldError::new(
-                field::PARTNER_KEY,
-                "is required for a click",
-            )));
+            return Err(fail(FieldError::new(field::PARTNER_KEY, "is required for a click")));
         }
         EventKind::Click => None,
         EventKind::Signup => Some(decode_signup(&obj).map_err(fail)?),
@@ -155,8 +143,7 @@ fn decode_signup(obj: &Map<String, Value>) -> Result<Signup, FieldError> {
     }
     Ok(Signup {
         // PartnerStack's rule: without a customer key, the email is the key.
-        customer_key: optional(obj, field::CUSTOMER_KEY, limit::CUSTOMER_KEY)?
-            .unwrap_or_else(|| email.clone()),
+        customer_key: optional(obj, field::CUSTOMER_KEY, limit::CUSTOMER_KEY)?.unwrap_or_else(|| email.clone()),
         name: optional(obj, field::NAME, limit::NAME)?.unwrap_or_default(),
         provider_key: optional(obj, field::PROVIDER_KEY, limit::PROVIDER_KEY)?,
         email,
@@ -165,11 +152,7 @@ fn decode_signup(obj: &Map<String, Value>) -> Result<Signup, FieldError> {
 
 /// A string field, absent or empty meaning `None`, at most `max` characters,
 /// without control characters.
-fn optional(
-    obj: &Map<String, Value>,
-    name: &str,
-    max: usize,
-) -> Result<Option<String>, FieldError> {
+fn optional(obj: &Map<String, Value>, name: &str, max: usize) -> Result<Option<String>, FieldError> {
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -242,18 +225,12 @@ mod tests {
         assert_eq!(e.client_ts, 1_700_000_000_000);
         assert_eq!(e.partner_key.as_deref(), Some("alice"));
         let s = e.signup.unwrap();
-        assert_eq!(
-            (s.customer_key.as_str(), s.name.as_str()),
-            ("a@b.co", "Ann")
-        );
+        assert_eq!((s.customer_key.as_str(), s.name.as_str()), ("a@b.co", "Ann"));
     }
 
     #[test]
     fn names_the_bad_field() {
-        assert_eq!(
-            field_of(r#"{"id":"a","type":"signup","email":"nope"}"#),
-            "email"
-        );
+        assert_eq!(field_of(r#"{"id":"a","type":"signup","email":"nope"}"#), "email");
         assert_eq!(field_of(r#"{"id":"a","type":"signup"}"#), "email");
         assert_eq!(
             field_of(r#"{"id":"a","type":"signup","email":"a@b.co","name":7}"#),
@@ -310,8 +287,7 @@ mod tests {
             assert!(is_email(good), "{good}");
         }
         for bad in [
-            "", "a", "a@b", "@b.co", "a@.co", "a@b..co", "a b@c.co", "a@b.co ", ".a@b.co",
-            "a@-b.co", "a@b_c.co",
+            "", "a", "a@b", "@b.co", "a@.co", "a@b..co", "a b@c.co", "a@b.co ", ".a@b.co", "a@-b.co", "a@b_c.co",
         ] {
             assert!(!is_email(bad), "{bad}");
         }

@@ -58,14 +58,8 @@ pub fn preflight(req: &Request<Incoming>) -> Reply {
     let mut reply = reply::bytes("text/plain", "no-store", Bytes::new());
     *reply.status_mut() = StatusCode::NO_CONTENT;
     let headers = reply.headers_mut();
-    headers.insert(
-        "access-control-allow-methods",
-        HeaderValue::from_static("POST"),
-    );
-    headers.insert(
-        "access-control-allow-headers",
-        HeaderValue::from_static("content-type"),
-    );
+    headers.insert("access-control-allow-methods", HeaderValue::from_static("POST"));
+    headers.insert("access-control-allow-headers", HeaderValue::from_static("content-type"));
     headers.insert("access-control-max-age", HeaderValue::from_static("86400"));
     if let Some(origin) = req.headers().get(ORIGIN) {
         allow_origin(&mut reply, origin.clone());
@@ -85,12 +79,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if essence != "text/plain" && essence != "application/json" {
         return reply::error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -115,13 +104,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
     };
     let key = match app.public_key(&batch.pk).await {
         Some(key) if !key.revoked => key,
-        Some(_) => {
-            return reply::error(
-                StatusCode::UNAUTHORIZED,
-                "pk",
-                "this public key was revoked",
-            )
-        }
+        Some(_) => return reply::error(StatusCode::UNAUTHORIZED, "pk", "this public key was revoked"),
         None => {
             return reply::error(
                 StatusCode::UNAUTHORIZED,
@@ -130,14 +113,13 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
             )
         }
     };
-    if let Some(origin) = origin
-        .as_deref()
-        .filter(|o| !key.allows_origin(o, same_origin))
-    {
+    if let Some(origin) = origin.as_deref().filter(|o| !key.allows_origin(o, same_origin)) {
         return reply::error(
             StatusCode::FORBIDDEN,
             "origin",
-            &format!("pages at {origin} may not send events with this key; add the origin to the key's allowed origins"),
+            &format!(
+                "pages at {origin} may not send events with this key; add the origin to the key's allowed origins"
+            ),
         );
     }
 
@@ -171,9 +153,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
                     "events",
                     "the collector is busy; retry shortly",
                 );
-                reply
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                reply.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 return reply;
             }
             Err(e) => {
@@ -225,10 +205,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
 }
 
 fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> Option<String> {
-    req.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(String::from)
+    req.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from)
 }
 
 /// Reads at most `limit::BODY_BYTES`, within `BODY_TIMEOUT`.
@@ -244,11 +221,7 @@ async fn read_body(body: Incoming) -> Result<Bytes, Reply> {
                 limit::BODY_BYTES
             ),
         )),
-        Ok(Err(_)) => Err(reply::error(
-            StatusCode::BAD_REQUEST,
-            "body",
-            "was cut short",
-        )),
+        Ok(Err(_)) => Err(reply::error(StatusCode::BAD_REQUEST, "body", "was cut short")),
         Err(_) => Err(reply::error(
             StatusCode::REQUEST_TIMEOUT,
             "body",

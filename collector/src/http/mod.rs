@@ -69,10 +69,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
     }
 }
@@ -85,9 +82,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Reply {
         (&Method::OPTIONS, "/v1/events") => events::preflight(&req),
         (&Method::GET, "/v1/" | "/v1/growsumo.js") => loader(&req),
         (&Method::GET, p) if p.starts_with("/v1/") && p.ends_with(".wasm") => wasm(&p[4..]),
-        (&Method::GET, "/healthz") => {
-            reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
-        }
+        (&Method::GET, "/healthz") => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         (&Method::GET, p) if app.demo_key.is_some() => demo(app, p),
         (_, p) => reply::not_found(p),
     }
@@ -107,19 +102,11 @@ fn loader(req: &Request<Incoming>) -> Reply {
     };
     let etag = HeaderValue::from_static(snippet.loader_etag);
     let mut reply = if req.headers().get(IF_NONE_MATCH) == Some(&etag) {
-        let mut reply = reply::bytes(
-            "application/javascript; charset=utf-8",
-            "no-cache",
-            bytes::Bytes::new(),
-        );
+        let mut reply = reply::bytes("application/javascript; charset=utf-8", "no-cache", bytes::Bytes::new());
         *reply.status_mut() = StatusCode::NOT_MODIFIED;
         reply
     } else {
-        reply::bytes(
-            "application/javascript; charset=utf-8",
-            "no-cache",
-            snippet.loader,
-        )
+        reply::bytes("application/javascript; charset=utf-8", "no-cache", snippet.loader)
     };
     reply.headers_mut().insert(ETAG, etag);
     reply
@@ -127,11 +114,9 @@ fn loader(req: &Request<Incoming>) -> Reply {
 
 fn wasm(name: &str) -> Reply {
     match &assets::SNIPPET {
-        Some(snippet) if snippet.wasm_name == name => reply::bytes(
-            "application/wasm",
-            "public, max-age=31536000, immutable",
-            snippet.wasm,
-        ),
+        Some(snippet) if snippet.wasm_name == name => {
+            reply::bytes("application/wasm", "public, max-age=31536000, immutable", snippet.wasm)
+        }
         Some(_) => reply::not_found(name),
         None => missing_snippet(),
     }

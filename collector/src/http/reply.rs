@@ -37,11 +37,7 @@ pub fn error(status: StatusCode, field: &str, message: &str) -> Reply {
     )
 }
 
-pub fn bytes(
-    content_type: &'static str,
-    cache_control: &'static str,
-    body: impl Into<Bytes>,
-) -> Reply {
+pub fn bytes(content_type: &'static str, cache_control: &'static str, body: impl Into<Bytes>) -> Reply {
     let mut reply = Response::new(Full::new(body.into()));
     let headers = reply.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -50,9 +46,5 @@ pub fn bytes(
 }
 
 pub fn not_found(path: &str) -> Reply {
-    error(
-        StatusCode::NOT_FOUND,
-        "path",
-        &format!("nothing is served at {path}"),
-    )
+    error(StatusCode::NOT_FOUND, "path", &format!("nothing is served at {path}"))
 }

@@ -34,11 +34,7 @@ pub struct Attribution {
 }
 
 /// Decides the partner for a signup event of key `key_id`, or `None`.
-pub fn decide(
-    conn: &Connection,
-    key_id: i64,
-    signup: &NewEvent,
-) -> rusqlite::Result<Option<Attribution>> {
+pub fn decide(conn: &Connection, key_id: i64, signup: &NewEvent) -> rusqlite::Result<Option<Attribution>> {
     if let Some(xid) = &signup.xid {
         let clicked: Option<String> = conn
             .prepare_cached(

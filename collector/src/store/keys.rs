@@ -67,8 +67,7 @@ fn from_row(row: &Row) -> rusqlite::Result<Key> {
 /// Creates a key pair named `name`, allowed to send events from `origins`.
 pub fn create(conn: &Connection, mode: Mode, name: &str, origins: &[String]) -> Result<KeyPair> {
     for origin in origins {
-        if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://"))
-            || origin.ends_with('/')
+        if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/')
         {
             bail!("origin {origin:?} must look like https://shop.example (scheme and host, no path), or be *");
         }
@@ -108,18 +107,14 @@ pub fn find(conn: &Connection, public_key: &str) -> Result<Option<Key>> {
 
 /// The first live (not revoked) key named `name`.
 pub fn find_by_name(conn: &Connection, name: &str) -> Result<Option<Key>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM keys WHERE name = ?1 AND revoked_at IS NULL ORDER BY id LIMIT 1"
-    );
+    let sql = format!("SELECT {COLUMNS} FROM keys WHERE name = ?1 AND revoked_at IS NULL ORDER BY id LIMIT 1");
     Ok(conn.query_row(&sql, [name], from_row).optional()?)
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<Key>> {
     let sql = format!("SELECT {COLUMNS} FROM keys ORDER BY id");
     let mut stmt = conn.prepare(&sql)?;
-    let keys = stmt
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    let keys = stmt.query_map([], from_row)?.collect::<rusqlite::Result<_>>()?;
     Ok(keys)
 }
 

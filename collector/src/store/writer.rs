@@ -67,18 +67,10 @@ impl Writer {
     }
 
     /// Stores `events` for key `key_id`; resolves once they are committed.
-    pub async fn submit(
-        &self,
-        key_id: i64,
-        events: Vec<NewEvent>,
-    ) -> Result<Vec<Outcome>, WriterError> {
+    pub async fn submit(&self, key_id: i64, events: Vec<NewEvent>) -> Result<Vec<Outcome>, WriterError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .try_send(Job {
-                key_id,
-                events,
-                reply,
-            })
+            .try_send(Job { key_id, events, reply })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => WriterError::Busy,
                 mpsc::error::TrySendError::Closed(_) => WriterError::Stopped,

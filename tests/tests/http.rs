@@ -1,0 +1,228 @@
+//! The collector over real HTTP on loopback, against its real SQLite file:
+//! what is stored, what is refused (and that the refusal names the field),
+//! and how the snippet's files are served.
+
+use e2e::http::{get, post_events, send};
+use e2e::Collector;
+use serde_json::{json, Value};
+
+fn batch(pk: &str, events: Value) -> String {
+    json!({ "pk": pk, "events": events }).to_string()
+}
+
+fn signup(id: &str, email: &str) -> Value {
+    json!({"id": id, "type": "signup", "ts": 1_700_000_000_000u64, "email": email, "name": "Ann", "partner_key": "alice"})
+}
+
+fn stored_events(c: &Collector) -> i64 {
+    c.count("SELECT count(*) FROM events")
+}
+
+#[tokio::test]
+async fn a_valid_batch_is_stored_once() {
+    let c = Collector::start();
+    let click =
+        json!({"id": "c1", "type": "click", "partner_key": "alice", "xid": "x1", "url": "https://shop.example/"});
+    let body = batch(&c.public_key, json!([click, signup("s1", "ann@example.com")]));
+    let first = post_events(&c.url, body.clone()).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.json(),
+        json!({"results": [{"id": "c1", "status": "accepted"}, {"id": "s1", "status": "accepted"}]})
+    );
+    // A retry after a lost answer: acknowledged again, stored once.
+    let again = post_events(&c.url, body).await;
+    assert_eq!(again.json()["results"][1], json!({"id": "s1", "status": "duplicate"}));
+    assert_eq!(stored_events(&c), 2);
+    let customers = c.customers();
+    assert_eq!(customers.len(), 1);
+    assert_eq!(customers[0].partner_key.as_deref(), Some("alice"));
+}
+
+#[tokio::test]
+async fn a_bad_event_is_rejected_alone() {
+    let c = Collector::start();
+    let body = batch(
+        &c.public_key,
+        json!([signup("ok1", "ok@example.com"), signup("bad1", "nope")]),
+    );
+    let answer = post_events(&c.url, body).await;
+    assert_eq!(answer.status, 200);
+    let results = answer.json()["results"].clone();
+    assert_eq!(results[0], json!({"id": "ok1", "status": "accepted"}));
+    assert_eq!(
+        (results[1]["status"].clone(), results[1]["field"].clone()),
+        (json!("rejected"), json!("email"))
+    );
+    assert_eq!(stored_events(&c), 1);
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_json_error_naming_the_field_and_store_nothing() {
+    let c = Collector::start();
+    let pk = c.public_key.clone();
+    let long_name = "n".repeat(wire::limit::NAME + 1);
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            r#"{"pk": "x", "events": [{"id": "#.into(),
+            400,
+            "body",
+        ),
+        ("not an object", "[1,2]".into(), 400, "body"),
+        (
+            "unknown key",
+            batch("pk_test_nobody", json!([signup("a", "a@example.com")])),
+            401,
+            "pk",
+        ),
+        (
+            "missing key",
+            json!({"events": [signup("a", "a@example.com")]}).to_string(),
+            400,
+            "pk",
+        ),
+        (
+            "oversized body",
+            batch(
+                &pk,
+                json!([{"id": "big", "type": "click", "partner_key": "x".repeat(70_000)}]),
+            ),
+            413,
+            "body",
+        ),
+        (
+            "overlong name",
+            batch(
+                &pk,
+                json!([{"id": "n1", "type": "signup", "email": "a@example.com", "name": long_name}]),
+            ),
+            400,
+            "events[0].name",
+        ),
+        (
+            "invalid email",
+            batch(&pk, json!([signup("e1", "ann@@example")])),
+            400,
+            "events[0].email",
+        ),
+        (
+            "wrong type",
+            batch(&pk, json!([{"id": "t1", "type": "purchase"}])),
+            400,
+            "events[0].type",
+        ),
+        (
+            "too many events",
+            batch(&pk, Value::Array(vec![signup("m", "a@example.com"); 101])),
+            400,
+            "events",
+        ),
+        ("no events", batch(&pk, json!([])), 400, "events"),
+    ];
+    for (what, body, status, field) in cases {
+        let answer = post_events(&c.url, body).await;
+        assert_eq!(
+            answer.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let error = answer.json();
+        assert_eq!(error["field"], json!(field), "{what}: {error}");
+        assert_eq!(error["status"], json!(status), "{what}: {error}");
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {error}"
+        );
+    }
+
+    let invalid_utf8 = post_events(&c.url, &b"{\"pk\": \"\xff\xfe\"}"[..]).await;
+    assert_eq!(
+        (invalid_utf8.status.as_u16(), invalid_utf8.json()["field"].clone()),
+        (400, json!("body"))
+    );
+    let form = send(
+        "POST",
+        &format!("{}/v1/events", c.url),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        batch(&pk, json!([signup("f1", "a@example.com")])),
+    )
+    .await;
+    assert_eq!(
+        (form.status.as_u16(), form.json()["field"].clone()),
+        (415, json!("content-type"))
+    );
+
+    assert_eq!(stored_events(&c), 0);
+    assert_eq!(get(&format!("{}/healthz", c.url)).await.status, 200, "still healthy");
+}
+
+#[tokio::test]
+async fn only_allowed_origins_may_write() {
+    let c = Collector::start();
+    let created = c.cli(&["keys", "create", "--name", "shop", "--origin", "https://shop.example"]);
+    let shop_pk = created
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .unwrap()
+        .to_owned();
+    let post_from = |origin: String, pk: String, id: &'static str| {
+        let url = format!("{}/v1/events", c.url);
+        async move {
+            let body = batch(&pk, json!([signup(id, "a@example.com")]));
+            send(
+                "POST",
+                &url,
+                &[("content-type", "text/plain"), ("origin", &origin)],
+                body,
+            )
+            .await
+        }
+    };
+
+    let allowed = post_from("https://shop.example".into(), shop_pk.clone(), "o1").await;
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.headers["access-control-allow-origin"], "https://shop.example");
+
+    let other = post_from("https://evil.example".into(), shop_pk, "o2").await;
+    assert_eq!(
+        (other.status.as_u16(), other.json()["field"].clone()),
+        (403, json!("origin"))
+    );
+
+    // The demo key has no allowed origins: only the collector's own pages.
+    let own = post_from(c.url.clone(), c.public_key.clone(), "o3").await;
+    assert_eq!(own.status, 200);
+    let foreign = post_from("https://shop.example".into(), c.public_key.clone(), "o4").await;
+    assert_eq!(foreign.status, 403);
+
+    assert_eq!(stored_events(&c), 2);
+}
+
+#[tokio::test]
+async fn the_snippet_is_served_with_the_right_types_and_caching() {
+    let c = Collector::start();
+    let loader = get(&format!("{}/v1/", c.url)).await;
+    assert_eq!(loader.status, 200);
+    assert_eq!(loader.headers["content-type"], "application/javascript; charset=utf-8");
+    assert_eq!(loader.headers["cache-control"], "no-cache");
+    let etag = loader.headers["etag"].to_str().unwrap().to_owned();
+    let revalidated = send("GET", &format!("{}/v1/", c.url), &[("if-none-match", &etag)], "").await;
+    assert_eq!(revalidated.status, 304);
+
+    let script = String::from_utf8(loader.body.to_vec()).unwrap();
+    let start = script.find("growsumo-").expect("the loader names its wasm");
+    let name = &script[start..start + script[start..].find(".wasm").unwrap() + 5];
+    let wasm = get(&format!("{}/v1/{name}", c.url)).await;
+    assert_eq!(wasm.status, 200);
+    assert_eq!(wasm.headers["content-type"], "application/wasm");
+    assert_eq!(wasm.headers["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(&wasm.body[..4], b"\0asm");
+
+    let stale = get(&format!("{}/v1/growsumo-0000000000000000.wasm", c.url)).await;
+    assert_eq!(
+        (stale.status.as_u16(), stale.json()["field"].clone()),
+        (404, json!("path"))
+    );
+}
