@@ -15,7 +15,7 @@ pub struct Collector {
     _dir: tempfile::TempDir,
 }
 
-/// A stored customer line item, read straight from the database file.
+/// A stored customer line item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
     pub customer_key: String,
@@ -84,24 +84,26 @@ impl Collector {
         Connection::open_with_flags(&self.db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db")
     }
 
+    /// The stored customers, oldest first, as `collector customers list --json` prints them.
     pub fn customers(&self) -> Vec<Customer> {
-        let conn = self.db();
-        let mut stmt = conn
-            .prepare("SELECT customer_key, email, name, partner_key, xid, source FROM customers ORDER BY id")
-            .unwrap();
-        stmt.query_map([], |r| {
-            Ok(Customer {
-                customer_key: r.get(0)?,
-                email: r.get(1)?,
-                name: r.get(2)?,
-                partner_key: r.get(3)?,
-                xid: r.get(4)?,
-                source: r.get(5)?,
+        let text = |v: &serde_json::Value| v.as_str().map(String::from);
+        let mut customers: Vec<Customer> = self
+            .cli(&["customers", "list", "--json"])
+            .lines()
+            .map(|line| {
+                let row: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+                Customer {
+                    customer_key: text(&row["customer_key"]).unwrap(),
+                    email: text(&row["email"]).unwrap(),
+                    name: text(&row["name"]).unwrap(),
+                    partner_key: text(&row["partner_key"]),
+                    xid: text(&row["xid"]),
+                    source: text(&row["source"]),
+                }
             })
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+            .collect();
+        customers.reverse();
+        customers
     }
 
     pub fn count(&self, sql: &str) -> i64 {

@@ -123,29 +123,32 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         );
     }
 
-    let mut results = Vec::with_capacity(batch.events.len());
+    // One slot per event, in the order sent; `None` until the writer answers.
+    let mut slots: Vec<Option<EventResult>> = Vec::with_capacity(batch.events.len());
     let mut valid = Vec::new();
-    for event in batch.events {
+    let mut first_rejected = None;
+    for (i, event) in batch.events.into_iter().enumerate() {
         match event {
             Ok(event) => {
-                results.push(EventResult {
-                    id: Some(event.id.clone()),
-                    status: "",
-                    field: None,
-                    message: None,
-                });
+                slots.push(None);
                 valid.push(event);
             }
-            Err((id, FieldError { field, message })) => results.push(EventResult {
-                id,
-                status: status::REJECTED,
-                field: Some(field),
-                message: Some(message),
-            }),
+            Err((id, FieldError { field, message })) => {
+                first_rejected.get_or_insert_with(|| (format!("events[{i}].{field}"), message.clone()));
+                slots.push(Some(EventResult {
+                    id,
+                    status: status::REJECTED,
+                    field: Some(field),
+                    message: Some(message),
+                }));
+            }
         }
     }
-    if !valid.is_empty() {
-        let outcomes = match app.writer.submit(key.id, valid).await {
+    let ids: Vec<String> = valid.iter().map(|e| e.id.clone()).collect();
+    let outcomes = if valid.is_empty() {
+        Vec::new()
+    } else {
+        match app.writer.submit(key.id, valid).await {
             Ok(outcomes) => outcomes,
             Err(WriterError::Busy) => {
                 let mut reply = reply::error(
@@ -164,25 +167,21 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
                     "the events could not be stored; retry later",
                 );
             }
-        };
-        let pending = results.iter_mut().filter(|r| r.status.is_empty());
-        for (result, outcome) in pending.zip(outcomes) {
-            result.status = match outcome {
-                Outcome::Accepted => status::ACCEPTED,
-                Outcome::Duplicate => status::DUPLICATE,
-            };
         }
-    }
-    let first_rejected = results
-        .iter()
-        .enumerate()
-        .find(|(_, r)| r.status == status::REJECTED)
-        .map(|(i, r)| {
-            (
-                format!("events[{i}].{}", r.field.as_deref().unwrap_or("")),
-                r.message.clone().unwrap_or_default(),
-            )
-        });
+    };
+    let mut stored = ids.into_iter().zip(outcomes).map(|(id, outcome)| EventResult {
+        id: Some(id),
+        status: match outcome {
+            Outcome::Accepted => status::ACCEPTED,
+            Outcome::Duplicate => status::DUPLICATE,
+        },
+        field: None,
+        message: None,
+    });
+    let results: Vec<EventResult> = slots
+        .into_iter()
+        .filter_map(|slot| slot.or_else(|| stored.next()))
+        .collect();
     let stored_any = results.iter().any(|r| r.status != status::REJECTED);
     let code = if stored_any {
         StatusCode::OK
