@@ -161,10 +161,8 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         if demo_key.is_some() {
             println!("  demo landing: http://{addr}/?ps_partner_key=YWxpY2U&ps_xid=demo-click-1  (partner \"alice\")");
             println!("  demo signup:  http://{addr}/signup.html");
-            println!(
-                "  customers:    collector --db {} customers list",
-                store.path().display()
-            );
+            let exe = std::env::args().next().unwrap_or_else(|| "collector".into());
+            println!("  customers:    {exe} --db {} customers list", store.path().display());
         }
         let app = Arc::new(App::new(store, writer, demo_key));
         crate::http::serve(listener, app, shutdown_signal()).await;
