@@ -12,6 +12,14 @@ if (!gs || !gs._q) {
   var ready = 0; // 0 loading, 1 ready, 2 failed
   var pk = "";
   var wasm = wasm_bindgen;
+  // The wasm side's per-page state (see delivery.rs); `retry` is its timer.
+  var st = {
+    retry: function (ms) {
+      setTimeout(function () {
+        run(function () { wasm.flush(base, st); });
+      }, ms);
+    },
+  };
   // Runs `job` now if the module is ready, else queues it. `cb`, if any, is
   // told of the failure when the module cannot load or the job throws.
   var run = function (job, cb) {
@@ -38,7 +46,7 @@ if (!gs || !gs._q) {
           run(function () { try { init(); } catch (e) {} }, init);
         };
       }
-      run(function () { wasm.init(base, pk, gs.data); });
+      run(function () { wasm.init(base, pk, gs.data, st); });
     },
     createSignup: function (cb) {
       // Snapshot the data now: the page may change growsumo.data before the
@@ -48,9 +56,34 @@ if (!gs || !gs._q) {
         var v = gs.data[k];
         data[k] = v == null ? "" : String(v);
       }
-      run(function () { wasm.signup(base, pk, data, cb); }, cb);
+      // The callback runs once: with the collector's answer, or, if none came
+      // within 1.5 s, with status "queued" (the signup is in the outbox and
+      // will be delivered), so a page waiting on it can move on.
+      var called = 0;
+      var done = function (error, result) {
+        if (!called++ && typeof cb == "function") cb(error, result);
+      };
+      run(function () {
+        var id = wasm.signup(base, pk, data, done, st);
+        setTimeout(function () {
+          try { done(null, { id: id, status: "queued" }); } catch (e) {}
+        }, 1500);
+      }, done);
     },
   };
+  // Leaving or hiding the page: beacon what is still unsent. Back online: retry.
+  var hide = function () {
+    try {
+      if (ready == 1) wasm.beacon(base, st);
+    } catch (e) {}
+  };
+  w.addEventListener("pagehide", hide);
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState == "hidden") hide();
+  });
+  w.addEventListener("online", function () {
+    run(function () { wasm.flush(base, st); });
+  });
   var drain = function (state) {
     ready = state;
     queue.splice(0).forEach(function (item) { run(item[0], item[1]); });

@@ -18,15 +18,18 @@ pub struct App {
     pub writer: Writer,
     /// Public key of the demo site's pages, when the demo is served.
     pub demo_key: Option<String>,
+    /// How long a client may take to send its headers, and its body.
+    pub client_timeout: Duration,
     key_cache: Mutex<HashMap<String, (Instant, Option<Key>)>>,
 }
 
 impl App {
-    pub fn new(store: Store, writer: Writer, demo_key: Option<String>) -> App {
+    pub fn new(store: Store, writer: Writer, demo_key: Option<String>, client_timeout: Duration) -> App {
         App {
             store,
             writer,
             demo_key,
+            client_timeout,
             key_cache: Mutex::default(),
         }
     }

@@ -46,6 +46,14 @@ pub struct ServeArgs {
     /// Most event requests waiting for the writer before new ones get 503.
     #[arg(long, default_value_t = 4096)]
     pub queue: usize,
+    /// Milliseconds a client may take to send its request headers, and again
+    /// its body, before the connection is closed (slow clients hold nothing).
+    #[arg(long, default_value_t = 10_000)]
+    pub client_timeout_ms: u64,
+    /// Benchmarks only: answer events without storing them, to measure the
+    /// HTTP path alone. Never use it in production.
+    #[arg(long, hide = true)]
+    pub no_persist: bool,
 }
 
 #[derive(Subcommand)]
@@ -146,7 +154,13 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         None
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    let (writer, writer_thread) = store.writer(args.queue)?;
+    let (writer, writer_thread) = if args.no_persist {
+        tracing::warn!("--no-persist: events are answered but NOT stored");
+        (crate::store::Writer::discard(), None)
+    } else {
+        let (writer, thread) = store.writer(args.queue)?;
+        (writer, Some(thread))
+    };
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.addr).await.with_context(|| {
             format!(
@@ -164,13 +178,16 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
             let exe = std::env::args().next().unwrap_or_else(|| "collector".into());
             println!("  customers:    {exe} --db {} customers list", store.path().display());
         }
-        let app = Arc::new(App::new(store, writer, demo_key));
+        let timeout = std::time::Duration::from_millis(args.client_timeout_ms);
+        let app = Arc::new(App::new(store, writer, demo_key, timeout));
         crate::http::serve(listener, app, shutdown_signal()).await;
         anyhow::Ok(())
     })?;
     // Every writer handle is gone with the server: the writer commits what is
     // queued and closes the database.
-    writer_thread.join();
+    if let Some(thread) = writer_thread {
+        thread.join();
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,8 +2,11 @@
 //!
 //! `loader.js` defines the `growsumo` global synchronously (PartnerStack's embed
 //! code calls it as soon as the script loads), queues calls until this module is
-//! ready, then calls the two entry points below. Both entry points catch every
-//! failure: nothing here may throw into the host page.
+//! ready, then calls the entry points below, passing `state`, a plain object it
+//! keeps for the page (see `delivery`). No entry point returns an error or
+//! throws: nothing here may break the host page.
+//!
+//! Every event goes into the outbox (`outbox`) before it is sent (`delivery`).
 //!
 //! Size is a feature: no serde, no `format!`, no panicking paths; JSON and number
 //! formatting go through the browser's own functions.
@@ -12,22 +15,25 @@
 
 extern crate alloc;
 
+mod delivery;
+mod js;
+mod outbox;
 mod params;
 mod send;
 mod storage;
 
 use alloc::string::String;
-use js_sys::{Array, Function, Object};
-use send::{get_str, set};
+use js::{get_str, set};
+use js_sys::Object;
 use wasm_bindgen::prelude::*;
 use web_sys::{UrlSearchParams, Window};
-use wire::{field, status, PARTNER_KEY_COOKIE, PARTNER_KEY_PARAMS, XID_COOKIE, XID_PARAMS};
+use wire::{field, PARTNER_KEY_COOKIE, PARTNER_KEY_PARAMS, XID_COOKIE, XID_PARAMS};
 
 /// Records the referral of this page view and fills `data.partner_key` and
 /// `data.xid` from it: the landing URL's partner link if it has one (last click
 /// wins), else what an earlier landing stored.
 #[wasm_bindgen]
-pub fn init(base: String, pk: String, data: Object) {
+pub fn init(base: String, pk: String, data: Object, state: Object) {
     let Some(window) = web_sys::window() else {
         return;
     };
@@ -44,7 +50,7 @@ pub fn init(base: String, pk: String, data: Object) {
             storage::write(&window, PARTNER_KEY_COOKIE, &referral.partner_key);
             storage::write(&window, XID_COOKIE, &referral.xid);
             if !known {
-                send_click(&window, base, pk, &referral, query.as_ref());
+                outbox::push(&state, &pk, &click(&window, &referral, query.as_ref()));
             }
             (referral.partner_key, referral.xid)
         }
@@ -55,14 +61,17 @@ pub fn init(base: String, pk: String, data: Object) {
     };
     set(&data, field::PARTNER_KEY, &partner_key.into());
     set(&data, field::XID, &xid.into());
+    // Sends the click, and whatever earlier page views left in the outbox.
+    delivery::flush(base, state);
 }
 
-/// Sends a signup built from `data` (a snapshot of `growsumo.data` taken when
-/// the page called `createSignup`) and calls `cb(error, result)` once the
-/// collector has answered: `error` is null on success, else an `Error` whose
-/// `field` names the rejected field when there is one.
+/// Queues a signup built from `data` (a snapshot of `growsumo.data` taken when
+/// the page called `createSignup`) and sends it. `cb(error, result)` is called
+/// when the collector answers: `error` is null once it is stored, else an
+/// `Error` whose `field` names the rejected field. Returns the event's id (the
+/// loader calls `cb` itself, with status `queued`, if no answer comes soon).
 #[wasm_bindgen]
-pub fn signup(base: String, pk: String, data: Object, cb: JsValue) {
+pub fn signup(base: String, pk: String, data: Object, cb: JsValue, state: Object) -> String {
     let event = new_event(wire::EVENT_SIGNUP);
     for name in [
         field::EMAIL,
@@ -74,20 +83,27 @@ pub fn signup(base: String, pk: String, data: Object, cb: JsValue) {
     ] {
         set_nonempty(&event, name, get_str(&data, name));
     }
-    wasm_bindgen_futures::spawn_local(async move {
-        let outcome = deliver(&base, &pk, &event).await;
-        if let Some(cb) = cb.dyn_ref::<Function>() {
-            // A throwing callback is the page's own error; it must not escape here.
-            let _ = match outcome {
-                Ok(result) => cb.call2(&JsValue::NULL, &JsValue::NULL, &result),
-                Err(error) => cb.call1(&JsValue::NULL, &error),
-            };
-        }
-    });
+    let id = get_str(&event, field::ID);
+    outbox::push(&state, &pk, &event);
+    delivery::wait_for(&state, &id, &cb);
+    delivery::flush(base, state);
+    id
 }
 
-/// Sends a click for a landing that carries a partner link.
-fn send_click(window: &Window, base: String, pk: String, referral: &params::Referral, query: Option<&UrlSearchParams>) {
+/// Sends what the outbox holds (the loader's retry timer and `online` event).
+#[wasm_bindgen]
+pub fn flush(base: String, state: Object) {
+    delivery::flush(base, state);
+}
+
+/// Hands the outbox to `navigator.sendBeacon` (the page is being hidden).
+#[wasm_bindgen]
+pub fn beacon(base: String, state: Object) {
+    delivery::beacon(&base, &state);
+}
+
+/// A click for a landing that carries a partner link.
+fn click(window: &Window, referral: &params::Referral, query: Option<&UrlSearchParams>) -> Object {
     let event = new_event(wire::EVENT_CLICK);
     set_nonempty(&event, field::PARTNER_KEY, referral.partner_key.clone());
     set_nonempty(&event, field::XID, referral.xid.clone());
@@ -95,9 +111,7 @@ fn send_click(window: &Window, base: String, pk: String, referral: &params::Refe
     if let Some(doc) = window.document() {
         set_nonempty(&event, field::REFERRER, doc.referrer());
     }
-    wasm_bindgen_futures::spawn_local(async move {
-        let _ = deliver(&base, &pk, &event).await;
-    });
+    event
 }
 
 /// The landing URL without its partner parameters: the partner key and click
@@ -145,43 +159,6 @@ fn random_id() -> String {
         .iter()
         .flat_map(|b| [HEX[(b >> 4) as usize] as char, HEX[(b & 15) as usize] as char])
         .collect()
-}
-
-/// Sends one event and turns the collector's answer into the callback's
-/// result (`{id, status}`) or error.
-async fn deliver(base: &str, pk: &str, event: &Object) -> Result<JsValue, JsValue> {
-    let id = get_str(event, field::ID);
-    let events = Array::of1(event);
-    let answer = send::post(base, pk, &events)
-        .await
-        .map_err(|_| error("network error: the collector could not be reached", ""))?;
-    let results = js_sys::Reflect::get(&answer.body, &"results".into()).unwrap_or(JsValue::UNDEFINED);
-    let result = Array::from(&results).iter().find(|r| get_str(r, field::ID) == id);
-    match result {
-        Some(r) if get_str(&r, "status") != status::REJECTED => Ok(r),
-        Some(r) => Err(error(&get_str(&r, "message"), &get_str(&r, "field"))),
-        None if answer.status >= 500 => Err(error("the collector is unavailable, try again later", "")),
-        None => {
-            let message = get_str(&answer.body, "message");
-            Err(error(
-                if message.is_empty() {
-                    "the collector refused the event"
-                } else {
-                    &message
-                },
-                &get_str(&answer.body, "field"),
-            ))
-        }
-    }
-}
-
-/// A JS `Error` with an optional `field` property naming the rejected field.
-fn error(message: &str, field_name: &str) -> JsValue {
-    let error = js_sys::Error::new(message);
-    if !field_name.is_empty() {
-        set(&error, "field", &field_name.into());
-    }
-    error.into()
 }
 
 // A small allocator: the default (dlmalloc) costs about 7 KB of wasm. Safety:

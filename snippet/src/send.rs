@@ -1,28 +1,17 @@
-//! Delivers a batch of events to the collector and reads its per-event answer.
+//! Puts a batch of events on the wire: `fetch` (with its answer) while the page
+//! lives, `navigator.sendBeacon` when it is being hidden or unloaded.
 //!
 //! The body is JSON sent as `text/plain`, a CORS "simple request" that needs no
-//! preflight, with `keepalive` so the request outlives a page that navigates away.
-//! JSON is built and parsed by the browser's own `JSON`, not serde: it costs the
-//! wasm nothing.
+//! preflight, and `fetch` uses `keepalive` so the request outlives a page that
+//! navigates away. JSON is built and parsed by the browser's own `JSON`, not
+//! serde: it costs the wasm nothing.
 
+use crate::js::set;
 use alloc::string::String;
-use js_sys::{Array, Object, Reflect, JSON};
+use js_sys::{Array, Object, JSON};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
-
-/// Sets `obj[key] = value`, ignoring failure (a plain object never refuses).
-pub fn set(obj: &Object, key: &str, value: &JsValue) {
-    let _ = Reflect::set(obj, &key.into(), value);
-}
-
-/// `obj[key]` as a string, or "" when it is missing or not a string.
-pub fn get_str(obj: &JsValue, key: &str) -> String {
-    Reflect::get(obj, &key.into())
-        .ok()
-        .and_then(|v| v.as_string())
-        .unwrap_or_default()
-}
 
 /// The collector's answer to one POST: its HTTP status and JSON body
 /// (`undefined` when the body was not JSON).
@@ -31,19 +20,30 @@ pub struct Answer {
     pub body: JsValue,
 }
 
-/// POSTs `{"pk": pk, "events": events}` to the collector's events endpoint.
-/// Fails only when no HTTP answer came back (network error, blocked request).
-pub async fn post(base: &str, pk: &str, events: &Array) -> Result<Answer, JsValue> {
+fn url(base: &str) -> String {
+    String::from(base) + wire::EVENTS_PATH
+}
+
+/// `{"pk": pk, "events": events, "dropped": dropped}` as JSON text.
+fn body(pk: &str, events: &Array, dropped: f64) -> Option<String> {
     let batch = Object::new();
     set(&batch, "pk", &pk.into());
     set(&batch, "events", events);
+    if dropped > 0.0 {
+        set(&batch, "dropped", &dropped.into());
+    }
+    JSON::stringify(&batch).ok()?.as_string()
+}
+
+/// POSTs a batch to the collector. Fails only when no HTTP answer came back
+/// (network error, blocked request).
+pub async fn post(base: &str, pk: &str, events: &Array, dropped: f64) -> Result<Answer, JsValue> {
     let init = Object::new();
     set(&init, "method", &"POST".into());
-    set(&init, "body", &JSON::stringify(&batch)?.into());
+    set(&init, "body", &body(pk, events, dropped).into());
     set(&init, "keepalive", &JsValue::TRUE);
     let window = web_sys::window().ok_or(JsValue::NULL)?;
-    let url = String::from(base) + wire::EVENTS_PATH;
-    let response: Response = JsFuture::from(window.fetch_with_str_and_init(&url, init.unchecked_ref()))
+    let response: Response = JsFuture::from(window.fetch_with_str_and_init(&url(base), init.unchecked_ref()))
         .await?
         .dyn_into()?;
     let body = match response.json() {
@@ -54,4 +54,13 @@ pub async fn post(base: &str, pk: &str, events: &Array) -> Result<Answer, JsValu
         status: response.status(),
         body,
     })
+}
+
+/// Hands a batch to the browser to deliver after the page is gone. There is
+/// no answer: the events stay in the outbox and a later page load re-sends
+/// them (the collector answers `duplicate` if the beacon got through).
+pub fn beacon(base: &str, pk: &str, events: &Array, dropped: f64) {
+    if let (Some(window), Some(body)) = (web_sys::window(), body(pk, events, dropped)) {
+        let _ = window.navigator().send_beacon_with_opt_str(&url(base), Some(&body));
+    }
 }

@@ -21,8 +21,9 @@ fn document(window: &Window) -> Option<HtmlDocument> {
     window.document()?.dyn_into().ok()
 }
 
-fn local_storage(window: &Window) -> Option<Storage> {
-    window.local_storage().ok().flatten()
+/// The site's localStorage, if the browser lets this page use it.
+pub fn local_storage() -> Option<Storage> {
+    web_sys::window()?.local_storage().ok().flatten()
 }
 
 fn read_cookie(window: &Window, name: &str) -> Option<String> {
@@ -55,7 +56,7 @@ fn write_cookie(window: &Window, name: &str, value: &str, max_age: u32) {
 /// mirror; whichever was missing is restored from the other.
 pub fn read(window: &Window, name: &str) -> Option<String> {
     let cookie = read_cookie(window, name).filter(|v| !v.is_empty());
-    let mirror = local_storage(window).and_then(|s| s.get_item(name).ok().flatten());
+    let mirror = local_storage().and_then(|s| s.get_item(name).ok().flatten());
     let value = cookie.clone().or(mirror.clone()).filter(|v| !v.is_empty())?;
     if cookie.is_none() || mirror.is_none() {
         write(window, name, &value);
@@ -72,7 +73,7 @@ pub fn write(window: &Window, name: &str, value: &str) {
         wire::REFERRAL_MAX_AGE_SECS
     };
     write_cookie(window, name, value, max_age);
-    if let Some(storage) = local_storage(window) {
+    if let Some(storage) = local_storage() {
         let _ = if value.is_empty() {
             storage.remove_item(name)
         } else {

@@ -26,6 +26,31 @@ pub struct Customer {
     pub source: Option<String>,
 }
 
+/// Starts `collector serve --demo` on `addr` with database `db`; returns the
+/// process and its URL once it prints "listening on".
+fn spawn(db: &std::path::Path, addr: &str, args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(binary())
+        .arg("--db")
+        .arg(db)
+        .args(["serve", "--demo", "--addr", addr])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting the collector");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("listening on ").map(String::from))
+        .expect("the collector exited before listening");
+    // Keep draining stdout so the collector never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, url)
+}
+
 /// The collector binary: `COLLECTOR_BIN`, else the workspace's debug build
 /// (`cargo xtask test` builds it with the snippet embedded).
 pub fn binary() -> PathBuf {
@@ -43,26 +68,14 @@ pub fn binary() -> PathBuf {
 impl Collector {
     /// Starts `collector serve --demo` and waits for its "listening on" line.
     pub fn start() -> Collector {
+        Self::start_with(&[])
+    }
+
+    /// Like `start`, with extra `serve` arguments.
+    pub fn start_with(args: &[&str]) -> Collector {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("growsumo.db");
-        let mut child = Command::new(binary())
-            .arg("--db")
-            .arg(&db)
-            .args(["serve", "--demo", "--addr", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting the collector");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let url = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| line.strip_prefix("listening on ").map(String::from))
-            .expect("the collector exited before listening");
-        // Keep draining stdout so the collector never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let (child, url) = spawn(&db, "127.0.0.1:0", args);
         let public_key = Self::query_demo_key(&db);
         Collector {
             url,
@@ -70,6 +83,48 @@ impl Collector {
             public_key,
             child,
             _dir: dir,
+        }
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush anything), keeping
+    /// its database file and port for `restart`.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the process with SIGTERM and waits until it has exited; returns
+    /// whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        sent && self.child.wait().is_ok_and(|s| s.success())
+    }
+
+    /// Starts the collector again on the same port and database.
+    pub fn restart(&mut self) {
+        self.kill();
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        let (child, url) = spawn(&self.db, &addr, &[]);
+        assert_eq!(url, self.url);
+        self.child = child;
+    }
+
+    /// Waits until `sql` (a count) reaches `want`, or fails after 20 s. The
+    /// collector commits before it answers, so this waits for the browser to
+    /// send, never for the collector to store.
+    pub fn wait_for_count(&self, sql: &str, want: i64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let got = self.count(sql);
+            if got == want {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{sql}: {got}, waited for {want}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 

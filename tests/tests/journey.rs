@@ -234,35 +234,3 @@ async fn callback_gets_the_rejected_field() {
     })
     .await;
 }
-
-#[tokio::test]
-async fn callback_gets_an_error_when_the_collector_is_down() {
-    with_browser(|client| async move {
-        let collector = Collector::start();
-        let base = collector.url.clone();
-        client.goto(&format!("{base}/welcome.html")).await.unwrap();
-        // Load the snippet and wait until its wasm is ready (the loader runs
-        // growsumoInit only then), then stop the collector before signing up.
-        let load = r#"
-            const [pk, done] = arguments;
-            window.growsumoInit = () => done(true);
-            const gs = document.createElement("script");
-            gs.src = "/v1/";
-            gs.onload = () => { growsumo._initialize(pk); growsumoInit(); };
-            document.head.appendChild(gs);
-        "#;
-        client
-            .execute_async(load, vec![json!(collector.public_key)])
-            .await
-            .unwrap();
-        drop(collector);
-        let signup = r#"
-            const done = arguments[arguments.length - 1];
-            growsumo.data.email = "down@example.com";
-            growsumo.createSignup((error) => done(error ? error.message : "no error"));
-        "#;
-        let message = client.execute_async(signup, vec![]).await.unwrap();
-        assert!(message.as_str().unwrap().contains("network error"), "{message}");
-    })
-    .await;
-}

@@ -31,6 +31,8 @@ impl FieldError {
 #[derive(Debug)]
 pub struct Batch {
     pub pk: String,
+    /// Events the browser's outbox dropped (full) since its last delivery.
+    pub dropped: u64,
     pub events: Vec<Result<NewEvent, (Option<String>, FieldError)>>,
 }
 
@@ -73,8 +75,13 @@ pub fn decode_batch(body: &[u8]) -> Result<Batch, FieldError> {
             ),
         ));
     }
+    let dropped = match envelope.remove("dropped") {
+        None => 0,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().unwrap_or(0),
+        Some(_) => return Err(FieldError::new("dropped", "must be a whole number of events")),
+    };
     let events = events.into_iter().map(decode_event).collect();
-    Ok(Batch { pk, events })
+    Ok(Batch { pk, dropped, events })
 }
 
 fn decode_event(value: Value) -> Result<NewEvent, (Option<String>, FieldError)> {

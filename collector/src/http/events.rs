@@ -15,11 +15,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, ORIGIN, RETRY_AFTER};
 use hyper::{Request, StatusCode};
 use serde::Serialize;
-use std::time::Duration;
 use wire::{limit, status};
-
-/// How long a client may take to send its body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Serialize)]
 struct EventResult {
@@ -94,7 +90,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         .map(|(_, host)| host)
         == header(&req, HOST).as_deref();
 
-    let body = match read_body(req.into_body()).await {
+    let body = match read_body(req.into_body(), app.client_timeout).await {
         Ok(body) => body,
         Err(reply) => return reply,
     };
@@ -102,6 +98,9 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         Ok(batch) => batch,
         Err(e) => return reply::error(StatusCode::BAD_REQUEST, &e.field, &e.message),
     };
+    if batch.dropped > 0 {
+        tracing::warn!(pk = %batch.pk, dropped = batch.dropped, "a browser's outbox was full and dropped events");
+    }
     let key = match app.public_key(&batch.pk).await {
         Some(key) if !key.revoked => key,
         Some(_) => return reply::error(StatusCode::UNAUTHORIZED, "pk", "this public key was revoked"),
@@ -207,10 +206,10 @@ fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> Option<St
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from)
 }
 
-/// Reads at most `limit::BODY_BYTES`, within `BODY_TIMEOUT`.
-async fn read_body(body: Incoming) -> Result<Bytes, Reply> {
+/// Reads at most `limit::BODY_BYTES`, within `timeout`.
+async fn read_body(body: Incoming, timeout: std::time::Duration) -> Result<Bytes, Reply> {
     let limited = Limited::new(body, limit::BODY_BYTES);
-    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+    match tokio::time::timeout(timeout, limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(reply::error(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -43,7 +43,8 @@ struct Job {
 /// once every handle is dropped and the queue is drained.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Job>,
+    /// `None`: the benchmark-only writer that stores nothing.
+    queue: Option<mpsc::Sender<Job>>,
 }
 
 /// The writer thread; `join` waits until everything queued is committed and
@@ -63,18 +64,25 @@ impl Writer {
             .name("writer".into())
             .spawn(move || run(conn, rx))
             .expect("spawning the writer thread");
-        (Writer { queue: tx }, WriterThread(thread))
+        (Writer { queue: Some(tx) }, WriterThread(thread))
+    }
+
+    /// A writer that answers "accepted" without storing anything: the
+    /// ingest benchmark's ceiling (the HTTP path alone).
+    pub fn discard() -> Writer {
+        Writer { queue: None }
     }
 
     /// Stores `events` for key `key_id`; resolves once they are committed.
     pub async fn submit(&self, key_id: i64, events: Vec<NewEvent>) -> Result<Vec<Outcome>, WriterError> {
+        let Some(queue) = &self.queue else {
+            return Ok(vec![Outcome::Accepted; events.len()]);
+        };
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .try_send(Job { key_id, events, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => WriterError::Busy,
-                mpsc::error::TrySendError::Closed(_) => WriterError::Stopped,
-            })?;
+        queue.try_send(Job { key_id, events, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => WriterError::Busy,
+            mpsc::error::TrySendError::Closed(_) => WriterError::Stopped,
+        })?;
         answer.await.map_err(|_| WriterError::Stopped)?
     }
 }

@@ -1,0 +1,201 @@
+//! Nothing lost, in a real browser: forms that leave the page at once, a
+//! collector that is down when the visitor signs up, a full outbox, blocked
+//! storage. Each test checks the collector's SQLite file.
+
+use e2e::{b64, with_browser, Collector, Page};
+use fantoccini::{Client, Locator};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SIGNUPS: &str = "SELECT count(*) FROM events WHERE type = 'signup'";
+const CUSTOMERS: &str = "SELECT count(*) FROM customers";
+
+async fn land(client: &Client, base: &str) {
+    client
+        .goto(&format!("{base}/?ps_partner_key={}&ps_xid=fault-1", b64("alice")))
+        .await
+        .unwrap();
+    Page::ready(client).await;
+}
+
+/// Fills the one-click form (it calls createSignup and navigates at once,
+/// without waiting) and submits it; waits for the page it lands on.
+async fn quick_signup(client: &Client, base: &str, action: Option<String>) {
+    client.goto(&format!("{base}/quick-signup.html")).await.unwrap();
+    Page::ready(client).await;
+    if let Some(action) = action {
+        client
+            .execute(
+                "document.getElementById('quick-form').action = arguments[0];",
+                vec![json!(action)],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .find(Locator::Id("name"))
+        .await
+        .unwrap()
+        .send_keys("Quinn")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("email"))
+        .await
+        .unwrap()
+        .send_keys("quinn@example.com")
+        .await
+        .unwrap();
+    client.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("status"))
+        .await
+        .expect("the page the form navigates to");
+}
+
+#[tokio::test]
+async fn a_form_that_navigates_at_once_still_delivers_its_signup() {
+    with_browser(|client| async move {
+        let c = Collector::start();
+        land(&client, &c.url).await;
+        quick_signup(&client, &c.url, None).await;
+        c.wait_for_count(CUSTOMERS, 1);
+        assert_eq!(c.customers()[0].partner_key.as_deref(), Some("alice"));
+        assert_eq!(c.count(SIGNUPS), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_form_that_navigates_to_another_origin_still_delivers_its_signup() {
+    with_browser(|client| async move {
+        let c = Collector::start();
+        land(&client, &c.url).await;
+        // Same server, another origin: `localhost` instead of `127.0.0.1`.
+        let elsewhere = c.url.replace("127.0.0.1", "localhost") + "/welcome.html";
+        quick_signup(&client, &c.url, Some(elsewhere.clone())).await;
+        assert!(client.current_url().await.unwrap().as_str().starts_with(&elsewhere));
+        c.wait_for_count(CUSTOMERS, 1);
+        assert_eq!(c.customers()[0].email, "quinn@example.com");
+    })
+    .await;
+}
+
+/// Calls createSignup for each email and resolves with what each callback got.
+const SIGN_UP_MANY: &str = r#"
+    const [emails, done] = arguments;
+    window.pageErrors = window.pageErrors || [];
+    addEventListener("error", (e) => pageErrors.push(String(e.message)));
+    const answers = [];
+    for (const email of emails) {
+        growsumo.data.email = email;
+        growsumo.createSignup((error, result) => {
+            answers.push(error ? "error: " + error.message : result.status);
+            if (answers.length === emails.length) done(answers);
+        });
+    }
+"#;
+
+fn outbox(value: Value) -> Value {
+    serde_json::from_str(value.as_str().expect("an outbox in localStorage")).unwrap()
+}
+
+#[tokio::test]
+async fn a_signup_made_while_the_collector_is_down_is_delivered_once_after_restart() {
+    with_browser(|client| async move {
+        let mut c = Collector::start();
+        land(&client, &c.url).await;
+        client.goto(&format!("{}/signup.html", c.url)).await.unwrap();
+        Page::ready(&client).await;
+        c.kill();
+
+        let answers = client
+            .execute_async(SIGN_UP_MANY, vec![json!(["late@example.com"])])
+            .await
+            .unwrap();
+        assert_eq!(
+            answers,
+            json!(["queued"]),
+            "the page is told the signup is safe, and may move on"
+        );
+        let pending = outbox(Page::eval(&client, "localStorage.growsumo_outbox").await);
+        assert_eq!(pending["q"][0]["e"]["email"], json!("late@example.com"));
+
+        c.restart();
+        // Any later page of the site with the snippet delivers it.
+        client.goto(&format!("{}/", c.url)).await.unwrap();
+        Page::ready(&client).await;
+        c.wait_for_count(CUSTOMERS, 1);
+        let customer = &c.customers()[0];
+        assert_eq!(
+            (customer.email.as_str(), customer.partner_key.as_deref()),
+            ("late@example.com", Some("alice"))
+        );
+        // The outbox empties once the collector has answered.
+        client.goto(&format!("{}/signup.html", c.url)).await.unwrap();
+        Page::ready(&client).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while outbox(Page::eval(&client, "localStorage.growsumo_outbox").await)["q"] != json!([]) {
+            assert!(std::time::Instant::now() < deadline, "the outbox never emptied");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(c.count(SIGNUPS), 1, "delivered exactly once");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_full_outbox_drops_the_oldest_counts_them_and_throws_nothing() {
+    with_browser(|client| async move {
+        let mut c = Collector::start();
+        client.goto(&format!("{}/signup.html", c.url)).await.unwrap();
+        Page::ready(&client).await;
+        c.kill();
+
+        let emails: Vec<String> = (0..60).map(|i| format!("user{i}@example.com")).collect();
+        let answers = client.execute_async(SIGN_UP_MANY, vec![json!(emails)]).await.unwrap();
+        assert_eq!(answers.as_array().unwrap().len(), 60, "every callback was called");
+        let pending = outbox(Page::eval(&client, "localStorage.growsumo_outbox").await);
+        let queue = pending["q"].as_array().unwrap();
+        assert_eq!(queue.len(), 50, "bounded at 50 events");
+        assert_eq!(pending["dropped"], json!(10), "the 10 oldest were dropped and counted");
+        assert_eq!(queue[0]["e"]["email"], json!("user10@example.com"));
+        assert_eq!(Page::eval(&client, "pageErrors").await, json!([]));
+
+        c.restart();
+        client.goto(&format!("{}/", c.url)).await.unwrap();
+        Page::ready(&client).await;
+        c.wait_for_count(SIGNUPS, 50);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn blocked_storage_falls_back_to_memory_and_still_sends() {
+    with_browser(|client| async move {
+        let c = Collector::start();
+        client.goto(&format!("{}/welcome.html", c.url)).await.unwrap();
+        let script = r#"
+            const [pk, done] = arguments;
+            Storage.prototype.setItem = () => { throw new DOMException("blocked", "SecurityError"); };
+            window.growsumoInit = () => {
+                growsumo.data.email = "private@example.com";
+                growsumo.createSignup((error, result) => done(error ? error.message : result.status));
+            };
+            const gs = document.createElement("script");
+            gs.src = "/v1/";
+            gs.onload = () => { growsumo._initialize(pk); growsumoInit(); };
+            document.head.appendChild(gs);
+        "#;
+        let answer = client.execute_async(script, vec![json!(c.public_key)]).await.unwrap();
+        assert_eq!(answer, json!("accepted"));
+        assert_eq!(c.customers()[0].email, "private@example.com");
+        assert_eq!(
+            Page::eval(&client, "localStorage.growsumo_outbox ?? null").await,
+            Value::Null
+        );
+    })
+    .await;
+}
