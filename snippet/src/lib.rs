@@ -155,10 +155,12 @@ fn random_id() -> String {
         let _ = crypto.get_random_values_with_u8_array(&mut bytes);
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    bytes
-        .iter()
-        .flat_map(|b| [HEX[(b >> 4) as usize] as char, HEX[(b & 15) as usize] as char])
-        .collect()
+    let mut hex = alloc::vec::Vec::with_capacity(32);
+    for b in bytes {
+        hex.push(HEX[(b >> 4) as usize]);
+        hex.push(HEX[(b & 15) as usize]);
+    }
+    String::from_utf8(hex).unwrap_or_default()
 }
 
 // A small allocator: the default (dlmalloc) costs about 7 KB of wasm. Safety:

@@ -22,13 +22,13 @@ pub fn from_query(get: impl Fn(&str) -> Option<String>) -> Option<Referral> {
         .iter()
         .find_map(|name| get(name).filter(|v| !v.is_empty()))?;
     let partner_key = decode_partner_key(&raw);
-    if partner_key.chars().count() > limit::PARTNER_KEY {
+    if char_count(&partner_key) > limit::PARTNER_KEY {
         return None;
     }
     let xid = XID_PARAMS
         .iter()
         .find_map(|name| get(name).filter(|v| !v.is_empty()))
-        .filter(|v| v.chars().count() <= limit::XID)
+        .filter(|v| char_count(v) <= limit::XID)
         .unwrap_or_default();
     Some(Referral { partner_key, xid })
 }
@@ -39,8 +39,22 @@ pub fn from_query(get: impl Fn(&str) -> Option<String>) -> Option<Referral> {
 pub fn decode_partner_key(raw: &str) -> String {
     decode_base64(raw)
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|key| !key.is_empty() && !key.chars().any(char::is_control))
+        .filter(|key| !key.is_empty() && !has_control(key.as_bytes()))
         .unwrap_or_else(|| raw.into())
+}
+
+// The byte-level helpers below replace `chars().count()`, `char::is_control`
+// and `trim_end_matches`: the char-decoding versions cost the wasm about 2 KB.
+
+/// Characters in `s` (bytes that do not continue a UTF-8 sequence).
+fn char_count(s: &str) -> usize {
+    s.bytes().filter(|b| b & 0xc0 != 0x80).count()
+}
+
+/// Whether UTF-8 `bytes` hold a control character (C0, DEL or C1).
+fn has_control(bytes: &[u8]) -> bool {
+    let c1 = bytes.windows(2).any(|w| w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1]));
+    c1 || bytes.iter().any(|&b| b < 0x20 || b == 0x7f)
 }
 
 fn sextet(c: u8) -> Option<u32> {
@@ -57,13 +71,16 @@ fn sextet(c: u8) -> Option<u32> {
 
 /// Decodes standard or URL-safe base64, with or without `=` padding.
 pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
+    let mut s = s.as_bytes();
+    while let [rest @ .., b'='] = s {
+        s = rest;
+    }
     if s.len() % 4 == 1 {
         return None;
     }
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
+    for &c in s {
         acc = ((acc << 6) | sextet(c)?) & 0x3fff;
         bits += 6;
         if bits >= 8 {
@@ -123,6 +140,14 @@ mod tests {
         assert_eq!(from_query(legacy).map(|r| r.partner_key), Some("alice".into()));
         assert_eq!(from_query(query(&[("ps_xid", "x1")])), None);
         assert_eq!(from_query(query(&[("ps_partner_key", "")])), None);
+    }
+
+    #[test]
+    fn byte_helpers_match_char_semantics() {
+        for s in ["", "abc", "josé", "日本語", "a\u{85}b", "tab\there", "e\u{7f}"] {
+            assert_eq!(char_count(s), s.chars().count(), "{s:?}");
+            assert_eq!(has_control(s.as_bytes()), s.chars().any(char::is_control), "{s:?}");
+        }
     }
 
     #[test]

@@ -4,9 +4,10 @@
 
 use std::io::Write;
 
-/// gzip -9 bytes of loader + glue + wasm together. Measured 19,857 B when
-/// set; the budget leaves about 5% for growth. Lower it when the snippet shrinks.
-const BUDGET_GZIP: usize = 20_900;
+/// gzip -9 bytes of loader + glue + wasm together. Measured 22,510 B when
+/// set (with the durable outbox); the budget leaves about 5% for growth.
+/// Lower it when the snippet shrinks.
+const BUDGET_GZIP: usize = 23_700;
 
 fn gzip_len(bytes: &[u8]) -> usize {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
