@@ -33,6 +33,12 @@ pub enum Command {
     /// Read customers (partner → customer line items).
     #[command(subcommand)]
     Customers(CustomersCommand),
+    /// Benchmarks only: add N synthetic click events for the demo key.
+    #[command(hide = true)]
+    Fill {
+        #[arg(long)]
+        events: u64,
+    },
 }
 
 #[derive(Args)]
@@ -114,6 +120,12 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Fill { events } => {
+            let key = demo_key(&store)?;
+            crate::store::fill::clicks(&store, key.id, events)?;
+            println!("added {events} click events for key {}", key.public_key);
+            Ok(())
+        }
         Command::Customers(CustomersCommand::List { limit, json }) => {
             let rows = store.read(|conn| read::customers(conn, limit))?;
             if json {
@@ -144,12 +156,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn serve(store: Store, args: ServeArgs) -> Result<()> {
     let demo_key = if args.demo {
-        let existing = store.read(|conn| keys::find_by_name(conn, "demo"))?;
-        let key = match existing {
-            Some(key) => key,
-            None => store.write(|tx| keys::create(tx, Mode::Test, "demo", &[]))?.key,
-        };
-        Some(key.public_key)
+        Some(demo_key(&store)?.public_key)
     } else {
         None
     };
@@ -190,6 +197,14 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The test key named "demo", created on first use.
+fn demo_key(store: &Store) -> Result<crate::store::Key> {
+    match store.read(|conn| keys::find_by_name(conn, "demo"))? {
+        Some(key) => Ok(key),
+        None => Ok(store.write(|tx| keys::create(tx, Mode::Test, "demo", &[]))?.key),
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

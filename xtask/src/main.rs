@@ -5,6 +5,7 @@
 //! wasm-opt and a content hash before the collector can embed it. `tools` installs
 //! whatever a fresh machine lacks; `snippet` builds the shipped files.
 
+mod bench;
 mod snippet;
 mod tools;
 
@@ -34,6 +35,21 @@ enum Task {
     Test,
     /// Build the snippet and print the raw and gzip bytes of each shipped file.
     Size,
+    /// Run a benchmark and print its figures (not part of `test`).
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Ingest req/s and latency: HTTP only vs durable, on empty, 1 M and 10 M event databases.
+    Ingest {
+        /// One short run each, 100 k / 10 k prefill: checks the benchmark works.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +87,9 @@ fn run(task: Task) -> Result<()> {
             cargo(&["build", "-p", "collector"])?;
             test_workspace()
         }
+        Task::Bench {
+            which: Bench::Ingest { quick },
+        } => bench::ingest(quick),
         Task::Size => {
             snippet::build()?;
             snippet::print_sizes()

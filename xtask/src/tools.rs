@@ -1,6 +1,6 @@
 //! Installs what a fresh machine lacks: the wasm32 target (rustup), the wasm
 //! optimiser (npm `binaryen`: Debian's wasm-opt 108 silently breaks wasm-bindgen's
-//! output) and headless Chromium with its driver (Debian's packages, as root).
+//! output), headless Chromium with its driver and wrk (Debian's packages, as root).
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -62,32 +62,38 @@ fn npm_tool(bin: &str) -> Result<PathBuf> {
 
 /// Makes sure `chromium` and `chromedriver` are on the PATH for the browser tests.
 pub fn ensure_browser() -> Result<()> {
-    let have = |name: &str| {
+    apt_install(&["chromium", "chromedriver"], &["chromium", "chromium-driver"])
+}
+
+/// Installs Debian `packages` unless every command in `commands` runs.
+fn apt_install(commands: &[&str], packages: &[&str]) -> Result<()> {
+    let have = |name: &&str| {
         Command::new(name)
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    if have("chromium") && have("chromedriver") {
+    if commands.iter().all(have) {
         return Ok(());
     }
+    let list = packages.join(" ");
     let root = output(Command::new("id").arg("-u"))?.trim() == "0";
     if !root {
-        bail!("the browser tests need Debian's chromium and chromium-driver: run `sudo apt-get install -y chromium chromium-driver`, then try again");
+        bail!("this needs Debian's {list}: run `sudo apt-get install -y {list}`, then try again");
     }
-    eprintln!("xtask: installing chromium and chromium-driver with apt-get");
+    eprintln!("xtask: installing {list} with apt-get");
     check(Command::new("apt-get").arg("update").status()?, "apt-get update")?;
     check(
         Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "chromium",
-                "chromium-driver",
-            ])
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()?,
-        "apt-get install chromium chromium-driver",
+        &format!("apt-get install {list}"),
     )
+}
+
+/// Makes sure `wrk` (the load generator of `cargo xtask bench`) is installed.
+pub fn ensure_wrk() -> Result<()> {
+    apt_install(&["wrk"], &["wrk"])
 }

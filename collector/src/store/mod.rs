@@ -11,8 +11,10 @@
 //!   connections (WAL lets readers run beside the writer).
 //! - `attribution`: which partner a signup is credited to.
 //! - `keys`: public/secret key pairs.
+//! - `fill`: synthetic events for benchmarks.
 
 mod attribution;
+pub mod fill;
 pub mod keys;
 pub mod read;
 mod schema;
@@ -92,7 +94,8 @@ impl Store {
     /// with a queue of at most `queue` requests.
     pub fn writer(&self, queue: usize) -> Result<(Writer, WriterThread)> {
         let conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        Ok(Writer::start(conn, queue))
+        let checkpoints = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        Ok(Writer::start(conn, checkpoints, queue))
     }
 
     /// Runs `f` on a read connection from the pool (blocking: call it from

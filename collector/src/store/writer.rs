@@ -14,6 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most requests committed in one transaction.
 const GROUP_CAP: usize = 512;
+/// How often the checkpointer moves the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What happened to one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,11 +60,18 @@ impl WriterThread {
 }
 
 impl Writer {
-    pub(super) fn start(conn: Connection, queue: usize) -> (Writer, WriterThread) {
+    /// Starts the writer on `conn`, and a checkpointer on `checkpoints`.
+    pub(super) fn start(conn: Connection, checkpoints: Connection, queue: usize) -> (Writer, WriterThread) {
         let (tx, rx) = mpsc::channel(queue);
         let thread = std::thread::Builder::new()
             .name("writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || {
+                let (stop, stopped) = std::sync::mpsc::channel::<()>();
+                let checkpointer = std::thread::spawn(move || checkpoint(checkpoints, stopped));
+                run(conn, rx);
+                drop(stop);
+                let _ = checkpointer.join();
+            })
             .expect("spawning the writer thread");
         (Writer { queue: Some(tx) }, WriterThread(thread))
     }
@@ -87,7 +96,20 @@ impl Writer {
     }
 }
 
+/// Copies the WAL into the database file every `CHECKPOINT_EVERY`, on its
+/// own connection, so the writer never stalls on a checkpoint (the writer's
+/// automatic checkpoints are off); a last full one runs at shutdown.
+fn checkpoint(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "checkpoint failed");
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
 fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
+    let _ = conn.pragma_update(None, "wal_autocheckpoint", 0);
     let mut group = Vec::with_capacity(GROUP_CAP);
     while let Some(job) = queue.blocking_recv() {
         group.push(job);
@@ -101,12 +123,15 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
-/// Commits the group, then replies to every job in it.
+/// Commits the group, then replies to every job in it. Events are validated
+/// before they reach the writer and every insert is conflict-free, so an error
+/// here is the database's (disk full, I/O): the whole group fails, nothing in
+/// it is acknowledged, and the clients retry.
 fn commit_group(conn: &mut Connection, group: &mut Vec<Job>) {
     match apply_group(conn, group) {
         Ok(results) => {
             for (job, result) in group.drain(..).zip(results) {
-                let _ = job.reply.send(result);
+                let _ = job.reply.send(Ok(result));
             }
         }
         Err(e) => {
@@ -118,24 +143,12 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Job>) {
     }
 }
 
-type JobResult = Result<Vec<Outcome>, WriterError>;
-
-/// Applies every job in one transaction, each in a savepoint of its own so a
-/// failing job fails alone.
-fn apply_group(conn: &mut Connection, group: &[Job]) -> rusqlite::Result<Vec<JobResult>> {
-    let mut tx = conn.transaction()?;
-    let mut results = Vec::with_capacity(group.len());
-    for job in group {
-        let sp = tx.savepoint()?;
-        match apply(&sp, job.key_id, &job.events) {
-            Ok(outcomes) => {
-                sp.commit()?;
-                results.push(Ok(outcomes));
-            }
-            // Dropping the savepoint rolls the job back.
-            Err(e) => results.push(Err(WriterError::Database(e.to_string()))),
-        }
-    }
+fn apply_group(conn: &mut Connection, group: &[Job]) -> rusqlite::Result<Vec<Vec<Outcome>>> {
+    let tx = conn.transaction()?;
+    let results = group
+        .iter()
+        .map(|job| apply(&tx, job.key_id, &job.events))
+        .collect::<rusqlite::Result<_>>()?;
     tx.commit()?;
     Ok(results)
 }

@@ -1,0 +1,266 @@
+//! `cargo xtask bench ingest`: the collector's ingest throughput and latency,
+//! measured with wrk on loopback against the release binary.
+//!
+//! One run compares, on this machine and in the same conditions:
+//! (a) the HTTP path alone (`--no-persist`: events answered, not stored), the
+//!     ceiling; and (b) durable ingest (group commit, `synchronous=FULL`) on an
+//!     empty database and on ones pre-filled with 1 M and 10 M events.
+//! Each is measured `RUNS` times; medians are printed with the ratios the
+//! issue asks for. Absolute figures swing with the shared machine; the ratios
+//! within one run are what to compare.
+
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::{cargo, check, target_dir, tools};
+
+const RUNS: usize = 3;
+const SECONDS: u32 = 10;
+const CONNECTIONS: u32 = 64;
+
+/// One wrk measurement.
+#[derive(Clone, Copy)]
+struct Sample {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+struct Setup {
+    label: &'static str,
+    prefill: u64,
+    persist: bool,
+}
+
+pub fn ingest(quick: bool) -> Result<()> {
+    tools::ensure_wrk()?;
+    crate::snippet::build()?;
+    cargo(&["build", "--release", "-p", "collector"])?;
+    let bin = target_dir().join("release/collector");
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let (runs, big) = if quick { (1, 100_000) } else { (RUNS, 10_000_000) };
+    let setups = [
+        Setup {
+            label: "a: HTTP only (no persistence)",
+            prefill: 0,
+            persist: false,
+        },
+        Setup {
+            label: "b: durable, empty database",
+            prefill: 0,
+            persist: true,
+        },
+        Setup {
+            label: "b: durable, 1 M events",
+            prefill: big / 10,
+            persist: true,
+        },
+        Setup {
+            label: "b: durable, 10 M events",
+            prefill: big,
+            persist: true,
+        },
+    ];
+    let mut medians = Vec::new();
+    for setup in &setups {
+        let db = dir.join(format!("ingest-{}.db", setup.prefill));
+        prepare_db(&bin, &db, setup.prefill)?;
+        let mut samples = Vec::new();
+        for run in 0..runs {
+            let sample = measure(&bin, &db, setup.persist, &dir)?;
+            eprintln!(
+                "  {} run {}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+                setup.label,
+                run + 1,
+                sample.rps,
+                sample.p50_ms,
+                sample.p99_ms,
+                sample.errors
+            );
+            samples.push(sample);
+        }
+        medians.push(median(&samples));
+    }
+
+    println!("\ningest benchmark: wrk, {CONNECTIONS} connections, {SECONDS} s per run, median of {runs} runs");
+    println!(
+        "{:<34} {:>10} {:>9} {:>9} {:>8}",
+        "setup", "req/s", "p50 ms", "p99 ms", "errors"
+    );
+    for (setup, m) in setups.iter().zip(&medians) {
+        println!(
+            "{:<34} {:>10.0} {:>9.2} {:>9.2} {:>8}",
+            setup.label, m.rps, m.p50_ms, m.p99_ms, m.errors
+        );
+    }
+    let (a, empty, one, ten) = (medians[0], medians[1], medians[2], medians[3]);
+    println!(
+        "ratio b/a (durable empty / HTTP only):  {:.2}   (target >= 0.80)",
+        empty.rps / a.rps
+    );
+    println!(
+        "p99 b / p99 a:                          {:.2}   (target <= 2.00)",
+        empty.p99_ms / a.p99_ms
+    );
+    println!("ingest at 1 M / empty:                  {:.2}", one.rps / empty.rps);
+    println!(
+        "ingest at 10 M / empty:                 {:.2}   (target >= 0.90)",
+        ten.rps / empty.rps
+    );
+    Ok(())
+}
+
+/// Creates the database once per size (filling takes minutes at 10 M).
+fn prepare_db(bin: &Path, db: &Path, prefill: u64) -> Result<()> {
+    let ready = db.with_extension("ready");
+    if ready.exists() && db.exists() {
+        return Ok(());
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let status = Command::new(bin)
+        .arg("--db")
+        .arg(db)
+        .args(["fill", "--events", &prefill.to_string()])
+        .status()?;
+    check(status, "collector fill")?;
+    std::fs::write(ready, "")?;
+    Ok(())
+}
+
+fn measure(bin: &Path, db: &Path, persist: bool, dir: &Path) -> Result<Sample> {
+    let mut server = Server::start(bin, db, persist)?;
+    let script = dir.join("ingest.lua");
+    std::fs::write(&script, LUA.replace("__PK__", &server.public_key))?;
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{CONNECTIONS}"),
+            &format!("-d{SECONDS}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(&script)
+        .arg(format!("{}/v1/events", server.url))
+        .output()
+        .context("running wrk")?;
+    server.stop();
+    check(out.status, "wrk")?;
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Each request is one event with a unique id; one in ten is a signup.
+const LUA: &str = r#"
+local counter = 0
+local prefix = ""
+function setup(thread) thread:set("prefix", tostring(math.random(1, 1e9))) end
+function init(args) prefix = prefix .. tostring(math.random(1, 1e9)) end
+function request()
+  counter = counter + 1
+  local id = prefix .. "-" .. counter
+  local event
+  if counter % 10 == 0 then
+    event = '{"id":"' .. id .. '","type":"signup","email":"' .. id .. '@example.com","partner_key":"alice"}'
+  else
+    event = '{"id":"' .. id .. '","type":"click","partner_key":"alice","xid":"' .. id .. '"}'
+  end
+  return wrk.format("POST", nil, {["Content-Type"] = "text/plain"}, '{"pk":"__PK__","events":[' .. event .. ']}')
+end
+"#;
+
+struct Server {
+    child: Child,
+    url: String,
+    public_key: String,
+}
+
+impl Server {
+    fn start(bin: &Path, db: &Path, persist: bool) -> Result<Server> {
+        let mut cmd = Command::new(bin);
+        cmd.arg("--db")
+            .arg(db)
+            .args(["serve", "--demo", "--addr", "127.0.0.1:0"]);
+        if !persist {
+            cmd.arg("--no-persist");
+        }
+        let mut child = cmd.env("RUST_LOG", "error").stdout(Stdio::piped()).spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let url = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("listening on ").map(String::from))
+            .context("the collector did not start")?;
+        std::thread::spawn(move || lines.for_each(drop));
+        let keys = Command::new(bin).arg("--db").arg(db).args(["keys", "list"]).output()?;
+        let public_key = String::from_utf8_lossy(&keys.stdout)
+            .lines()
+            .find(|l| l.contains(" demo"))
+            .and_then(|l| l.split_whitespace().next())
+            .context("no demo key")?
+            .to_owned();
+        Ok(Server { child, url, public_key })
+    }
+
+    /// SIGTERM, then wait: the writer flushes before the next run starts.
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_wrk(out: &str) -> Result<Sample> {
+    let mut sample = Sample {
+        rps: 0.0,
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+        errors: 0,
+    };
+    for line in out.lines().map(str::trim) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["Requests/sec:", n] => sample.rps = n.parse()?,
+            ["50%", t] => sample.p50_ms = millis(t)?,
+            ["99%", t] => sample.p99_ms = millis(t)?,
+            ["Non-2xx", "or", "3xx", "responses:", n] => sample.errors += n.parse::<u64>()?,
+            ["Socket", "errors:", ..] => sample.errors += line.matches(char::is_numeric).count() as u64,
+            _ => {}
+        }
+    }
+    if sample.rps == 0.0 {
+        bail!("could not read wrk's output:\n{out}");
+    }
+    Ok(sample)
+}
+
+fn millis(t: &str) -> Result<f64> {
+    let (number, unit) = t.split_at(t.find(|c: char| c.is_alphabetic()).context("a unit")?);
+    let n: f64 = number.parse()?;
+    Ok(match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" => n * 60_000.0,
+        _ => bail!("unknown unit in {t}"),
+    })
+}
+
+fn median(samples: &[Sample]) -> Sample {
+    let pick = |f: fn(&Sample) -> f64| {
+        let mut v: Vec<f64> = samples.iter().map(f).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    Sample {
+        rps: pick(|s| s.rps),
+        p50_ms: pick(|s| s.p50_ms),
+        p99_ms: pick(|s| s.p99_ms),
+        errors: samples.iter().map(|s| s.errors).max().unwrap_or(0),
+    }
+}
