@@ -6,6 +6,7 @@
 //! whatever a fresh machine lacks; `snippet` builds the shipped files.
 
 mod bench;
+mod fuzz;
 mod snippet;
 mod tools;
 
@@ -35,6 +36,11 @@ enum Task {
     Test,
     /// Build the snippet and print the raw and gzip bytes of each shipped file.
     Size,
+    /// Fuzz the event decoder for a bounded time; prints executions and crashes.
+    Fuzz {
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+    },
     /// Run a benchmark and print its figures (not part of `test`).
     Bench {
         #[command(subcommand)]
@@ -90,6 +96,7 @@ fn run(task: Task) -> Result<()> {
         Task::Bench {
             which: Bench::Ingest { quick },
         } => bench::ingest(quick),
+        Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Size => {
             snippet::build()?;
             snippet::print_sizes()
