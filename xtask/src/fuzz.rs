@@ -13,10 +13,18 @@ use crate::{check, root, target_dir};
 const TARGET: &str = "decode_batch";
 
 pub fn run(seconds: u32) -> Result<()> {
-    let have = Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+    let have = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !have {
         eprintln!("xtask: installing cargo-fuzz");
-        check(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]).status()?, "cargo install cargo-fuzz")?;
+        check(
+            Command::new("cargo")
+                .args(["install", "cargo-fuzz", "--locked"])
+                .status()?,
+            "cargo install cargo-fuzz",
+        )?;
     }
     let corpus = target_dir().join("fuzz-corpus").join(TARGET);
     std::fs::create_dir_all(&corpus)?;
@@ -37,7 +45,10 @@ pub fn run(seconds: u32) -> Result<()> {
     };
     let executions = stat("stat::number_of_executed_units:");
     let crashed = !out.status.success();
-    println!("fuzz {TARGET}: {seconds} s, {executions} executions, {} crashes", u8::from(crashed));
+    println!(
+        "fuzz {TARGET}: {seconds} s, {executions} executions, {} crashes",
+        u8::from(crashed)
+    );
     if crashed {
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         eprintln!("{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
