@@ -5,8 +5,8 @@
 //! (a) the HTTP path alone (`--no-persist`: events answered, not stored), the
 //!     ceiling; and (b) durable ingest (group commit, `synchronous=FULL`) on an
 //!     empty database and on ones pre-filled with 1 M and 10 M events.
-//! Each is measured `RUNS` times; medians are printed with the ratios the
-//! issue asks for. Absolute figures swing with the shared machine; the ratios
+//! Each is measured `RUNS` times, interleaved; medians are printed with the
+//! ratios the issue asks for. Absolute figures swing with the shared machine; the ratios
 //! within one run are what to compare.
 
 use anyhow::{bail, Context, Result};
@@ -65,11 +65,12 @@ pub fn ingest(quick: bool) -> Result<()> {
             persist: true,
         },
     ];
-    let mut medians = Vec::new();
-    for setup in &setups {
-        let db = dir.join(format!("ingest-{}.db", setup.prefill));
-        let mut samples = Vec::new();
-        for run in 0..runs {
+    // Runs are interleaved (a, b, b, b, then again) so that a noisy stretch of
+    // the shared machine hits every setup alike.
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); setups.len()];
+    for run in 0..runs {
+        for (setup, samples) in setups.iter().zip(&mut samples) {
+            let db = dir.join(format!("ingest-{}.db", setup.prefill));
             // An empty database starts empty every run; a filled one is made
             // once (minutes at 10 M) and grows by each run's events (~3%).
             if setup.prefill == 0 {
@@ -88,8 +89,8 @@ pub fn ingest(quick: bool) -> Result<()> {
             );
             samples.push(sample);
         }
-        medians.push(median(&samples));
     }
+    let medians: Vec<Sample> = samples.iter().map(|s| median(s)).collect();
 
     println!("\ningest benchmark: wrk, {CONNECTIONS} connections, {SECONDS} s per run, median of {runs} runs");
     println!(
