@@ -3,7 +3,7 @@
 //! browser and stops the driver, also when the test body panics, then
 //! re-raises the panic so the test fails.
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -95,6 +95,23 @@ impl Page {
             .execute_async(script, vec![])
             .await
             .expect("growsumo became ready");
+    }
+
+    /// Fills the demo signup form's name and email, submits it, and waits for
+    /// the welcome page it leads to (whose `#status` says how it went).
+    pub async fn submit_signup(client: &Client, name: &str, email: &str) -> String {
+        for (id, text) in [("name", name), ("email", email)] {
+            let input = client.find(Locator::Id(id)).await.expect("a form field");
+            input.send_keys(text).await.expect("typing into the form");
+        }
+        client.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
+        let status = client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Id("status"))
+            .await
+            .expect("the welcome page after the form");
+        status.text().await.unwrap()
     }
 
     /// Evaluates `expr` in the page and returns its JSON value.

@@ -3,7 +3,7 @@
 //! storage. Each test checks the collector's SQLite file.
 
 use e2e::{b64, with_browser, Collector, Page};
-use fantoccini::{Client, Locator};
+use fantoccini::Client;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -32,27 +32,7 @@ async fn quick_signup(client: &Client, base: &str, action: Option<String>) {
             .await
             .unwrap();
     }
-    client
-        .find(Locator::Id("name"))
-        .await
-        .unwrap()
-        .send_keys("Quinn")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("email"))
-        .await
-        .unwrap()
-        .send_keys("quinn@example.com")
-        .await
-        .unwrap();
-    client.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Id("status"))
-        .await
-        .expect("the page the form navigates to");
+    Page::submit_signup(client, "Quinn", "quinn@example.com").await;
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use e2e::{b64, with_browser, Collector, Page};
 use fantoccini::{Client, Locator};
 use serde_json::json;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const NINETY_DAYS: u64 = 90 * 24 * 3600;
 
@@ -14,28 +14,7 @@ const NINETY_DAYS: u64 = 90 * 24 * 3600;
 async fn sign_up(client: &Client, base: &str, name: &str, email: &str) {
     client.goto(&format!("{base}/signup.html")).await.unwrap();
     Page::ready(client).await;
-    client
-        .find(Locator::Id("name"))
-        .await
-        .unwrap()
-        .send_keys(name)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("email"))
-        .await
-        .unwrap()
-        .send_keys(email)
-        .await
-        .unwrap();
-    client.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Id("status"))
-        .await
-        .expect("the welcome page after signup");
-    let status = client.find(Locator::Id("status")).await.unwrap().text().await.unwrap();
+    let status = Page::submit_signup(client, name, email).await;
     assert_eq!(status, "Your account is ready.", "createSignup reported an error");
 }
 
