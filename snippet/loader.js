@@ -12,10 +12,13 @@ if (!gs || !gs._q) {
   var ready = 0; // 0 loading, 1 ready, 2 failed
   var pk = "";
   var wasm = wasm_bindgen;
-  // The wasm side's per-page state (see delivery.rs); `retry` is its timer.
+  // The wasm side's per-page state (see delivery.rs). `retry` is its timer:
+  // one at a time, however many sends failed meanwhile.
   var st = {
     retry: function (ms) {
-      setTimeout(function () {
+      if (st.t) return;
+      st.t = setTimeout(function () {
+        st.t = 0;
         run(function () { wasm.flush(base, st); });
       }, ms);
     },
@@ -71,15 +74,19 @@ if (!gs || !gs._q) {
       }, done);
     },
   };
-  // Leaving or hiding the page: beacon what is still unsent. Back online: retry.
+  // Leaving or hiding the page: beacon what is still unsent, once per hiding
+  // (a navigation fires both visibilitychange and pagehide). Back online: retry.
+  var hidden = 0;
   var hide = function () {
     try {
-      if (ready == 1) wasm.beacon(base, st);
+      if (ready == 1 && !hidden++) wasm.beacon(base, st);
     } catch (e) {}
   };
   w.addEventListener("pagehide", hide);
+  w.addEventListener("pageshow", function () { hidden = 0; });
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState == "hidden") hide();
+    else hidden = 0;
   });
   w.addEventListener("online", function () {
     run(function () { wasm.flush(base, st); });

@@ -21,10 +21,10 @@ use wasm_bindgen::JsValue;
 
 const KEY: &str = "growsumo_outbox";
 /// Most events kept.
-pub const MAX_EVENTS: u32 = 50;
+const MAX_EVENTS: u32 = 50;
 /// Most characters of the stored JSON (about 32 KB), well under a beacon's
 /// 64 KB and any browser's storage quota.
-pub const MAX_CHARS: u32 = 32 * 1024;
+const MAX_CHARS: u32 = 32 * 1024;
 /// Page-memory copy, used once localStorage has failed on this page.
 const MEMORY: &str = "m";
 
@@ -61,7 +61,7 @@ pub fn save(state: &Object, outbox: &Object) {
     set(state, MEMORY, outbox);
 }
 
-pub fn queue(outbox: &Object) -> Array {
+fn queue(outbox: &Object) -> Array {
     get(outbox, "q").into()
 }
 

@@ -179,3 +179,23 @@ async fn blocked_storage_falls_back_to_memory_and_still_sends() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_same_page_retries_once_the_collector_is_back() {
+    with_browser(|client| async move {
+        let mut c = Collector::start();
+        client.goto(&format!("{}/signup.html", c.url)).await.unwrap();
+        Page::ready(&client).await;
+        c.kill();
+        let answers = client
+            .execute_async(SIGN_UP_MANY, vec![json!(["retry@example.com"])])
+            .await
+            .unwrap();
+        assert_eq!(answers, json!(["queued"]));
+        c.restart();
+        // No navigation: the page's own backoff timer (1 s, then doubling) sends it.
+        c.wait_for_count(CUSTOMERS, 1);
+        assert_eq!(c.customers()[0].email, "retry@example.com");
+    })
+    .await;
+}

@@ -98,9 +98,6 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         Ok(batch) => batch,
         Err(e) => return reply::error(StatusCode::BAD_REQUEST, &e.field, &e.message),
     };
-    if batch.dropped > 0 {
-        tracing::warn!(pk = %batch.pk, dropped = batch.dropped, "a browser's outbox was full and dropped events");
-    }
     let key = match app.public_key(&batch.pk).await {
         Some(key) if !key.revoked => key,
         Some(_) => return reply::error(StatusCode::UNAUTHORIZED, "pk", "this public key was revoked"),
@@ -120,6 +117,10 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
                 "pages at {origin} may not send events with this key; add the origin to the key's allowed origins"
             ),
         );
+    }
+    // Logged only for a known key and origin: anyone could send the number.
+    if batch.dropped > 0 {
+        tracing::warn!(pk = %batch.pk, dropped = batch.dropped, "a browser's outbox was full and dropped events");
     }
 
     // One slot per event, in the order sent; `None` until the writer answers.
