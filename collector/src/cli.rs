@@ -2,7 +2,7 @@
 //! manage keys and read what was stored, straight from the database file.
 
 use crate::app::App;
-use crate::store::{keys, read, Mode, Store};
+use crate::store::{keys, read, Clock, Mode, Param, Settings, Store};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -60,6 +60,50 @@ pub struct ServeArgs {
     /// HTTP path alone. Never use it in production.
     #[arg(long, hide = true)]
     pub no_persist: bool,
+    /// Tests only: shift the collector's clock by the seconds written in this
+    /// file (re-read at every use), so "30 days later" takes no time.
+    #[arg(long, hide = true)]
+    pub clock_offset_file: Option<PathBuf>,
+}
+
+/// A key's allowed origins and attribution settings (see README, "Attribution").
+#[derive(Args)]
+pub struct KeyArgs {
+    /// An origin whose pages may send events (repeatable), e.g.
+    /// https://shop.example; `*` allows any. The collector's own origin is
+    /// always allowed.
+    #[arg(long = "origin")]
+    origins: Vec<String>,
+    /// Server-cookie mode: the merchant's registrable domain (shop.example)
+    /// when the collector is served on it (t.shop.example, or a proxied path).
+    /// Clicks then set an HttpOnly attribution cookie there.
+    #[arg(long, default_value = "")]
+    cookie_domain: String,
+    /// Days after a click during which a signup is credited to it.
+    #[arg(long, default_value_t = 90)]
+    window_days: u32,
+    /// An extra landing-URL parameter carrying the partner key (repeatable):
+    /// `via` (plain text) or `ref:base64`.
+    #[arg(long = "param")]
+    params: Vec<Param>,
+    /// Store nothing in the browser until the page calls growsumo.consent(true).
+    #[arg(long)]
+    require_consent: bool,
+    /// Track browsers that send Global Privacy Control (honoured by default).
+    #[arg(long)]
+    ignore_gpc: bool,
+}
+
+impl KeyArgs {
+    fn settings(&self) -> Settings {
+        Settings {
+            cookie_domain: self.cookie_domain.to_ascii_lowercase(),
+            window_days: self.window_days,
+            params: self.params.clone(),
+            require_consent: self.require_consent,
+            honor_gpc: !self.ignore_gpc,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -71,11 +115,15 @@ pub enum KeysCommand {
         /// A name to recognise the key by.
         #[arg(long, default_value = "")]
         name: String,
-        /// An origin whose pages may send events (repeatable), e.g.
-        /// https://shop.example; `*` allows any. The collector's own origin is
-        /// always allowed.
-        #[arg(long = "origin")]
-        origins: Vec<String>,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// Replace a key's origins and settings (options left out get their
+    /// defaults). A running collector applies them within 30 s.
+    Set {
+        public_key: String,
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// List key pairs (without secrets).
     List,
@@ -97,25 +145,45 @@ pub fn run(cli: Cli) -> Result<()> {
     let store = Store::open(&cli.db)?;
     match cli.command {
         Command::Serve(args) => serve(store, args),
-        Command::Keys(KeysCommand::Create { mode, name, origins }) => {
-            let pair = store.write(|tx| keys::create(tx, mode, &name, &origins))?;
+        Command::Keys(KeysCommand::Create { mode, name, key }) => {
+            let pair = store.write(|tx| keys::create(tx, mode, &name, &key.origins, &key.settings()))?;
             println!("public key: {}", pair.key.public_key);
             println!("secret key: {}  (shown once: keep it safe)", pair.secret_key);
             Ok(())
         }
+        Command::Keys(KeysCommand::Set { public_key, key }) => {
+            store.write(|tx| keys::update(tx, &public_key, &key.origins, &key.settings()))?;
+            println!("updated {public_key}");
+            Ok(())
+        }
         Command::Keys(KeysCommand::List) => {
             println!(
-                "{:<40} {:<5} {:<8} {:<16} origins",
-                "public key", "mode", "status", "name"
+                "{:<40} {:<5} {:<8} {:<16} {:<7} {:<20} settings",
+                "public key", "mode", "status", "name", "window", "cookie domain"
             );
             for key in store.read(keys::list)? {
                 let mode = if key.mode == Mode::Live { "live" } else { "test" };
                 let status = if key.revoked { "revoked" } else { "active" };
+                let s = &key.settings;
+                let mut notes: Vec<String> = s.params.iter().map(|p| format!("param={p}")).collect();
+                notes.extend(key.origins.iter().map(|o| format!("origin={o}")));
+                if s.require_consent {
+                    notes.push("consent=required".into());
+                }
+                if !s.honor_gpc {
+                    notes.push("gpc=ignored".into());
+                }
                 println!(
-                    "{:<40} {mode:<5} {status:<8} {:<16} {}",
+                    "{:<40} {mode:<5} {status:<8} {:<16} {:<7} {:<20} {}",
                     key.public_key,
                     key.name,
-                    key.origins.join(" ")
+                    format!("{}d", s.window_days),
+                    if s.cookie_domain.is_empty() {
+                        "-"
+                    } else {
+                        &s.cookie_domain
+                    },
+                    notes.join(" ")
                 );
             }
             Ok(())
@@ -155,6 +223,10 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn serve(store: Store, args: ServeArgs) -> Result<()> {
+    let store = match args.clock_offset_file.clone() {
+        Some(path) => store.with_clock(Clock::with_offset_file(path)),
+        None => store,
+    };
     let demo_key = if args.demo {
         Some(demo_key(&store)?.public_key)
     } else {
@@ -203,7 +275,9 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
 fn demo_key(store: &Store) -> Result<crate::store::Key> {
     match store.read(|conn| keys::find_by_name(conn, "demo"))? {
         Some(key) => Ok(key),
-        None => Ok(store.write(|tx| keys::create(tx, Mode::Test, "demo", &[]))?.key),
+        None => Ok(store
+            .write(|tx| keys::create(tx, Mode::Test, "demo", &[], &Settings::default()))?
+            .key),
     }
 }
 

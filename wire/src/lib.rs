@@ -20,9 +20,26 @@ pub const PARTNER_KEY_COOKIE: &str = "growSumoPartnerKey";
 pub const XID_COOKIE: &str = "gsxid";
 /// How long a referral is remembered: 90 days, in seconds.
 pub const REFERRAL_MAX_AGE_SECS: u32 = 90 * 24 * 60 * 60;
+/// localStorage key holding when the stored referral was made (epoch ms), so a
+/// cookie restored from the mirror keeps the referral's own expiry.
+pub const REFERRAL_TS_KEY: &str = "growsumo_ts";
+/// localStorage key recording that the visitor granted consent (`1`).
+pub const CONSENT_KEY: &str = "growsumo_consent";
+
+/// The collector's own cookie (server-cookie mode): `HttpOnly`, set on the
+/// merchant's registrable domain by the click's answer. Its value is the
+/// click's event id, with `.r` appended once the snippet restored its storage
+/// from it. Script-written storage may be capped or wiped (Safari ITP); this
+/// cookie is not.
+pub const SERVER_COOKIE: &str = "growsumo_click";
+/// Suffix of the server cookie's value after a restore.
+pub const SERVER_COOKIE_RESTORED: &str = ".r";
 
 /// Path of the batch endpoint, relative to the collector's `/v1/` base.
 pub const EVENTS_PATH: &str = "events";
+/// Path of the per-key configuration (and server-cookie restore) endpoint,
+/// relative to `/v1/`: `config?pk=…[&restore=1|&forget=1]`.
+pub const CONFIG_PATH: &str = "config";
 
 /// Event types.
 pub const EVENT_CLICK: &str = "click";
@@ -41,6 +58,8 @@ pub mod field {
     pub const PROVIDER_KEY: &str = "provider_key";
     pub const URL: &str = "url";
     pub const REFERRER: &str = "referrer";
+    /// The visitor's fingerprint: a hash computed in the browser (hex).
+    pub const FINGERPRINT: &str = "fingerprint";
 }
 
 /// Field limits, in characters, following PartnerStack's.
@@ -53,6 +72,7 @@ pub mod limit {
     pub const CUSTOMER_KEY: usize = 255;
     pub const PROVIDER_KEY: usize = 255;
     pub const URL: usize = 2048;
+    pub const FINGERPRINT: usize = 64;
     /// Events in one batch.
     pub const BATCH_EVENTS: usize = 100;
     /// Bytes of one request body.

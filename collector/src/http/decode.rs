@@ -135,9 +135,22 @@ fn decode_event(value: Value) -> Result<NewEvent, (Option<String>, FieldError)> 
         xid: optional(&obj, field::XID, limit::XID).map_err(fail)?,
         url: optional(&obj, field::URL, limit::URL).map_err(fail)?,
         referrer: optional(&obj, field::REFERRER, limit::URL).map_err(fail)?,
+        fingerprint: fingerprint(&obj).map_err(fail)?,
         signup,
         id,
     })
+}
+
+/// The fingerprint: a hex hash, never raw browser signals.
+fn fingerprint(obj: &Map<String, Value>) -> Result<Option<String>, FieldError> {
+    let value = optional(obj, field::FINGERPRINT, limit::FINGERPRINT)?;
+    if value
+        .as_ref()
+        .is_some_and(|v| !v.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(FieldError::new(field::FINGERPRINT, "must be a hexadecimal hash"));
+    }
+    Ok(value)
 }
 
 fn decode_signup(obj: &Map<String, Value>) -> Result<Signup, FieldError> {

@@ -4,11 +4,13 @@
 //! the public key and the page's origin, validates each event, and answers per
 //! event only after the writer has committed them (`accepted`/`duplicate`), or
 //! with the rejected field (`rejected`). 200 when anything was stored, else 4xx.
+//! In server-cookie mode, the answer to a click sets the collector's cookie.
 
 use super::decode::{decode_batch, FieldError};
 use super::reply::{self, Reply};
+use super::server_cookie;
 use crate::app::App;
-use crate::store::{Outcome, WriterError};
+use crate::store::{EventKind, Key, Outcome, ServerClick, Submission, WriterError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -63,18 +65,19 @@ pub fn preflight(req: &Request<Incoming>) -> Reply {
     reply
 }
 
-fn allow_origin(reply: &mut Reply, origin: HeaderValue) {
+/// CORS for the snippet's requests, which carry credentials so that the
+/// server cookie travels (and can be set) on the merchant's site.
+pub fn allow_origin(reply: &mut Reply, origin: HeaderValue) {
     let headers = reply.headers_mut();
     headers.insert("access-control-allow-origin", origin);
+    headers.insert("access-control-allow-credentials", HeaderValue::from_static("true"));
     headers.insert("vary", HeaderValue::from_static("Origin"));
 }
 
 async fn handle(app: &App, req: Request<Incoming>) -> Reply {
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if essence != "text/plain" && essence != "application/json" {
         return reply::error(
@@ -83,14 +86,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
             &format!("{content_type:?} is not accepted; send the JSON batch as text/plain or application/json"),
         );
     }
-    let origin = header(&req, ORIGIN);
-    let same_origin = origin
-        .as_deref()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, host)| host)
-        == header(&req, HOST).as_deref();
-
-    let body = match read_body(req.into_body(), app.client_timeout).await {
+    let body = match read_body(body, app.client_timeout).await {
         Ok(body) => body,
         Err(reply) => return reply,
     };
@@ -98,26 +94,10 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         Ok(batch) => batch,
         Err(e) => return reply::error(StatusCode::BAD_REQUEST, &e.field, &e.message),
     };
-    let key = match app.public_key(&batch.pk).await {
-        Some(key) if !key.revoked => key,
-        Some(_) => return reply::error(StatusCode::UNAUTHORIZED, "pk", "this public key was revoked"),
-        None => {
-            return reply::error(
-                StatusCode::UNAUTHORIZED,
-                "pk",
-                "unknown public key: check the key given to growsumo._initialize",
-            )
-        }
+    let key = match browser_key(app, &batch.pk, headers).await {
+        Ok(key) => key,
+        Err(reply) => return reply,
     };
-    if let Some(origin) = origin.as_deref().filter(|o| !key.allows_origin(o, same_origin)) {
-        return reply::error(
-            StatusCode::FORBIDDEN,
-            "origin",
-            &format!(
-                "pages at {origin} may not send events with this key; add the origin to the key's allowed origins"
-            ),
-        );
-    }
     // Logged only for a known key and origin: anyone could send the number.
     if batch.dropped > 0 {
         tracing::warn!(pk = %batch.pk, dropped = batch.dropped, "a browser's outbox was full and dropped events");
@@ -145,10 +125,24 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         }
     }
     let ids: Vec<String> = valid.iter().map(|e| e.id.clone()).collect();
+    // The batch's newest click: the server cookie names it once stored.
+    let last_click = valid
+        .iter()
+        .rev()
+        .find(|e| e.kind == EventKind::Click)
+        .map(|e| ServerClick {
+            event_id: e.id.clone(),
+            restored: false,
+        });
+    let submission = Submission {
+        key_id: key.id,
+        window_ms: key.settings.window_ms(),
+        server_click: server_cookie::read(headers),
+    };
     let outcomes = if valid.is_empty() {
         Vec::new()
     } else {
-        match app.writer.submit(key.id, valid).await {
+        match app.writer.submit(submission, valid).await {
             Ok(outcomes) => outcomes,
             Err(WriterError::Busy) => {
                 let mut reply = reply::error(
@@ -192,7 +186,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         (Some((field, message)), false) => (Some(field.as_str()), Some(message.as_str())),
         _ => (None, None),
     };
-    reply::json(
+    let mut reply = reply::json(
         code,
         &BatchReply {
             results,
@@ -200,11 +194,53 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
             field,
             message,
         },
-    )
+    );
+    if last_click.is_some() {
+        let max_age = key.settings.window_ms() / 1000;
+        server_cookie::set(&mut reply, &key, headers, last_click.as_ref(), max_age);
+    }
+    reply
 }
 
-fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> Option<String> {
-    req.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from)
+/// The active key `pk`, if the requesting page's origin may use it: the
+/// collector's own origin, or one of the key's allowed origins. Otherwise the
+/// error reply (401 unknown or revoked key, 403 origin), naming the field.
+pub async fn browser_key(app: &App, pk: &str, headers: &hyper::HeaderMap) -> Result<Key, Reply> {
+    let key = match app.public_key(pk).await {
+        Some(key) if !key.revoked => key,
+        Some(_) => {
+            return Err(reply::error(
+                StatusCode::UNAUTHORIZED,
+                "pk",
+                "this public key was revoked",
+            ))
+        }
+        None => {
+            return Err(reply::error(
+                StatusCode::UNAUTHORIZED,
+                "pk",
+                "unknown public key: check the key given to growsumo._initialize",
+            ))
+        }
+    };
+    let origin = header(headers, ORIGIN);
+    let same_origin = origin
+        .as_deref()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, host)| host)
+        == header(headers, HOST).as_deref();
+    if let Some(origin) = origin.as_deref().filter(|o| !key.allows_origin(o, same_origin)) {
+        return Err(reply::error(
+            StatusCode::FORBIDDEN,
+            "origin",
+            &format!("pages at {origin} may not use this key; add the origin to the key's allowed origins"),
+        ));
+    }
+    Ok(key)
+}
+
+fn header(headers: &hyper::HeaderMap, name: hyper::header::HeaderName) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(String::from)
 }
 
 /// Reads at most `limit::BODY_BYTES`, within `timeout`.

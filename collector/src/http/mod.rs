@@ -7,9 +7,11 @@
 //! then returns so the caller can flush the writer.
 
 pub mod assets;
+mod config;
 pub mod decode;
 mod events;
 mod reply;
+mod server_cookie;
 
 use crate::app::App;
 use hyper::body::Incoming;
@@ -79,6 +81,14 @@ async fn route(app: &App, req: Request<Incoming>) -> Reply {
     match (req.method(), path.as_str()) {
         (&Method::POST, "/v1/events") => events::post(app, req).await,
         (&Method::OPTIONS, "/v1/events") => events::preflight(&req),
+        (&Method::GET, "/v1/config") => {
+            let origin = req.headers().get(hyper::header::ORIGIN).cloned();
+            let mut reply = config::get(app, req).await;
+            if let Some(origin) = origin {
+                events::allow_origin(&mut reply, origin);
+            }
+            reply
+        }
         (&Method::GET, "/v1/" | "/v1/growsumo.js") => loader(&req),
         (&Method::GET, p) if p.starts_with("/v1/") && p.ends_with(".wasm") => wasm(&p[4..]),
         (&Method::GET, "/healthz") => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),

@@ -1,20 +1,36 @@
-//! Attribution: which partner a signup is credited to, and why.
+//! The attribution engine: which partner a signup is credited to, and why.
 //!
-//! Order: the click id sent with the signup (if a click with that id was
-//! recorded, its partner) → the partner key sent with the signup → nobody.
-//! The decision and its source are stored with the customer, once: a customer
-//! is attributed by its first signup and never moved by a later one.
+//! Evidence is tried in this order, strongest first; the first that applies wins:
+//! 1. **xid**: the click id the signup carries, if a click with that id was
+//!    recorded within the window (its partner, as recorded). A recorded click
+//!    outside the window means the browser's referral has expired: its partner
+//!    key is not used either.
+//! 2. **partner_key**: the partner key the signup carries, when it came with
+//!    no click id or one the collector never recorded (the click was lost, or
+//!    the link carried no id). The browser's own 90-day storage bounds it.
+//! 3. **server_cookie**: the click named by the collector's `HttpOnly` cookie
+//!    (server-cookie mode), within the window. A signup whose click id the
+//!    snippet restored from that cookie is credited here too, since the cookie
+//!    is what kept it.
+//! 4. **fingerprint**: the most recent click within the window from a browser
+//!    with the same fingerprint.
+//!
+//! Otherwise nobody. Last click wins by construction: the browser keeps only
+//! its latest referral, the server cookie names the latest click, and the
+//! fingerprint match takes the most recent click. Every lookup is scoped to
+//! the signup's key, so test and live data never mix. The decision is stored
+//! with the customer once (see `writer`).
 
 use super::NewEvent;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// How a partner was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// A recorded click with the click id the signup carried.
     Xid,
-    /// The partner key the browser stored from its landing.
     PartnerKey,
+    ServerCookie,
+    Fingerprint,
 }
 
 impl Source {
@@ -22,6 +38,8 @@ impl Source {
         match self {
             Source::Xid => "xid",
             Source::PartnerKey => "partner_key",
+            Source::ServerCookie => "server_cookie",
+            Source::Fingerprint => "fingerprint",
         }
     }
 }
@@ -33,28 +51,313 @@ pub struct Attribution {
     pub source: Source,
 }
 
-/// Decides the partner for a signup event of key `key_id`, or `None`.
-pub fn decide(conn: &Connection, key_id: i64, signup: &NewEvent) -> rusqlite::Result<Option<Attribution>> {
-    if let Some(xid) = &signup.xid {
-        let clicked: Option<String> = conn
-            .prepare_cached(
-                "SELECT partner_key FROM events
-                 WHERE key_id = ?1 AND type = 'click' AND xid = ?2
-                 ORDER BY seq DESC LIMIT 1",
-            )?
-            .query_row(params![key_id, xid], |row| row.get(0))
-            .optional()?;
-        if let Some(partner_key) = clicked {
+/// The server cookie a request carried: the click it names, and whether the
+/// snippet has restored its storage from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerClick {
+    pub event_id: String,
+    pub restored: bool,
+}
+
+impl ServerClick {
+    /// Parses the cookie's value (`<event id>` or `<event id>.r`).
+    pub fn parse(value: &str) -> Option<ServerClick> {
+        let (event_id, restored) = match value.strip_suffix(wire::SERVER_COOKIE_RESTORED) {
+            Some(id) => (id, true),
+            None => (value, false),
+        };
+        let valid = !event_id.is_empty()
+            && event_id.len() <= wire::limit::ID
+            && event_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        valid.then(|| ServerClick {
+            event_id: event_id.to_owned(),
+            restored,
+        })
+    }
+
+    /// The cookie's value.
+    pub fn value(&self) -> String {
+        let suffix = if self.restored {
+            wire::SERVER_COOKIE_RESTORED
+        } else {
+            ""
+        };
+        format!("{}{suffix}", self.event_id)
+    }
+}
+
+/// What the engine needs besides the signup: whose data, when, and the
+/// server cookie of the request that carried it.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub key_id: i64,
+    pub now_ms: i64,
+    pub window_ms: i64,
+    pub server_click: Option<ServerClick>,
+}
+
+/// A recorded click.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Click {
+    pub event_id: String,
+    pub partner_key: String,
+    pub xid: Option<String>,
+    /// When the collector received it (epoch ms).
+    pub at: i64,
+}
+
+impl Click {
+    fn from_row(row: &Row) -> rusqlite::Result<Click> {
+        Ok(Click {
+            event_id: row.get(0)?,
+            partner_key: row.get(1)?,
+            xid: row.get(2)?,
+            at: row.get(3)?,
+        })
+    }
+
+    fn credit(self, source: Source) -> Option<Attribution> {
+        Some(Attribution {
+            partner_key: self.partner_key,
+            xid: self.xid,
+            source,
+        })
+    }
+}
+
+const CLICK_COLUMNS: &str = "event_id, partner_key, xid, received_at";
+
+/// The click with event id `event_id`, if it is within the window.
+pub fn click_by_id(conn: &Connection, ctx: &Context, event_id: &str) -> rusqlite::Result<Option<Click>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CLICK_COLUMNS} FROM events WHERE key_id = ?1 AND event_id = ?2 AND type = 'click'"
+    ))?
+    .query_row(params![ctx.key_id, event_id], Click::from_row)
+    .optional()
+    .map(|click| click.filter(|c| ctx.now_ms - c.at <= ctx.window_ms))
+}
+
+/// The latest click with click id `xid`, in or out of the window.
+fn click_by_xid(conn: &Connection, key_id: i64, xid: &str) -> rusqlite::Result<Option<Click>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CLICK_COLUMNS} FROM events
+         WHERE key_id = ?1 AND type = 'click' AND xid = ?2
+         ORDER BY seq DESC LIMIT 1"
+    ))?
+    .query_row(params![key_id, xid], Click::from_row)
+    .optional()
+}
+
+/// The most recent click within the window from a browser with this fingerprint.
+fn click_by_fingerprint(conn: &Connection, ctx: &Context, fingerprint: &str) -> rusqlite::Result<Option<Click>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CLICK_COLUMNS} FROM events
+         WHERE key_id = ?1 AND type = 'click' AND fingerprint = ?2 AND received_at >= ?3
+         ORDER BY received_at DESC LIMIT 1"
+    ))?
+    .query_row(
+        params![ctx.key_id, fingerprint, ctx.now_ms - ctx.window_ms],
+        Click::from_row,
+    )
+    .optional()
+}
+
+/// Decides the partner for a signup, or `None` (unattributed).
+pub fn decide(conn: &Connection, ctx: &Context, signup: &NewEvent) -> rusqlite::Result<Option<Attribution>> {
+    let cookie_click = match &ctx.server_click {
+        Some(cookie) => click_by_id(conn, ctx, &cookie.event_id)?,
+        None => None,
+    };
+    let recorded = match &signup.xid {
+        Some(xid) => click_by_xid(conn, ctx.key_id, xid)?,
+        None => None,
+    };
+    match (recorded, &signup.partner_key) {
+        (Some(click), _) if ctx.now_ms - click.at <= ctx.window_ms => {
+            let restored = ctx.server_click.as_ref().is_some_and(|c| c.restored)
+                && cookie_click.as_ref().is_some_and(|c| c.event_id == click.event_id);
+            return Ok(click.credit(if restored { Source::ServerCookie } else { Source::Xid }));
+        }
+        (Some(_expired), _) => {}
+        (None, Some(partner_key)) => {
             return Ok(Some(Attribution {
-                partner_key,
-                xid: Some(xid.clone()),
-                source: Source::Xid,
-            }));
+                partner_key: partner_key.clone(),
+                xid: signup.xid.clone(),
+                source: Source::PartnerKey,
+            }))
+        }
+        (None, None) => {}
+    }
+    if let Some(click) = cookie_click {
+        return Ok(click.credit(Source::ServerCookie));
+    }
+    if let Some(fingerprint) = &signup.fingerprint {
+        if let Some(click) = click_by_fingerprint(conn, ctx, fingerprint)? {
+            return Ok(click.credit(Source::Fingerprint));
         }
     }
-    Ok(signup.partner_key.clone().map(|partner_key| Attribution {
-        partner_key,
-        xid: signup.xid.clone(),
-        source: Source::PartnerKey,
-    }))
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EventKind, Signup};
+
+    const DAY: i64 = 86_400_000;
+    const NOW: i64 = 1_800_000_000_000;
+    const TEST_KEY: i64 = 1;
+    const LIVE_KEY: i64 = 2;
+
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        for (id, live) in [(TEST_KEY, false), (LIVE_KEY, true)] {
+            conn.execute(
+                "INSERT INTO keys (id, public_key, secret_hash, live, created_at) VALUES (?1, ?2, x'00', ?3, 0)",
+                params![id, format!("pk{id}"), live],
+            )
+            .unwrap();
+        }
+        conn
+    }
+
+    /// Records a click `days_ago` days before NOW.
+    fn click(conn: &Connection, key: i64, id: &str, partner: &str, xid: &str, fp: &str, days_ago: i64) {
+        conn.execute(
+            "INSERT INTO events (key_id, event_id, type, received_at, client_ts, partner_key, xid, fingerprint)
+             VALUES (?1, ?2, 'click', ?3, 0, ?4, ?5, ?6)",
+            params![key, id, NOW - days_ago * DAY, partner, xid, fp],
+        )
+        .unwrap();
+    }
+
+    fn signup(partner_key: Option<&str>, xid: Option<&str>, fp: Option<&str>) -> NewEvent {
+        NewEvent {
+            id: "s".into(),
+            kind: EventKind::Signup,
+            client_ts: 0,
+            partner_key: partner_key.map(String::from),
+            xid: xid.map(String::from),
+            url: None,
+            referrer: None,
+            fingerprint: fp.map(String::from),
+            signup: Some(Signup {
+                customer_key: "c".into(),
+                email: "c@x.co".into(),
+                name: String::new(),
+                provider_key: None,
+            }),
+        }
+    }
+
+    fn ctx(key_id: i64, cookie: Option<&str>) -> Context {
+        Context {
+            key_id,
+            now_ms: NOW,
+            window_ms: 90 * DAY,
+            server_click: cookie.and_then(ServerClick::parse),
+        }
+    }
+
+    /// (partner, source) decided.
+    fn decided(conn: &Connection, ctx: &Context, event: &NewEvent) -> Option<(String, &'static str)> {
+        decide(conn, ctx, event)
+            .unwrap()
+            .map(|a| (a.partner_key, a.source.as_str()))
+    }
+
+    fn credit(partner: &str, source: &'static str) -> Option<(String, &'static str)> {
+        Some((partner.into(), source))
+    }
+
+    #[test]
+    fn click_id_within_the_window_wins_and_expires_with_its_partner_key() {
+        let conn = db();
+        click(&conn, TEST_KEY, "c1", "alice", "x1", "f1", 30);
+        click(&conn, TEST_KEY, "c2", "bob", "x2", "f2", 91);
+        let ctx = ctx(TEST_KEY, None);
+        // The recorded click's partner wins over the partner key sent with it.
+        assert_eq!(
+            decided(&conn, &ctx, &signup(Some("mallory"), Some("x1"), None)),
+            credit("alice", "xid")
+        );
+        // 91 days: the referral expired, and its partner key with it.
+        assert_eq!(decided(&conn, &ctx, &signup(Some("bob"), Some("x2"), None)), None);
+        // Exactly at the window's end it still counts.
+        click(&conn, TEST_KEY, "c3", "carol", "x3", "f3", 90);
+        assert_eq!(
+            decided(&conn, &ctx, &signup(None, Some("x3"), None)),
+            credit("carol", "xid")
+        );
+    }
+
+    #[test]
+    fn a_partner_key_counts_when_its_click_was_never_recorded() {
+        let conn = db();
+        let ctx = ctx(TEST_KEY, None);
+        assert_eq!(
+            decided(&conn, &ctx, &signup(Some("alice"), Some("lost"), None)),
+            credit("alice", "partner_key")
+        );
+        assert_eq!(
+            decided(&conn, &ctx, &signup(Some("alice"), None, None)),
+            credit("alice", "partner_key")
+        );
+        assert_eq!(decided(&conn, &ctx, &signup(None, None, None)), None);
+    }
+
+    #[test]
+    fn the_server_cookie_credits_its_click_within_the_window() {
+        let conn = db();
+        click(&conn, TEST_KEY, "c1", "alice", "x1", "f1", 10);
+        click(&conn, TEST_KEY, "c2", "bob", "x2", "f2", 100);
+        let empty = signup(None, None, None);
+        assert_eq!(
+            decided(&conn, &ctx(TEST_KEY, Some("c1")), &empty),
+            credit("alice", "server_cookie")
+        );
+        assert_eq!(decided(&conn, &ctx(TEST_KEY, Some("c2")), &empty), None);
+        assert_eq!(decided(&conn, &ctx(TEST_KEY, Some("nope")), &empty), None);
+        // Storage restored from the cookie: the click id it sends is the cookie's.
+        let restored = signup(Some("alice"), Some("x1"), None);
+        assert_eq!(
+            decided(&conn, &ctx(TEST_KEY, Some("c1.r")), &restored),
+            credit("alice", "server_cookie")
+        );
+        // Not restored: the browser kept its own storage.
+        assert_eq!(
+            decided(&conn, &ctx(TEST_KEY, Some("c1")), &restored),
+            credit("alice", "xid")
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_finds_the_latest_click_within_the_window() {
+        let conn = db();
+        click(&conn, TEST_KEY, "c1", "alice", "x1", "f1", 20);
+        click(&conn, TEST_KEY, "c2", "bob", "x2", "f1", 5);
+        click(&conn, TEST_KEY, "c3", "carol", "x3", "f3", 95);
+        let ctx = ctx(TEST_KEY, None);
+        assert_eq!(
+            decided(&conn, &ctx, &signup(None, None, Some("f1"))),
+            credit("bob", "fingerprint")
+        );
+        assert_eq!(decided(&conn, &ctx, &signup(None, None, Some("f3"))), None);
+        assert_eq!(decided(&conn, &ctx, &signup(None, None, Some("f9"))), None);
+    }
+
+    #[test]
+    fn test_and_live_keys_never_mix() {
+        let conn = db();
+        click(&conn, TEST_KEY, "c1", "alice", "x1", "f1", 1);
+        let live = ctx(LIVE_KEY, Some("c1"));
+        assert_eq!(decided(&conn, &live, &signup(None, Some("x1"), Some("f1"))), None);
+        assert_eq!(
+            decided(&conn, &ctx(TEST_KEY, None), &signup(None, Some("x1"), None)),
+            credit("alice", "xid")
+        );
+    }
 }

@@ -33,6 +33,104 @@ pub struct Key {
     /// key, besides the collector's own origin; `*` allows any.
     pub origins: Vec<String>,
     pub revoked: bool,
+    pub settings: Settings,
+}
+
+/// How a key's referrals are captured and attributed (see README, "Attribution").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Server-cookie mode: the registrable domain (`shop.example`) the
+    /// collector shares with the merchant's site; the click's answer then sets
+    /// the `HttpOnly` attribution cookie there. Empty: off.
+    pub cookie_domain: String,
+    /// How long after a click a signup is still credited to it.
+    pub window_days: u32,
+    /// Extra landing-URL parameters that carry the partner key.
+    pub params: Vec<Param>,
+    /// Store nothing until the page calls `growsumo.consent(true)`.
+    pub require_consent: bool,
+    /// Treat a browser's Global Privacy Control signal as a refusal.
+    pub honor_gpc: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            cookie_domain: String::new(),
+            window_days: 90,
+            params: Vec::new(),
+            require_consent: false,
+            honor_gpc: true,
+        }
+    }
+}
+
+/// A partner-key parameter alias: `via` (plain text) or `via:base64`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Param {
+    pub name: String,
+    pub base64: bool,
+}
+
+impl std::str::FromStr for Param {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Param, String> {
+        let (name, base64) = match spec.split_once(':') {
+            None | Some((_, "text")) => (spec.split(':').next().unwrap_or(spec), false),
+            Some((name, "base64")) => (name, true),
+            Some((_, other)) => {
+                return Err(format!(
+                    "{other:?} is not an encoding: use NAME, NAME:text or NAME:base64"
+                ))
+            }
+        };
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(format!(
+                "{name:?} is not a parameter name (1 to 32 letters, digits, '_' or '-')"
+            ));
+        }
+        Ok(Param {
+            name: name.to_owned(),
+            base64,
+        })
+    }
+}
+
+impl std::fmt::Display for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{}:{}", self.name, if self.base64 { "base64" } else { "text" })
+    }
+}
+
+impl Settings {
+    pub fn window_ms(&self) -> i64 {
+        i64::from(self.window_days) * 86_400_000
+    }
+
+    fn check(&self) -> Result<()> {
+        if !(1..=3650).contains(&self.window_days) {
+            bail!("the attribution window must be 1 to 3650 days");
+        }
+        let domain = &self.cookie_domain;
+        let valid = domain.is_empty()
+            || domain.contains('.')
+                && !domain.starts_with('.')
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        if !valid {
+            bail!(
+                "cookie domain {domain:?} must be a lowercase domain such as shop.example (no scheme, no leading dot)"
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Key {
@@ -50,10 +148,12 @@ pub struct KeyPair {
     pub secret_key: String,
 }
 
-const COLUMNS: &str = "id, public_key, live, name, origins, revoked_at IS NOT NULL";
+const COLUMNS: &str = "id, public_key, live, name, origins, revoked_at IS NOT NULL,
+                       cookie_domain, window_days, params, require_consent, honor_gpc";
 
 fn from_row(row: &Row) -> rusqlite::Result<Key> {
     let origins: String = row.get(4)?;
+    let params: String = row.get(8)?;
     Ok(Key {
         id: row.get(0)?,
         public_key: row.get(1)?,
@@ -61,22 +161,46 @@ fn from_row(row: &Row) -> rusqlite::Result<Key> {
         name: row.get(3)?,
         origins: origins.split_whitespace().map(String::from).collect(),
         revoked: row.get(5)?,
+        settings: Settings {
+            cookie_domain: row.get(6)?,
+            window_days: row.get(7)?,
+            // Written by `Param`'s Display, so every stored spec parses.
+            params: params.split_whitespace().filter_map(|p| p.parse().ok()).collect(),
+            require_consent: row.get(9)?,
+            honor_gpc: row.get(10)?,
+        },
     })
 }
 
-/// Creates a key pair named `name`, allowed to send events from `origins`.
-pub fn create(conn: &Connection, mode: Mode, name: &str, origins: &[String]) -> Result<KeyPair> {
+fn check_origins(origins: &[String]) -> Result<()> {
     for origin in origins {
         if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/')
         {
             bail!("origin {origin:?} must look like https://shop.example (scheme and host, no path), or be *");
         }
     }
+    Ok(())
+}
+
+fn params_column(settings: &Settings) -> String {
+    settings
+        .params
+        .iter()
+        .map(Param::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Creates a key pair named `name`, allowed to send events from `origins`.
+pub fn create(conn: &Connection, mode: Mode, name: &str, origins: &[String], settings: &Settings) -> Result<KeyPair> {
+    check_origins(origins)?;
+    settings.check()?;
     let public_key = format!("pk_{}_{}", mode.prefix(), random_token(24)?);
     let secret_key = format!("sk_{}_{}", mode.prefix(), random_token(32)?);
     conn.execute(
-        "INSERT INTO keys (public_key, secret_hash, live, name, origins, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO keys (public_key, secret_hash, live, name, origins, created_at,
+                           cookie_domain, window_days, params, require_consent, honor_gpc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             public_key,
             Sha256::digest(secret_key.as_bytes()).as_slice(),
@@ -84,6 +208,11 @@ pub fn create(conn: &Connection, mode: Mode, name: &str, origins: &[String]) -> 
             name,
             origins.join(" "),
             super::now_ms(),
+            settings.cookie_domain,
+            settings.window_days,
+            params_column(settings),
+            settings.require_consent,
+            settings.honor_gpc,
         ],
     )?;
     Ok(KeyPair {
@@ -94,9 +223,35 @@ pub fn create(conn: &Connection, mode: Mode, name: &str, origins: &[String]) -> 
             name: name.into(),
             origins: origins.to_vec(),
             revoked: false,
+            settings: settings.clone(),
         },
         secret_key,
     })
+}
+
+/// Replaces the allowed origins and settings of the key `public_key`.
+/// A running collector applies them within its key cache's lifetime (30 s).
+pub fn update(conn: &Connection, public_key: &str, origins: &[String], settings: &Settings) -> Result<()> {
+    check_origins(origins)?;
+    settings.check()?;
+    let changed = conn.execute(
+        "UPDATE keys SET origins = ?2, cookie_domain = ?3, window_days = ?4, params = ?5,
+                         require_consent = ?6, honor_gpc = ?7
+         WHERE public_key = ?1",
+        params![
+            public_key,
+            origins.join(" "),
+            settings.cookie_domain,
+            settings.window_days,
+            params_column(settings),
+            settings.require_consent,
+            settings.honor_gpc,
+        ],
+    )?;
+    if changed == 0 {
+        bail!("no key {public_key:?}: `collector keys list` shows the keys");
+    }
+    Ok(())
 }
 
 /// The key with public key `public_key`, revoked or not.
@@ -157,9 +312,23 @@ mod tests {
             name: String::new(),
             origins: vec!["https://shop.example".into()],
             revoked: false,
+            settings: Settings::default(),
         };
         assert!(key.allows_origin("https://shop.example", false));
         assert!(!key.allows_origin("https://evil.example", false));
         assert!(key.allows_origin("https://evil.example", true));
+    }
+
+    #[test]
+    fn params_parse_and_round_trip() {
+        let via: Param = "via".parse().unwrap();
+        assert_eq!((via.name.as_str(), via.base64), ("via", false));
+        let r: Param = "ref:base64".parse().unwrap();
+        assert!(r.base64);
+        assert_eq!(r.to_string().parse::<Param>().unwrap(), r);
+        assert_eq!(via.to_string().parse::<Param>().unwrap(), via);
+        for bad in ["", "a b", "via:hex", "x=1", &"n".repeat(33)] {
+            assert!(bad.parse::<Param>().is_err(), "{bad}");
+        }
     }
 }

@@ -10,19 +10,23 @@
 //! - `read`: queries for the API, the CLI and key lookups, on their own
 //!   connections (WAL lets readers run beside the writer).
 //! - `attribution`: which partner a signup is credited to.
-//! - `keys`: public/secret key pairs.
+//! - `clock`: the time events are stamped with (shiftable in tests).
+//! - `keys`: public/secret key pairs and their settings.
 //! - `fill`: synthetic events for benchmarks.
 
-mod attribution;
+pub mod attribution;
+mod clock;
 pub mod fill;
 pub mod keys;
 pub mod read;
 mod schema;
 mod writer;
 
-pub use keys::{Key, KeyPair, Mode};
+pub use attribution::ServerClick;
+pub use clock::Clock;
+pub use keys::{Key, KeyPair, Mode, Param, Settings};
 pub use read::CustomerRow;
-pub use writer::{Outcome, Writer, WriterError, WriterThread};
+pub use writer::{Outcome, Submission, Writer, WriterError, WriterThread};
 
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OpenFlags};
@@ -41,6 +45,8 @@ pub struct NewEvent {
     pub xid: Option<String>,
     pub url: Option<String>,
     pub referrer: Option<String>,
+    /// The visitor's fingerprint (a hash computed by the snippet).
+    pub fingerprint: Option<String>,
     pub signup: Option<Signup>,
 }
 
@@ -68,11 +74,13 @@ pub struct Signup {
     pub provider_key: Option<String>,
 }
 
-/// An open database: the path, and a small pool of read connections.
+/// An open database: the path, a small pool of read connections, and the
+/// clock events are stamped with.
 #[derive(Clone)]
 pub struct Store {
     path: PathBuf,
     readers: Arc<Mutex<Vec<Connection>>>,
+    clock: Clock,
 }
 
 impl Store {
@@ -83,11 +91,21 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             readers: Arc::default(),
+            clock: Clock::system(),
         })
+    }
+
+    /// This store, with events stamped by `clock` instead of the system clock.
+    pub fn with_clock(self, clock: Clock) -> Store {
+        Store { clock, ..self }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Starts the writer thread: the only connection that writes events,
@@ -95,7 +113,7 @@ impl Store {
     pub fn writer(&self, queue: usize) -> Result<(Writer, WriterThread)> {
         let conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let checkpoints = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        Ok(Writer::start(conn, checkpoints, queue))
+        Ok(Writer::start(conn, checkpoints, queue, self.clock.clone()))
     }
 
     /// Runs `f` on a read connection from the pool (blocking: call it from

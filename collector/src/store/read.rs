@@ -14,7 +14,8 @@ pub struct CustomerRow {
     pub name: String,
     pub partner_key: Option<String>,
     pub xid: Option<String>,
-    /// How the partner was decided: `xid` or `partner_key`; none when unattributed.
+    /// How the partner was decided: `xid`, `partner_key`, `server_cookie` or
+    /// `fingerprint`; none when unattributed.
     pub source: Option<String>,
     /// Epoch milliseconds.
     pub created_at: i64,

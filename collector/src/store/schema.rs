@@ -49,6 +49,15 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (key_id, customer_key)
     );
     CREATE INDEX customers_by_partner ON customers(key_id, partner_key);",
+    // 2: per-key attribution settings, and the visitor fingerprint of events.
+    "ALTER TABLE keys ADD COLUMN cookie_domain TEXT NOT NULL DEFAULT '';
+    ALTER TABLE keys ADD COLUMN window_days INTEGER NOT NULL DEFAULT 90;
+    ALTER TABLE keys ADD COLUMN params TEXT NOT NULL DEFAULT '';
+    ALTER TABLE keys ADD COLUMN require_consent INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE keys ADD COLUMN honor_gpc INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE events ADD COLUMN fingerprint TEXT;
+    CREATE INDEX clicks_by_fingerprint ON events(key_id, fingerprint, received_at)
+        WHERE type = 'click' AND fingerprint IS NOT NULL;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -7,7 +7,8 @@
 //! `WriterError::Busy` (the HTTP layer answers 503 + Retry-After) instead of
 //! letting memory grow without bound.
 
-use super::{attribution, now_ms, EventKind, NewEvent};
+use super::attribution::{self, ServerClick};
+use super::{Clock, EventKind, NewEvent};
 use rusqlite::{params, Connection};
 use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
@@ -35,8 +36,18 @@ pub enum WriterError {
     Database(String),
 }
 
+/// Whose events a request carries, and what attribution needs to know of it.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub key_id: i64,
+    /// The key's attribution window.
+    pub window_ms: i64,
+    /// The server cookie the request carried.
+    pub server_click: Option<ServerClick>,
+}
+
 struct Job {
-    key_id: i64,
+    submission: Submission,
     events: Vec<NewEvent>,
     reply: oneshot::Sender<Result<Vec<Outcome>, WriterError>>,
 }
@@ -61,14 +72,19 @@ impl WriterThread {
 
 impl Writer {
     /// Starts the writer on `conn`, and a checkpointer on `checkpoints`.
-    pub(super) fn start(conn: Connection, checkpoints: Connection, queue: usize) -> (Writer, WriterThread) {
+    pub(super) fn start(
+        conn: Connection,
+        checkpoints: Connection,
+        queue: usize,
+        clock: Clock,
+    ) -> (Writer, WriterThread) {
         let (tx, rx) = mpsc::channel(queue);
         let thread = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
                 let (stop, stopped) = std::sync::mpsc::channel::<()>();
                 let checkpointer = std::thread::spawn(move || checkpoint(checkpoints, stopped));
-                run(conn, rx);
+                run(conn, rx, &clock);
                 drop(stop);
                 let _ = checkpointer.join();
             })
@@ -82,16 +98,22 @@ impl Writer {
         Writer { queue: None }
     }
 
-    /// Stores `events` for key `key_id`; resolves once they are committed.
-    pub async fn submit(&self, key_id: i64, events: Vec<NewEvent>) -> Result<Vec<Outcome>, WriterError> {
+    /// Stores `events`; resolves once they are committed.
+    pub async fn submit(&self, submission: Submission, events: Vec<NewEvent>) -> Result<Vec<Outcome>, WriterError> {
         let Some(queue) = &self.queue else {
             return Ok(vec![Outcome::Accepted; events.len()]);
         };
         let (reply, answer) = oneshot::channel();
-        queue.try_send(Job { key_id, events, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => WriterError::Busy,
-            mpsc::error::TrySendError::Closed(_) => WriterError::Stopped,
-        })?;
+        queue
+            .try_send(Job {
+                submission,
+                events,
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => WriterError::Busy,
+                mpsc::error::TrySendError::Closed(_) => WriterError::Stopped,
+            })?;
         answer.await.map_err(|_| WriterError::Stopped)?
     }
 }
@@ -108,7 +130,7 @@ fn checkpoint(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
-fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
+fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, clock: &Clock) {
     let _ = conn.pragma_update(None, "wal_autocheckpoint", 0);
     // 64 MiB of page cache (default 2 MiB): the event-id index's inner pages
     // stay in memory on a large database.
@@ -122,7 +144,7 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&mut conn, &mut group);
+        commit_group(&mut conn, &mut group, clock.now_ms());
     }
 }
 
@@ -130,8 +152,8 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
 /// before they reach the writer and every insert is conflict-free, so an error
 /// here is the database's (disk full, I/O): the whole group fails, nothing in
 /// it is acknowledged, and the clients retry.
-fn commit_group(conn: &mut Connection, group: &mut Vec<Job>) {
-    match apply_group(conn, group) {
+fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, now_ms: i64) {
+    match apply_group(conn, group, now_ms) {
         Ok(results) => {
             for (job, result) in group.drain(..).zip(results) {
                 let _ = job.reply.send(Ok(result));
@@ -146,24 +168,29 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Job>) {
     }
 }
 
-fn apply_group(conn: &mut Connection, group: &[Job]) -> rusqlite::Result<Vec<Vec<Outcome>>> {
+fn apply_group(conn: &mut Connection, group: &[Job], now_ms: i64) -> rusqlite::Result<Vec<Vec<Outcome>>> {
     let tx = conn.transaction()?;
     let results = group
         .iter()
-        .map(|job| apply(&tx, job.key_id, &job.events))
+        .map(|job| apply(&tx, &job.submission, &job.events, now_ms))
         .collect::<rusqlite::Result<_>>()?;
     tx.commit()?;
     Ok(results)
 }
 
 /// Stores one request's events: each new event once, and for each new signup
-/// its customer line item.
-fn apply(conn: &Connection, key_id: i64, events: &[NewEvent]) -> rusqlite::Result<Vec<Outcome>> {
-    let received_at = now_ms();
+/// its customer line item. `received_at` is the group's time.
+fn apply(
+    conn: &Connection,
+    submission: &Submission,
+    events: &[NewEvent],
+    received_at: i64,
+) -> rusqlite::Result<Vec<Outcome>> {
+    let key_id = submission.key_id;
     let mut insert = conn.prepare_cached(
         "INSERT INTO events (key_id, event_id, type, received_at, client_ts, partner_key, xid,
-                             url, referrer, customer_key, email, name, provider_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                             url, referrer, customer_key, email, name, provider_key, fingerprint)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (key_id, event_id) DO NOTHING",
     )?;
     let mut outcomes = Vec::with_capacity(events.len());
@@ -183,13 +210,20 @@ fn apply(conn: &Connection, key_id: i64, events: &[NewEvent]) -> rusqlite::Resul
             signup.map(|s| &s.email),
             signup.map(|s| &s.name),
             signup.and_then(|s| s.provider_key.as_ref()),
+            event.fingerprint,
         ])?;
         if inserted == 0 {
             outcomes.push(Outcome::Duplicate);
             continue;
         }
         if let (EventKind::Signup, Some(signup)) = (event.kind, signup) {
-            let attribution = attribution::decide(conn, key_id, event)?;
+            let context = attribution::Context {
+                key_id,
+                now_ms: received_at,
+                window_ms: submission.window_ms,
+                server_click: submission.server_click.clone(),
+            };
+            let attribution = attribution::decide(conn, &context, event)?;
             conn.prepare_cached(
                 "INSERT INTO customers (key_id, customer_key, email, name, provider_key,
                                         partner_key, xid, source, event_id, created_at)
