@@ -13,10 +13,10 @@
 //! id), `retry(ms)` (a loader function that calls `flush` again later), and
 //! the outbox's memory copy.
 
-use crate::js::{get, get_num, get_or_new, get_str, set};
+use crate::js::{array, get, get_num, get_or_new, get_str, set};
 use crate::{outbox, send};
 use alloc::string::String;
-use js_sys::{Array, Function, Object, Reflect};
+use js_sys::{Function, Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 use wire::{field, status};
 
@@ -48,7 +48,7 @@ async fn drain(base: &str, state: &Object) {
         };
         set(state, "delay", &0.into());
         outbox::remove(state, &ids, dropped);
-        let results = Array::from(&get(&answer.body, "results"));
+        let results = array(get(&answer.body, "results"));
         for id in &ids {
             let result = results.iter().find(|r| get_str(r, field::ID) == *id);
             let outcome = match result {

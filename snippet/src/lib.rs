@@ -15,7 +15,10 @@
 
 extern crate alloc;
 
+mod config;
+mod consent;
 mod delivery;
+mod fingerprint;
 mod js;
 mod outbox;
 mod params;
@@ -25,39 +28,64 @@ mod storage;
 use alloc::string::String;
 use js::{get_str, set};
 use js_sys::Object;
+use params::Referral;
 use wasm_bindgen::prelude::*;
 use web_sys::{UrlSearchParams, Window};
-use wire::{field, PARTNER_KEY_COOKIE, PARTNER_KEY_PARAMS, XID_COOKIE, XID_PARAMS};
+use wire::{field, PARTNER_KEY_PARAMS, REFERRAL_MAX_AGE_SECS, XID_PARAMS};
 
-/// Records the referral of this page view and fills `data.partner_key` and
-/// `data.xid` from it: the landing URL's partner link if it has one (last click
-/// wins), else what an earlier landing stored.
+/// Whether an earlier landing's referral is stored in this browser (if not,
+/// the loader asks the collector to restore it from its server cookie).
 #[wasm_bindgen]
-pub fn init(base: String, pk: String, data: Object, state: Object) {
+pub fn stored() -> bool {
+    web_sys::window().is_some_and(|window| storage::load(&window).is_some())
+}
+
+/// Starts the snippet on a page, and again after `growsumo.consent(..)`:
+/// applies the key's settings (`config`, the collector's answer or null),
+/// decides consent, records the referral of this page view and fills
+/// `data.partner_key` and `data.xid`: the landing URL's partner link if it has
+/// one (last click wins), else what an earlier landing stored, else what the
+/// collector's server cookie kept. Without consent the referral stays in page
+/// memory only: nothing is stored or sent, and what was stored is deleted.
+#[wasm_bindgen]
+pub fn init(base: String, pk: String, data: Object, state: Object, config: JsValue) {
     let Some(window) = web_sys::window() else {
         return;
     };
+    let config = config::parse(&config);
+    let stored = storage::load(&window);
     let query = window
         .location()
         .search()
         .ok()
         .and_then(|search| UrlSearchParams::new_with_str(&search).ok());
-    let landing = query.as_ref().and_then(|q| params::from_query(|name| q.get(name)));
-    let (partner_key, xid) = match landing {
-        Some(referral) => {
-            let known = storage::read(&window, PARTNER_KEY_COOKIE).as_ref() == Some(&referral.partner_key)
-                && storage::read(&window, XID_COOKIE).unwrap_or_default() == referral.xid;
-            storage::write(&window, PARTNER_KEY_COOKIE, &referral.partner_key);
-            storage::write(&window, XID_COOKIE, &referral.xid);
-            if !known {
-                outbox::push(&state, &pk, &click(&window, &referral, query.as_ref()));
+    let landing = query
+        .as_ref()
+        .and_then(|q| params::from_query(|name| q.get(name), &config.aliases));
+    let allowed = consent::decide(&window, &state, &config);
+    // (the referral, seconds it has left, whether storage must be written)
+    let current = match (landing, stored, config.referral) {
+        (Some(landing), stored, _) => {
+            // A reload or in-site navigation keeps the link: not a new click.
+            let known = stored.as_ref().is_some_and(|(s, _)| *s == landing);
+            if allowed && !known {
+                outbox::push(&state, &pk, &click(&window, &state, &landing, query.as_ref()));
+            }
+            let restore = stored.is_some_and(|(_, restore)| restore.is_some());
+            Some((landing, REFERRAL_MAX_AGE_SECS, !known || restore))
+        }
+        (None, Some((stored, restore)), _) => Some((stored, restore.unwrap_or(0), restore.is_some())),
+        (None, None, Some((restored, left))) => Some((restored, left, true)),
+        (None, None, None) => None,
+    };
+    let (partner_key, xid) = match current {
+        Some((referral, max_age, write)) => {
+            if allowed && write {
+                storage::save(&window, &referral, max_age);
             }
             (referral.partner_key, referral.xid)
         }
-        None => (
-            storage::read(&window, PARTNER_KEY_COOKIE).unwrap_or_default(),
-            storage::read(&window, XID_COOKIE).unwrap_or_default(),
-        ),
+        None => Default::default(),
     };
     set(&data, field::PARTNER_KEY, &partner_key.into());
     set(&data, field::XID, &xid.into());
@@ -66,12 +94,22 @@ pub fn init(base: String, pk: String, data: Object, state: Object) {
 }
 
 /// Queues a signup built from `data` (a snapshot of `growsumo.data` taken when
-/// the page called `createSignup`) and sends it. `cb(error, result)` is called
-/// when the collector answers: `error` is null once it is stored, else an
-/// `Error` whose `field` names the rejected field. Returns the event's id (the
-/// loader calls `cb` itself, with status `queued`, if no answer comes soon).
+/// the page called `createSignup`, or read from a captured form) and sends it.
+/// `cb(error, result)` is called when the collector answers: `error` is null
+/// once it is stored, else an `Error` whose `field` names the rejected field.
+/// Returns the event's id (the loader calls `cb` itself, with status
+/// `queued`, if no answer comes soon). Without consent nothing is sent and
+/// `cb` hears status `consent_denied` at once.
 #[wasm_bindgen]
 pub fn signup(base: String, pk: String, data: Object, cb: JsValue, state: Object) -> String {
+    if consent::denied(&state) {
+        let result = Object::new();
+        set(&result, "status", &"consent_denied".into());
+        if let Ok(cb) = cb.dyn_into::<js_sys::Function>() {
+            let _ = cb.call2(&JsValue::NULL, &JsValue::NULL, &result);
+        }
+        return String::new();
+    }
     let event = new_event(wire::EVENT_SIGNUP);
     for name in [
         field::EMAIL,
@@ -83,6 +121,7 @@ pub fn signup(base: String, pk: String, data: Object, cb: JsValue, state: Object
     ] {
         set_nonempty(&event, name, get_str(&data, name));
     }
+    set_nonempty(&event, field::FINGERPRINT, consent::fingerprint(&state));
     let id = get_str(&event, field::ID);
     outbox::push(&state, &pk, &event);
     delivery::wait_for(&state, &id, &cb);
@@ -103,10 +142,11 @@ pub fn beacon(base: String, state: Object) {
 }
 
 /// A click for a landing that carries a partner link.
-fn click(window: &Window, referral: &params::Referral, query: Option<&UrlSearchParams>) -> Object {
+fn click(window: &Window, state: &Object, referral: &Referral, query: Option<&UrlSearchParams>) -> Object {
     let event = new_event(wire::EVENT_CLICK);
     set_nonempty(&event, field::PARTNER_KEY, referral.partner_key.clone());
     set_nonempty(&event, field::XID, referral.xid.clone());
+    set_nonempty(&event, field::FINGERPRINT, consent::fingerprint(state));
     set_nonempty(&event, field::URL, landing_url(window, query));
     if let Some(doc) = window.document() {
         set_nonempty(&event, field::REFERRER, doc.referrer());
@@ -154,13 +194,7 @@ fn random_id() -> String {
     if let Some(crypto) = web_sys::window().and_then(|w| w.crypto().ok()) {
         let _ = crypto.get_random_values_with_u8_array(&mut bytes);
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = alloc::vec::Vec::with_capacity(32);
-    for b in bytes {
-        hex.push(HEX[(b >> 4) as usize]);
-        hex.push(HEX[(b & 15) as usize]);
-    }
-    String::from_utf8(hex).unwrap_or_default()
+    js::hex(&bytes)
 }
 
 // A small allocator: the default (dlmalloc) costs about 7 KB of wasm. Safety:

@@ -65,6 +65,14 @@ fn queue(outbox: &Object) -> Array {
     get(outbox, "q").into()
 }
 
+/// Drops every queued event, stored or in page memory (consent refused).
+pub fn discard(state: &Object) {
+    if let Some(storage) = local_storage() {
+        let _ = storage.remove_item(KEY);
+    }
+    set(state, MEMORY, &JsValue::UNDEFINED);
+}
+
 /// Adds `event` (for public key `pk`) and enforces the bounds.
 pub fn push(state: &Object, pk: &str, event: &Object) {
     let outbox = load(state);

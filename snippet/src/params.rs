@@ -15,13 +15,25 @@ pub struct Referral {
     pub xid: String,
 }
 
+/// A partner-key parameter the key's settings add (`via`, `ref`): its name,
+/// and whether its value is base64.
+pub struct Alias {
+    pub name: String,
+    pub base64: bool,
+}
+
 /// The referral a landing URL carries, if any. `get` looks up one query
-/// parameter by name (already percent-decoded).
-pub fn from_query(get: impl Fn(&str) -> Option<String>) -> Option<Referral> {
-    let raw = PARTNER_KEY_PARAMS
-        .iter()
-        .find_map(|name| get(name).filter(|v| !v.is_empty()))?;
-    let partner_key = decode_partner_key(&raw);
+/// parameter by name (already percent-decoded). PartnerStack's parameters come
+/// first, then the key's `aliases`.
+pub fn from_query(get: impl Fn(&str) -> Option<String>, aliases: &[Alias]) -> Option<Referral> {
+    let found = |name: &str| get(name).filter(|v| !v.is_empty());
+    let partner_key = match PARTNER_KEY_PARAMS.iter().find_map(|name| found(name)) {
+        Some(raw) => decode_partner_key(&raw),
+        None => aliases.iter().find_map(|alias| {
+            let raw = found(&alias.name)?;
+            Some(if alias.base64 { decode_partner_key(&raw) } else { raw })
+        })?,
+    };
     if char_count(&partner_key) > limit::PARTNER_KEY {
         return None;
     }
@@ -136,10 +148,31 @@ mod tests {
             partner_key: "alice".into(),
             xid: "x1".into(),
         };
-        assert_eq!(from_query(new), Some(want));
-        assert_eq!(from_query(legacy).map(|r| r.partner_key), Some("alice".into()));
-        assert_eq!(from_query(query(&[("ps_xid", "x1")])), None);
-        assert_eq!(from_query(query(&[("ps_partner_key", "")])), None);
+        assert_eq!(from_query(new, &[]), Some(want));
+        assert_eq!(from_query(legacy, &[]).map(|r| r.partner_key), Some("alice".into()));
+        assert_eq!(from_query(query(&[("ps_xid", "x1")]), &[]), None);
+        assert_eq!(from_query(query(&[("ps_partner_key", "")]), &[]), None);
+    }
+
+    #[test]
+    fn aliases_are_read_after_the_standard_parameters() {
+        let aliases = [
+            Alias {
+                name: "via".into(),
+                base64: false,
+            },
+            Alias {
+                name: "ref".into(),
+                base64: true,
+            },
+        ];
+        let key = |pairs: &[(&str, &str)]| from_query(query(pairs), &aliases).map(|r| r.partner_key);
+        // Plain text is kept as is, even when it happens to be valid base64.
+        assert_eq!(key(&[("via", "bob1")]), Some("bob1".into()));
+        assert_eq!(key(&[("via", "YWxpY2U")]), Some("YWxpY2U".into()));
+        assert_eq!(key(&[("ref", "YWxpY2U")]), Some("alice".into()));
+        assert_eq!(key(&[("via", "bob1"), ("gspk", "YWxpY2U")]), Some("alice".into()));
+        assert_eq!(key(&[("other", "x")]), None);
     }
 
     #[test]
@@ -153,6 +186,6 @@ mod tests {
     #[test]
     fn overlong_keys_are_ignored() {
         let long = "k".repeat(limit::PARTNER_KEY + 1);
-        assert_eq!(from_query(query(&[("gspk", &long)])), None);
+        assert_eq!(from_query(query(&[("gspk", &long)]), &[]), None);
     }
 }

@@ -42,6 +42,9 @@ pub async fn post(base: &str, pk: &str, events: &Array, dropped: f64) -> Result<
     set(&init, "method", &"POST".into());
     set(&init, "body", &body(pk, events, dropped).into());
     set(&init, "keepalive", &JsValue::TRUE);
+    // The server cookie (server-cookie mode) travels with events, and is set
+    // by the answer to a click.
+    set(&init, "credentials", &"include".into());
     let window = web_sys::window().ok_or(JsValue::NULL)?;
     let response: Response = JsFuture::from(window.fetch_with_str_and_init(&url(base), init.unchecked_ref()))
         .await?

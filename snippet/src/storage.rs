@@ -1,13 +1,18 @@
-//! First-party storage of the referral: a cookie (what merchant back ends read)
+//! First-party storage of the referral: cookies on the site's registrable
+//! domain (what merchant back ends read, shared by `www.` and `app.`),
 //! mirrored to localStorage (what survives when cookies are cleared or capped),
-//! read back from whichever survives, and each restored from the other.
+//! read back from whichever survives. The mirror keeps when the referral was
+//! made, so cookies restored from it keep the referral's own expiry.
 //!
 //! Every browser call here can fail (blocked storage, sandboxed frames): each
 //! failure is treated as "nothing stored", never raised into the page.
 
+use crate::params::Referral;
 use alloc::string::String;
+use alloc::vec::Vec;
 use wasm_bindgen::JsCast;
 use web_sys::{HtmlDocument, Storage, Window};
+use wire::{CONSENT_KEY, PARTNER_KEY_COOKIE, REFERRAL_MAX_AGE_SECS, REFERRAL_TS_KEY, XID_COOKIE};
 
 /// The value of cookie `name` in a `document.cookie` string, still URI-encoded.
 /// Splits with a closure on purpose: `split(';')` and `trim` pull char-searching
@@ -33,62 +38,161 @@ pub fn local_storage() -> Option<Storage> {
 fn read_cookie(window: &Window, name: &str) -> Option<String> {
     let cookies = document(window)?.cookie().ok()?;
     let raw = cookie_value(&cookies, name)?;
-    js_sys::decode_uri_component(raw).ok().map(String::from)
+    js_sys::decode_uri_component(raw)
+        .ok()
+        .map(String::from)
+        .filter(|v| !v.is_empty())
 }
 
-/// Writes a first-party cookie for the whole site; an empty value with
-/// `max_age` 0 deletes it.
-fn write_cookie(window: &Window, name: &str, value: &str, max_age: u32) {
+fn number(n: f64) -> String {
+    // Number formatting through JS: Rust's integer formatting costs the wasm bytes.
+    js_sys::Number::from(n)
+        .to_string_with_radix(10)
+        .map(String::from)
+        .unwrap_or_default()
+}
+
+/// Writes a first-party cookie for the whole site: on `domain` when given,
+/// else for this host only. An empty value with `max_age` 0 deletes it.
+fn write_cookie(window: &Window, name: &str, value: &str, max_age: u32, domain: Option<&str>) {
     let Some(doc) = document(window) else { return };
     let secure = window.location().protocol().is_ok_and(|p| p == "https:");
     let mut cookie = String::from(name);
     cookie.push('=');
     cookie.push_str(&String::from(js_sys::encode_uri_component(value)));
     cookie.push_str("; Max-Age=");
-    // Number formatting through JS: Rust's integer formatting costs the wasm bytes.
-    if let Ok(age) = js_sys::Number::from(max_age).to_string_with_radix(10) {
-        cookie.push_str(&String::from(age));
-    }
+    cookie.push_str(&number(max_age as f64));
     cookie.push_str("; Path=/; SameSite=Lax");
+    if let Some(domain) = domain {
+        cookie.push_str("; Domain=");
+        cookie.push_str(domain);
+    }
     if secure {
         cookie.push_str("; Secure");
     }
     let _ = doc.set_cookie(&cookie);
 }
 
-/// The stored value of `name`, from the cookie or else the localStorage
-/// mirror; whichever was missing is restored from the other.
-pub fn read(window: &Window, name: &str) -> Option<String> {
-    let cookie = read_cookie(window, name).filter(|v| !v.is_empty());
-    let mirror = local_storage().and_then(|s| s.get_item(name).ok().flatten());
-    let value = cookie.clone().or(mirror.clone()).filter(|v| !v.is_empty())?;
-    if cookie.is_none() || mirror.is_none() {
-        write(window, name, &value);
-    }
-    Some(value)
+/// `host` and its parent domains, shortest first: `com`, `shop.com`, `www.shop.com`.
+fn parent_domains(host: &str) -> impl Iterator<Item = &str> {
+    let dots = host.bytes().enumerate().filter(|(_, b)| *b == b'.').map(|(i, _)| i + 1);
+    let starts: Vec<usize> = core::iter::once(0).chain(dots).collect();
+    // `get`, not indexing: a slicing panic would pull formatting code into the wasm.
+    starts.into_iter().rev().filter_map(move |start| host.get(start..))
 }
 
-/// Stores `value` under `name` in both places, for the referral window;
-/// an empty value removes it from both.
-pub fn write(window: &Window, name: &str, value: &str) {
-    let max_age = if value.is_empty() {
-        0
-    } else {
-        wire::REFERRAL_MAX_AGE_SECS
+/// The registrable domain of this page (`shop.co.uk` for `www.shop.co.uk`),
+/// so a referral made on `www.` is still known on `app.`. No public-suffix
+/// list ships in the snippet: the browser has one and refuses a cookie on a
+/// public suffix, so the shortest parent domain that accepts a probe cookie is
+/// the registrable domain (the technique analytics tags use). `None` for a
+/// bare host such as `localhost` or an IP address: cookies stay host-only.
+fn site_domain(window: &Window) -> Option<String> {
+    const PROBE: &str = "growsumo_probe";
+    let host = window.location().hostname().ok()?;
+    let is_ip = host.bytes().all(|b| b.is_ascii_digit() || b == b'.') || host.contains(':');
+    if is_ip {
+        return None;
+    }
+    // The top-level domain alone never takes a cookie.
+    for domain in parent_domains(&host).skip(1) {
+        write_cookie(window, PROBE, "1", 10, Some(domain));
+        if read_cookie(window, PROBE).is_some() {
+            write_cookie(window, PROBE, "", 0, Some(domain));
+            return Some(domain.into());
+        }
+    }
+    None
+}
+
+fn mirror(name: &str) -> Option<String> {
+    local_storage()?.get_item(name).ok().flatten().filter(|v| !v.is_empty())
+}
+
+/// The referral an earlier landing stored: from the cookies, or else from the
+/// localStorage mirror while it is within the referral window. The second
+/// value is the seconds it has left when its cookies must be restored
+/// (they were cleared or capped), else `None`.
+pub fn load(window: &Window) -> Option<(Referral, Option<u32>)> {
+    let xid = || {
+        read_cookie(window, XID_COOKIE)
+            .or_else(|| mirror(XID_COOKIE))
+            .unwrap_or_default()
     };
-    write_cookie(window, name, value, max_age);
+    if let Some(partner_key) = read_cookie(window, PARTNER_KEY_COOKIE) {
+        return Some((
+            Referral {
+                partner_key,
+                xid: xid(),
+            },
+            None,
+        ));
+    }
+    let partner_key = mirror(PARTNER_KEY_COOKIE)?;
+    // JS parses the number: Rust's float parsing costs the wasm kilobytes.
+    let made = mirror(REFERRAL_TS_KEY).map_or(0.0, |ts| js_sys::Number::parse_float(&ts));
+    let left = REFERRAL_MAX_AGE_SECS as f64 - (js_sys::Date::now() - made) / 1000.0;
+    // An unreadable time (NaN) drops the referral too.
+    if left.is_nan() || left < 1.0 {
+        clear(window);
+        return None;
+    }
+    Some((
+        Referral {
+            partner_key,
+            xid: xid(),
+        },
+        Some(left as u32),
+    ))
+}
+
+/// Stores `referral` in the site's cookies and the localStorage mirror, with
+/// `max_age` seconds left (a new referral: the whole window).
+pub fn save(window: &Window, referral: &Referral, max_age: u32) {
+    let domain = site_domain(window);
+    for (name, value) in [(PARTNER_KEY_COOKIE, &referral.partner_key), (XID_COOKIE, &referral.xid)] {
+        write_cookie(window, name, value, max_age, domain.as_deref());
+        if domain.is_some() {
+            // A host-only copy (older snippets wrote one) would shadow it.
+            write_cookie(window, name, "", 0, None);
+        }
+        if let Some(storage) = local_storage() {
+            let _ = storage.set_item(name, value);
+        }
+    }
+    let made = js_sys::Date::now() - (REFERRAL_MAX_AGE_SECS - max_age) as f64 * 1000.0;
     if let Some(storage) = local_storage() {
-        let _ = if value.is_empty() {
-            storage.remove_item(name)
-        } else {
-            storage.set_item(name, value)
-        };
+        let _ = storage.set_item(REFERRAL_TS_KEY, &number(made));
+    }
+}
+
+/// Removes the referral, its mirror and the consent grant. Deletes the
+/// cookies on every parent domain without probing, so it writes nothing.
+pub fn clear(window: &Window) {
+    let host = window.location().hostname().unwrap_or_default();
+    for name in [PARTNER_KEY_COOKIE, XID_COOKIE] {
+        write_cookie(window, name, "", 0, None);
+        for domain in parent_domains(&host) {
+            write_cookie(window, name, "", 0, Some(domain));
+        }
+    }
+    if let Some(storage) = local_storage() {
+        for name in [PARTNER_KEY_COOKIE, XID_COOKIE, REFERRAL_TS_KEY, CONSENT_KEY] {
+            let _ = storage.remove_item(name);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::cookie_value;
+    use super::{cookie_value, parent_domains};
+
+    #[test]
+    fn parent_domains_run_from_the_shortest() {
+        let all: Vec<&str> = parent_domains("www.shop.co.uk").collect();
+        assert_eq!(all, ["uk", "co.uk", "shop.co.uk", "www.shop.co.uk"]);
+        assert_eq!(parent_domains("localhost").collect::<Vec<_>>(), ["localhost"]);
+    }
 
     #[test]
     fn finds_exact_cookie_names() {

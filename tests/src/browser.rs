@@ -14,8 +14,29 @@ use std::time::Duration;
 /// The longest any one browser test may take before it fails.
 const TEST_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How to start Chromium, beyond the defaults: a different "person" for the
+/// fingerprint tests.
+#[derive(Default, Clone)]
+pub struct Profile {
+    /// Extra command-line switches (`--lang=fr-FR`, `--user-agent=…`).
+    pub args: Vec<String>,
+    /// The browser's time zone (`TZ`), e.g. "Asia/Tokyo".
+    pub time_zone: Option<String>,
+    /// `--window-size`, default 1280,900.
+    pub window_size: Option<String>,
+}
+
 /// Runs `test` with a fresh headless Chromium.
 pub async fn with_browser<F, Fut>(test: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    with_profile(Profile::default(), test).await
+}
+
+/// Runs `test` with a fresh headless Chromium started as `profile` says.
+pub async fn with_profile<F, Fut>(profile: Profile, test: F)
 where
     F: FnOnce(Client) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -31,6 +52,7 @@ where
     let mut driver = Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
         .arg(format!("--port={port}"))
         .env("TMPDIR", dir.path())
+        .envs(profile.time_zone.iter().map(|tz| ("TZ", tz)))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -44,15 +66,34 @@ where
     assert!(started, "chromedriver exited before it was ready");
     std::thread::spawn(move || lines.for_each(drop));
 
-    let profile = dir.path().join("profile");
+    let user_data = dir.path().join("profile");
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        // Sites on real-looking names, served by the local collector: a
+        // registrable domain (example.com) and one under a public suffix (co.uk).
+        "--host-resolver-rules=MAP *.example.com 127.0.0.1, MAP *.shop.co.uk 127.0.0.1",
+        // Plain http on those names, without first trying https.
+        "--disable-features=HttpsUpgrades",
+    ]
+    .map(String::from)
+    .into();
+    args.push(format!(
+        "--window-size={}",
+        profile.window_size.as_deref().unwrap_or("1280,900")
+    ));
+    args.push(format!("--user-data-dir={}", user_data.display()));
+    args.extend(profile.args);
     let options = json!({
         "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-        "args": [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run", "--disable-quic", "--window-size=1280,900",
-            format!("--user-data-dir={}", profile.display()),
-        ],
+        "args": args,
     });
     let mut caps = serde_json::Map::new();
     caps.insert("goog:chromeOptions".into(), options);

@@ -1,5 +1,6 @@
 //! A collector process for one test: its own SQLite file in a temp dir, an
-//! ephemeral port, the demo site on, killed when dropped.
+//! ephemeral port, the demo site on, a clock the test can move forward
+//! (`advance_days`), killed when dropped.
 
 use rusqlite::{Connection, OpenFlags};
 use std::io::{BufRead, BufReader};
@@ -12,7 +13,7 @@ pub struct Collector {
     /// The demo key's public key (the demo pages use it).
     pub public_key: String,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// A stored customer line item.
@@ -26,13 +27,17 @@ pub struct Customer {
     pub source: Option<String>,
 }
 
-/// Starts `collector serve --demo` on `addr` with database `db`; returns the
-/// process and its URL once it prints "listening on".
+/// Starts `collector serve --demo` on `addr` with database `db` (its clock
+/// shifted by the file `clock` beside it); returns the process and its URL
+/// once it prints "listening on".
 fn spawn(db: &std::path::Path, addr: &str, args: &[&str]) -> (Child, String) {
+    let clock = db.with_file_name("clock");
     let mut child = Command::new(binary())
         .arg("--db")
         .arg(db)
         .args(["serve", "--demo", "--addr", addr])
+        .arg("--clock-offset-file")
+        .arg(clock)
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -73,17 +78,49 @@ impl Collector {
 
     /// Like `start`, with extra `serve` arguments.
     pub fn start_with(args: &[&str]) -> Collector {
+        Self::start_full(&[], args)
+    }
+
+    /// Like `start`, with the demo key created with these `keys create`
+    /// settings (e.g. `--cookie-domain example.com`).
+    pub fn start_with_key(key_args: &[&str]) -> Collector {
+        Self::start_full(key_args, &[])
+    }
+
+    fn start_full(key_args: &[&str], serve_args: &[&str]) -> Collector {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("growsumo.db");
-        let (child, url) = spawn(&db, "127.0.0.1:0", args);
+        if !key_args.is_empty() {
+            let created = Command::new(binary())
+                .arg("--db")
+                .arg(&db)
+                .args(["keys", "create", "--name", "demo"])
+                .args(key_args)
+                .output()
+                .expect("run collector keys create");
+            assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+        }
+        let (child, url) = spawn(&db, "127.0.0.1:0", serve_args);
         let public_key = Self::query_demo_key(&db);
         Collector {
             url,
             db,
             public_key,
             child,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// Moves the collector's clock to `days` days after the real time.
+    pub fn advance_days(&self, days: i64) {
+        std::fs::write(self.dir.path().join("clock"), (days * 86_400).to_string()).expect("write the clock file");
+    }
+
+    /// This collector's URL on another host name that resolves to it (the
+    /// browser maps `*.example.com` and `*.shop.co.uk` to 127.0.0.1).
+    pub fn url_on(&self, host: &str) -> String {
+        let port = self.url.rsplit(':').next().expect("a port");
+        format!("http://{host}:{port}")
     }
 
     /// Kills the process with SIGKILL (no chance to flush anything), keeping

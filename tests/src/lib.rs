@@ -11,7 +11,7 @@ pub mod browser;
 pub mod collector;
 pub mod http;
 
-pub use browser::{with_browser, Page};
+pub use browser::{with_browser, with_profile, Page, Profile};
 pub use collector::{Collector, Customer};
 
 /// Base64 (standard alphabet, padded) of a partner key, as partner links carry it.

@@ -138,7 +138,7 @@ fn test_workspace() -> Result<()> {
     use std::io::{BufRead, BufReader};
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut child = Command::new(cargo)
-        .args(["test", "--workspace", "--all-targets"])
+        .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
         .current_dir(root())
         .env("SNIPPET_DIST", snippet::dist_dir())
         .stdout(std::process::Stdio::piped())

@@ -1,0 +1,66 @@
+//! Consent: whether this page may store anything in the browser and send
+//! events. Refused (by `growsumo.consent(false)`, by Global Privacy Control
+//! when the key honours it, or while a key that requires consent has none),
+//! the snippet stores nothing (no cookies, no localStorage), computes no
+//! fingerprint and sends nothing; what an earlier page stored is deleted.
+//!
+//! `state.c` is the page's own call (`true`/`false`, set by the loader),
+//! `state.denied` the decision, `state.fp` the fingerprint once allowed. A
+//! grant is remembered (localStorage) for later page views; a refusal deletes
+//! the grant with everything else, and the loader asks the collector to
+//! delete its server cookie.
+
+use crate::config::Config;
+use crate::js::{get, get_str, set};
+use crate::storage::{self, local_storage};
+use alloc::string::String;
+use js_sys::Object;
+use wasm_bindgen::JsValue;
+use web_sys::Window;
+use wire::CONSENT_KEY;
+
+/// Decides for this page view; returns whether storing and sending is allowed.
+pub fn decide(window: &Window, state: &Object, config: &Config) -> bool {
+    let allowed = match get(state, "c").as_bool() {
+        Some(true) => {
+            // Remembered for later page views, which may not ask again.
+            if let Some(storage) = local_storage() {
+                let _ = storage.set_item(CONSENT_KEY, "1");
+            }
+            true
+        }
+        Some(false) => false,
+        None => {
+            let granted = local_storage()
+                .and_then(|s| s.get_item(CONSENT_KEY).ok().flatten())
+                .is_some();
+            let gpc = config.honor_gpc && get(&window.navigator(), "globalPrivacyControl").is_truthy();
+            granted || !(config.require_consent || gpc)
+        }
+    };
+    set(state, "denied", &(!allowed).into());
+    if allowed {
+        set(state, "fp", &crate::fingerprint::compute(window).into());
+    } else {
+        refuse(window, state);
+    }
+    allowed
+}
+
+/// Deletes everything stored, drops queued events, and stops this page from
+/// storing or sending.
+fn refuse(window: &Window, state: &Object) {
+    storage::clear(window);
+    crate::outbox::discard(state);
+    set(state, "fp", &JsValue::UNDEFINED);
+    set(state, "denied", &JsValue::TRUE);
+}
+
+pub fn denied(state: &Object) -> bool {
+    get(state, "denied").is_truthy()
+}
+
+/// The fingerprint, when consent allowed computing it.
+pub fn fingerprint(state: &Object) -> String {
+    get_str(state, "fp")
+}
