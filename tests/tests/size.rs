@@ -4,10 +4,11 @@
 
 use std::io::Write;
 
-/// gzip -9 bytes of loader + glue + wasm together. Measured 22,510 B when
-/// set (with the durable outbox); the budget leaves about 5% for growth.
-/// Lower it when the snippet shrinks.
-const BUDGET_GZIP: usize = 23_700;
+/// gzip -9 bytes of loader + glue + wasm together. Measured 28,162 B when
+/// set (with attribution: fingerprint, site-wide cookies, consent, settings,
+/// form capture); the budget leaves about 5% for growth. Lower it when the
+/// snippet shrinks.
+const BUDGET_GZIP: usize = 29_500;
 
 fn gzip_len(bytes: &[u8]) -> usize {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
