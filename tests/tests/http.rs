@@ -212,8 +212,10 @@ async fn the_snippet_is_served_with_the_right_types_and_caching() {
     assert_eq!(revalidated.status, 304);
 
     let script = String::from_utf8(loader.body.to_vec()).unwrap();
-    let end = script.find(".wasm").expect("the loader names its wasm") + 5;
-    let name = &script[script[..end].rfind("growsumo-").unwrap()..end];
+    let name = script
+        .split('"')
+        .find(|s| s.starts_with("growsumo-") && s.ends_with(".wasm"))
+        .expect("the loader names its wasm");
     let wasm = get(&format!("{}/v1/{name}", c.url)).await;
     assert_eq!(wasm.status, 200);
     assert_eq!(wasm.headers["content-type"], "application/wasm");

@@ -132,10 +132,14 @@ pub fn cargo(args: &[&str]) -> Result<()> {
     check(status, &format!("cargo {}", args.join(" ")))
 }
 
-/// Runs every test of the workspace, echoing cargo's output, and ends with one
-/// summary line over all test binaries (`tests: N passed, M failed`).
+/// Runs every test of the workspace, echoing cargo's output, then prints the
+/// attribution scenario table and ends with one summary line over all test
+/// binaries (`tests: N passed, M failed`).
 fn test_workspace() -> Result<()> {
     use std::io::{BufRead, BufReader};
+    // Written by the attribution suite (tests/tests/attribution.rs).
+    let scenarios = target_dir().join("attribution-scenarios.txt");
+    let _ = std::fs::remove_file(&scenarios);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut child = Command::new(cargo)
         .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
@@ -160,6 +164,9 @@ fn test_workspace() -> Result<()> {
         }
     }
     let status = child.wait()?;
+    if let Ok(table) = std::fs::read_to_string(&scenarios) {
+        println!("\nattribution scenarios:\n{table}");
+    }
     println!("tests: {passed} passed, {failed} failed");
     check(status, "cargo test --workspace")
 }
