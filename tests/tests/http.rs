@@ -228,3 +228,101 @@ async fn the_snippet_is_served_with_the_right_types_and_caching() {
         (404, json!("path"))
     );
 }
+
+/// `GET /v1/config`: a key's snippet settings; and in server-cookie mode the
+/// cookie a click sets on the merchant's domain, read back by a restore.
+#[tokio::test]
+async fn config_and_the_server_cookie() {
+    let c = Collector::start_with_key(&[
+        "--cookie-domain",
+        "shop.example",
+        "--origin",
+        "https://www.shop.example",
+        "--param",
+        "via",
+        "--param",
+        "ref:base64",
+    ]);
+    // Requests as the merchant's pages make them: to t.shop.example, the
+    // collector on the merchant's own domain.
+    let on_site = |cookie: Option<&str>| {
+        let mut headers = vec![
+            ("content-type", "text/plain".to_owned()),
+            ("host", "t.shop.example".to_owned()),
+            ("origin", "https://www.shop.example".to_owned()),
+        ];
+        headers.extend(cookie.map(|c| ("cookie", c.to_owned())));
+        headers
+    };
+    let request = |method: &'static str, path: String, headers: Vec<(&'static str, String)>, body: String| {
+        let url = format!("{}{path}", c.url);
+        async move {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            send(method, &url, &headers, body).await
+        }
+    };
+    let config = |query: &str, headers| request("GET", format!("/v1/config?{query}"), headers, String::new());
+    let pk = c.public_key.clone();
+
+    let plain = config(&format!("pk={pk}"), vec![]).await;
+    assert_eq!(
+        (plain.status.as_u16(), plain.headers["cache-control"].to_str().unwrap()),
+        (200, "no-store")
+    );
+    assert_eq!(
+        plain.json(),
+        json!({"params": [{"name": "via", "base64": false}, {"name": "ref", "base64": true}],
+               "require_consent": false, "honor_gpc": true})
+    );
+    assert_eq!(config("", vec![]).await.json()["field"], json!("pk"));
+    assert_eq!(config("pk=pk_test_nope", vec![]).await.status, 401);
+    let foreign = config(&format!("pk={pk}"), vec![("origin", "https://evil.example".into())]).await;
+    assert_eq!(
+        (foreign.status.as_u16(), foreign.json()["field"].clone()),
+        (403, json!("origin"))
+    );
+
+    let click = json!({"id": "c1", "type": "click", "partner_key": "alice", "xid": "x1"});
+    let clicked = request("POST", "/v1/events".into(), on_site(None), batch(&pk, json!([click]))).await;
+    assert_eq!(clicked.status, 200);
+    assert_eq!(clicked.headers["access-control-allow-credentials"], "true");
+    assert_eq!(
+        clicked.headers["set-cookie"],
+        "growsumo_click=c1; Domain=shop.example; Path=/; Max-Age=7776000; HttpOnly; SameSite=Lax; Secure"
+    );
+    // Off the merchant's domain (a browser would refuse it): no cookie.
+    let elsewhere = post_events(
+        &c.url,
+        batch(&pk, json!([{"id": "c2", "type": "click", "partner_key": "bob"}])),
+    )
+    .await;
+    assert!(!elsewhere.headers.contains_key("set-cookie"));
+
+    // The snippet found its storage empty: the cookie restores the referral
+    // and is marked as restored.
+    let restored = config(&format!("pk={pk}&restore=1"), on_site(Some("growsumo_click=c1"))).await;
+    assert_eq!(restored.json()["referral"]["partner_key"], json!("alice"));
+    assert_eq!(restored.json()["referral"]["xid"], json!("x1"));
+    assert!(restored.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .starts_with("growsumo_click=c1.r;"));
+    // A signup carrying the restored click id is credited through the cookie.
+    let signup = json!({"id": "s1", "type": "signup", "email": "ann@example.com", "partner_key": "alice", "xid": "x1"});
+    let signed = request(
+        "POST",
+        "/v1/events".into(),
+        on_site(Some("growsumo_click=c1.r")),
+        batch(&pk, json!([signup])),
+    )
+    .await;
+    assert_eq!(signed.status, 200);
+    assert_eq!(c.customers()[0].source.as_deref(), Some("server_cookie"));
+
+    // Consent refused: the cookie is deleted.
+    let forgot = config(&format!("pk={pk}&forget=1"), on_site(Some("growsumo_click=c1.r"))).await;
+    assert!(forgot.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .starts_with("growsumo_click=; Domain=shop.example; Path=/; Max-Age=0;"));
+}
