@@ -47,7 +47,12 @@ pub fn load(state: &Object) -> Object {
 }
 
 /// Writes the outbox back: to localStorage, or to page memory if that fails.
+/// Never once consent is refused: a send still in flight then must not
+/// write the outbox back.
 pub fn save(state: &Object, outbox: &Object) {
+    if crate::consent::denied(state) {
+        return;
+    }
     if !get(state, MEMORY).is_object() {
         let json = JSON::stringify(outbox).ok().and_then(|s| s.as_string());
         let stored = match (local_storage(), json) {

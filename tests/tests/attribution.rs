@@ -201,6 +201,21 @@ async fn across_subdomains(click_host: &'static str, signup_host: &'static str, 
     credited(&c, ANN)
 }
 
+/// A key that accepts `?via=<partner>` (plain text) besides PartnerStack's
+/// parameters. The link carries no click id, so the partner key decides.
+async fn alias_parameter() -> String {
+    let c = Arc::new(Collector::start_with_key(&["--param", "via"]));
+    let cc = c.clone();
+    in_browser(Profile::default(), move |client| async move {
+        open(&client, &format!("{}/?via=alice", cc.url)).await;
+        assert_eq!(Page::eval(&client, "growsumo.data.partner_key").await, "alice");
+        cc.wait_for_count(CLICKS, 1);
+        sign_up(&client, &cc.url, ANN).await;
+    })
+    .await;
+    credited(&c, ANN)
+}
+
 /// A form marked `data-growsumo-signup`, with no code of its own.
 async fn form_captured() -> String {
     let c = Arc::new(Collector::start());
@@ -380,6 +395,11 @@ async fn attribution_scenarios() {
             "click on www.shop.co.uk, signup on app.",
             "alice via xid",
             Box::pin(across_subdomains("www.shop.co.uk", "app.shop.co.uk", "shop.co.uk")),
+        ),
+        (
+            "link alias ?via=alice (no click id)",
+            "alice via partner_key",
+            Box::pin(alias_parameter()),
         ),
         (
             "form captured automatically",
