@@ -193,31 +193,23 @@ fn params_column(settings: &Settings) -> String {
 
 /// Creates a key pair named `name`, allowed to send events from `origins`.
 pub fn create(conn: &Connection, mode: Mode, name: &str, origins: &[String], settings: &Settings) -> Result<KeyPair> {
-    check_origins(origins)?;
-    settings.check()?;
     let public_key = format!("pk_{}_{}", mode.prefix(), random_token(24)?);
     let secret_key = format!("sk_{}_{}", mode.prefix(), random_token(32)?);
     conn.execute(
-        "INSERT INTO keys (public_key, secret_hash, live, name, origins, created_at,
-                           cookie_domain, window_days, params, require_consent, honor_gpc)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO keys (public_key, secret_hash, live, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             public_key,
             Sha256::digest(secret_key.as_bytes()).as_slice(),
             mode == Mode::Live,
             name,
-            origins.join(" "),
             super::now_ms(),
-            settings.cookie_domain,
-            settings.window_days,
-            params_column(settings),
-            settings.require_consent,
-            settings.honor_gpc,
         ],
     )?;
+    let id = conn.last_insert_rowid();
+    update(conn, &public_key, origins, settings)?;
     Ok(KeyPair {
         key: Key {
-            id: conn.last_insert_rowid(),
+            id,
             public_key,
             mode,
             name: name.into(),
