@@ -266,7 +266,7 @@ pub fn list(conn: &Connection) -> Result<Vec<Key>> {
 }
 
 /// `len` characters from [0-9A-Za-z], from the OS's random source.
-fn random_token(len: usize) -> Result<String> {
+pub fn random_token(len: usize) -> Result<String> {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut bytes = vec![0u8; len];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;

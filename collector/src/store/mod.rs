@@ -12,14 +12,20 @@
 //! - `attribution`: which partner a signup is credited to.
 //! - `clock`: the time events are stamped with (shiftable in tests).
 //! - `keys`: public/secret key pairs and their settings.
+//! - `merchant`: partners and customers, for the merchant API and webhooks.
+//! - `money`: transactions, offers and the rewards they create.
+//! - `page`: cursor pagination for the API's lists.
 //! - `fill`: synthetic events for benchmarks.
 
 pub mod attribution;
 mod clock;
 pub mod fill;
 pub mod keys;
+pub mod merchant;
+pub mod money;
+pub mod page;
 pub mod read;
-mod schema;
+pub(crate) mod schema;
 mod writer;
 
 pub use attribution::ServerClick;
@@ -32,6 +38,49 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+/// A request the data refuses: the item is missing, or would clash with one
+/// that exists, or the change is not allowed. Names the field at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub field: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    NotFound,
+    Conflict,
+    Invalid,
+}
+
+impl Refusal {
+    pub fn not_found(field: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind: RefusalKind::NotFound,
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(field: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind: RefusalKind::Conflict,
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind: RefusalKind::Invalid,
+            field,
+            message: message.into(),
+        }
+    }
+}
 
 /// A validated browser event, ready to store.
 #[derive(Debug, Clone, PartialEq, Eq)]

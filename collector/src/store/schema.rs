@@ -58,6 +58,82 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE events ADD COLUMN fingerprint TEXT;
     CREATE INDEX clicks_by_fingerprint ON events(key_id, fingerprint, received_at)
         WHERE type = 'click' AND fingerprint IS NOT NULL;",
+    // 3: the merchant side: partners, transactions, offers, rewards, webhooks.
+    "CREATE TABLE partners (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        partner_key TEXT NOT NULL,
+        email TEXT NOT NULL,
+        first_name TEXT NOT NULL,
+        last_name TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (key_id, partner_key),
+        UNIQUE (key_id, email)
+    );
+    ALTER TABLE customers ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+    UPDATE customers SET updated_at = created_at;
+    CREATE INDEX customers_by_email ON customers(key_id, email);
+    CREATE INDEX customers_by_provider ON customers(key_id, provider_key) WHERE provider_key IS NOT NULL;
+    CREATE TABLE transactions (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        transaction_key TEXT NOT NULL,
+        customer_id INTEGER NOT NULL REFERENCES customers(id),
+        amount INTEGER NOT NULL,
+        currency TEXT NOT NULL,
+        product_key TEXT,
+        category_key TEXT,
+        origin TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        reversed_at INTEGER,
+        UNIQUE (key_id, transaction_key)
+    );
+    CREATE INDEX transactions_by_customer ON transactions(customer_id, created_at);
+    CREATE TABLE offers (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        offer_key TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('new_customer', 'percent')),
+        percent_bp INTEGER,
+        amounts TEXT NOT NULL,
+        months INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (key_id, offer_key)
+    );
+    CREATE TABLE rewards (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        partner_key TEXT NOT NULL,
+        customer_id INTEGER NOT NULL REFERENCES customers(id),
+        transaction_id INTEGER NOT NULL REFERENCES transactions(id),
+        offer_id INTEGER NOT NULL REFERENCES offers(id),
+        amount INTEGER NOT NULL,
+        currency TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('new', 'approved', 'declined', 'paid')),
+        reverses INTEGER REFERENCES rewards(id),
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX rewards_by_transaction ON rewards(transaction_id);
+    CREATE INDEX rewards_by_partner ON rewards(key_id, partner_key);
+    CREATE TABLE webhook_settings (
+        key_id INTEGER PRIMARY KEY REFERENCES keys(id),
+        stripe_secret TEXT NOT NULL DEFAULT '',
+        stripe_payment_event TEXT NOT NULL DEFAULT 'invoice.payment_succeeded',
+        chargebee_auth TEXT NOT NULL DEFAULT '',
+        recurly_auth TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE webhook_events (
+        provider TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        type TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (provider, key_id, event_id)
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -1,0 +1,533 @@
+//! Money: transactions (payments the merchant reports by API or a payment
+//! provider's webhook), the offers a program pays partners by, and the
+//! rewards a transaction earns.
+//!
+//! A transaction creates its rewards in the same database transaction as
+//! itself, so neither exists without the other. A reversal (refund, deleted
+//! transaction) declines the rewards not yet paid and claws back the paid ones
+//! with a negative reward. Test-mode keys never create rewards.
+//!
+//! Offers:
+//! - `new_customer`: a flat amount, per currency, once per customer (its
+//!   first transaction in a currency the offer names).
+//! - `percent`: a percentage of each transaction, for `months` months after
+//!   the customer's first transaction (a month is 1/12 of 365.25 days), or
+//!   forever without `months`.
+
+use super::merchant::{self, Customer, CustomerRef};
+use super::page::{self, Cursor, Page};
+use super::{Key, Mode, Refusal};
+use anyhow::Result;
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+const MONTH_MS: i64 = 2_629_800_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferKind {
+    NewCustomer,
+    Percent,
+}
+
+impl OfferKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            OfferKind::NewCustomer => "new_customer",
+            OfferKind::Percent => "percent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Offer {
+    pub key: String,
+    pub kind: OfferKind,
+    /// Percent offers: the share of each transaction, in percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// New-customer offers: the flat amount per currency, in cents.
+    pub amounts: BTreeMap<String, i64>,
+    /// Percent offers: how many months they pay; none: forever.
+    pub months: Option<u32>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An offer to create or replace.
+#[derive(Debug, Clone)]
+pub struct OfferSpec {
+    pub key: String,
+    pub kind: OfferKind,
+    /// Basis points (1/100 of a percent).
+    pub percent_bp: Option<u32>,
+    pub amounts: BTreeMap<String, i64>,
+    pub months: Option<u32>,
+}
+
+struct OfferRow {
+    id: i64,
+    kind: OfferKind,
+    percent_bp: Option<i64>,
+    amounts: BTreeMap<String, i64>,
+    months: Option<i64>,
+}
+
+fn kind_of(text: &str) -> OfferKind {
+    if text == "percent" {
+        OfferKind::Percent
+    } else {
+        OfferKind::NewCustomer
+    }
+}
+
+/// Creates or replaces the offer `spec.key`.
+pub fn set_offer(conn: &Connection, key_id: i64, spec: &OfferSpec, now: i64) -> Result<Offer> {
+    match spec.kind {
+        OfferKind::Percent if spec.percent_bp.is_none_or(|bp| bp == 0 || bp > 10_000) => {
+            return Err(Refusal::invalid("percent", "a percent offer needs a percent above 0, at most 100").into())
+        }
+        OfferKind::NewCustomer if spec.amounts.is_empty() => {
+            return Err(Refusal::invalid("amounts", "a new-customer offer needs an amount per currency").into())
+        }
+        _ => {}
+    }
+    conn.execute(
+        "INSERT INTO offers (key_id, offer_key, kind, percent_bp, amounts, months, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+         ON CONFLICT (key_id, offer_key) DO UPDATE SET kind = ?3, percent_bp = ?4, amounts = ?5,
+             months = ?6, updated_at = ?7",
+        params![
+            key_id,
+            spec.key,
+            spec.kind.as_str(),
+            spec.percent_bp,
+            serde_json::to_string(&spec.amounts)?,
+            spec.months,
+            now
+        ],
+    )?;
+    Ok(offers(conn, key_id)?.into_iter().find(|o| o.key == spec.key).expect("just written"))
+}
+
+pub fn offers(conn: &Connection, key_id: i64) -> Result<Vec<Offer>> {
+    let mut stmt = conn.prepare(
+        "SELECT offer_key, kind, percent_bp, amounts, months, created_at, updated_at
+         FROM offers WHERE key_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([key_id], |row| {
+        let amounts: String = row.get(3)?;
+        Ok(Offer {
+            key: row.get(0)?,
+            kind: kind_of(&row.get::<_, String>(1)?),
+            percent: row.get::<_, Option<i64>>(2)?.map(|bp| bp as f64 / 100.0),
+            amounts: serde_json::from_str(&amounts).unwrap_or_default(),
+            months: row.get(4)?,
+            created_at: row.get(5)?,
+            updated_at: row.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Transaction {
+    #[serde(skip)]
+    pub id: i64,
+    /// The merchant's idempotency key: the item key for `starting_after`.
+    pub key: String,
+    pub customer_key: String,
+    /// Integer cents (the currency's minor unit).
+    pub amount: i64,
+    pub currency: String,
+    pub product_key: Option<String>,
+    pub category_key: Option<String>,
+    /// Where it came from: `api`, `stripe`, `chargebee`, `recurly`.
+    pub origin: String,
+    pub created_at: i64,
+    /// When it was refunded or deleted (its rewards reversed).
+    pub reversed_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTransaction {
+    pub key: String,
+    pub customer: CustomerRef,
+    pub amount: i64,
+    pub currency: String,
+    pub product_key: Option<String>,
+    pub category_key: Option<String>,
+    pub origin: &'static str,
+}
+
+const TRANSACTION_COLUMNS: &str = "t.id, t.transaction_key, c.customer_key, t.amount, t.currency, t.product_key,
+     t.category_key, t.origin, t.created_at, t.reversed_at";
+
+fn transaction_row(row: &Row) -> rusqlite::Result<Transaction> {
+    Ok(Transaction {
+        id: row.get(0)?,
+        key: row.get(1)?,
+        customer_key: row.get(2)?,
+        amount: row.get(3)?,
+        currency: row.get(4)?,
+        product_key: row.get(5)?,
+        category_key: row.get(6)?,
+        origin: row.get(7)?,
+        created_at: row.get(8)?,
+        reversed_at: row.get(9)?,
+    })
+}
+
+pub fn transaction(conn: &Connection, key_id: i64, transaction_key: &str) -> Result<Option<Transaction>> {
+    let sql = format!(
+        "SELECT {TRANSACTION_COLUMNS} FROM transactions t JOIN customers c ON c.id = t.customer_id
+         WHERE t.key_id = ?1 AND t.transaction_key = ?2"
+    );
+    Ok(conn.query_row(&sql, params![key_id, transaction_key], transaction_row).optional()?)
+}
+
+pub fn transactions(
+    conn: &Connection,
+    key_id: i64,
+    customer_key: Option<&str>,
+    cursor: Cursor,
+    limit: u32,
+) -> Result<Page<Transaction>> {
+    let mut select = format!(
+        "SELECT {TRANSACTION_COLUMNS} FROM transactions t JOIN customers c ON c.id = t.customer_id
+         WHERE t.key_id = ?1"
+    );
+    let mut params = vec![Value::Integer(key_id)];
+    if let Some(customer_key) = customer_key {
+        params.push(Value::Text(customer_key.into()));
+        select += " AND c.customer_key = ?2";
+    }
+    page::fetch(conn, &select, "t.id", params, cursor, limit, transaction_row)
+}
+
+/// Records a payment and creates its rewards. The same key again returns
+/// the transaction stored first (`false`: nothing new was written).
+pub fn create_transaction(conn: &Connection, key: &Key, new: &NewTransaction, now: i64) -> Result<(Transaction, bool)> {
+    if let Some(existing) = transaction(conn, key.id, &new.key)? {
+        return Ok((existing, false));
+    }
+    let customer = merchant::find_customer(conn, key.id, &new.customer)?;
+    conn.execute(
+        "INSERT INTO transactions (key_id, transaction_key, customer_id, amount, currency, product_key,
+                                   category_key, origin, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            key.id,
+            new.key,
+            customer.id,
+            new.amount,
+            new.currency,
+            new.product_key,
+            new.category_key,
+            new.origin,
+            now
+        ],
+    )?;
+    let transaction_id = conn.last_insert_rowid();
+    if key.mode == Mode::Live {
+        create_rewards(conn, key.id, &customer, transaction_id, new, now)?;
+    }
+    let stored = transaction(conn, key.id, &new.key)?.expect("just written");
+    Ok((stored, true))
+}
+
+/// The rewards `new` earns its customer's partner under each offer.
+fn create_rewards(
+    conn: &Connection,
+    key_id: i64,
+    customer: &Customer,
+    transaction_id: i64,
+    new: &NewTransaction,
+    now: i64,
+) -> Result<()> {
+    let Some(partner_key) = &customer.partner_key else {
+        return Ok(());
+    };
+    let first_paid: i64 = conn.query_row(
+        "SELECT min(created_at) FROM transactions WHERE customer_id = ?1 AND reversed_at IS NULL",
+        [customer.id],
+        |r| r.get(0),
+    )?;
+    let offers: Vec<OfferRow> = conn
+        .prepare("SELECT id, kind, percent_bp, amounts, months FROM offers WHERE key_id = ?1 ORDER BY id")?
+        .query_map([key_id], |row| {
+            let amounts: String = row.get(3)?;
+            Ok(OfferRow {
+                id: row.get(0)?,
+                kind: kind_of(&row.get::<_, String>(1)?),
+                percent_bp: row.get(2)?,
+                amounts: serde_json::from_str(&amounts).unwrap_or_default(),
+                months: row.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for offer in offers {
+        let amount = match offer.kind {
+            OfferKind::NewCustomer => {
+                // Net of declines and clawbacks: a refunded first payment
+                // leaves the customer still to be won.
+                let earned: i64 = conn.query_row(
+                    "SELECT coalesce(sum(amount), 0) FROM rewards
+                     WHERE customer_id = ?1 AND offer_id = ?2 AND status != 'declined'",
+                    params![customer.id, offer.id],
+                    |r| r.get(0),
+                )?;
+                match offer.amounts.get(&new.currency) {
+                    Some(&flat) if earned <= 0 => flat,
+                    _ => continue,
+                }
+            }
+            OfferKind::Percent => {
+                let within = offer.months.is_none_or(|months| now < first_paid + months * MONTH_MS);
+                let bp = offer.percent_bp.unwrap_or(0);
+                if !within {
+                    continue;
+                }
+                // Rounded half up, in integer cents.
+                (new.amount * bp + 5_000) / 10_000
+            }
+        };
+        if amount == 0 {
+            continue;
+        }
+        conn.execute(
+            "INSERT INTO rewards (key_id, partner_key, customer_id, transaction_id, offer_id, amount, currency,
+                                  status, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'new', ?8, ?8)",
+            params![key_id, partner_key, customer.id, transaction_id, offer.id, amount, new.currency, now],
+        )?;
+    }
+    Ok(())
+}
+
+/// Reverses a transaction (refunded, or deleted through the API): its
+/// unpaid rewards are declined, its paid ones clawed back. Reversing twice
+/// changes nothing.
+pub fn reverse_transaction(conn: &Connection, key_id: i64, transaction_key: &str, now: i64) -> Result<Transaction> {
+    let Some(found) = transaction(conn, key_id, transaction_key)? else {
+        return Err(Refusal::not_found("key", format!("no transaction {transaction_key:?}")).into());
+    };
+    if found.reversed_at.is_some() {
+        return Ok(found);
+    }
+    conn.execute(
+        "UPDATE rewards SET status = 'declined', updated_at = ?2
+         WHERE transaction_id = ?1 AND reverses IS NULL AND status IN ('new', 'approved')",
+        params![found.id, now],
+    )?;
+    conn.execute(
+        "INSERT INTO rewards (key_id, partner_key, customer_id, transaction_id, offer_id, amount, currency,
+                              status, reverses, created_at, updated_at)
+         SELECT key_id, partner_key, customer_id, transaction_id, offer_id, -amount, currency, 'new', id, ?2, ?2
+         FROM rewards WHERE transaction_id = ?1 AND reverses IS NULL AND status = 'paid'",
+        params![found.id, now],
+    )?;
+    conn.execute(
+        "UPDATE transactions SET reversed_at = ?2 WHERE id = ?1",
+        params![found.id, now],
+    )?;
+    Ok(transaction(conn, key_id, transaction_key)?.expect("still there"))
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Reward {
+    /// `rwd_<n>`: the item key for `starting_after`.
+    pub key: String,
+    pub partner_key: String,
+    pub customer_key: String,
+    pub transaction_key: String,
+    pub offer_key: String,
+    /// Integer cents; negative for a clawback.
+    pub amount: i64,
+    pub currency: String,
+    /// new, approved, declined or paid.
+    pub status: String,
+    /// For a clawback: the paid reward it takes back.
+    pub reverses: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct RewardFilter {
+    pub partner_key: Option<String>,
+    pub customer_key: Option<String>,
+    pub status: Option<String>,
+}
+
+const REWARD_SELECT: &str = "SELECT 'rwd_' || r.id, r.partner_key, c.customer_key, t.transaction_key, o.offer_key,
+            r.amount, r.currency, r.status, CASE WHEN r.reverses IS NULL THEN NULL ELSE 'rwd_' || r.reverses END,
+            r.created_at, r.updated_at
+     FROM rewards r JOIN customers c ON c.id = r.customer_id JOIN transactions t ON t.id = r.transaction_id
+          JOIN offers o ON o.id = r.offer_id
+     WHERE r.key_id = ?1";
+
+fn reward_row(row: &Row) -> rusqlite::Result<Reward> {
+    Ok(Reward {
+        key: row.get(0)?,
+        partner_key: row.get(1)?,
+        customer_key: row.get(2)?,
+        transaction_key: row.get(3)?,
+        offer_key: row.get(4)?,
+        amount: row.get(5)?,
+        currency: row.get(6)?,
+        status: row.get(7)?,
+        reverses: row.get(8)?,
+        created_at: row.get(9)?,
+        updated_at: row.get(10)?,
+    })
+}
+
+/// The row id in a reward key (`rwd_12` → 12).
+pub fn reward_id(reward_key: &str) -> Option<i64> {
+    reward_key.strip_prefix("rwd_")?.parse().ok()
+}
+
+pub fn rewards(conn: &Connection, key_id: i64, filter: &RewardFilter, cursor: Cursor, limit: u32) -> Result<Page<Reward>> {
+    let mut select = String::from(REWARD_SELECT);
+    let mut params = vec![Value::Integer(key_id)];
+    for (column, value) in [
+        ("r.partner_key", &filter.partner_key),
+        ("c.customer_key", &filter.customer_key),
+        ("r.status", &filter.status),
+    ] {
+        if let Some(value) = value {
+            params.push(Value::Text(value.clone()));
+            select += &format!(" AND {column} = ?{}", params.len());
+        }
+    }
+    page::fetch(conn, &select, "r.id", params, cursor, limit, reward_row)
+}
+
+pub fn reward(conn: &Connection, key_id: i64, reward_key: &str) -> Result<Reward> {
+    let missing = || Refusal::not_found("key", format!("no reward {reward_key:?}"));
+    let id = reward_id(reward_key).ok_or_else(missing)?;
+    let sql = format!("{REWARD_SELECT} AND r.id = ?2");
+    conn.query_row(&sql, params![key_id, id], reward_row)
+        .optional()?
+        .ok_or_else(|| missing().into())
+}
+
+/// Moves a reward along new → approved → paid, or to declined (from new or
+/// approved). Paid and declined are final.
+pub fn set_reward_status(conn: &Connection, key_id: i64, reward_key: &str, status: &str, now: i64) -> Result<Reward> {
+    let current = reward(conn, key_id, reward_key)?;
+    let allowed = matches!(
+        (current.status.as_str(), status),
+        ("new", "approved" | "declined") | ("approved", "paid" | "declined")
+    ) || current.status == status;
+    if !allowed {
+        return Err(Refusal::conflict(
+            "status",
+            format!("a reward that is {} cannot become {status}", current.status),
+        )
+        .into());
+    }
+    conn.execute(
+        "UPDATE rewards SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status != ?2",
+        params![reward_id(reward_key), status, now],
+    )?;
+    reward(conn, key_id, reward_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::merchant::{create_customer, CustomerFields};
+    use crate::store::{keys, Settings};
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn setup(mode: Mode) -> (Connection, Key) {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn).unwrap();
+        let key = keys::create(&conn, mode, "shop", &[], &Settings::default()).unwrap().key;
+        let fields = CustomerFields {
+            email: Some("ann@example.com".into()),
+            name: None,
+            provider_key: None,
+        };
+        create_customer(&conn, key.id, "ann", Some("alice"), fields, "api", NOW).unwrap();
+        let offer = |key: &str, kind, percent_bp, amounts: &[(&str, i64)], months| OfferSpec {
+            key: key.into(),
+            kind,
+            percent_bp,
+            amounts: amounts.iter().map(|(c, a)| (c.to_string(), *a)).collect(),
+            months,
+        };
+        set_offer(&conn, key.id, &offer("welcome", OfferKind::NewCustomer, None, &[("USD", 5000)], None), NOW)
+            .unwrap();
+        set_offer(&conn, key.id, &offer("share", OfferKind::Percent, Some(2000), &[], Some(12)), NOW).unwrap();
+        (conn, key)
+    }
+
+    fn pay(conn: &Connection, key: &Key, id: &str, amount: i64, currency: &str, at: i64) -> (Transaction, bool) {
+        let new = NewTransaction {
+            key: id.into(),
+            customer: CustomerRef::Key("ann".into()),
+            amount,
+            currency: currency.into(),
+            product_key: None,
+            category_key: None,
+            origin: "api",
+        };
+        create_transaction(conn, key, &new, at).unwrap()
+    }
+
+    fn amounts(conn: &Connection, key: &Key) -> Vec<(i64, String)> {
+        let page = rewards(conn, key.id, &RewardFilter::default(), Cursor::First, 250).unwrap();
+        page.items.into_iter().rev().map(|r| (r.amount, r.status)).collect()
+    }
+
+    #[test]
+    fn offers_pay_once_per_customer_and_for_their_months() {
+        let (conn, key) = setup(Mode::Live);
+        pay(&conn, &key, "t1", 10_000, "USD", NOW);
+        pay(&conn, &key, "t2", 10_001, "USD", NOW + 5 * MONTH_MS);
+        // The same key again: the first transaction, nothing new.
+        let (again, created) = pay(&conn, &key, "t2", 99, "USD", NOW + 6 * MONTH_MS);
+        assert!(!created);
+        assert_eq!(again.amount, 10_001);
+        // Past the percent offer's 12 months, and a currency without a flat amount.
+        pay(&conn, &key, "t3", 10_000, "USD", NOW + 13 * MONTH_MS);
+        assert_eq!(
+            amounts(&conn, &key),
+            [(5000, "new".into()), (2000, "new".into()), (2000, "new".into())]
+        );
+    }
+
+    #[test]
+    fn a_reversal_declines_unpaid_rewards_and_claws_back_paid_ones() {
+        let (conn, key) = setup(Mode::Live);
+        pay(&conn, &key, "t1", 10_000, "USD", NOW);
+        let page = rewards(&conn, key.id, &RewardFilter::default(), Cursor::First, 10).unwrap();
+        let flat = page.items.iter().find(|r| r.amount == 5000).unwrap().key.clone();
+        set_reward_status(&conn, key.id, &flat, "approved", NOW).unwrap();
+        set_reward_status(&conn, key.id, &flat, "paid", NOW).unwrap();
+        assert!(set_reward_status(&conn, key.id, &flat, "declined", NOW).is_err());
+        let reversed = reverse_transaction(&conn, key.id, "t1", NOW + 1).unwrap();
+        assert_eq!(reversed.reversed_at, Some(NOW + 1));
+        reverse_transaction(&conn, key.id, "t1", NOW + 2).unwrap();
+        assert_eq!(
+            amounts(&conn, &key),
+            [(5000, "paid".into()), (2000, "declined".into()), (-5000, "new".into())]
+        );
+        // The customer is still to be won: the next payment earns the flat amount again.
+        pay(&conn, &key, "t2", 100, "USD", NOW + 3);
+        assert_eq!(amounts(&conn, &key).len(), 5);
+    }
+
+    #[test]
+    fn test_mode_never_creates_rewards() {
+        let (conn, key) = setup(Mode::Test);
+        pay(&conn, &key, "t1", 10_000, "USD", NOW);
+        assert!(amounts(&conn, &key).is_empty());
+    }
+}
