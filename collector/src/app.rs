@@ -3,6 +3,7 @@
 
 use crate::store::{keys, Key, Store, Writer};
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ pub struct App {
     pub demo_key: Option<String>,
     /// How long a client may take to send its headers, and its body.
     pub client_timeout: Duration,
+    /// Webhook requests refused (bad signature or credentials, malformed).
+    pub webhooks_refused: AtomicU64,
     key_cache: Mutex<HashMap<String, (Instant, Option<Key>)>>,
 }
 
@@ -30,6 +33,7 @@ impl App {
             writer,
             demo_key,
             client_timeout,
+            webhooks_refused: AtomicU64::new(0),
             key_cache: Mutex::default(),
         }
     }

@@ -2,7 +2,9 @@
 //! manage keys and read what was stored, straight from the database file.
 
 use crate::app::App;
-use crate::store::{keys, read, Clock, Mode, Param, Settings, Store};
+use crate::store::money::{self, OfferKind, OfferSpec};
+use crate::store::webhooks::{self, WebhookSettings};
+use crate::store::{keys, read, Clock, Key, Mode, Param, Settings, Store};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -33,6 +35,12 @@ pub enum Command {
     /// Read customers (partner → customer line items).
     #[command(subcommand)]
     Customers(CustomersCommand),
+    /// Set and list a key's offers: what partners earn.
+    #[command(subcommand)]
+    Offers(OffersCommand),
+    /// Configure a key's payment-provider webhooks.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Benchmarks only: add N synthetic click events for the demo key.
     #[command(hide = true)]
     Fill {
@@ -130,6 +138,53 @@ pub enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+pub enum OffersCommand {
+    /// Create or replace an offer. Examples: `--kind new-customer --amount
+    /// USD:5000` (50.00 per new customer); `--kind percent --percent 20
+    /// --months 12` (20% of each payment for a year).
+    Set {
+        public_key: String,
+        /// The offer's name, unique per key.
+        #[arg(long)]
+        key: String,
+        #[arg(long, value_enum)]
+        kind: OfferKind,
+        /// Percent offers: the share of each payment, in percent.
+        #[arg(long)]
+        percent: Option<f64>,
+        /// New-customer offers: CURRENCY:CENTS (repeatable, one per currency).
+        #[arg(long = "amount")]
+        amounts: Vec<String>,
+        /// Percent offers: months it pays after the first payment (default: forever).
+        #[arg(long)]
+        months: Option<u32>,
+    },
+    /// List a key's offers.
+    List { public_key: String },
+}
+
+#[derive(Subcommand)]
+pub enum WebhooksCommand {
+    /// Set a key's webhook secrets (options left out are turned off).
+    Set {
+        public_key: String,
+        /// Stripe's endpoint signing secret (whsec_…), for POST /webhooks/stripe.
+        #[arg(long, default_value = "")]
+        stripe_secret: String,
+        /// The Stripe event that records a payment.
+        #[arg(long, default_value = "invoice.payment_succeeded",
+              value_parser = ["invoice.payment_succeeded", "charge.succeeded"])]
+        stripe_payment_event: String,
+        /// USER:PASSWORD Chargebee sends (Basic auth), for POST /webhooks/chargebee.
+        #[arg(long, default_value = "")]
+        chargebee_auth: String,
+        /// USER:PASSWORD Recurly sends (Basic auth), for POST /webhooks/recurly.
+        #[arg(long, default_value = "")]
+        recurly_auth: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum CustomersCommand {
     /// List the newest customers with their partner and attribution source.
     List {
@@ -186,6 +241,60 @@ pub fn run(cli: Cli) -> Result<()> {
                     notes.join(" ")
                 );
             }
+            Ok(())
+        }
+        Command::Offers(OffersCommand::Set {
+            public_key,
+            key,
+            kind,
+            percent,
+            amounts,
+            months,
+        }) => {
+            let owner = key_named(&store, &public_key)?;
+            let mut by_currency = std::collections::BTreeMap::new();
+            for spec in &amounts {
+                let (currency, cents) = spec
+                    .split_once(':')
+                    .and_then(|(c, a)| Some((crate::http::currency(c).ok()?, a.parse::<i64>().ok()?)))
+                    .with_context(|| format!("--amount {spec:?}: write CURRENCY:CENTS, e.g. USD:5000"))?;
+                by_currency.insert(currency, cents);
+            }
+            let spec = OfferSpec {
+                key,
+                kind,
+                percent_bp: percent.map(|p| (p * 100.0).round() as u32),
+                amounts: by_currency,
+                months,
+            };
+            let now = store.clock().now_ms();
+            let offer = store.write(|tx| money::set_offer(tx, owner.id, &spec, now))?;
+            println!("{}", serde_json::to_string(&offer)?);
+            Ok(())
+        }
+        Command::Offers(OffersCommand::List { public_key }) => {
+            let owner = key_named(&store, &public_key)?;
+            for offer in store.read(|conn| money::offers(conn, owner.id))? {
+                println!("{}", serde_json::to_string(&offer)?);
+            }
+            Ok(())
+        }
+        Command::Webhooks(WebhooksCommand::Set {
+            public_key,
+            stripe_secret,
+            stripe_payment_event,
+            chargebee_auth,
+            recurly_auth,
+        }) => {
+            let owner = key_named(&store, &public_key)?;
+            let settings = WebhookSettings {
+                stripe_secret,
+                stripe_payment_event,
+                chargebee_auth,
+                recurly_auth,
+            };
+            store.write(|tx| webhooks::set(tx, owner.id, &settings))?;
+            println!("webhooks set for {public_key}");
             Ok(())
         }
         Command::Fill { events } => {
@@ -269,6 +378,13 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The key with this public key, or an error that says how to find one.
+fn key_named(store: &Store, public_key: &str) -> Result<Key> {
+    store
+        .read(|conn| keys::find(conn, public_key))?
+        .with_context(|| format!("no key {public_key:?}: `collector keys list` shows the keys"))
 }
 
 /// The test key named "demo", created on first use.

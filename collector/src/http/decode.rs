@@ -172,7 +172,7 @@ fn decode_signup(obj: &Map<String, Value>) -> Result<Signup, FieldError> {
 
 /// A string field, absent or empty meaning `None`, at most `max` characters,
 /// without control characters.
-fn optional(obj: &Map<String, Value>, name: &str, max: usize) -> Result<Option<String>, FieldError> {
+pub fn optional(obj: &Map<String, Value>, name: &str, max: usize) -> Result<Option<String>, FieldError> {
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -193,7 +193,7 @@ fn optional(obj: &Map<String, Value>, name: &str, max: usize) -> Result<Option<S
     }
 }
 
-fn required(obj: &Map<String, Value>, name: &str, max: usize) -> Result<String, FieldError> {
+pub fn required(obj: &Map<String, Value>, name: &str, max: usize) -> Result<String, FieldError> {
     optional(obj, name, max)?.ok_or_else(|| FieldError::new(name, "is required"))
 }
 

@@ -244,7 +244,7 @@ fn header(headers: &hyper::HeaderMap, name: hyper::header::HeaderName) -> Option
 }
 
 /// Reads at most `limit::BODY_BYTES`, within `timeout`.
-async fn read_body(body: Incoming, timeout: std::time::Duration) -> Result<Bytes, Reply> {
+pub async fn read_body(body: Incoming, timeout: std::time::Duration) -> Result<Bytes, Reply> {
     let limited = Limited::new(body, limit::BODY_BYTES);
     match tokio::time::timeout(timeout, limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),

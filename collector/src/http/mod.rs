@@ -6,12 +6,15 @@
 //! clients, and shutdown stops accepting, lets in-flight requests finish,
 //! then returns so the caller can flush the writer.
 
+mod api;
+pub use api::currency_code as currency;
 pub mod assets;
 mod config;
 pub mod decode;
 mod events;
 mod reply;
 mod server_cookie;
+mod webhooks;
 
 use crate::app::App;
 use hyper::body::Incoming;
@@ -91,6 +94,10 @@ async fn route(app: &App, req: Request<Incoming>) -> Reply {
         }
         (&Method::GET, "/v1/" | "/v1/growsumo.js") => loader(&req),
         (&Method::GET, p) if p.starts_with("/v1/") && p.ends_with(".wasm") => wasm(&p[4..]),
+        (_, p) if p.starts_with("/api/v2/") => api::handle(app, req).await,
+        (&Method::POST, "/webhooks/stripe") => webhooks::stripe(app, req).await,
+        (&Method::POST, "/webhooks/chargebee") => webhooks::chargebee(app, req).await,
+        (&Method::POST, "/webhooks/recurly") => webhooks::recurly(app, req).await,
         (&Method::GET, "/healthz") => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         (&Method::GET, p) if app.demo_key.is_some() => demo(app, p),
         (_, p) => reply::not_found(p),

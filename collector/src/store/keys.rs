@@ -252,6 +252,20 @@ pub fn find(conn: &Connection, public_key: &str) -> Result<Option<Key>> {
     Ok(conn.query_row(&sql, [public_key], from_row).optional()?)
 }
 
+/// The active key `public_key` if `secret_key` is its secret. The hashes
+/// are compared in constant time, so timing tells nothing of the secret.
+pub fn authenticate(conn: &Connection, public_key: &str, secret_key: &str) -> Result<Option<Key>> {
+    use subtle::ConstantTimeEq;
+    let sql = format!("SELECT {COLUMNS}, secret_hash FROM keys WHERE public_key = ?1 AND revoked_at IS NULL");
+    let found = conn
+        .query_row(&sql, [public_key], |row| {
+            Ok((from_row(row)?, row.get::<_, Vec<u8>>(11)?))
+        })
+        .optional()?;
+    let given = Sha256::digest(secret_key.as_bytes());
+    Ok(found.and_then(|(key, stored)| bool::from(given.as_slice().ct_eq(&stored)).then_some(key)))
+}
+
 /// The first live (not revoked) key named `name`.
 pub fn find_by_name(conn: &Connection, name: &str) -> Result<Option<Key>> {
     let sql = format!("SELECT {COLUMNS} FROM keys WHERE name = ?1 AND revoked_at IS NULL ORDER BY id LIMIT 1");
@@ -309,6 +323,22 @@ mod tests {
         assert!(key.allows_origin("https://shop.example", false));
         assert!(!key.allows_origin("https://evil.example", false));
         assert!(key.allows_origin("https://evil.example", true));
+    }
+
+    #[test]
+    fn secrets_authenticate_their_own_key_only() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn).unwrap();
+        let a = create(&conn, Mode::Live, "a", &[], &Settings::default()).unwrap();
+        let b = create(&conn, Mode::Live, "b", &[], &Settings::default()).unwrap();
+        let pk = &a.key.public_key;
+        assert_eq!(
+            authenticate(&conn, pk, &a.secret_key).unwrap().map(|k| k.id),
+            Some(a.key.id)
+        );
+        assert!(authenticate(&conn, pk, &b.secret_key).unwrap().is_none());
+        assert!(authenticate(&conn, pk, "").unwrap().is_none());
+        assert!(authenticate(&conn, "pk_nope", &a.secret_key).unwrap().is_none());
     }
 
     #[test]

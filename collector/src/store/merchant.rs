@@ -115,7 +115,15 @@ pub fn partner(conn: &Connection, key_id: i64, partner_key: &str) -> Result<Part
 
 pub fn partners(conn: &Connection, key_id: i64, cursor: Cursor, limit: u32) -> Result<Page<Partner>> {
     let select = format!("SELECT {PARTNER_COLUMNS} FROM partners WHERE key_id = ?1");
-    page::fetch(conn, &select, "id", vec![Value::Integer(key_id)], cursor, limit, partner_row)
+    page::fetch(
+        conn,
+        &select,
+        "id",
+        vec![Value::Integer(key_id)],
+        cursor,
+        limit,
+        partner_row,
+    )
 }
 
 pub fn update_partner(

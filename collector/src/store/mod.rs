@@ -15,6 +15,7 @@
 //! - `merchant`: partners and customers, for the merchant API and webhooks.
 //! - `money`: transactions, offers and the rewards they create.
 //! - `page`: cursor pagination for the API's lists.
+//! - `webhooks`: webhook secrets, the event log, and what events do.
 //! - `fill`: synthetic events for benchmarks.
 
 pub mod attribution;
@@ -26,6 +27,7 @@ pub mod money;
 pub mod page;
 pub mod read;
 pub(crate) mod schema;
+pub mod webhooks;
 mod writer;
 
 pub use attribution::ServerClick;

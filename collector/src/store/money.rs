@@ -109,7 +109,10 @@ pub fn set_offer(conn: &Connection, key_id: i64, spec: &OfferSpec, now: i64) -> 
             now
         ],
     )?;
-    Ok(offers(conn, key_id)?.into_iter().find(|o| o.key == spec.key).expect("just written"))
+    Ok(offers(conn, key_id)?
+        .into_iter()
+        .find(|o| o.key == spec.key)
+        .expect("just written"))
 }
 
 pub fn offers(conn: &Connection, key_id: i64) -> Result<Vec<Offer>> {
@@ -185,7 +188,9 @@ pub fn transaction(conn: &Connection, key_id: i64, transaction_key: &str) -> Res
         "SELECT {TRANSACTION_COLUMNS} FROM transactions t JOIN customers c ON c.id = t.customer_id
          WHERE t.key_id = ?1 AND t.transaction_key = ?2"
     );
-    Ok(conn.query_row(&sql, params![key_id, transaction_key], transaction_row).optional()?)
+    Ok(conn
+        .query_row(&sql, params![key_id, transaction_key], transaction_row)
+        .optional()?)
 }
 
 pub fn transactions(
@@ -301,7 +306,16 @@ fn create_rewards(
             "INSERT INTO rewards (key_id, partner_key, customer_id, transaction_id, offer_id, amount, currency,
                                   status, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'new', ?8, ?8)",
-            params![key_id, partner_key, customer.id, transaction_id, offer.id, amount, new.currency, now],
+            params![
+                key_id,
+                partner_key,
+                customer.id,
+                transaction_id,
+                offer.id,
+                amount,
+                new.currency,
+                now
+            ],
         )?;
     }
     Ok(())
@@ -390,7 +404,13 @@ pub fn reward_id(reward_key: &str) -> Option<i64> {
     reward_key.strip_prefix("rwd_")?.parse().ok()
 }
 
-pub fn rewards(conn: &Connection, key_id: i64, filter: &RewardFilter, cursor: Cursor, limit: u32) -> Result<Page<Reward>> {
+pub fn rewards(
+    conn: &Connection,
+    key_id: i64,
+    filter: &RewardFilter,
+    cursor: Cursor,
+    limit: u32,
+) -> Result<Page<Reward>> {
     let mut select = String::from(REWARD_SELECT);
     let mut params = vec![Value::Integer(key_id)];
     for (column, value) in [
@@ -448,7 +468,9 @@ mod tests {
     fn setup(mode: Mode) -> (Connection, Key) {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut conn).unwrap();
-        let key = keys::create(&conn, mode, "shop", &[], &Settings::default()).unwrap().key;
+        let key = keys::create(&conn, mode, "shop", &[], &Settings::default())
+            .unwrap()
+            .key;
         let fields = CustomerFields {
             email: Some("ann@example.com".into()),
             name: None,
@@ -462,9 +484,20 @@ mod tests {
             amounts: amounts.iter().map(|(c, a)| (c.to_string(), *a)).collect(),
             months,
         };
-        set_offer(&conn, key.id, &offer("welcome", OfferKind::NewCustomer, None, &[("USD", 5000)], None), NOW)
-            .unwrap();
-        set_offer(&conn, key.id, &offer("share", OfferKind::Percent, Some(2000), &[], Some(12)), NOW).unwrap();
+        set_offer(
+            &conn,
+            key.id,
+            &offer("welcome", OfferKind::NewCustomer, None, &[("USD", 5000)], None),
+            NOW,
+        )
+        .unwrap();
+        set_offer(
+            &conn,
+            key.id,
+            &offer("share", OfferKind::Percent, Some(2000), &[], Some(12)),
+            NOW,
+        )
+        .unwrap();
         (conn, key)
     }
 
