@@ -111,6 +111,19 @@ impl Collector {
         }
     }
 
+    /// Creates a key pair with `collector keys create ARGS`; returns (public, secret).
+    pub fn create_key(&self, args: &[&str]) -> (String, String) {
+        let out = self.cli(&[&["keys", "create"], args].concat());
+        let field = |label: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(label))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(String::from)
+                .unwrap_or_else(|| panic!("no {label} in {out}"))
+        };
+        (field("public key: "), field("secret key: "))
+    }
+
     /// Moves the collector's clock to `days` days after the real time.
     pub fn advance_days(&self, days: i64) {
         std::fs::write(self.dir.path().join("clock"), (days * 86_400).to_string()).expect("write the clock file");

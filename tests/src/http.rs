@@ -52,3 +52,33 @@ pub async fn post_events(base: &str, body: impl Into<Bytes>) -> Answer {
     )
     .await
 }
+
+/// A merchant API client: HTTP Basic with a key pair, JSON bodies.
+pub struct Api {
+    pub base: String,
+    auth: String,
+}
+
+impl Api {
+    pub fn new(base: &str, public_key: &str, secret_key: &str) -> Api {
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{public_key}:{secret_key}"));
+        Api {
+            base: base.to_owned(),
+            auth: format!("Basic {auth}"),
+        }
+    }
+
+    /// `method /api/v2/{path}` with `body` (JSON, or nothing when null).
+    pub async fn call(&self, method: &str, path: &str, body: serde_json::Value) -> Answer {
+        let url = format!("{}/api/v2/{path}", self.base);
+        let mut headers = vec![("authorization", self.auth.as_str())];
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            headers.push(("content-type", "application/json"));
+            body.to_string()
+        };
+        send(method, &url, &headers, body).await
+    }
+}
