@@ -12,6 +12,8 @@ pub struct Collector {
     pub db: PathBuf,
     /// The demo key's public key (the demo pages use it).
     pub public_key: String,
+    /// Its secret key, when the test created the demo key (`start_with_key`).
+    pub secret_key: Option<String>,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -90,6 +92,7 @@ impl Collector {
     fn start_full(key_args: &[&str], serve_args: &[&str]) -> Collector {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("growsumo.db");
+        let mut secret_key = None;
         if !key_args.is_empty() {
             let created = Command::new(binary())
                 .arg("--db")
@@ -99,6 +102,11 @@ impl Collector {
                 .output()
                 .expect("run collector keys create");
             assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+            secret_key = String::from_utf8_lossy(&created.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("secret key: "))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(String::from);
         }
         let (child, url) = spawn(&db, "127.0.0.1:0", serve_args);
         let public_key = Self::query_demo_key(&db);
@@ -106,6 +114,7 @@ impl Collector {
             url,
             db,
             public_key,
+            secret_key,
             child,
             dir,
         }

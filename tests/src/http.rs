@@ -82,3 +82,27 @@ impl Api {
         send(method, &url, &headers, body).await
     }
 }
+
+/// Stripe's `v1` signature of `body` at time `t` under an endpoint `secret`:
+/// hex HMAC-SHA256 of `"{t}.{body}"`.
+pub fn stripe_v1(secret: &str, t: i64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{t}.{body}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// POSTs a Stripe event to `/webhooks/stripe`, signed now with `secret`.
+pub async fn stripe_webhook(base: &str, secret: &str, event: &serde_json::Value) -> Answer {
+    let body = event.to_string();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let signature = format!("t={t},v1={}", stripe_v1(secret, t, &body));
+    let headers = [
+        ("content-type", "application/json"),
+        ("stripe-signature", signature.as_str()),
+    ];
+    send("POST", &format!("{base}/webhooks/stripe"), &headers, body).await
+}

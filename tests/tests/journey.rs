@@ -1,6 +1,7 @@
 //! The main path in a real browser: a partner link lands, the snippet keeps
 //! the referral, a later signup on another page is stored with its partner.
 
+use e2e::http::{stripe_webhook, Api};
 use e2e::{b64, with_browser, Collector, Page};
 use fantoccini::{Client, Locator};
 use serde_json::json;
@@ -212,4 +213,55 @@ async fn callback_gets_the_rejected_field() {
         assert_eq!(Page::eval(&client, "pageErrors").await, json!([]));
     })
     .await;
+}
+
+/// The whole story: a partner link, a signup in the browser, the customer's
+/// first invoice paid in Stripe (a signed webhook), and the partner's
+/// reward, read through the merchant API.
+#[tokio::test]
+async fn partner_link_signup_payment_reward() {
+    let c = Collector::start_with_key(&["--mode", "live"]);
+    let pk = c.public_key.clone();
+    c.cli(&[
+        "offers",
+        "set",
+        &pk,
+        "--key",
+        "share",
+        "--kind",
+        "percent",
+        "--percent",
+        "25",
+    ]);
+    c.cli(&["webhooks", "set", &pk, "--stripe-secret", "whsec_story"]);
+    let base = c.url.clone();
+    with_browser(move |client| async move {
+        let landing = format!("{base}/?ps_partner_key={}&ps_xid=story-1", b64("alice"));
+        client.goto(&landing).await.unwrap();
+        Page::ready(&client).await;
+        sign_up(&client, &base, "Dee Example", "dee@example.com").await;
+    })
+    .await;
+    let invoice = json!({
+        "id": "evt_story", "object": "event", "type": "invoice.payment_succeeded", "livemode": true,
+        "data": {"object": {"id": "in_story", "object": "invoice", "customer": "cus_story",
+                            "customer_email": "dee@example.com", "amount_paid": 4900, "currency": "usd"}}
+    });
+    let answer = stripe_webhook(&c.url, "whsec_story", &invoice).await;
+    assert_eq!(answer.json()["outcome"], "applied");
+    let api = Api::new(&c.url, &pk, c.secret_key.as_deref().expect("the test created the key"));
+    let rewards = api
+        .call("GET", "rewards?partner_key=alice", serde_json::Value::Null)
+        .await
+        .json();
+    let reward = &rewards["data"]["items"][0];
+    assert_eq!(
+        (
+            reward["customer_key"].clone(),
+            reward["amount"].clone(),
+            reward["currency"].clone()
+        ),
+        (json!("dee@example.com"), json!(1225), json!("USD"))
+    );
+    assert_eq!(reward["status"], "new");
 }
