@@ -9,7 +9,7 @@
 //!
 //! Offers:
 //! - `new_customer`: a flat amount, per currency, once per customer (its
-//!   first transaction in a currency the offer names).
+//!   first paying transaction in a currency the offer names).
 //! - `percent`: a percentage of each transaction, for `months` months after
 //!   the customer's first transaction (a month is 1/12 of 365.25 days), or
 //!   forever without `months`.
@@ -284,8 +284,9 @@ fn create_rewards(
                     params![customer.id, offer.id],
                     |r| r.get(0),
                 )?;
+                // A free payment (a trial's $0 invoice) wins no one.
                 match offer.amounts.get(&new.currency) {
-                    Some(&flat) if earned <= 0 => flat,
+                    Some(&flat) if earned <= 0 && new.amount > 0 => flat,
                     _ => continue,
                 }
             }
@@ -555,6 +556,15 @@ mod tests {
         // The customer is still to be won: the next payment earns the flat amount again.
         pay(&conn, &key, "t2", 100, "USD", NOW + 3);
         assert_eq!(amounts(&conn, &key).len(), 5);
+    }
+
+    #[test]
+    fn a_free_first_payment_earns_no_flat_reward() {
+        let (conn, key) = setup(Mode::Live);
+        pay(&conn, &key, "trial", 0, "USD", NOW);
+        assert!(amounts(&conn, &key).is_empty());
+        pay(&conn, &key, "first", 1000, "USD", NOW + 1);
+        assert_eq!(amounts(&conn, &key), [(5000, "new".into()), (200, "new".into())]);
     }
 
     #[test]
