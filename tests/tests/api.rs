@@ -286,10 +286,20 @@ async fn transactions_earn_rewards_once_and_reversals_take_them_back() {
     assert_eq!(again.json()["data"], first.json()["data"]);
     assert_eq!(c.count("SELECT count(*) FROM transactions"), 1);
 
-    let listed = api.call("GET", "transactions?customer_key=ann", Value::Null).await.json()["data"].clone();
+    let listed = api
+        .call("GET", "transactions?customer_key=ann", Value::Null)
+        .await
+        .json()["data"]
+        .clone();
     assert_eq!(listed["items"][0]["key"], "t1");
-    assert_eq!(api.call("GET", "transactions/t1", Value::Null).await.json()["data"]["amount"], 10000);
-    assert_eq!(refusal(&api.call("GET", "transactions/t9", Value::Null).await), (404, json!("key")));
+    assert_eq!(
+        api.call("GET", "transactions/t1", Value::Null).await.json()["data"]["amount"],
+        10000
+    );
+    assert_eq!(
+        refusal(&api.call("GET", "transactions/t9", Value::Null).await),
+        (404, json!("key"))
+    );
     let rewards = api.call("GET", "rewards?partner_key=alice", Value::Null).await.json()["data"]["items"].clone();
     let mut amounts: Vec<i64> = rewards
         .as_array()
