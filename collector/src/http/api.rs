@@ -13,7 +13,7 @@
 //! nothing.
 
 use super::decode::{is_email, optional, required, FieldError};
-use super::events::read_body;
+use super::read_body;
 use super::reply::{self, Reply};
 use crate::app::App;
 use crate::store::merchant::{self, CustomerFields, CustomerRef, PartnerFields};
@@ -199,13 +199,17 @@ async fn json_body(app: &App, req: Request<Incoming>) -> Result<Map<String, Valu
             "send the body as application/json",
         ));
     }
-    let bytes = read_body(req.into_body(), app.client_timeout).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "body",
-            format!("must arrive in time and be at most {} bytes", limit::BODY_BYTES),
-        )
-    })?;
+    let bytes = match read_body(req.into_body(), app.client_timeout, limit::BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(reply) => {
+            let status = reply.status();
+            return Err(ApiError::new(
+                status,
+                "body",
+                format!("must arrive in time and be at most {} bytes", limit::BODY_BYTES),
+            ));
+        }
+    };
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(ApiError::new(StatusCode::BAD_REQUEST, "body", "must be a JSON object")),

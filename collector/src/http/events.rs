@@ -7,12 +7,12 @@
 //! In server-cookie mode, the answer to a click sets the collector's cookie.
 
 use super::decode::{decode_batch, FieldError};
+use super::read_body;
 use super::reply::{self, Reply};
 use super::server_cookie;
 use crate::app::App;
 use crate::store::{EventKind, Key, Outcome, ServerClick, Submission, WriterError};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, ORIGIN, RETRY_AFTER};
 use hyper::{Request, StatusCode};
@@ -86,7 +86,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
             &format!("{content_type:?} is not accepted; send the JSON batch as text/plain or application/json"),
         );
     }
-    let body = match read_body(body, app.client_timeout).await {
+    let body = match read_body(body, app.client_timeout, limit::BODY_BYTES).await {
         Ok(body) => body,
         Err(reply) => return reply,
     };
@@ -241,26 +241,4 @@ pub async fn browser_key(app: &App, pk: &str, headers: &hyper::HeaderMap) -> Res
 
 fn header(headers: &hyper::HeaderMap, name: hyper::header::HeaderName) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(String::from)
-}
-
-/// Reads at most `limit::BODY_BYTES`, within `timeout`.
-pub async fn read_body(body: Incoming, timeout: std::time::Duration) -> Result<Bytes, Reply> {
-    let limited = Limited::new(body, limit::BODY_BYTES);
-    match tokio::time::timeout(timeout, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(reply::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body",
-            &format!(
-                "is larger than {} bytes; send fewer events per request",
-                limit::BODY_BYTES
-            ),
-        )),
-        Ok(Err(_)) => Err(reply::error(StatusCode::BAD_REQUEST, "body", "was cut short")),
-        Err(_) => Err(reply::error(
-            StatusCode::REQUEST_TIMEOUT,
-            "body",
-            "took too long to arrive",
-        )),
-    }
 }

@@ -153,3 +153,23 @@ fn demo(app: &App, path: &str) -> Reply {
         (None, _) => reply::not_found(path),
     }
 }
+
+/// Reads a request body of at most `max_bytes`, within `timeout`; else the
+/// JSON error to answer (413, 400 cut short, 408 too slow).
+pub async fn read_body(body: Incoming, timeout: Duration, max_bytes: usize) -> Result<bytes::Bytes, Reply> {
+    use http_body_util::{BodyExt, Limited};
+    match tokio::time::timeout(timeout, Limited::new(body, max_bytes).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(reply::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body",
+            &format!("is larger than {max_bytes} bytes"),
+        )),
+        Ok(Err(_)) => Err(reply::error(StatusCode::BAD_REQUEST, "body", "was cut short")),
+        Err(_) => Err(reply::error(
+            StatusCode::REQUEST_TIMEOUT,
+            "body",
+            "took too long to arrive",
+        )),
+    }
+}

@@ -17,7 +17,6 @@ use crate::store::Key;
 use base64::Engine;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
 use hyper::{Request, StatusCode};
@@ -39,16 +38,11 @@ fn refuse(app: &App, status: StatusCode, field: &str, message: &str) -> Reply {
 }
 
 async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, Reply> {
-    let limited = Limited::new(req.into_body(), BODY_BYTES);
-    match tokio::time::timeout(app.client_timeout, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        _ => Err(refuse(
-            app,
-            StatusCode::BAD_REQUEST,
-            "body",
-            "was too large, cut short or too slow",
-        )),
+    let read = super::read_body(req.into_body(), app.client_timeout, BODY_BYTES).await;
+    if read.is_err() {
+        app.webhooks_refused.fetch_add(1, Ordering::Relaxed);
     }
+    read
 }
 
 /// The keys whose webhook settings `matches`.
