@@ -1,9 +1,9 @@
 //! The state every request shares: the store, the event writer, the demo key,
 //! and a short-lived cache of public keys (every event request looks one up).
 
+use crate::metrics::Metrics;
 use crate::store::{keys, Key, Store, Writer};
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,8 +21,9 @@ pub struct App {
     pub demo_key: Option<String>,
     /// How long a client may take to send its headers, and its body.
     pub client_timeout: Duration,
-    /// Webhook requests refused (bad signature or credentials, malformed).
-    pub webhooks_refused: AtomicU64,
+    pub metrics: Metrics,
+    /// Reverse proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     key_cache: Mutex<HashMap<String, (Instant, Option<Key>)>>,
 }
 
@@ -33,9 +34,32 @@ impl App {
             writer,
             demo_key,
             client_timeout,
-            webhooks_refused: AtomicU64::new(0),
+            metrics: Metrics::default(),
+            trusted_proxies: Vec::new(),
             key_cache: Mutex::default(),
         }
+    }
+
+    /// Who sent a request that reached us from `peer`: the client's address,
+    /// and whether it came over https. Forwarding headers count only when
+    /// `peer` is a trusted proxy: anyone else could write them.
+    pub fn client(&self, peer: std::net::SocketAddr, headers: &hyper::HeaderMap) -> Client {
+        let direct = Client {
+            ip: peer.ip(),
+            https: false,
+        };
+        if !self.trusted_proxies.contains(&peer.ip()) {
+            return direct;
+        }
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        // The rightmost address no trusted proxy added is the client's.
+        let ip = header("x-forwarded-for")
+            .rsplit(',')
+            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+            .find(|ip| !self.trusted_proxies.contains(ip))
+            .unwrap_or(direct.ip);
+        let https = header("x-forwarded-proto").eq_ignore_ascii_case("https");
+        Client { ip, https }
     }
 
     /// The key with this public key, from the cache or the database.
@@ -58,5 +82,44 @@ impl App {
         }
         cache.insert(public_key.to_owned(), (Instant::now(), found.clone()));
         found
+    }
+}
+
+/// The client behind a request (see `App::client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    pub ip: std::net::IpAddr,
+    pub https: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_headers_count_only_from_trusted_proxies() {
+        let store =
+            crate::store::Store::open(&std::env::temp_dir().join(format!("app-{}.db", std::process::id()))).unwrap();
+        let mut app = App::new(store, Writer::discard(), None, Duration::from_secs(1));
+        app.trusted_proxies = vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.2".parse().unwrap());
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        let via_proxy = app.client("10.0.0.1:5000".parse().unwrap(), &headers);
+        assert_eq!(
+            via_proxy,
+            Client {
+                ip: "203.0.113.9".parse().unwrap(),
+                https: true
+            }
+        );
+        let direct = app.client("198.51.100.7:5000".parse().unwrap(), &headers);
+        assert_eq!(
+            direct,
+            Client {
+                ip: "198.51.100.7".parse().unwrap(),
+                https: false
+            }
+        );
     }
 }

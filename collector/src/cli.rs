@@ -21,8 +21,17 @@ pub struct Cli {
     /// SQLite database file (created if missing).
     #[arg(long, global = true, env = "GROWSUMO_DB", default_value = "growsumo.db")]
     pub db: PathBuf,
+    /// Log lines as text, or as JSON objects (with each request's id).
+    #[arg(long, global = true, env = "GROWSUMO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -68,6 +77,10 @@ pub struct ServeArgs {
     /// HTTP path alone. Never use it in production.
     #[arg(long, hide = true)]
     pub no_persist: bool,
+    /// A reverse proxy whose `X-Forwarded-For` / `X-Forwarded-Proto` are
+    /// believed (repeatable; an IP address). Others' are ignored.
+    #[arg(long = "trusted-proxy", env = "GROWSUMO_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Tests only: shift the collector's clock by the seconds written in this
     /// file (re-read at every use), so "30 days later" takes no time.
     #[arg(long, hide = true)]
@@ -367,7 +380,9 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
             println!("  customers:    {exe} --db {} customers list", store.path().display());
         }
         let timeout = std::time::Duration::from_millis(args.client_timeout_ms);
-        let app = Arc::new(App::new(store, writer, demo_key, timeout));
+        let mut app = App::new(store, writer, demo_key, timeout);
+        app.trusted_proxies = args.trusted_proxies.clone();
+        let app = Arc::new(app);
         crate::http::serve(listener, app, shutdown_signal()).await;
         anyhow::Ok(())
     })?;

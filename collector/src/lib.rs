@@ -3,10 +3,12 @@
 //!
 //! - `http`: the server (accept loop, routing table, handlers, assets).
 //! - `app`: state shared by every request.
+//! - `metrics`: the counters `GET /metrics` reports.
 //! - `store`: the only code that touches the database; a narrow interface.
 //! - `cli`: the `collector` command line.
 
 pub mod app;
 pub mod cli;
 pub mod http;
+pub mod metrics;
 pub mod store;

@@ -326,3 +326,40 @@ async fn config_and_the_server_cookie() {
         .unwrap()
         .starts_with("growsumo_click=; Domain=shop.example; Path=/; Max-Age=0;"));
 }
+
+/// Operations: liveness, readiness (the database takes writes), Prometheus
+/// metrics that move with the traffic, and a request id on every answer.
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let c = Collector::start();
+    assert_eq!(get(&format!("{}/healthz", c.url)).await.status, 200);
+    let ready = get(&format!("{}/readyz", c.url)).await;
+    assert_eq!(
+        (ready.status.as_u16(), ready.json()["status"].clone()),
+        (200, json!("ready"))
+    );
+    assert!(!ready.headers["x-request-id"].is_empty());
+    let click = json!({"id": "m1", "type": "click", "partner_key": "alice"});
+    let body =
+        json!({"pk": c.public_key, "events": [click, {"id": "m2", "type": "signup", "email": "nope"}], "dropped": 3});
+    post_events(&c.url, body.to_string()).await;
+    post_events(&c.url, body.to_string()).await;
+    let metrics = get(&format!("{}/metrics", c.url)).await;
+    assert_eq!(
+        metrics.headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    for line in [
+        "growsumo_requests_total{route=\"events\",status=\"200\"} 2",
+        "growsumo_requests_total{route=\"readyz\",status=\"200\"} 1",
+        "growsumo_events_total{outcome=\"accepted\"} 1",
+        "growsumo_events_total{outcome=\"duplicate\"} 1",
+        "growsumo_events_total{outcome=\"rejected\"} 2",
+        "growsumo_outbox_dropped_total 6",
+        "growsumo_writer_group_requests_count 2",
+        "growsumo_writer_commit_seconds_count 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+    }
+}

@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, ORIGIN, RETRY_AFTER};
 use hyper::{Request, StatusCode};
 use serde::Serialize;
+use std::sync::atomic::Ordering;
 use wire::{limit, status};
 
 #[derive(Serialize)]
@@ -101,6 +102,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
     // Logged only for a known key and origin: anyone could send the number.
     if batch.dropped > 0 {
         tracing::warn!(pk = %batch.pk, dropped = batch.dropped, "a browser's outbox was full and dropped events");
+        app.metrics.outbox_dropped.fetch_add(batch.dropped, Ordering::Relaxed);
     }
 
     // One slot per event, in the order sent; `None` until the writer answers.
@@ -176,6 +178,14 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         .into_iter()
         .filter_map(|slot| slot.or_else(|| stored.next()))
         .collect();
+    for result in &results {
+        let counter = match result.status {
+            status::ACCEPTED => &app.metrics.events_accepted,
+            status::DUPLICATE => &app.metrics.events_duplicate,
+            _ => &app.metrics.events_rejected,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
     let stored_any = results.iter().any(|r| r.status != status::REJECTED);
     let code = if stored_any {
         StatusCode::OK

@@ -45,7 +45,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
             () = &mut shutdown => break,
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -57,9 +57,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         };
         let timeout = app.client_timeout;
         let app = app.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req: Request<Incoming>| {
             let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(route(&app, req).await) }
+            let client = app.client(peer, req.headers());
+            req.extensions_mut().insert(client);
+            async move { Ok::<_, std::convert::Infallible>(observed(&app, req).await) }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -75,6 +77,68 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     tracing::info!("shutting down: draining in-flight requests");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
+    }
+}
+
+/// A request id, for the answer's `x-request-id` and every log line of it.
+fn request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:x}-{n}", std::process::id())
+}
+
+/// Which route a request takes, as `/metrics` labels it.
+fn route_label(method: &Method, path: &str) -> &'static str {
+    match path {
+        "/v1/events" => "events",
+        "/v1/config" => "config",
+        "/v1/" | "/v1/growsumo.js" => "loader",
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        "/metrics" => "metrics",
+        "/webhooks/stripe" => "webhooks_stripe",
+        "/webhooks/chargebee" => "webhooks_chargebee",
+        "/webhooks/recurly" => "webhooks_recurly",
+        p if p.starts_with("/v1/") && p.ends_with(".wasm") => "wasm",
+        p if p.starts_with("/api/v2/") => "api",
+        p if p.starts_with("/dashboard") => "dashboard",
+        _ if method == Method::GET => "static",
+        _ => "other",
+    }
+}
+
+/// Routes the request inside a span carrying its request id (every log line
+/// of it says which request), counts it for `/metrics`, and answers with
+/// the id in `x-request-id`.
+async fn observed(app: &App, req: Request<Incoming>) -> Reply {
+    use tracing::Instrument;
+    let id = request_id();
+    let label = route_label(req.method(), req.uri().path());
+    let ip = req
+        .extensions()
+        .get::<crate::app::Client>()
+        .map(|c| c.ip.to_string())
+        .unwrap_or_default();
+    let span = tracing::info_span!("request", request_id = %id, client = %ip, method = %req.method(), path = %req.uri().path());
+    let mut reply = route(app, req).instrument(span).await;
+    app.metrics.request(label, reply.status().as_u16());
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        reply.headers_mut().insert("x-request-id", value);
+    }
+    reply
+}
+
+/// `GET /readyz`: ready when the database takes writes and the writer runs.
+async fn readyz(app: &App) -> Reply {
+    let store = app.store.clone();
+    let writable = tokio::task::spawn_blocking(move || store.check_writable()).await;
+    match writable {
+        Ok(Ok(())) if app.writer.is_running() => reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "not ready: the database does not take writes");
+            reply::error(StatusCode::SERVICE_UNAVAILABLE, "database", "does not take writes")
+        }
+        _ => reply::error(StatusCode::SERVICE_UNAVAILABLE, "writer", "has stopped"),
     }
 }
 
@@ -99,6 +163,12 @@ async fn route(app: &App, req: Request<Incoming>) -> Reply {
         (&Method::POST, "/webhooks/chargebee") => webhooks::chargebee(app, req).await,
         (&Method::POST, "/webhooks/recurly") => webhooks::recurly(app, req).await,
         (&Method::GET, "/healthz") => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        (&Method::GET, "/readyz") => readyz(app).await,
+        (&Method::GET, "/metrics") => reply::bytes(
+            "text/plain; version=0.0.4; charset=utf-8",
+            "no-store",
+            app.metrics.render(&app.writer.metrics),
+        ),
         (&Method::GET, p) if app.demo_key.is_some() => demo(app, p),
         (_, p) => reply::not_found(p),
     }

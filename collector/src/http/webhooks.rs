@@ -33,14 +33,14 @@ const STRIPE_TOLERANCE_SECS: i64 = 300;
 
 fn refuse(app: &App, status: StatusCode, field: &str, message: &str) -> Reply {
     tracing::warn!(field, message, "webhook refused");
-    app.webhooks_refused.fetch_add(1, Ordering::Relaxed);
+    app.metrics.webhooks_refused.fetch_add(1, Ordering::Relaxed);
     reply::error(status, field, message)
 }
 
 async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, Reply> {
     let read = super::read_body(req.into_body(), app.client_timeout, BODY_BYTES).await;
     if read.is_err() {
-        app.webhooks_refused.fetch_add(1, Ordering::Relaxed);
+        app.metrics.webhooks_refused.fetch_add(1, Ordering::Relaxed);
     }
     read
 }

@@ -180,6 +180,15 @@ impl Store {
         result
     }
 
+    /// Whether the database takes writes now: a write lock is taken and
+    /// released (`BEGIN IMMEDIATE`), waiting at most the busy timeout.
+    pub fn check_writable(&self) -> Result<()> {
+        let mut conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?
+            .rollback()?;
+        Ok(())
+    }
+
     /// Runs `f` in a write transaction on a fresh connection: for the CLI and
     /// rare administrative writes, never for events.
     pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {

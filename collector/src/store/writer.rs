@@ -9,7 +9,9 @@
 
 use super::attribution::{self, ServerClick};
 use super::{Clock, EventKind, NewEvent};
+use crate::metrics::WriterMetrics;
 use rusqlite::{params, Connection};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
@@ -58,6 +60,8 @@ struct Job {
 pub struct Writer {
     /// `None`: the benchmark-only writer that stores nothing.
     queue: Option<mpsc::Sender<Job>>,
+    /// Group sizes and commit latency, for `/metrics`.
+    pub metrics: Arc<WriterMetrics>,
 }
 
 /// The writer thread; `join` waits until everything queued is committed and
@@ -79,23 +83,39 @@ impl Writer {
         clock: Clock,
     ) -> (Writer, WriterThread) {
         let (tx, rx) = mpsc::channel(queue);
+        let metrics = Arc::new(WriterMetrics::default());
+        let observed = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
                 let (stop, stopped) = std::sync::mpsc::channel::<()>();
                 let checkpointer = std::thread::spawn(move || checkpoint(checkpoints, stopped));
-                run(conn, rx, &clock);
+                run(conn, rx, &clock, &observed);
                 drop(stop);
                 let _ = checkpointer.join();
             })
             .expect("spawning the writer thread");
-        (Writer { queue: Some(tx) }, WriterThread(thread))
+        (
+            Writer {
+                queue: Some(tx),
+                metrics,
+            },
+            WriterThread(thread),
+        )
     }
 
     /// A writer that answers "accepted" without storing anything: the
     /// ingest benchmark's ceiling (the HTTP path alone).
     pub fn discard() -> Writer {
-        Writer { queue: None }
+        Writer {
+            queue: None,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Whether the writer thread still takes requests.
+    pub fn is_running(&self) -> bool {
+        self.queue.as_ref().is_none_or(|q| !q.is_closed())
     }
 
     /// Stores `events`; resolves once they are committed.
@@ -130,7 +150,7 @@ fn checkpoint(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
-fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, clock: &Clock) {
+fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, clock: &Clock, metrics: &WriterMetrics) {
     let _ = conn.pragma_update(None, "wal_autocheckpoint", 0);
     // 64 MiB of page cache (default 2 MiB): the event-id index's inner pages
     // stay in memory on a large database.
@@ -144,7 +164,10 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, clock: &Clock) {
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
+        metrics.group_size.observe(group.len() as f64);
         commit_group(&mut conn, &mut group, clock.now_ms());
+        metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
     }
 }
 
