@@ -2,7 +2,9 @@
 //! manage keys and read what was stored, straight from the database file.
 
 use crate::app::App;
+use crate::store::merchant;
 use crate::store::money::{self, OfferKind, OfferSpec};
+use crate::store::page::Cursor;
 use crate::store::webhooks::{self, WebhookSettings};
 use crate::store::{keys, read, Clock, Key, Mode, Param, Settings, Store};
 use anyhow::{Context, Result};
@@ -50,6 +52,23 @@ pub enum Command {
     /// Configure a key's payment-provider webhooks.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Add and list a key's partners.
+    #[command(subcommand)]
+    Partners(PartnersCommand),
+    /// Write a key's customers, transactions or rewards as CSV.
+    Export {
+        public_key: String,
+        #[arg(value_enum)]
+        table: crate::export::Table,
+        /// The file to write (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Apply pending schema migrations and print the schema version (every
+    /// command does this first; this one does nothing else).
+    Migrate,
+    /// Copy the database to FILE while it is in use (SQLite online backup).
+    Backup { file: PathBuf },
     /// Benchmarks only: add N synthetic click events for the demo key.
     #[command(hide = true)]
     Fill {
@@ -148,6 +167,9 @@ pub enum KeysCommand {
     },
     /// List key pairs (without secrets).
     List,
+    /// Revoke a key pair: its secret stops working at once, its public key
+    /// within 30 s on a running collector.
+    Revoke { public_key: String },
 }
 
 #[derive(Subcommand)]
@@ -174,6 +196,29 @@ pub enum OffersCommand {
     },
     /// List a key's offers.
     List { public_key: String },
+}
+
+#[derive(Subcommand)]
+pub enum PartnersCommand {
+    /// Add a partner (prints it with its referral link parameter).
+    Add {
+        public_key: String,
+        #[arg(long)]
+        email: String,
+        /// Default: generated.
+        #[arg(long)]
+        partner_key: Option<String>,
+        #[arg(long, default_value = "")]
+        first_name: String,
+        #[arg(long, default_value = "")]
+        last_name: String,
+    },
+    /// List a key's partners, newest first.
+    List {
+        public_key: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -217,6 +262,64 @@ pub fn run(cli: Cli) -> Result<()> {
             let pair = store.write(|tx| keys::create(tx, mode, &name, &key.origins, &key.settings()))?;
             println!("public key: {}", pair.key.public_key);
             println!("secret key: {}  (shown once: keep it safe)", pair.secret_key);
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Revoke { public_key }) => {
+            let now = store.clock().now_ms();
+            store.write(|tx| keys::revoke(tx, &public_key, now))?;
+            println!("revoked {public_key}");
+            Ok(())
+        }
+        Command::Partners(PartnersCommand::Add {
+            public_key,
+            email,
+            partner_key,
+            first_name,
+            last_name,
+        }) => {
+            let owner = key_named(&store, &public_key)?;
+            if !crate::http::decode::is_email(&email) {
+                anyhow::bail!("--email {email:?} is not an email address");
+            }
+            let fields = merchant::PartnerFields {
+                email: Some(email),
+                first_name: Some(first_name),
+                last_name: Some(last_name),
+            };
+            let now = store.clock().now_ms();
+            let partner = store.write(|tx| merchant::create_partner(tx, owner.id, partner_key, fields, now))?;
+            println!("{}", serde_json::to_string(&partner)?);
+            Ok(())
+        }
+        Command::Partners(PartnersCommand::List { public_key, limit }) => {
+            let owner = key_named(&store, &public_key)?;
+            let page = store.read(|conn| merchant::partners(conn, owner.id, Cursor::First, limit.clamp(1, 250)))?;
+            for partner in page.items {
+                println!("{}", serde_json::to_string(&partner)?);
+            }
+            Ok(())
+        }
+        Command::Export {
+            public_key,
+            table,
+            output,
+        } => {
+            let owner = key_named(&store, &public_key)?;
+            match output {
+                Some(path) => {
+                    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                    crate::export::write_csv(&store, owner.id, table, std::io::BufWriter::new(file))
+                }
+                None => crate::export::write_csv(&store, owner.id, table, std::io::stdout().lock()),
+            }
+        }
+        Command::Migrate => {
+            println!("schema version {}", store.schema_version()?);
+            Ok(())
+        }
+        Command::Backup { file } => {
+            store.backup(&file)?;
+            println!("backed up {} to {}", store.path().display(), file.display());
             Ok(())
         }
         Command::Keys(KeysCommand::Set { public_key, key }) => {

@@ -6,9 +6,11 @@
 //! - `metrics`: the counters `GET /metrics` reports.
 //! - `store`: the only code that touches the database; a narrow interface.
 //! - `cli`: the `collector` command line.
+//! - `export`: CSV exports (CLI and dashboard).
 
 pub mod app;
 pub mod cli;
+pub mod export;
 pub mod http;
 pub mod metrics;
 pub mod store;

@@ -266,6 +266,20 @@ pub fn authenticate(conn: &Connection, public_key: &str, secret_key: &str) -> Re
     Ok(found.and_then(|(key, stored)| bool::from(given.as_slice().ct_eq(&stored)).then_some(key)))
 }
 
+/// Revokes a key pair: its public key stops taking events (a running
+/// collector notices within its 30 s key cache), its secret stops opening
+/// the API and dashboard at once.
+pub fn revoke(conn: &Connection, public_key: &str, now: i64) -> Result<()> {
+    let changed = conn.execute(
+        "UPDATE keys SET revoked_at = ?2 WHERE public_key = ?1 AND revoked_at IS NULL",
+        params![public_key, now],
+    )?;
+    if changed == 0 {
+        bail!("no active key {public_key:?}: `collector keys list` shows the keys");
+    }
+    Ok(())
+}
+
 /// The first live (not revoked) key named `name`.
 pub fn find_by_name(conn: &Connection, name: &str) -> Result<Option<Key>> {
     let sql = format!("SELECT {COLUMNS} FROM keys WHERE name = ?1 AND revoked_at IS NULL ORDER BY id LIMIT 1");

@@ -189,6 +189,20 @@ impl Store {
         Ok(())
     }
 
+    /// Copies the whole database to `target` while it is in use (SQLite's
+    /// online backup), a consistent snapshot.
+    pub fn backup(&self, target: &Path) -> Result<()> {
+        let conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.backup(rusqlite::MAIN_DB, target, None)
+            .with_context(|| format!("backing up to {}", target.display()))?;
+        Ok(())
+    }
+
+    /// The schema version (migrations applied).
+    pub fn schema_version(&self) -> Result<i64> {
+        self.read(|conn| Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?))
+    }
+
     /// Runs `f` in a write transaction on a fresh connection: for the CLI and
     /// rare administrative writes, never for events.
     pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
