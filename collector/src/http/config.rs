@@ -52,6 +52,7 @@ pub async fn get(app: &App, req: Request<Incoming>) -> Reply {
         );
     }
     let headers = req.headers();
+    let client = req.extensions().get::<crate::app::Client>();
     let key = match browser_key(app, pk, headers).await {
         Ok(key) => key,
         Err(reply) => return reply,
@@ -72,9 +73,9 @@ pub async fn get(app: &App, req: Request<Incoming>) -> Reply {
         },
     );
     if let Some((referral, click)) = &restored {
-        server_cookie::set(&mut reply, &key, headers, Some(click), referral.max_age);
+        server_cookie::set(&mut reply, &key, headers, client, Some(click), referral.max_age);
     } else if cookie.is_some() && param("forget") == "1" {
-        server_cookie::set(&mut reply, &key, headers, None, 0);
+        server_cookie::set(&mut reply, &key, headers, client, None, 0);
     }
     reply
 }

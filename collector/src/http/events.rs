@@ -207,7 +207,8 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
     );
     if last_click.is_some() {
         let max_age = key.settings.window_ms() / 1000;
-        server_cookie::set(&mut reply, &key, headers, last_click.as_ref(), max_age);
+        let client = parts.extensions.get::<crate::app::Client>();
+        server_cookie::set(&mut reply, &key, headers, client, last_click.as_ref(), max_age);
     }
     reply
 }

@@ -10,6 +10,7 @@
 //! signup by it and the snippet can restore its storage from it.
 
 use super::reply::Reply;
+use crate::app::Client;
 use crate::store::{Key, ServerClick};
 use hyper::header::{HeaderMap, HeaderValue, COOKIE, HOST, ORIGIN, SET_COOKIE};
 
@@ -27,8 +28,8 @@ pub fn read(headers: &HeaderMap) -> Option<ServerClick> {
 /// Where the cookie may be set for this request: the key's cookie domain,
 /// when the collector is being reached on that domain or one of its
 /// subdomains (a browser refuses any other), with `Secure` when the page is
-/// served over https.
-fn scope(key: &Key, headers: &HeaderMap) -> Option<(String, bool)> {
+/// served over https or the request reached a trusted proxy over https.
+fn scope(key: &Key, headers: &HeaderMap, proxied_https: bool) -> Option<(String, bool)> {
     let domain = &key.settings.cookie_domain;
     if domain.is_empty() {
         return None;
@@ -39,17 +40,27 @@ fn scope(key: &Key, headers: &HeaderMap) -> Option<(String, bool)> {
         .map_or(host, |(name, _port)| name)
         .to_ascii_lowercase();
     let on_domain = host == *domain || host.strip_suffix(domain.as_str()).is_some_and(|sub| sub.ends_with('.'));
-    let https = headers
-        .get(ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .is_some_and(|o| o.starts_with("https://"));
+    let https = proxied_https
+        || headers
+            .get(ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .is_some_and(|o| o.starts_with("https://"));
     on_domain.then(|| (domain.clone(), https))
 }
 
 /// Sets the cookie to `click` for `max_age_secs` (0 deletes it), if the key
 /// is in server-cookie mode and the request came to its domain.
-pub fn set(reply: &mut Reply, key: &Key, request: &HeaderMap, click: Option<&ServerClick>, max_age_secs: i64) {
-    let Some((domain, https)) = scope(key, request) else {
+/// `client` is who sent the request (see `App::client`).
+pub fn set(
+    reply: &mut Reply,
+    key: &Key,
+    request: &HeaderMap,
+    client: Option<&Client>,
+    click: Option<&ServerClick>,
+    max_age_secs: i64,
+) {
+    let proxied_https = client.is_some_and(|c| c.https);
+    let Some((domain, https)) = scope(key, request, proxied_https) else {
         return;
     };
     let value = click.map(ServerClick::value).unwrap_or_default();
@@ -115,7 +126,7 @@ mod tests {
         let set_on = |domain: &str, host: &str, origin: &str| {
             let mut reply = super::super::reply::bytes("text/plain", "no-store", "");
             let h = headers(&[("host", host), ("origin", origin)]);
-            set(&mut reply, &key(domain), &h, Some(&click), 60);
+            set(&mut reply, &key(domain), &h, None, Some(&click), 60);
             reply.headers().get(SET_COOKIE).map(|v| v.to_str().unwrap().to_owned())
         };
         assert_eq!(
@@ -128,5 +139,14 @@ mod tests {
             None
         );
         assert_eq!(set_on("", "shop.example", "https://shop.example"), None);
+        // Behind a trusted proxy that terminated TLS.
+        let mut reply = super::super::reply::bytes("text/plain", "no-store", "");
+        let proxied = Client {
+            ip: "203.0.113.9".parse().unwrap(),
+            https: true,
+        };
+        let h = headers(&[("host", "t.shop.example")]);
+        set(&mut reply, &key("shop.example"), &h, Some(&proxied), Some(&click), 60);
+        assert!(reply.headers()[SET_COOKIE].to_str().unwrap().ends_with("; Secure"));
     }
 }
