@@ -38,7 +38,9 @@ async fn partners_export_backup_migrate_and_revoke() {
         "{row}"
     );
 
-    assert_eq!(c.cli(&["migrate"]).trim(), "schema version 3");
+    let version: i64 = c.db().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert!(version >= 3);
+    assert_eq!(c.cli(&["migrate"]).trim(), format!("schema version {version}"));
     // An online backup while the collector runs: a database of its own.
     let copy = c.db.with_file_name("backup.db");
     c.cli(&["backup", copy.to_str().unwrap()]);

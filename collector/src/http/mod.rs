@@ -10,6 +10,7 @@ mod api;
 pub use api::currency_code as currency;
 pub mod assets;
 mod config;
+mod dashboard;
 pub mod decode;
 mod events;
 mod reply;
@@ -159,6 +160,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Reply {
         (&Method::GET, "/v1/" | "/v1/growsumo.js") => loader(&req),
         (&Method::GET, p) if p.starts_with("/v1/") && p.ends_with(".wasm") => wasm(&p[4..]),
         (_, p) if p.starts_with("/api/v2/") => api::handle(app, req).await,
+        (_, p) if p == "/dashboard" || p.starts_with("/dashboard/") => dashboard::handle(app, req).await,
         (&Method::POST, "/webhooks/stripe") => webhooks::stripe(app, req).await,
         (&Method::POST, "/webhooks/chargebee") => webhooks::chargebee(app, req).await,
         (&Method::POST, "/webhooks/recurly") => webhooks::recurly(app, req).await,

@@ -266,6 +266,15 @@ pub fn authenticate(conn: &Connection, public_key: &str, secret_key: &str) -> Re
     Ok(found.and_then(|(key, stored)| bool::from(given.as_slice().ct_eq(&stored)).then_some(key)))
 }
 
+/// The active key whose secret is `secret_key` (the dashboard's sign-in).
+/// Looked up by the secret's SHA-256: timing can tell at most about the
+/// hash, from which the secret cannot be found.
+pub fn by_secret(conn: &Connection, secret_key: &str) -> Result<Option<Key>> {
+    let sql = format!("SELECT {COLUMNS} FROM keys WHERE secret_hash = ?1 AND revoked_at IS NULL");
+    let hash = Sha256::digest(secret_key.as_bytes());
+    Ok(conn.query_row(&sql, [hash.as_slice()], from_row).optional()?)
+}
+
 /// Revokes a key pair: its public key stops taking events (a running
 /// collector notices within its 30 s key cache), its secret stops opening
 /// the API and dashboard at once.

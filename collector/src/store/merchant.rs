@@ -279,6 +279,37 @@ pub fn customers(
     page::fetch(conn, &select, "id", params, cursor, limit, customer_row)
 }
 
+/// Customers whose email starts with `prefix`, or whose key is `prefix`
+/// (the dashboard's search; a range on the email index, never a scan).
+pub fn search_customers(conn: &Connection, key_id: i64, prefix: &str, limit: u32) -> Result<Vec<Customer>> {
+    let sql = format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE key_id = ?1 AND email >= ?2 AND email < ?2 || x'f48fbfbf'
+         UNION SELECT {CUSTOMER_COLUMNS} FROM customers WHERE key_id = ?1 AND customer_key = ?2
+         ORDER BY id DESC LIMIT ?3"
+    );
+    let rows = conn
+        .prepare(&sql)?
+        .query_map(params![key_id, prefix, limit], customer_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// Each customer's revenue: the sum of its transactions not reversed, in
+/// cents per currency, as "USD 120.00" text.
+pub fn revenue(conn: &Connection, customer_id: i64) -> Result<String> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT currency, sum(amount) FROM transactions
+         WHERE customer_id = ?1 AND reversed_at IS NULL GROUP BY currency ORDER BY currency",
+    )?;
+    let parts: Vec<String> = stmt
+        .query_map([customer_id], |r| {
+            let (currency, cents): (String, i64) = (r.get(0)?, r.get(1)?);
+            Ok(format!("{currency} {}.{:02}", cents / 100, cents % 100))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(parts.join(", "))
+}
+
 /// Changes a customer's contact fields. Its partner is not changed here: a
 /// customer is attributed once.
 pub fn update_customer(

@@ -16,6 +16,7 @@
 //! - `money`: transactions, offers and the rewards they create.
 //! - `page`: cursor pagination for the API's lists.
 //! - `webhooks`: webhook secrets, the event log, and what events do.
+//! - `sessions`: dashboard sign-in sessions.
 //! - `fill`: synthetic events for benchmarks.
 
 pub mod attribution;
@@ -27,6 +28,7 @@ pub mod money;
 pub mod page;
 pub mod read;
 pub(crate) mod schema;
+pub mod sessions;
 pub mod webhooks;
 mod writer;
 

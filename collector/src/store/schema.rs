@@ -134,6 +134,14 @@ const MIGRATIONS: &[&str] = &[
         received_at INTEGER NOT NULL,
         PRIMARY KEY (provider, key_id, event_id)
     );",
+    // 4: dashboard sessions (only a hash of the token is kept).
+    "CREATE TABLE sessions (
+        token_hash BLOB PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        csrf TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -1,0 +1,354 @@
+//! The merchant dashboard under `/dashboard`: sign in with a secret key, then
+//! the customers (the partner → customer line items, searchable, paged, CSV
+//! export) and the installation check.
+//!
+//! Safe by construction: pages are rendered with maud, which escapes every
+//! value (customer names and emails are the visitor's input); the CSP allows
+//! no script at all and styles only from `/dashboard/style.css`; the session
+//! cookie is `HttpOnly`, `SameSite=Strict`, `Secure` over https, and every
+//! form that changes something carries the session's CSRF token.
+
+use super::reply::{self, Reply};
+use crate::app::{App, Client};
+use crate::store::merchant;
+use crate::store::sessions::{self, Session};
+use crate::store::{keys, Mode};
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_DISPOSITION, COOKIE, HOST, LOCATION, SET_COOKIE};
+use hyper::{Method, Request, StatusCode};
+use maud::{html, Markup, DOCTYPE};
+use std::collections::HashMap;
+use subtle::ConstantTimeEq;
+
+const COOKIE_NAME: &str = "growsumo_session";
+const PAGE: u32 = 50;
+const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2433;background:#f6f7fb}
+header{display:flex;gap:1.5rem;align-items:center;padding:.8rem 2rem;background:#1d2433;color:#fff}
+header a{color:#cfd8ff;text-decoration:none}main{padding:1.5rem 2rem}
+table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:.45rem .6rem;border-bottom:1px solid #e3e6ef}
+.mode{padding:.15rem .6rem;border-radius:1rem;font-weight:600}.test{background:#ffd666;color:#3b2f00}.live{background:#52c41a;color:#fff}
+pre{background:#fff;padding:1rem;overflow:auto;border:1px solid #e3e6ef}.note{color:#5b6478}
+form.inline{display:inline}button{cursor:pointer}";
+
+fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " · growsumo" }
+                link rel="stylesheet" href="/dashboard/style.css";
+            }
+            body {
+                header {
+                    strong { "growsumo" }
+                    @if let Some(session) = session {
+                        a href="/dashboard/customers" { "Customers" }
+                        a href="/dashboard/installation" { "Installation" }
+                        @let live = session.key.mode == Mode::Live;
+                        span class={ "mode " (if live { "live" } else { "test" }) } id="mode" {
+                            (if live { "LIVE data" } else { "TEST data" })
+                        }
+                        span class="note" { (session.key.public_key) }
+                        form class="inline" method="post" action="/dashboard/sign-out" {
+                            input type="hidden" name="csrf" value=(session.csrf);
+                            button id="sign-out" type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+fn html_reply(status: StatusCode, markup: Markup) -> Reply {
+    let mut reply = reply::bytes("text/html; charset=utf-8", "no-store", markup.into_string());
+    *reply.status_mut() = status;
+    let headers = reply.headers_mut();
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    reply
+}
+
+fn redirect(to: &'static str) -> Reply {
+    let mut reply = reply::bytes("text/plain", "no-store", Bytes::new());
+    *reply.status_mut() = StatusCode::SEE_OTHER;
+    reply.headers_mut().insert(LOCATION, HeaderValue::from_static(to));
+    reply
+}
+
+fn session_cookie(value: &str, max_age_secs: i64, https: bool) -> HeaderValue {
+    let secure = if https { "; Secure" } else { "" };
+    let cookie =
+        format!("{COOKIE_NAME}={value}; Path=/dashboard; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict{secure}");
+    HeaderValue::from_str(&cookie).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn token(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+        .map(String::from)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+async fn form(app: &App, req: Request<Incoming>) -> HashMap<String, String> {
+    match super::read_body(req.into_body(), app.client_timeout, 4096).await {
+        Ok(body) => form_urlencoded::parse(&body).into_owned().collect(),
+        Err(_) => HashMap::new(),
+    }
+}
+
+pub async fn handle(app: &App, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_owned();
+    if path == "/dashboard/style.css" {
+        return reply::bytes("text/css; charset=utf-8", "public, max-age=3600", STYLE);
+    }
+    let https = req.extensions().get::<Client>().is_some_and(|c| c.https);
+    let now = app.store.clock().now_ms();
+    let session = match token(&req) {
+        Some(token) => {
+            let store = app.store.clone();
+            blocking(move || store.read(|conn| sessions::find(conn, &token, now)))
+                .await
+                .ok()
+                .flatten()
+        }
+        None => None,
+    };
+    let result = match (req.method().clone(), path.as_str(), session) {
+        (Method::GET, "/dashboard/sign-in", _) => Ok(sign_in_page(StatusCode::OK, None)),
+        (Method::POST, "/dashboard/sign-in", _) => sign_in(app, req, https, now).await,
+        (_, _, None) => Ok(redirect("/dashboard/sign-in")),
+        (Method::POST, "/dashboard/sign-out", Some(session)) => sign_out(app, req, session, https).await,
+        (Method::GET, "/dashboard" | "/dashboard/" | "/dashboard/customers", Some(session)) => {
+            customers(app, &req, session).await
+        }
+        (Method::GET, "/dashboard/customers.csv", Some(session)) => customers_csv(app, session).await,
+        (Method::GET, "/dashboard/installation", Some(session)) => installation(app, &req, session).await,
+        (_, _, Some(session)) => Ok(html_reply(
+            StatusCode::NOT_FOUND,
+            page(
+                "Not found",
+                Some(&session),
+                html! { p { "Nothing is served at " (path) "." } },
+            ),
+        )),
+    };
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "dashboard page failed");
+        html_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            page("Something went wrong", None, html! { p { "Try again." } }),
+        )
+    })
+}
+
+fn sign_in_page(status: StatusCode, error: Option<&str>) -> Reply {
+    html_reply(
+        status,
+        page(
+            "Sign in",
+            None,
+            html! {
+                @if let Some(error) = error { p id="error" class="note" { (error) } }
+                form method="post" action="/dashboard/sign-in" {
+                    label { "Secret key " input id="secret-key" type="password" name="secret_key" autocomplete="off" required; }
+                    " "
+                    button id="sign-in" type="submit" { "Sign in" }
+                }
+                p class="note" { "Use the secret key (sk_test_… or sk_live_…) shown when the key pair was created." }
+            },
+        ),
+    )
+}
+
+async fn sign_in(app: &App, req: Request<Incoming>, https: bool, now: i64) -> anyhow::Result<Reply> {
+    let fields = form(app, req).await;
+    let secret = fields.get("secret_key").cloned().unwrap_or_default();
+    let store = app.store.clone();
+    let token = blocking(move || {
+        let Some(key) = store.read(|conn| keys::by_secret(conn, &secret))? else {
+            return Ok(None);
+        };
+        Ok(Some(store.write(|tx| sessions::create(tx, key.id, now))?))
+    })
+    .await?;
+    let Some(token) = token else {
+        return Ok(sign_in_page(
+            StatusCode::UNAUTHORIZED,
+            Some("That is not an active secret key."),
+        ));
+    };
+    let mut reply = redirect("/dashboard/customers");
+    let max_age = sessions::LIFETIME_MS / 1000;
+    reply
+        .headers_mut()
+        .insert(SET_COOKIE, session_cookie(&token, max_age, https));
+    Ok(reply)
+}
+
+async fn sign_out(app: &App, req: Request<Incoming>, session: Session, https: bool) -> anyhow::Result<Reply> {
+    let cookie = token(&req).unwrap_or_default();
+    let fields = form(app, req).await;
+    let given = fields.get("csrf").map(String::as_bytes).unwrap_or_default();
+    if !bool::from(given.ct_eq(session.csrf.as_bytes())) {
+        return Ok(html_reply(
+            StatusCode::FORBIDDEN,
+            page(
+                "Refused",
+                Some(&session),
+                html! { p { "The form was not this session's." } },
+            ),
+        ));
+    }
+    let store = app.store.clone();
+    blocking(move || store.write(|tx| sessions::delete(tx, &cookie))).await?;
+    let mut reply = redirect("/dashboard/sign-in");
+    reply.headers_mut().insert(SET_COOKIE, session_cookie("", 0, https));
+    Ok(reply)
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn date(ms: i64) -> String {
+    // Days since the epoch to a civil date (Howard Hinnant's algorithm).
+    let days = ms.div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+async fn customers(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
+    let params = query(req);
+    let search = params.get("q").cloned().unwrap_or_default();
+    let after = params.get("after").and_then(|a| a.parse::<i64>().ok());
+    let store = app.store.clone();
+    let key_id = session.key.id;
+    let q = search.clone();
+    let (rows, more) = blocking(move || {
+        store.read(|conn| {
+            let (items, more) = if q.is_empty() {
+                let cursor = after.map_or(crate::store::page::Cursor::First, crate::store::page::Cursor::After);
+                let page = merchant::customers(conn, key_id, None, cursor, PAGE)?;
+                (page.items, page.has_more)
+            } else {
+                (merchant::search_customers(conn, key_id, &q, PAGE)?, false)
+            };
+            let mut rows = Vec::with_capacity(items.len());
+            for c in items {
+                let revenue = merchant::revenue(conn, c.id)?;
+                rows.push((c, revenue));
+            }
+            Ok((rows, more))
+        })
+    })
+    .await?;
+    let next = rows.last().map(|(c, _)| c.id).filter(|_| more);
+    let body = html! {
+        form method="get" action="/dashboard/customers" {
+            input id="search" type="search" name="q" value=(search) placeholder="email or customer key";
+            " " button type="submit" { "Search" }
+            " " a id="export" href="/dashboard/customers.csv" { "Export CSV" }
+        }
+        table id="customers" {
+            thead { tr { th { "Partner" } th { "Customer" } th { "Email" } th { "Name" } th { "Signed up" } th { "Source" } th { "Revenue" } } }
+            tbody {
+                @for (c, revenue) in &rows {
+                    tr {
+                        td { (c.partner_key.as_deref().unwrap_or("—")) }
+                        td { (c.key) }
+                        td { (c.email) }
+                        td class="name" { (c.name) }
+                        td { (date(c.created_at)) }
+                        td { (c.source.as_deref().unwrap_or("unattributed")) }
+                        td { (revenue) }
+                    }
+                }
+            }
+        }
+        @if rows.is_empty() { p class="note" { "No customers yet." } }
+        @if let Some(next) = next { p { a id="next" href={ "/dashboard/customers?after=" (next) } { "Older customers →" } } }
+    };
+    Ok(html_reply(StatusCode::OK, page("Customers", Some(&session), body)))
+}
+
+async fn customers_csv(app: &App, session: Session) -> anyhow::Result<Reply> {
+    let store = app.store.clone();
+    let key_id = session.key.id;
+    let csv = blocking(move || {
+        let mut out = Vec::new();
+        crate::export::write_csv(&store, key_id, crate::export::Table::Customers, &mut out)?;
+        Ok(out)
+    })
+    .await?;
+    let mut reply = reply::bytes("text/csv; charset=utf-8", "no-store", csv);
+    reply.headers_mut().insert(
+        CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"customers.csv\""),
+    );
+    Ok(reply)
+}
+
+async fn installation(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
+    let https = req.extensions().get::<Client>().is_some_and(|c| c.https);
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("collector.example");
+    let base = format!("{}://{host}/v1/", if https { "https" } else { "http" });
+    let store = app.store.clone();
+    let key_id = session.key.id;
+    let last: Option<i64> = blocking(move || {
+        store.read(|conn| {
+            Ok(
+                conn.query_row("SELECT max(received_at) FROM events WHERE key_id = ?1", [key_id], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+    })
+    .await?;
+    let embed = format!(
+        "<script>\n  (function () {{\n    var gs = document.createElement(\"script\");\n    gs.src = \"{base}\";\n    gs.type = \"text/javascript\";\n    gs.async = \"true\";\n    gs.onload = gs.onreadystatechange = function () {{\n      var rs = this.readyState;\n      if (rs && rs != \"complete\" && rs != \"loaded\") return;\n      try {{\n        growsumo._initialize(\"{}\");\n        if (typeof growsumoInit === \"function\") {{\n          growsumoInit();\n        }}\n      }} catch (e) {{}}\n    }};\n    var s = document.getElementsByTagName(\"script\")[0];\n    s.parentNode.insertBefore(gs, s);\n  }})();\n</script>",
+        session.key.public_key
+    );
+    let body = html! {
+        p { "Paste this into every page of your site, before " code { "</head>" } ":" }
+        pre id="embed" { (embed) }
+        p id="last-event" {
+            @match last {
+                Some(at) => { "Working: the last event from your site arrived on " (date(at)) "." }
+                None => { "No event has arrived yet. Open your site with a partner link (" code { "?ps_partner_key=…" } ") to check." }
+            }
+        }
+    };
+    Ok(html_reply(StatusCode::OK, page("Installation", Some(&session), body)))
+}

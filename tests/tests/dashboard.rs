@@ -1,0 +1,214 @@
+//! The dashboard in Chromium: sign in with the secret key, see a customer a
+//! real snippet signup created, an attacker's `<script>` name shown as text,
+//! the CSV export, the installation check, sign out. Screenshots of each page
+//! go to `target/dashboard-screenshots/` for a reviewer.
+
+use e2e::http::send;
+use e2e::{b64, with_browser, Collector, Page};
+use fantoccini::{Client, Locator};
+use std::sync::Arc;
+
+const XSS: &str = "<script>document.title='owned'</script><img src=x onerror=alert(1)>";
+
+async fn screenshot(client: &Client, name: &str) {
+    let dir = e2e::target_dir().join("dashboard-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.expect("a screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn text(client: &Client, id: &str) -> String {
+    client.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn sign_in_see_customers_safely_export_and_sign_out() {
+    let c = Arc::new(Collector::start_with_key(&["--mode", "test"]));
+    let cc = c.clone();
+    with_browser(move |client| async move {
+        let base = cc.url.clone();
+        client
+            .goto(&format!("{base}/?ps_partner_key={}&ps_xid=d1", b64("alice")))
+            .await
+            .unwrap();
+        Page::ready(&client).await;
+        client.goto(&format!("{base}/signup.html")).await.unwrap();
+        Page::ready(&client).await;
+        Page::submit_signup(&client, XSS, "mallory@example.com").await;
+        cc.wait_for_count("SELECT count(*) FROM customers", 1);
+
+        client.goto(&format!("{base}/dashboard")).await.unwrap();
+        assert!(client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/dashboard/sign-in"));
+        screenshot(&client, "1-sign-in").await;
+        let field = client.find(Locator::Id("secret-key")).await.unwrap();
+        field.send_keys("sk_test_wrong").await.unwrap();
+        client
+            .find(Locator::Id("sign-in"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let error = client.wait().for_element(Locator::Id("error")).await.unwrap();
+        assert_eq!(error.text().await.unwrap(), "That is not an active secret key.");
+        let field = client.find(Locator::Id("secret-key")).await.unwrap();
+        field.send_keys(cc.secret_key.as_deref().unwrap()).await.unwrap();
+        client
+            .find(Locator::Id("sign-in"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+
+        client.wait().for_element(Locator::Id("customers")).await.unwrap();
+        screenshot(&client, "2-customers").await;
+        assert_eq!(text(&client, "mode").await, "TEST data");
+        let row = client
+            .find(Locator::Css("#customers tbody tr"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            row.starts_with("alice mallory@example.com mallory@example.com"),
+            "{row}"
+        );
+        // The stored name is shown as text: no element, no script ran.
+        assert_eq!(
+            client
+                .find(Locator::Css("td.name"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+            XSS
+        );
+        assert_eq!(
+            Page::eval(&client, "document.querySelectorAll('main script, main img').length").await,
+            0
+        );
+        assert_ne!(client.title().await.unwrap(), "owned");
+
+        client
+            .find(Locator::Id("search"))
+            .await
+            .unwrap()
+            .send_keys("mallory@")
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("form[action='/dashboard/customers'] button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client.wait().for_element(Locator::Id("customers")).await.unwrap();
+        assert_eq!(
+            client
+                .find_all(Locator::Css("#customers tbody tr"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        // The export link's target, fetched with the session cookie from a
+        // page of the same site (the dashboard's own CSP allows no script,
+        // so not from there).
+        client.goto(&format!("{base}/welcome.html")).await.unwrap();
+        let csv = client
+            .execute_async(
+                "const done = arguments[0]; fetch('/dashboard/customers.csv').then(r => r.text()).then(done);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let csv = csv.as_str().unwrap();
+        assert!(csv.starts_with("customer_key,email,name,partner_key"), "{csv}");
+        assert!(csv.contains("mallory@example.com,mallory@example.com,"), "{csv}");
+
+        client.goto(&format!("{base}/dashboard/installation")).await.unwrap();
+        screenshot(&client, "3-installation").await;
+        assert!(text(&client, "embed").await.contains(&cc.public_key));
+        assert!(text(&client, "last-event").await.starts_with("Working"));
+
+        client
+            .find(Locator::Id("sign-out"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client.wait().for_element(Locator::Id("secret-key")).await.unwrap();
+        client.goto(&format!("{base}/dashboard/customers")).await.unwrap();
+        assert!(client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/dashboard/sign-in"));
+        screenshot(&client, "4-signed-out").await;
+    })
+    .await;
+}
+
+/// The headers and refusals, over plain HTTP.
+#[tokio::test]
+async fn pages_forbid_scripts_and_forms_need_the_session_token() {
+    let c = Collector::start_with_key(&["--mode", "test"]);
+    let sign_in = send(
+        "POST",
+        &format!("{}/dashboard/sign-in", c.url),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        format!("secret_key={}", c.secret_key.as_deref().unwrap()),
+    )
+    .await;
+    assert_eq!(sign_in.status, 303);
+    let cookie = sign_in.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("; HttpOnly; SameSite=Strict"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = send(
+        "GET",
+        &format!("{}/dashboard/customers", c.url),
+        &[("cookie", &session)],
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.starts_with("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    // A cross-site form post without the session's token is refused.
+    let forged = send(
+        "POST",
+        &format!("{}/dashboard/sign-out", c.url),
+        &[
+            ("cookie", &session),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        "csrf=guess",
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+    let still = send(
+        "GET",
+        &format!("{}/dashboard/customers", c.url),
+        &[("cookie", &session)],
+        "",
+    )
+    .await;
+    assert_eq!(still.status, 200);
+    let anonymous = send("GET", &format!("{}/dashboard/customers.csv", c.url), &[], "").await;
+    assert_eq!(anonymous.status, 303);
+}
