@@ -1,9 +1,10 @@
 //! The dashboard in Chromium: sign in with the secret key, see a customer a
 //! real snippet signup created, an attacker's `<script>` name shown as text,
-//! the CSV export, the installation check, sign out. Screenshots of each page
+//! the CSV export, partners' figures, transactions, approving and paying a
+//! reward, the installation check, sign out. Screenshots of each page
 //! go to `target/dashboard-screenshots/` for a reviewer.
 
-use e2e::http::send;
+use e2e::http::{send, Api};
 use e2e::{b64, with_browser, Collector, Page};
 use fantoccini::{Client, Locator};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ async fn text(client: &Client, id: &str) -> String {
 
 #[tokio::test]
 async fn sign_in_see_customers_safely_export_and_sign_out() {
-    let c = Arc::new(Collector::start_with_key(&["--mode", "test"]));
+    let c = Arc::new(Collector::start_with_key(&["--mode", "live"]));
     let cc = c.clone();
     with_browser(move |client| async move {
         let base = cc.url.clone();
@@ -68,7 +69,7 @@ async fn sign_in_see_customers_safely_export_and_sign_out() {
 
         client.wait().for_element(Locator::Id("customers")).await.unwrap();
         screenshot(&client, "2-customers").await;
-        assert_eq!(text(&client, "mode").await, "TEST data");
+        assert_eq!(text(&client, "mode").await, "LIVE data");
         let row = client
             .find(Locator::Css("#customers tbody tr"))
             .await
@@ -111,7 +112,9 @@ async fn sign_in_see_customers_safely_export_and_sign_out() {
             .click()
             .await
             .unwrap();
-        client.wait().for_element(Locator::Id("customers")).await.unwrap();
+        // The search is a GET form: wait for its page, not the old one.
+        let searched = url::Url::parse(&format!("{base}/dashboard/customers?q=mallory%40")).unwrap();
+        client.wait().for_url(&searched).await.unwrap();
         assert_eq!(
             client
                 .find_all(Locator::Css("#customers tbody tr"))
@@ -136,8 +139,35 @@ async fn sign_in_see_customers_safely_export_and_sign_out() {
         assert!(csv.starts_with("customer_key,email,name,partner_key"), "{csv}");
         assert!(csv.contains("mallory@example.com,mallory@example.com,"), "{csv}");
 
+        // A registered partner, an offer, a payment: the money pages.
+        let pk = cc.public_key.clone();
+        cc.cli(&["partners", "add", &pk, "--email", "alice@partners.example", "--partner-key", "alice"]);
+        cc.cli(&["offers", "set", &pk, "--key", "share", "--kind", "percent", "--percent", "10"]);
+        let api = Api::new(&base, &pk, cc.secret_key.as_deref().unwrap());
+        let payment = serde_json::json!({"key": "t1", "customer_email": "mallory@example.com", "amount": 10000, "currency": "USD"});
+        assert_eq!(api.call("POST", "transactions", payment).await.status, 200);
+
+        client.goto(&format!("{base}/dashboard/partners")).await.unwrap();
+        screenshot(&client, "3-partners").await;
+        let partner = client.find(Locator::Css("#partners tbody tr")).await.unwrap().text().await.unwrap();
+        assert!(partner.contains("alice@partners.example 1 1 100.0% USD 100.00 USD 10.00"), "{partner}");
+        client.goto(&format!("{base}/dashboard/transactions")).await.unwrap();
+        screenshot(&client, "4-transactions").await;
+        let row = client.find(Locator::Css("#transactions tbody tr")).await.unwrap().text().await.unwrap();
+        assert!(row.starts_with("t1 mallory@example.com USD 100.00"), "{row}");
+        client.goto(&format!("{base}/dashboard/rewards")).await.unwrap();
+        for status in ["approved", "paid"] {
+            let button = format!("#rewards button[value='{status}']");
+            client.find(Locator::Css(&button)).await.unwrap().click().await.unwrap();
+            // The page after the form's redirect shows the new status.
+            let changed = format!("//table[@id='rewards']//td[@class='status' and text()='{status}']");
+            client.wait().for_element(Locator::XPath(&changed)).await.unwrap();
+        }
+        screenshot(&client, "5-rewards").await;
+        assert_eq!(cc.count("SELECT count(*) FROM rewards WHERE status = 'paid'"), 1);
+
         client.goto(&format!("{base}/dashboard/installation")).await.unwrap();
-        screenshot(&client, "3-installation").await;
+        screenshot(&client, "6-installation").await;
         assert!(text(&client, "embed").await.contains(&cc.public_key));
         assert!(text(&client, "last-event").await.starts_with("Working"));
 
@@ -156,7 +186,7 @@ async fn sign_in_see_customers_safely_export_and_sign_out() {
             .unwrap()
             .path()
             .ends_with("/dashboard/sign-in"));
-        screenshot(&client, "4-signed-out").await;
+        screenshot(&client, "7-signed-out").await;
     })
     .await;
 }

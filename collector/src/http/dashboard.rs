@@ -1,6 +1,7 @@
 //! The merchant dashboard under `/dashboard`: sign in with a secret key, then
-//! the customers (the partner → customer line items, searchable, paged, CSV
-//! export) and the installation check.
+//! the customers (the partner → customer line items, searchable), partners
+//! with their figures, transactions, rewards (approve, decline, mark paid),
+//! each paged with a CSV export, and the installation check.
 //!
 //! Safe by construction: pages are rendered with maud, which escapes every
 //! value (customer names and emails are the visitor's input); the CSP allows
@@ -10,9 +11,13 @@
 
 use super::reply::{self, Reply};
 use crate::app::{App, Client};
+use crate::export::Table;
 use crate::store::merchant;
+use crate::store::money::{self, RewardFilter};
+use crate::store::page::Cursor;
 use crate::store::sessions::{self, Session};
 use crate::store::{keys, Mode};
+use base64::Engine;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_DISPOSITION, COOKIE, HOST, LOCATION, SET_COOKIE};
@@ -45,6 +50,9 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                     strong { "growsumo" }
                     @if let Some(session) = session {
                         a href="/dashboard/customers" { "Customers" }
+                        a href="/dashboard/partners" { "Partners" }
+                        a href="/dashboard/transactions" { "Transactions" }
+                        a href="/dashboard/rewards" { "Rewards" }
                         a href="/dashboard/installation" { "Installation" }
                         @let live = session.key.mode == Mode::Live;
                         span class={ "mode " (if live { "live" } else { "test" }) } id="mode" {
@@ -139,7 +147,16 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         (Method::GET, "/dashboard" | "/dashboard/" | "/dashboard/customers", Some(session)) => {
             customers(app, &req, session).await
         }
-        (Method::GET, "/dashboard/customers.csv", Some(session)) => customers_csv(app, session).await,
+        (Method::GET, "/dashboard/customers.csv", Some(session)) => csv(app, session, Table::Customers).await,
+        (Method::GET, "/dashboard/transactions.csv", Some(session)) => csv(app, session, Table::Transactions).await,
+        (Method::GET, "/dashboard/rewards.csv", Some(session)) => csv(app, session, Table::Rewards).await,
+        (Method::GET, "/dashboard/partners", Some(session)) => partners(app, &req, session).await,
+        (Method::GET, "/dashboard/transactions", Some(session)) => transactions(app, &req, session).await,
+        (Method::GET, "/dashboard/rewards", Some(session)) => rewards(app, &req, session).await,
+        (Method::POST, p, Some(session)) if p.starts_with("/dashboard/rewards/") => {
+            let reward_key = p.trim_start_matches("/dashboard/rewards/").to_owned();
+            set_reward(app, req, session, reward_key).await
+        }
         (Method::GET, "/dashboard/installation", Some(session)) => installation(app, &req, session).await,
         (_, _, Some(session)) => Ok(html_reply(
             StatusCode::NOT_FOUND,
@@ -206,22 +223,31 @@ async fn sign_in(app: &App, req: Request<Incoming>, https: bool, now: i64) -> an
 async fn sign_out(app: &App, req: Request<Incoming>, session: Session, https: bool) -> anyhow::Result<Reply> {
     let cookie = token(&req).unwrap_or_default();
     let fields = form(app, req).await;
-    let given = fields.get("csrf").map(String::as_bytes).unwrap_or_default();
-    if !bool::from(given.ct_eq(session.csrf.as_bytes())) {
-        return Ok(html_reply(
-            StatusCode::FORBIDDEN,
-            page(
-                "Refused",
-                Some(&session),
-                html! { p { "The form was not this session's." } },
-            ),
-        ));
+    if let Some(refused) = forged(&fields, &session) {
+        return Ok(refused);
     }
     let store = app.store.clone();
     blocking(move || store.write(|tx| sessions::delete(tx, &cookie))).await?;
     let mut reply = redirect("/dashboard/sign-in");
     reply.headers_mut().insert(SET_COOKIE, session_cookie("", 0, https));
     Ok(reply)
+}
+
+/// The 403 page for a form without this session's CSRF token (a forged
+/// cross-site post), or `None` when the token matches.
+fn forged(fields: &HashMap<String, String>, session: &Session) -> Option<Reply> {
+    let given = fields.get("csrf").map(String::as_bytes).unwrap_or_default();
+    if bool::from(given.ct_eq(session.csrf.as_bytes())) {
+        return None;
+    }
+    Some(html_reply(
+        StatusCode::FORBIDDEN,
+        page(
+            "Refused",
+            Some(session),
+            html! { p { "The form was not this session's." } },
+        ),
+    ))
 }
 
 fn query(req: &Request<Incoming>) -> HashMap<String, String> {
@@ -246,16 +272,14 @@ fn date(ms: i64) -> String {
 }
 
 async fn customers(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
-    let params = query(req);
-    let search = params.get("q").cloned().unwrap_or_default();
-    let after = params.get("after").and_then(|a| a.parse::<i64>().ok());
+    let search = query(req).get("q").cloned().unwrap_or_default();
+    let cursor = after(req);
     let store = app.store.clone();
     let key_id = session.key.id;
     let q = search.clone();
     let (rows, more) = blocking(move || {
         store.read(|conn| {
             let (items, more) = if q.is_empty() {
-                let cursor = after.map_or(crate::store::page::Cursor::First, crate::store::page::Cursor::After);
                 let page = merchant::customers(conn, key_id, None, cursor, PAGE)?;
                 (page.items, page.has_more)
             } else {
@@ -299,21 +323,175 @@ async fn customers(app: &App, req: &Request<Incoming>, session: Session) -> anyh
     Ok(html_reply(StatusCode::OK, page("Customers", Some(&session), body)))
 }
 
-async fn customers_csv(app: &App, session: Session) -> anyhow::Result<Reply> {
+async fn csv(app: &App, session: Session, table: Table) -> anyhow::Result<Reply> {
     let store = app.store.clone();
     let key_id = session.key.id;
     let csv = blocking(move || {
         let mut out = Vec::new();
-        crate::export::write_csv(&store, key_id, crate::export::Table::Customers, &mut out)?;
+        crate::export::write_csv(&store, key_id, table, &mut out)?;
         Ok(out)
     })
     .await?;
     let mut reply = reply::bytes("text/csv; charset=utf-8", "no-store", csv);
-    reply.headers_mut().insert(
-        CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"customers.csv\""),
-    );
+    let disposition = format!("attachment; filename=\"{}.csv\"", table.name());
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        reply.headers_mut().insert(CONTENT_DISPOSITION, value);
+    }
     Ok(reply)
+}
+
+/// The `after` cursor of a page's query string.
+fn after(req: &Request<Incoming>) -> Cursor {
+    query(req)
+        .get("after")
+        .and_then(|a| a.parse::<i64>().ok())
+        .map_or(Cursor::First, Cursor::After)
+}
+
+fn cents(amount: i64, currency: &str) -> String {
+    money::amounts_text(&[(currency.to_owned(), amount)])
+}
+
+async fn partners(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
+    let store = app.store.clone();
+    let (key_id, cursor) = (session.key.id, after(req));
+    let (rows, more) = blocking(move || {
+        store.read(|conn| {
+            let page = merchant::partners(conn, key_id, cursor, PAGE)?;
+            let mut rows = Vec::new();
+            for partner in page.items {
+                let id: i64 = conn.query_row(
+                    "SELECT id FROM partners WHERE key_id = ?1 AND partner_key = ?2",
+                    rusqlite::params![key_id, partner.key],
+                    |r| r.get(0),
+                )?;
+                let figures = money::partner_figures(conn, key_id, &partner.key)?;
+                rows.push((id, partner, figures));
+            }
+            Ok((rows, page.has_more))
+        })
+    })
+    .await?;
+    let next = rows.last().map(|(id, ..)| *id).filter(|_| more);
+    let body = html! {
+        table id="partners" {
+            thead { tr { th { "Partner" } th { "Email" } th { "Clicks" } th { "Signups" } th { "Conversion" } th { "Revenue" } th { "Rewards owed" } th { "Rewards paid" } th { "Link parameter" } } }
+            tbody {
+                @for (_, p, f) in &rows {
+                    tr {
+                        td { (p.key) " " span class="note" { (p.first_name) " " (p.last_name) } }
+                        td { (p.email) }
+                        td { (f.clicks) }
+                        td { (f.signups) }
+                        td { @if f.clicks > 0 { (format!("{:.1}%", 100.0 * f.signups as f64 / f.clicks as f64)) } @else { "—" } }
+                        td { (f.revenue) }
+                        td { (f.owed) }
+                        td { (f.paid) }
+                        td { code { "ps_partner_key=" (base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&p.key)) } }
+                    }
+                }
+            }
+        }
+        @if rows.is_empty() { p class="note" { "No partners yet: add them with the API or `collector partners add`." } }
+        @if let Some(next) = next { p { a href={ "/dashboard/partners?after=" (next) } { "More partners →" } } }
+    };
+    Ok(html_reply(StatusCode::OK, page("Partners", Some(&session), body)))
+}
+
+async fn transactions(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
+    let store = app.store.clone();
+    let (key_id, cursor) = (session.key.id, after(req));
+    let page_ = blocking(move || store.read(|conn| money::transactions(conn, key_id, None, cursor, PAGE))).await?;
+    let next = page_.items.last().map(|t| t.id).filter(|_| page_.has_more);
+    let body = html! {
+        p { a id="export" href="/dashboard/transactions.csv" { "Export CSV" } }
+        table id="transactions" {
+            thead { tr { th { "Key" } th { "Customer" } th { "Amount" } th { "Product" } th { "From" } th { "Date" } th { "Refunded" } } }
+            tbody {
+                @for t in &page_.items {
+                    tr {
+                        td { (t.key) } td { (t.customer_key) } td { (cents(t.amount, &t.currency)) }
+                        td { (t.product_key.as_deref().unwrap_or("")) } td { (t.origin) } td { (date(t.created_at)) }
+                        td { (t.reversed_at.map(date).unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+        @if page_.items.is_empty() { p class="note" { "No transactions yet." } }
+        @if let Some(next) = next { p { a href={ "/dashboard/transactions?after=" (next) } { "Older transactions →" } } }
+    };
+    Ok(html_reply(StatusCode::OK, page("Transactions", Some(&session), body)))
+}
+
+async fn rewards(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
+    let store = app.store.clone();
+    let (key_id, cursor) = (session.key.id, after(req));
+    let filter = RewardFilter::default();
+    let page_ = blocking(move || store.read(|conn| money::rewards(conn, key_id, &filter, cursor, PAGE))).await?;
+    let next = page_
+        .items
+        .last()
+        .and_then(|r| money::reward_id(&r.key))
+        .filter(|_| page_.has_more);
+    let csrf = session.csrf.clone();
+    let body = html! {
+        p { a id="export" href="/dashboard/rewards.csv" { "Export CSV" } }
+        table id="rewards" {
+            thead { tr { th { "Reward" } th { "Partner" } th { "Customer" } th { "Offer" } th { "Amount" } th { "Status" } th { "" } } }
+            tbody {
+                @for r in &page_.items {
+                    tr id=(r.key) {
+                        td { (r.key) } td { (r.partner_key) } td { (r.customer_key) } td { (r.offer_key) }
+                        td { (cents(r.amount, &r.currency)) } td class="status" { (r.status) }
+                        td {
+                            @for (label, status) in reward_actions(&r.status) {
+                                form class="inline" method="post" action={ "/dashboard/rewards/" (r.key) } {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    input type="hidden" name="status" value=(status);
+                                    button type="submit" name="action" value=(status) { (label) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if page_.items.is_empty() { p class="note" { "No rewards yet: they come with transactions, under your offers." } }
+        @if let Some(next) = next { p { a href={ "/dashboard/rewards?after=" (next) } { "Older rewards →" } } }
+    };
+    Ok(html_reply(StatusCode::OK, page("Rewards", Some(&session), body)))
+}
+
+/// What a reward in `status` can become: (button, new status).
+fn reward_actions(status: &str) -> &'static [(&'static str, &'static str)] {
+    match status {
+        "new" => &[("Approve", "approved"), ("Decline", "declined")],
+        "approved" => &[("Mark paid", "paid"), ("Decline", "declined")],
+        _ => &[],
+    }
+}
+
+async fn set_reward(app: &App, req: Request<Incoming>, session: Session, reward_key: String) -> anyhow::Result<Reply> {
+    let fields = form(app, req).await;
+    if let Some(refused) = forged(&fields, &session) {
+        return Ok(refused);
+    }
+    let status = fields.get("status").cloned().unwrap_or_default();
+    let store = app.store.clone();
+    let (key_id, now) = (session.key.id, store.clock().now_ms());
+    let changed =
+        blocking(move || store.write(|tx| money::set_reward_status(tx, key_id, &reward_key, &status, now))).await;
+    match changed {
+        Ok(_) => Ok(redirect("/dashboard/rewards")),
+        Err(e) => Ok(html_reply(
+            StatusCode::CONFLICT,
+            page(
+                "Not changed",
+                Some(&session),
+                html! { p { (e.to_string()) } p { a href="/dashboard/rewards" { "Back to rewards" } } },
+            ),
+        )),
+    }
 }
 
 async fn installation(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {

@@ -294,20 +294,14 @@ pub fn search_customers(conn: &Connection, key_id: i64, prefix: &str, limit: u32
     Ok(rows)
 }
 
-/// Each customer's revenue: the sum of its transactions not reversed, in
-/// cents per currency, as "USD 120.00" text.
+/// A customer's lifetime revenue: its transactions not reversed, per currency.
 pub fn revenue(conn: &Connection, customer_id: i64) -> Result<String> {
-    let mut stmt = conn.prepare_cached(
+    super::money::sums_text(
+        conn,
         "SELECT currency, sum(amount) FROM transactions
          WHERE customer_id = ?1 AND reversed_at IS NULL GROUP BY currency ORDER BY currency",
-    )?;
-    let parts: Vec<String> = stmt
-        .query_map([customer_id], |r| {
-            let (currency, cents): (String, i64) = (r.get(0)?, r.get(1)?);
-            Ok(format!("{currency} {}.{:02}", cents / 100, cents % 100))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(parts.join(", "))
+        [customer_id],
+    )
 }
 
 /// Changes a customer's contact fields. Its partner is not changed here: a

@@ -135,6 +135,65 @@ pub fn offers(conn: &Connection, key_id: i64) -> Result<Vec<Offer>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Sums per currency as text: "USD 120.00, EUR -5.50"; "" for none.
+pub fn amounts_text(sums: &[(String, i64)]) -> String {
+    let text: Vec<String> = sums
+        .iter()
+        .map(|(currency, cents)| {
+            let sign = if *cents < 0 { "-" } else { "" };
+            format!("{currency} {sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
+        })
+        .collect();
+    text.join(", ")
+}
+
+/// `sql` (rows of currency, sum) with `params`, as text (see `amounts_text`).
+pub fn sums_text(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<String> {
+    let sums: Vec<(String, i64)> = conn
+        .prepare_cached(sql)?
+        .query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(amounts_text(&sums))
+}
+
+/// A partner's figures for the dashboard.
+#[derive(Debug, Clone, Default)]
+pub struct PartnerFigures {
+    pub clicks: i64,
+    pub signups: i64,
+    pub revenue: String,
+    /// Rewards new or approved.
+    pub owed: String,
+    pub paid: String,
+}
+
+pub fn partner_figures(conn: &Connection, key_id: i64, partner_key: &str) -> Result<PartnerFigures> {
+    let count = |sql: &str| -> Result<i64> { Ok(conn.query_row(sql, params![key_id, partner_key], |r| r.get(0))?) };
+    let rewards = |statuses: &str| {
+        sums_text(
+            conn,
+            &format!(
+                "SELECT currency, sum(amount) FROM rewards WHERE key_id = ?1 AND partner_key = ?2
+                 AND status IN ({statuses}) GROUP BY currency ORDER BY currency"
+            ),
+            params![key_id, partner_key],
+        )
+    };
+    Ok(PartnerFigures {
+        clicks: count("SELECT count(*) FROM events WHERE key_id = ?1 AND partner_key = ?2 AND type = 'click'")?,
+        signups: count("SELECT count(*) FROM customers WHERE key_id = ?1 AND partner_key = ?2")?,
+        revenue: sums_text(
+            conn,
+            "SELECT t.currency, sum(t.amount) FROM customers c JOIN transactions t ON t.customer_id = c.id
+             WHERE c.key_id = ?1 AND c.partner_key = ?2 AND t.reversed_at IS NULL
+             GROUP BY t.currency ORDER BY t.currency",
+            params![key_id, partner_key],
+        )?,
+        owed: rewards("'new', 'approved'")?,
+        paid: rewards("'paid'")?,
+    })
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Transaction {
     #[serde(skip)]

@@ -142,6 +142,8 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
     );",
+    // 5: a partner's clicks, counted by the dashboard.
+    "CREATE INDEX clicks_by_partner ON events(key_id, partner_key) WHERE type = 'click';",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
