@@ -151,6 +151,15 @@ async fn sign_in_see_customers_safely_export_and_sign_out() {
         screenshot(&client, "3-partners").await;
         let partner = client.find(Locator::Css("#partners tbody tr")).await.unwrap().text().await.unwrap();
         assert!(partner.contains("alice@partners.example 1 1 100.0% USD 100.00 USD 10.00"), "{partner}");
+        // The chart: 90 days, today's click and signup at the peak (y = 28).
+        let last_points = Page::eval(
+            &client,
+            "['clicks-line', 'signups-line'].map(id => { const p = document.getElementById(id).getAttribute('points').split(' '); return [p.length, p[p.length - 1].split(',')[1]]; })",
+        )
+        .await;
+        assert_eq!(last_points, serde_json::json!([[90, "28.0"], [90, "28.0"]]));
+        client.find(Locator::LinkText("alice")).await.unwrap().click().await.unwrap();
+        client.wait().for_element(Locator::LinkText("all partners")).await.unwrap();
         client.goto(&format!("{base}/dashboard/transactions")).await.unwrap();
         screenshot(&client, "4-transactions").await;
         let row = client.find(Locator::Css("#transactions tbody tr")).await.unwrap().text().await.unwrap();

@@ -12,10 +12,10 @@
 use super::reply::{self, Reply};
 use crate::app::{App, Client};
 use crate::export::Table;
-use crate::store::merchant;
 use crate::store::money::{self, RewardFilter};
 use crate::store::page::Cursor;
 use crate::store::sessions::{self, Session};
+use crate::store::{daily, merchant};
 use crate::store::{keys, Mode};
 use base64::Engine;
 use bytes::Bytes;
@@ -352,9 +352,52 @@ fn cents(amount: i64, currency: &str) -> String {
     money::amounts_text(&[(currency.to_owned(), amount)])
 }
 
+/// Days the chart covers.
+const CHART_DAYS: i64 = 90;
+
+/// Clicks and signups per day as an inline SVG line chart (no script, no
+/// library): a line each, the day axis from `first_day` on, the peak labelled.
+fn chart(series: &[(i64, i64)], first_day_ms: i64) -> Markup {
+    let (width, height, pad) = (900.0, 180.0, 28.0);
+    let peak = series.iter().map(|(c, s)| (*c).max(*s)).max().unwrap_or(0).max(1) as f64;
+    let step = (width - 2.0 * pad) / (series.len().max(2) - 1) as f64;
+    let line = |pick: fn(&(i64, i64)) -> i64| -> String {
+        let points: Vec<String> = series
+            .iter()
+            .enumerate()
+            .map(|(i, day)| {
+                let x = pad + i as f64 * step;
+                let y = height - pad - (pick(day) as f64 / peak) * (height - 2.0 * pad);
+                format!("{x:.1},{y:.1}")
+            })
+            .collect();
+        points.join(" ")
+    };
+    let last_day_ms = first_day_ms + (series.len() as i64 - 1) * crate::store::daily::DAY_MS;
+    html! {
+        svg id="chart" width=(width) height=(height) viewBox={ "0 0 " (width) " " (height) } role="img"
+            aria-label="Clicks and signups per day" xmlns="http://www.w3.org/2000/svg" {
+            line x1=(pad) y1=(height - pad) x2=(width - pad) y2=(height - pad) stroke="#c8cdda" {}
+            polyline id="clicks-line" points=(line(|d| d.0)) fill="none" stroke="#3867d6" stroke-width="2" {}
+            polyline id="signups-line" points=(line(|d| d.1)) fill="none" stroke="#20bf6b" stroke-width="2" {}
+            text x=(pad) y="16" font-size="12" fill="#5b6478" { "peak " (peak as i64) " per day · " tspan fill="#3867d6" { "clicks" } " · " tspan fill="#20bf6b" { "signups" } }
+            text x=(pad) y=(height - 8.0) font-size="11" fill="#5b6478" { (date(first_day_ms)) }
+            text x=(width - pad) y=(height - 8.0) font-size="11" fill="#5b6478" text-anchor="end" { (date(last_day_ms)) }
+        }
+    }
+}
+
 async fn partners(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
     let store = app.store.clone();
     let (key_id, cursor) = (session.key.id, after(req));
+    let focus = query(req).get("partner").cloned().filter(|p| !p.is_empty());
+    let now = store.clock().now_ms();
+    let partner = focus.clone();
+    let series = {
+        let store = store.clone();
+        blocking(move || store.read(|conn| daily::series(conn, key_id, partner.as_deref(), now, CHART_DAYS))).await?
+    };
+    let first_day_ms = (now / daily::DAY_MS - CHART_DAYS + 1) * daily::DAY_MS;
     let (rows, more) = blocking(move || {
         store.read(|conn| {
             let page = merchant::partners(conn, key_id, cursor, PAGE)?;
@@ -374,12 +417,17 @@ async fn partners(app: &App, req: &Request<Incoming>, session: Session) -> anyho
     .await?;
     let next = rows.last().map(|(id, ..)| *id).filter(|_| more);
     let body = html! {
+        h2 {
+            "Clicks and signups, last 90 days: "
+            @match &focus { Some(p) => { (p) " · " a href="/dashboard/partners" { "all partners" } } None => { "all partners" } }
+        }
+        (chart(&series, first_day_ms))
         table id="partners" {
             thead { tr { th { "Partner" } th { "Email" } th { "Clicks" } th { "Signups" } th { "Conversion" } th { "Revenue" } th { "Rewards owed" } th { "Rewards paid" } th { "Link parameter" } } }
             tbody {
                 @for (_, p, f) in &rows {
                     tr {
-                        td { (p.key) " " span class="note" { (p.first_name) " " (p.last_name) } }
+                        td { a href={ "/dashboard/partners?partner=" (form_urlencoded::byte_serialize(p.key.as_bytes()).collect::<String>()) } { (p.key) } " " span class="note" { (p.first_name) " " (p.last_name) } }
                         td { (p.email) }
                         td { (f.clicks) }
                         td { (f.signups) }

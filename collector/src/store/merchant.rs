@@ -247,6 +247,7 @@ pub fn create_customer(
     if inserted == 0 {
         return Err(Refusal::conflict("customer_key", format!("customer {customer_key:?} exists")).into());
     }
+    super::daily::add(conn, key_id, partner_key, now, 0, 1)?;
     find_customer(conn, key_id, &CustomerRef::Key(customer_key.into()))
 }
 

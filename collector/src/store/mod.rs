@@ -11,6 +11,7 @@
 //!   connections (WAL lets readers run beside the writer).
 //! - `attribution`: which partner a signup is credited to.
 //! - `clock`: the time events are stamped with (shiftable in tests).
+//! - `daily`: clicks and signups per day and partner, for the chart.
 //! - `keys`: public/secret key pairs and their settings.
 //! - `merchant`: partners and customers, for the merchant API and webhooks.
 //! - `money`: transactions, offers and the rewards they create.
@@ -21,6 +22,7 @@
 
 pub mod attribution;
 mod clock;
+pub mod daily;
 pub mod fill;
 pub mod keys;
 pub mod merchant;

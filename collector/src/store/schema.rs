@@ -144,6 +144,24 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 5: a partner's clicks, counted by the dashboard.
     "CREATE INDEX clicks_by_partner ON events(key_id, partner_key) WHERE type = 'click';",
+    // 6: clicks and signups per day and partner, kept by the writer, for the
+    // dashboard's chart ('' is no partner); filled from the events so far.
+    "CREATE TABLE daily (
+        key_id INTEGER NOT NULL,
+        partner_key TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        clicks INTEGER NOT NULL DEFAULT 0,
+        signups INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (key_id, day, partner_key)
+    ) WITHOUT ROWID;
+    INSERT INTO daily (key_id, partner_key, day, clicks)
+        SELECT key_id, coalesce(partner_key, ''), received_at / 86400000, count(*) FROM events
+        WHERE type = 'click' GROUP BY 1, 2, 3;
+    INSERT INTO daily (key_id, partner_key, day, signups)
+        SELECT key_id, coalesce(partner_key, ''), created_at / 86400000, count(*) FROM customers
+        WHERE event_id != '' GROUP BY 1, 2, 3
+        ON CONFLICT (key_id, day, partner_key) DO UPDATE SET signups = excluded.signups;
+    UPDATE customers SET updated_at = created_at WHERE updated_at = 0;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -8,7 +8,7 @@
 //! letting memory grow without bound.
 
 use super::attribution::{self, ServerClick};
-use super::{Clock, EventKind, NewEvent};
+use super::{daily, Clock, EventKind, NewEvent};
 use crate::metrics::WriterMetrics;
 use rusqlite::{params, Connection};
 use std::sync::Arc;
@@ -247,24 +247,31 @@ fn apply(
                 server_click: submission.server_click.clone(),
             };
             let attribution = attribution::decide(conn, &context, event)?;
-            conn.prepare_cached(
-                "INSERT INTO customers (key_id, customer_key, email, name, provider_key,
-                                        partner_key, xid, source, event_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+            let created = conn
+                .prepare_cached(
+                    "INSERT INTO customers (key_id, customer_key, email, name, provider_key,
+                                        partner_key, xid, source, event_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
                  ON CONFLICT (key_id, customer_key) DO NOTHING",
-            )?
-            .execute(params![
-                key_id,
-                signup.customer_key,
-                signup.email,
-                signup.name,
-                signup.provider_key,
-                attribution.as_ref().map(|a| &a.partner_key),
-                attribution.as_ref().and_then(|a| a.xid.as_ref()),
-                attribution.as_ref().map(|a| a.source.as_str()),
-                event.id,
-                received_at,
-            ])?;
+                )?
+                .execute(params![
+                    key_id,
+                    signup.customer_key,
+                    signup.email,
+                    signup.name,
+                    signup.provider_key,
+                    attribution.as_ref().map(|a| &a.partner_key),
+                    attribution.as_ref().and_then(|a| a.xid.as_ref()),
+                    attribution.as_ref().map(|a| a.source.as_str()),
+                    event.id,
+                    received_at,
+                ])?;
+            if created == 1 {
+                let partner = attribution.as_ref().map(|a| a.partner_key.as_str());
+                daily::add(conn, key_id, partner, received_at, 0, 1)?;
+            }
+        } else if event.kind == EventKind::Click {
+            daily::add(conn, key_id, event.partner_key.as_deref(), received_at, 1, 0)?;
         }
         outcomes.push(Outcome::Accepted);
     }
