@@ -20,6 +20,10 @@ use std::sync::Arc;
     about = "Self-hosted, PartnerStack-compatible partner-referral collector"
 )]
 pub struct Cli {
+    /// A TOML configuration file (see README, "Configuration"); flags and
+    /// environment variables win over it.
+    #[arg(long, global = true, env = "GROWSUMO_CONFIG")]
+    pub config: Option<PathBuf>,
     /// SQLite database file (created if missing).
     #[arg(long, global = true, env = "GROWSUMO_DB", default_value = "growsumo.db")]
     pub db: PathBuf,
@@ -30,7 +34,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -64,8 +69,8 @@ pub enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
-    /// Apply pending schema migrations and print the schema version (every
-    /// command does this first; this one does nothing else).
+    /// Apply pending schema migrations and the config file's `[[keys]]`,
+    /// then print the schema version (`serve` does both at start too).
     Migrate,
     /// Copy the database to FILE while it is in use (SQLite online backup).
     Backup { file: PathBuf },
@@ -254,10 +259,15 @@ pub enum CustomersCommand {
     },
 }
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs the command; `file` is the configuration file's content (empty
+/// without `--config`), already merged into `cli` by `config::apply`.
+pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
     let store = Store::open(&cli.db)?;
     match cli.command {
-        Command::Serve(args) => serve(store, args),
+        Command::Serve(args) => {
+            crate::config::apply_keys(&store, file)?;
+            serve(store, args)
+        }
         Command::Keys(KeysCommand::Create { mode, name, key }) => {
             let pair = store.write(|tx| keys::create(tx, mode, &name, &key.origins, &key.settings()))?;
             println!("public key: {}", pair.key.public_key);
@@ -314,6 +324,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Migrate => {
+            crate::config::apply_keys(&store, file)?;
             println!("schema version {}", store.schema_version()?);
             Ok(())
         }

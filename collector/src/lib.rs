@@ -6,10 +6,12 @@
 //! - `metrics`: the counters `GET /metrics` reports.
 //! - `store`: the only code that touches the database; a narrow interface.
 //! - `cli`: the `collector` command line.
+//! - `config`: the TOML configuration file, merged under flags and environment.
 //! - `export`: CSV exports (CLI and dashboard).
 
 pub mod app;
 pub mod cli;
+pub mod config;
 pub mod export;
 pub mod http;
 pub mod metrics;

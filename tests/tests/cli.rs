@@ -60,3 +60,71 @@ async fn partners_export_backup_migrate_and_revoke() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("collector keys list"));
 }
+
+/// The configuration file: it names the database and sets keys' settings;
+/// a flag wins over it.
+#[test]
+fn a_config_file_sets_the_database_and_keys_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("configured.db");
+    let run = |args: &[&str]| {
+        let out = Command::new(e2e::collector::binary()).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let created = run(&["--db", db.to_str().unwrap(), "keys", "create", "--name", "shop"]);
+    let pk = created
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("public key: ")
+        .to_owned();
+    let config = dir.path().join("growsumo.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "db = {db:?}\n\n[[keys]]\npublic_key = \"{pk}\"\norigins = [\"https://shop.example\"]\ncookie_domain = \"shop.example\"\nwindow_days = 30\nparams = [\"via\", \"ref:base64\"]\n"
+        ),
+    )
+    .unwrap();
+    run(&["--config", config.to_str().unwrap(), "migrate"]);
+    let listed = run(&["--config", config.to_str().unwrap(), "keys", "list"]);
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with(&pk))
+        .expect("the key, from the file's database");
+    for part in [
+        "30d",
+        "shop.example",
+        "param=via:text",
+        "param=ref:base64",
+        "origin=https://shop.example",
+    ] {
+        assert!(row.contains(part), "{part} in {row}");
+    }
+    let other = dir.path().join("other.db");
+    let flag_wins = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--db",
+        other.to_str().unwrap(),
+        "keys",
+        "list",
+    ]);
+    assert!(!flag_wins.contains(&pk), "{flag_wins}");
+    std::fs::write(&config, "db = 7\n").unwrap();
+    let bad = Command::new(e2e::collector::binary())
+        .args(["--config", config.to_str().unwrap(), "keys", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("config file"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -142,9 +142,7 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
     );",
-    // 5: a partner's clicks, counted by the dashboard.
-    "CREATE INDEX clicks_by_partner ON events(key_id, partner_key) WHERE type = 'click';",
-    // 6: clicks and signups per day and partner, kept by the writer, for the
+    // 5: clicks and signups per day and partner, kept by the writer, for the
     // dashboard's chart ('' is no partner); filled from the events so far.
     "CREATE TABLE daily (
         key_id INTEGER NOT NULL,

@@ -193,13 +193,21 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, now_ms: i64) {
 
 fn apply_group(conn: &mut Connection, group: &[Job], now_ms: i64) -> rusqlite::Result<Vec<Vec<Outcome>>> {
     let tx = conn.transaction()?;
+    let mut tally = Tally::new();
     let results = group
         .iter()
-        .map(|job| apply(&tx, &job.submission, &job.events, now_ms))
+        .map(|job| apply(&tx, &job.submission, &job.events, now_ms, &mut tally))
         .collect::<rusqlite::Result<_>>()?;
+    for ((key_id, partner_key), (clicks, signups)) in tally {
+        daily::add(&tx, key_id, Some(&partner_key), now_ms, clicks, signups)?;
+    }
     tx.commit()?;
     Ok(results)
 }
+
+/// The group's new clicks and customers per (key, partner): written to the
+/// per-day counts once per group, not once per event.
+type Tally = std::collections::HashMap<(i64, String), (i64, i64)>;
 
 /// Stores one request's events: each new event once, and for each new signup
 /// its customer line item. `received_at` is the group's time.
@@ -208,6 +216,7 @@ fn apply(
     submission: &Submission,
     events: &[NewEvent],
     received_at: i64,
+    tally: &mut Tally,
 ) -> rusqlite::Result<Vec<Outcome>> {
     let key_id = submission.key_id;
     let mut insert = conn.prepare_cached(
@@ -267,11 +276,12 @@ fn apply(
                     received_at,
                 ])?;
             if created == 1 {
-                let partner = attribution.as_ref().map(|a| a.partner_key.as_str());
-                daily::add(conn, key_id, partner, received_at, 0, 1)?;
+                let partner = attribution.map(|a| a.partner_key).unwrap_or_default();
+                tally.entry((key_id, partner)).or_default().1 += 1;
             }
         } else if event.kind == EventKind::Click {
-            daily::add(conn, key_id, event.partner_key.as_deref(), received_at, 1, 0)?;
+            let partner = event.partner_key.clone().unwrap_or_default();
+            tally.entry((key_id, partner)).or_default().0 += 1;
         }
         outcomes.push(Outcome::Accepted);
     }

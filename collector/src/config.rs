@@ -1,0 +1,169 @@
+//! The configuration file (`--config FILE` or `GROWSUMO_CONFIG`), TOML.
+//!
+//! Precedence: a flag wins over its environment variable, which wins over
+//! the file, which wins over the default. Keys listed under `[[keys]]` get
+//! their origins, attribution settings and webhook secrets from the file each
+//! time `serve` starts (so the file is the source of truth for them).
+//!
+//! ```toml
+//! db = "/var/lib/growsumo/growsumo.db"
+//! log_format = "json"
+//!
+//! [serve]
+//! addr = "0.0.0.0:8080"
+//! trusted_proxies = ["10.0.0.1"]
+//!
+//! [[keys]]
+//! public_key = "pk_live_…"
+//! origins = ["https://shop.example"]
+//! cookie_domain = "shop.example"
+//! window_days = 60
+//! params = ["via", "ref:base64"]
+//! require_consent = false
+//! honor_gpc = true
+//! stripe_secret = "whsec_…"
+//! ```
+
+use crate::cli::{Cli, Command, LogFormat};
+use crate::store::webhooks::WebhookSettings;
+use crate::store::{keys, webhooks, Param, Settings, Store};
+use anyhow::{Context, Result};
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub db: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+    #[serde(default)]
+    pub serve: ServeFile,
+    #[serde(default)]
+    pub keys: Vec<KeyFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeFile {
+    pub addr: Option<SocketAddr>,
+    pub queue: Option<usize>,
+    pub client_timeout_ms: Option<u64>,
+    pub trusted_proxies: Option<Vec<IpAddr>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn ninety() -> u32 {
+    90
+}
+
+fn invoice_event() -> String {
+    "invoice.payment_succeeded".into()
+}
+
+/// One key's settings (see README, "Key settings").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub public_key: String,
+    #[serde(default)]
+    pub origins: Vec<String>,
+    #[serde(default)]
+    pub cookie_domain: String,
+    #[serde(default = "ninety")]
+    pub window_days: u32,
+    #[serde(default)]
+    pub params: Vec<String>,
+    #[serde(default)]
+    pub require_consent: bool,
+    #[serde(default = "yes")]
+    pub honor_gpc: bool,
+    #[serde(default)]
+    pub stripe_secret: String,
+    #[serde(default = "invoice_event")]
+    pub stripe_payment_event: String,
+    #[serde(default)]
+    pub chargebee_auth: String,
+    #[serde(default)]
+    pub recurly_auth: String,
+}
+
+/// Reads the file at `path`.
+pub fn load(path: &Path) -> Result<File> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("in the config file {}", path.display()))
+}
+
+/// Whether the user left `id` to its default (neither flag nor environment).
+fn defaulted(matches: &ArgMatches, id: &str) -> bool {
+    matches!(matches.value_source(id), None | Some(ValueSource::DefaultValue))
+}
+
+/// Fills what the command line left to defaults from the file.
+pub fn apply(cli: &mut Cli, matches: &ArgMatches, file: &File) {
+    if let (Some(db), true) = (&file.db, defaulted(matches, "db")) {
+        cli.db = db.clone();
+    }
+    if let (Some(format), true) = (file.log_format, defaulted(matches, "log_format")) {
+        cli.log_format = format;
+    }
+    if let (Command::Serve(args), Some(serve)) = (&mut cli.command, matches.subcommand_matches("serve")) {
+        let file = &file.serve;
+        if let (Some(addr), true) = (file.addr, defaulted(serve, "addr")) {
+            args.addr = addr;
+        }
+        if let (Some(queue), true) = (file.queue, defaulted(serve, "queue")) {
+            args.queue = queue;
+        }
+        if let (Some(ms), true) = (file.client_timeout_ms, defaulted(serve, "client_timeout_ms")) {
+            args.client_timeout_ms = ms;
+        }
+        if let (Some(proxies), true) = (&file.trusted_proxies, defaulted(serve, "trusted_proxies")) {
+            args.trusted_proxies = proxies.clone();
+        }
+    }
+}
+
+/// Writes the `[[keys]]` settings into the database.
+pub fn apply_keys(store: &Store, file: &File) -> Result<()> {
+    for key in &file.keys {
+        if !["invoice.payment_succeeded", "charge.succeeded"].contains(&key.stripe_payment_event.as_str()) {
+            anyhow::bail!(
+                "config: key {}: stripe_payment_event must be invoice.payment_succeeded or charge.succeeded",
+                key.public_key
+            );
+        }
+        let params = key
+            .params
+            .iter()
+            .map(|p| p.parse::<Param>())
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| anyhow::anyhow!("config: key {}: params: {e}", key.public_key))?;
+        let settings = Settings {
+            cookie_domain: key.cookie_domain.to_ascii_lowercase(),
+            window_days: key.window_days,
+            params,
+            require_consent: key.require_consent,
+            honor_gpc: key.honor_gpc,
+        };
+        let hooks = WebhookSettings {
+            stripe_secret: key.stripe_secret.clone(),
+            stripe_payment_event: key.stripe_payment_event.clone(),
+            chargebee_auth: key.chargebee_auth.clone(),
+            recurly_auth: key.recurly_auth.clone(),
+        };
+        store
+            .write(|tx| {
+                keys::update(tx, &key.public_key, &key.origins, &settings)?;
+                let id = keys::find(tx, &key.public_key)?.map(|k| k.id).unwrap_or_default();
+                webhooks::set(tx, id, &hooks)
+            })
+            .with_context(|| format!("config: key {}", key.public_key))?;
+    }
+    Ok(())
+}
