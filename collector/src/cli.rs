@@ -79,6 +79,12 @@ pub enum Command {
     Fill {
         #[arg(long)]
         events: u64,
+        /// Also add this many customers (over 1,000 partners, one in ten with a payment).
+        #[arg(long, default_value_t = 0)]
+        customers: u64,
+        /// The key to fill (default: the demo key).
+        #[arg(long)]
+        public_key: Option<String>,
     },
 }
 
@@ -424,10 +430,21 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
             println!("webhooks set for {public_key}");
             Ok(())
         }
-        Command::Fill { events } => {
-            let key = demo_key(&store)?;
+        Command::Fill {
+            events,
+            customers,
+            public_key,
+        } => {
+            let key = match public_key {
+                Some(pk) => key_named(&store, &pk)?,
+                None => demo_key(&store)?,
+            };
             crate::store::fill::clicks(&store, key.id, events)?;
-            println!("added {events} click events for key {}", key.public_key);
+            crate::store::fill::customers(&store, key.id, customers)?;
+            println!(
+                "added {events} click events and {customers} customers for key {}",
+                key.public_key
+            );
             Ok(())
         }
         Command::Customers(CustomersCommand::List { limit, json }) => {

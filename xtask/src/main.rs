@@ -7,6 +7,7 @@
 
 mod bench;
 mod fuzz;
+mod pages;
 mod snippet;
 mod tools;
 
@@ -56,6 +57,12 @@ enum Bench {
         #[arg(long)]
         quick: bool,
     },
+    /// p95 of the dashboard's pages and the API's lists on 1 M customers and 10 M events.
+    Pages {
+        /// 100 k customers and 1 M events: checks the benchmark works.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,6 +103,9 @@ fn run(task: Task) -> Result<()> {
         Task::Bench {
             which: Bench::Ingest { quick },
         } => bench::ingest(quick),
+        Task::Bench {
+            which: Bench::Pages { quick },
+        } => pages::run(quick),
         Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Size => {
             snippet::build()?;

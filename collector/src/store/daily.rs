@@ -18,7 +18,7 @@ pub fn add(
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO daily (key_id, partner_key, day, clicks, signups) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (key_id, day, partner_key) DO UPDATE SET clicks = clicks + ?4, signups = signups + ?5",
+         ON CONFLICT (key_id, partner_key, day) DO UPDATE SET clicks = clicks + ?4, signups = signups + ?5",
     )?
     .execute(params![
         key_id,

@@ -1,6 +1,7 @@
 //! Benchmark fixtures: fills the event log with synthetic clicks (random
 //! 128-bit ids, as browsers make them) so ingest can be measured on a large
-//! database. Not used by the server.
+//! database, and adds customers, partners and payments so the dashboard and
+//! the API can be. Not used by the server.
 
 use super::Store;
 use anyhow::Result;
@@ -39,4 +40,70 @@ pub fn clicks(store: &Store, key_id: i64, count: u64) -> Result<()> {
         done += n;
     }
     Ok(())
+}
+
+/// Partners the customers are spread over.
+const PARTNERS: u64 = 1000;
+
+/// Adds `count` customers for key `key_id`, spread over 1,000 registered
+/// partners (`partner0`…), one in ten with a payment, then rebuilds the
+/// per-day counts from everything stored.
+pub fn customers(store: &Store, key_id: i64, count: u64) -> Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    let now = super::now_ms();
+    store.write(|tx| {
+        for p in 0..PARTNERS {
+            tx.execute(
+                "INSERT OR IGNORE INTO partners (key_id, partner_key, email, first_name, last_name, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'Partner', ?4, ?5, ?5)",
+                params![key_id, format!("partner{p}"), format!("partner{p}@partners.example"), p.to_string(), now],
+            )?;
+        }
+        Ok(())
+    })?;
+    let mut done = 0;
+    while done < count {
+        let n = CHUNK.min(count - done);
+        store.write(|tx| {
+            tx.pragma_update(None, "cache_size", -1_000_000)?;
+            let mut customer = tx.prepare_cached(
+                "INSERT INTO customers (key_id, customer_key, email, name, partner_key, source, event_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'Customer', ?4, 'xid', '', ?5, ?5)",
+            )?;
+            let mut payment = tx.prepare_cached(
+                "INSERT INTO transactions (key_id, transaction_key, customer_id, amount, currency, origin, created_at)
+                 VALUES (?1, ?2, ?3, 4900, 'USD', 'api', ?4)",
+            )?;
+            for i in done..done + n {
+                // Spread over the last 90 days, so the chart has a shape.
+                let at = now - (i % 90) as i64 * 86_400_000;
+                let key = format!("customer{i}");
+                customer.execute(params![key_id, key, format!("{key}@example.com"), format!("partner{}", i % PARTNERS), at])?;
+                if i % 10 == 0 {
+                    payment.execute(params![key_id, format!("txn{i}"), tx.last_insert_rowid(), at])?;
+                }
+            }
+            Ok(())
+        })?;
+        done += n;
+    }
+    store.write(|tx| {
+        tx.execute("DELETE FROM daily WHERE key_id = ?1", [key_id])?;
+        tx.execute(
+            "INSERT INTO daily (key_id, partner_key, day, clicks)
+             SELECT key_id, coalesce(partner_key, ''), received_at / 86400000, count(*) FROM events
+             WHERE key_id = ?1 AND type = 'click' GROUP BY 1, 2, 3",
+            [key_id],
+        )?;
+        tx.execute(
+            "INSERT INTO daily (key_id, partner_key, day, signups)
+             SELECT key_id, coalesce(partner_key, ''), created_at / 86400000, count(*) FROM customers
+             WHERE key_id = ?1 GROUP BY 1, 2, 3
+             ON CONFLICT (key_id, partner_key, day) DO UPDATE SET signups = excluded.signups",
+            [key_id],
+        )?;
+        Ok(())
+    })
 }
