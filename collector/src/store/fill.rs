@@ -104,6 +104,14 @@ pub fn customers(store: &Store, key_id: i64, count: u64) -> Result<()> {
              ON CONFLICT (key_id, partner_key, day) DO UPDATE SET signups = excluded.signups",
             [key_id],
         )?;
+        tx.execute("DELETE FROM partner_revenue WHERE key_id = ?1", [key_id])?;
+        tx.execute(
+            "INSERT INTO partner_revenue (key_id, partner_key, currency, amount)
+             SELECT t.key_id, c.partner_key, t.currency, sum(t.amount)
+             FROM transactions t JOIN customers c ON c.id = t.customer_id
+             WHERE t.key_id = ?1 AND c.partner_key IS NOT NULL AND t.reversed_at IS NULL GROUP BY 1, 2, 3",
+            [key_id],
+        )?;
         Ok(())
     })
 }

@@ -183,12 +183,10 @@ pub fn partner_figures(conn: &Connection, key_id: i64, partner_key: &str) -> Res
         // From the per-day counts: counting events would need an index the
         // ingest path pays for on every click.
         clicks: count("SELECT coalesce(sum(clicks), 0) FROM daily WHERE key_id = ?1 AND partner_key = ?2")?,
-        signups: count("SELECT count(*) FROM customers WHERE key_id = ?1 AND partner_key = ?2")?,
+        signups: count("SELECT coalesce(sum(signups), 0) FROM daily WHERE key_id = ?1 AND partner_key = ?2")?,
         revenue: sums_text(
             conn,
-            "SELECT t.currency, sum(t.amount) FROM customers c JOIN transactions t ON t.customer_id = c.id
-             WHERE c.key_id = ?1 AND c.partner_key = ?2 AND t.reversed_at IS NULL
-             GROUP BY t.currency ORDER BY t.currency",
+            "SELECT currency, amount FROM partner_revenue WHERE key_id = ?1 AND partner_key = ?2 ORDER BY currency",
             params![key_id, partner_key],
         )?,
         owed: rewards("'new', 'approved'")?,
@@ -297,11 +295,24 @@ pub fn create_transaction(conn: &Connection, key: &Key, new: &NewTransaction, no
         ],
     )?;
     let transaction_id = conn.last_insert_rowid();
+    add_revenue(conn, key.id, customer.partner_key.as_deref(), &new.currency, new.amount)?;
     if key.mode == Mode::Live {
         create_rewards(conn, key.id, &customer, transaction_id, new, now)?;
     }
     let stored = transaction(conn, key.id, &new.key)?.expect("just written");
     Ok((stored, true))
+}
+
+/// Adds `amount` to a partner's revenue in `currency` (negative: a reversal).
+fn add_revenue(conn: &Connection, key_id: i64, partner_key: Option<&str>, currency: &str, amount: i64) -> Result<()> {
+    if let Some(partner_key) = partner_key {
+        conn.prepare_cached(
+            "INSERT INTO partner_revenue (key_id, partner_key, currency, amount) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (key_id, partner_key, currency) DO UPDATE SET amount = amount + ?4",
+        )?
+        .execute(params![key_id, partner_key, currency, amount])?;
+    }
+    Ok(())
 }
 
 /// The rewards `new` earns its customer's partner under each offer.
@@ -409,6 +420,12 @@ pub fn reverse_transaction(conn: &Connection, key_id: i64, transaction_key: &str
         "UPDATE transactions SET reversed_at = ?2 WHERE id = ?1",
         params![found.id, now],
     )?;
+    let partner: Option<String> = conn.query_row(
+        "SELECT c.partner_key FROM transactions t JOIN customers c ON c.id = t.customer_id WHERE t.id = ?1",
+        [found.id],
+        |r| r.get(0),
+    )?;
+    add_revenue(conn, key_id, partner.as_deref(), &found.currency, -found.amount)?;
     Ok(transaction(conn, key_id, transaction_key)?.expect("still there"))
 }
 
@@ -602,6 +619,7 @@ mod tests {
     fn a_reversal_declines_unpaid_rewards_and_claws_back_paid_ones() {
         let (conn, key) = setup(Mode::Live);
         pay(&conn, &key, "t1", 10_000, "USD", NOW);
+        assert_eq!(partner_figures(&conn, key.id, "alice").unwrap().revenue, "USD 100.00");
         let page = rewards(&conn, key.id, &RewardFilter::default(), Cursor::First, 10).unwrap();
         let flat = page.items.iter().find(|r| r.amount == 5000).unwrap().key.clone();
         set_reward_status(&conn, key.id, &flat, "approved", NOW).unwrap();
@@ -610,6 +628,7 @@ mod tests {
         let reversed = reverse_transaction(&conn, key.id, "t1", NOW + 1).unwrap();
         assert_eq!(reversed.reversed_at, Some(NOW + 1));
         reverse_transaction(&conn, key.id, "t1", NOW + 2).unwrap();
+        assert_eq!(partner_figures(&conn, key.id, "alice").unwrap().revenue, "USD 0.00");
         assert_eq!(
             amounts(&conn, &key),
             [(5000, "paid".into()), (2000, "declined".into()), (-5000, "new".into())]

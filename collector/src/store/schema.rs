@@ -168,6 +168,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX transactions_newest ON transactions(key_id, id);
     CREATE INDEX rewards_newest ON rewards(key_id, id);
     CREATE INDEX partners_newest ON partners(key_id, id);",
+    // 7: each partner's revenue per currency, kept with every transaction and
+    // reversal, so the Partners page never sums a partner's transactions.
+    "CREATE TABLE partner_revenue (
+        key_id INTEGER NOT NULL,
+        partner_key TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        PRIMARY KEY (key_id, partner_key, currency)
+    ) WITHOUT ROWID;
+    INSERT INTO partner_revenue (key_id, partner_key, currency, amount)
+        SELECT t.key_id, c.partner_key, t.currency, sum(t.amount)
+        FROM transactions t JOIN customers c ON c.id = t.customer_id
+        WHERE c.partner_key IS NOT NULL AND t.reversed_at IS NULL GROUP BY 1, 2, 3;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
