@@ -163,6 +163,10 @@ pub enum KeysCommand {
     Create {
         #[arg(long, value_enum, default_value_t = Mode::Test)]
         mode: Mode,
+        /// Create a test key and a live key of the same name (a pair: the
+        /// dashboard, signed in with the live secret, switches between them).
+        #[arg(long, conflicts_with = "mode", requires = "name")]
+        pair: bool,
         /// A name to recognise the key by.
         #[arg(long, default_value = "")]
         name: String,
@@ -274,10 +278,13 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
             crate::config::apply_keys(&store, file)?;
             serve(store, args)
         }
-        Command::Keys(KeysCommand::Create { mode, name, key }) => {
-            let pair = store.write(|tx| keys::create(tx, mode, &name, &key.origins, &key.settings()))?;
-            println!("public key: {}", pair.key.public_key);
-            println!("secret key: {}  (shown once: keep it safe)", pair.secret_key);
+        Command::Keys(KeysCommand::Create { mode, pair, name, key }) => {
+            let modes = if pair { vec![Mode::Test, Mode::Live] } else { vec![mode] };
+            for mode in modes {
+                let created = store.write(|tx| keys::create(tx, mode, &name, &key.origins, &key.settings()))?;
+                println!("public key: {}", created.key.public_key);
+                println!("secret key: {}  (shown once: keep it safe)", created.secret_key);
+            }
             Ok(())
         }
         Command::Keys(KeysCommand::Revoke { public_key }) => {

@@ -146,12 +146,23 @@ impl Page {
             input.send_keys(text).await.expect("typing into the form");
         }
         client.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
-        let status = client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Id("status"))
-            .await
-            .expect("the welcome page after the form");
+        // The page navigates while the element is looked for: chromedriver
+        // may then answer a lookup with "aborted by navigation", which only
+        // means "look again".
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            match client
+                .wait()
+                .at_most(Duration::from_secs(20))
+                .for_element(Locator::Id("status"))
+                .await
+            {
+                Ok(status) => break status,
+                Err(e)
+                    if format!("{e:?}").contains("aborted by navigation") && std::time::Instant::now() < deadline => {}
+                Err(e) => panic!("the welcome page after the form: {e:?}"),
+            }
+        };
         status.text().await.unwrap()
     }
 

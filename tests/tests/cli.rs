@@ -50,6 +50,8 @@ async fn partners_export_backup_migrate_and_revoke() {
         .unwrap();
     assert_eq!(backed_up, 1);
 
+    let pair = c.cli(&["keys", "create", "--pair", "--name", "shop2"]);
+    assert!(pair.contains("pk_test_") && pair.contains("pk_live_"), "{pair}");
     c.cli(&["keys", "revoke", &pk]);
     assert_eq!(api.call("GET", "customers", Value::Null).await.status, 401);
     // Errors say what to do, and scripts see the failure.

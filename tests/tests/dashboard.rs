@@ -251,3 +251,73 @@ async fn pages_forbid_scripts_and_forms_need_the_session_token() {
     let anonymous = send("GET", &format!("{}/dashboard/customers.csv", c.url), &[], "").await;
     assert_eq!(anonymous.status, 303);
 }
+
+/// Signs in with `secret`; returns the session cookie (`name=value`).
+async fn signed_in(c: &Collector, secret: &str) -> String {
+    let answer = send(
+        "POST",
+        &format!("{}/dashboard/sign-in", c.url),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        format!("secret_key={secret}"),
+    )
+    .await;
+    assert_eq!(answer.status, 303);
+    let cookie = answer.headers["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn customers_page(c: &Collector, session: &str) -> String {
+    let page = send(
+        "GET",
+        &format!("{}/dashboard/customers", c.url),
+        &[("cookie", session)],
+        "",
+    )
+    .await;
+    String::from_utf8(page.body.to_vec()).unwrap()
+}
+
+/// A live sign-in switches between the pair's live and test data; a test
+/// secret never opens live data.
+#[tokio::test]
+async fn a_live_sign_in_switches_to_its_test_key_and_never_the_reverse() {
+    let c = Collector::start_with_key(&["--mode", "live"]);
+    let (_, test_secret) = c.create_key(&["--mode", "test", "--name", "demo"]);
+    let session = signed_in(&c, c.secret_key.as_deref().unwrap()).await;
+    let live = customers_page(&c, &session).await;
+    assert!(
+        live.contains("LIVE data") && live.contains("Switch to test data"),
+        "{live}"
+    );
+    let csrf = live
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let switched = send(
+        "POST",
+        &format!("{}/dashboard/switch", c.url),
+        &[
+            ("cookie", &session),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(switched.status, 303);
+    let test = customers_page(&c, &session).await;
+    assert!(
+        test.contains("TEST data") && test.contains("Switch to live data"),
+        "{test}"
+    );
+
+    let test_only = signed_in(&c, &test_secret).await;
+    let page = customers_page(&c, &test_only).await;
+    assert!(
+        page.contains("TEST data") && !page.contains("/dashboard/switch"),
+        "{page}"
+    );
+}

@@ -59,6 +59,14 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                             (if live { "LIVE data" } else { "TEST data" })
                         }
                         span class="note" { (session.key.public_key) }
+                        @if let Some(other) = &session.other {
+                            form class="inline" method="post" action="/dashboard/switch" {
+                                input type="hidden" name="csrf" value=(session.csrf);
+                                button id="switch" type="submit" {
+                                    "Switch to " (if other.mode == Mode::Live { "live" } else { "test" }) " data"
+                                }
+                            }
+                        }
                         form class="inline" method="post" action="/dashboard/sign-out" {
                             input type="hidden" name="csrf" value=(session.csrf);
                             button id="sign-out" type="submit" { "Sign out" }
@@ -144,6 +152,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         (Method::POST, "/dashboard/sign-in", _) => sign_in(app, req, https, now).await,
         (_, _, None) => Ok(redirect("/dashboard/sign-in")),
         (Method::POST, "/dashboard/sign-out", Some(session)) => sign_out(app, req, session, https).await,
+        (Method::POST, "/dashboard/switch", Some(session)) => switch(app, req, session).await,
         (Method::GET, "/dashboard" | "/dashboard/" | "/dashboard/customers", Some(session)) => {
             customers(app, &req, session).await
         }
@@ -248,6 +257,20 @@ fn forged(fields: &HashMap<String, String>, session: &Session) -> Option<Reply> 
             html! { p { "The form was not this session's." } },
         ),
     ))
+}
+
+/// Shows the other key of a live/test pair (see `sessions`).
+async fn switch(app: &App, req: Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
+    let cookie = token(&req).unwrap_or_default();
+    let fields = form(app, req).await;
+    if let Some(refused) = forged(&fields, &session) {
+        return Ok(refused);
+    }
+    if let Some(other) = session.other {
+        let store = app.store.clone();
+        blocking(move || store.write(|tx| sessions::view(tx, &cookie, other.id))).await?;
+    }
+    Ok(redirect("/dashboard/customers"))
 }
 
 fn query(req: &Request<Incoming>) -> HashMap<String, String> {

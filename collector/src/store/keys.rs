@@ -266,6 +266,17 @@ pub fn authenticate(conn: &Connection, public_key: &str, secret_key: &str) -> Re
     Ok(found.and_then(|(key, stored)| bool::from(given.as_slice().ct_eq(&stored)).then_some(key)))
 }
 
+/// The test key paired with live key `key`: active, of the same non-empty
+/// name. `None` for a test key: a test secret never opens live data.
+pub fn test_sibling(conn: &Connection, key: &Key) -> Result<Option<Key>> {
+    if key.mode != Mode::Live || key.name.is_empty() {
+        return Ok(None);
+    }
+    let sql =
+        format!("SELECT {COLUMNS} FROM keys WHERE name = ?1 AND live = 0 AND revoked_at IS NULL ORDER BY id LIMIT 1");
+    Ok(conn.query_row(&sql, [&key.name], from_row).optional()?)
+}
+
 /// The active key whose secret is `secret_key` (the dashboard's sign-in).
 /// Looked up by the secret's SHA-256: timing can tell at most about the
 /// hash, from which the secret cannot be found.

@@ -181,6 +181,9 @@ const MIGRATIONS: &[&str] = &[
         SELECT t.key_id, c.partner_key, t.currency, sum(t.amount)
         FROM transactions t JOIN customers c ON c.id = t.customer_id
         WHERE c.partner_key IS NOT NULL AND t.reversed_at IS NULL GROUP BY 1, 2, 3;",
+    // 8: which key's data a dashboard session shows (a live sign-in may
+    // switch to its test sibling); null: the signed-in key's.
+    "ALTER TABLE sessions ADD COLUMN view_key_id INTEGER REFERENCES keys(id);",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -1,6 +1,11 @@
 //! Dashboard sessions: a random token in the browser's cookie, only its
 //! SHA-256 in the database, a CSRF token for the session's forms, and an
 //! expiry. Signing out deletes the row.
+//!
+//! Test and live data never mix in one view: a session shows one key's data.
+//! Signed in with a live key, it may switch to that key's test sibling (a
+//! test key of the same name) and back; a test key's secret never opens live
+//! data.
 
 use super::{keys, Key};
 use anyhow::Result;
@@ -11,7 +16,10 @@ use sha2::{Digest, Sha256};
 pub const LIFETIME_MS: i64 = 12 * 3_600_000;
 
 pub struct Session {
+    /// The key whose data the session shows.
     pub key: Key,
+    /// The key a switch would show (the other of a live/test pair), if any.
+    pub other: Option<Key>,
     /// Every form of the session carries it; a POST without it is refused.
     pub csrf: String,
 }
@@ -34,26 +42,46 @@ pub fn create(conn: &Connection, key_id: i64, now: i64) -> Result<String> {
     Ok(token)
 }
 
+fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
 /// The live session with this token, if its key is still active.
 pub fn find(conn: &Connection, token: &str, now: i64) -> Result<Option<Session>> {
-    let found: Option<(String, String)> = conn
+    let found: Option<(String, String, Option<i64>)> = conn
         .query_row(
-            "SELECT k.public_key, s.csrf FROM sessions s JOIN keys k ON k.id = s.key_id
+            "SELECT k.public_key, s.csrf, s.view_key_id FROM sessions s JOIN keys k ON k.id = s.key_id
              WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND k.revoked_at IS NULL",
-            params![Sha256::digest(token.as_bytes()).as_slice(), now],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            params![token_hash(token), now],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let Some((public_key, csrf)) = found else {
+    let Some((public_key, csrf, view)) = found else {
         return Ok(None);
     };
-    Ok(keys::find(conn, &public_key)?.map(|key| Session { key, csrf }))
+    let Some(signed_in) = keys::find(conn, &public_key)? else {
+        return Ok(None);
+    };
+    let sibling = keys::test_sibling(conn, &signed_in)?;
+    let viewing_sibling = sibling.as_ref().is_some_and(|s| Some(s.id) == view);
+    let (key, other) = match (viewing_sibling, sibling) {
+        (true, Some(sibling)) => (sibling, Some(signed_in)),
+        (_, sibling) => (signed_in, sibling),
+    };
+    Ok(Some(Session { key, other, csrf }))
+}
+
+/// Shows `key_id`'s data in this session from now on (the caller checked it
+/// is the signed-in key or its test sibling).
+pub fn view(conn: &Connection, token: &str, key_id: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE sessions SET view_key_id = ?2 WHERE token_hash = ?1",
+        params![token_hash(token), key_id],
+    )?;
+    Ok(())
 }
 
 pub fn delete(conn: &Connection, token: &str) -> Result<()> {
-    conn.execute(
-        "DELETE FROM sessions WHERE token_hash = ?1",
-        [Sha256::digest(token.as_bytes()).as_slice()],
-    )?;
+    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash(token)])?;
     Ok(())
 }
