@@ -243,7 +243,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
                 query.limit()?,
             );
             let page = db(app, move |c| merchant::partners(c, key.id, cursor, limit)).await?;
-            ok(partner_page(page, &key_link_base(&key)), "partnerships")
+            ok(partner_page(page, &key), "partnerships")
         }
         (&Method::POST, Some("partnerships"), None) => {
             let partner_key = optional(&body, "partner_key", KEY_CHARS)?;
@@ -252,11 +252,11 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
                 merchant::create_partner(c, key.id, partner_key, fields, now)
             })
             .await?;
-            ok(with_link(created, &key_link_base(&key)), "partnership created")
+            ok(with_link(created, &key), "partnership created")
         }
         (&Method::GET, Some("partnerships"), Some(partner_key)) => {
             let found = db(app, move |c| merchant::partner(c, key.id, &partner_key)).await?;
-            ok(with_link(found, &key_link_base(&key)), "partnership")
+            ok(with_link(found, &key), "partnership")
         }
         (&Method::PATCH, Some("partnerships"), Some(partner_key)) => {
             let fields = partner_fields(&body, false)?;
@@ -264,7 +264,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
                 merchant::update_partner(c, key.id, &partner_key, fields, now)
             })
             .await?;
-            ok(with_link(updated, &key_link_base(&key)), "partnership updated")
+            ok(with_link(updated, &key), "partnership updated")
         }
         (&Method::GET, Some("customers"), None) => {
             let (cursor, limit) = (
@@ -396,22 +396,17 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
     }
 }
 
-/// Where the key's partner links point: its first allowed origin, if any.
-fn key_link_base(key: &Key) -> Option<String> {
-    key.origins.iter().find(|o| o.as_str() != "*").cloned()
-}
-
-/// A partner, with its referral link: `<site>/?ps_partner_key=<base64 key>`.
-fn with_link(partner: merchant::Partner, base: &Option<String>) -> Value {
-    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&partner.key);
+/// A partner, with its referral link (see `merchant::referral_link`).
+fn with_link(partner: merchant::Partner, key: &Key) -> Value {
+    let (parameter, link) = merchant::referral_link(key, &partner.key);
     let mut value = serde_json::to_value(&partner).unwrap_or(Value::Null);
-    value["link_parameter"] = json!(format!("ps_partner_key={encoded}"));
-    value["link"] = json!(base.as_ref().map(|site| format!("{site}/?ps_partner_key={encoded}")));
+    value["link_parameter"] = json!(parameter);
+    value["link"] = json!(link);
     value
 }
 
-fn partner_page(page: Page<merchant::Partner>, base: &Option<String>) -> Value {
-    let items: Vec<Value> = page.items.into_iter().map(|p| with_link(p, base)).collect();
+fn partner_page(page: Page<merchant::Partner>, key: &Key) -> Value {
+    let items: Vec<Value> = page.items.into_iter().map(|p| with_link(p, key)).collect();
     json!({"items": items, "has_more": page.has_more})
 }
 

@@ -17,7 +17,6 @@ use crate::store::page::Cursor;
 use crate::store::sessions::{self, Session};
 use crate::store::{daily, merchant};
 use crate::store::{keys, Mode};
-use base64::Engine;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_DISPOSITION, COOKIE, HOST, LOCATION, SET_COOKIE};
@@ -446,7 +445,7 @@ async fn partners(app: &App, req: &Request<Incoming>, session: Session) -> anyho
         }
         (chart(&series, first_day_ms))
         table id="partners" {
-            thead { tr { th { "Partner" } th { "Email" } th { "Clicks" } th { "Signups" } th { "Conversion" } th { "Revenue" } th { "Rewards owed" } th { "Rewards paid" } th { "Link parameter" } } }
+            thead { tr { th { "Partner" } th { "Email" } th { "Clicks" } th { "Signups" } th { "Conversion" } th { "Revenue" } th { "Rewards owed" } th { "Rewards paid" } th { "Referral link" } } }
             tbody {
                 @for (_, p, f) in &rows {
                     tr {
@@ -458,7 +457,8 @@ async fn partners(app: &App, req: &Request<Incoming>, session: Session) -> anyho
                         td { (f.revenue) }
                         td { (f.owed) }
                         td { (f.paid) }
-                        td { code { "ps_partner_key=" (base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&p.key)) } }
+                        @let (parameter, link) = merchant::referral_link(&session.key, &p.key);
+                        td { code { (link.unwrap_or_else(|| format!("?{parameter}"))) } }
                     }
                 }
             }

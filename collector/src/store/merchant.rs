@@ -46,6 +46,19 @@ pub struct Partner {
     pub updated_at: i64,
 }
 
+/// A partner's referral link parameter (`ps_partner_key=<base64 key>`), and
+/// the whole link on the key's first allowed origin, if it has one.
+pub fn referral_link(key: &super::Key, partner_key: &str) -> (String, Option<String>) {
+    use base64::Engine;
+    let parameter = format!(
+        "ps_partner_key={}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(partner_key)
+    );
+    let site = key.origins.iter().find(|o| o.as_str() != "*");
+    let link = site.map(|site| format!("{site}/?{parameter}"));
+    (parameter, link)
+}
+
 pub struct PartnerFields {
     pub email: Option<String>,
     pub first_name: Option<String>,
