@@ -5,7 +5,7 @@
 //! fingerprint and sends nothing; what an earlier page stored is deleted.
 //!
 //! `state.c` is the page's own call (`true`/`false`, set by the loader),
-//! `state.denied` the decision, `state.fp` the fingerprint once allowed. A
+//! `state.denied` the decision, `state.fp` the fingerprint once computed. A
 //! grant is remembered (localStorage) for later page views; a refusal deletes
 //! the grant with everything else, and the loader asks the collector to
 //! delete its server cookie.
@@ -39,9 +39,7 @@ pub fn decide(window: &Window, state: &Object, config: &Config) -> bool {
         }
     };
     set(state, "denied", &(!allowed).into());
-    if allowed {
-        set(state, "fp", &crate::fingerprint::compute(window).into());
-    } else {
+    if !allowed {
         refuse(window, state);
     }
     allowed
@@ -60,7 +58,21 @@ pub fn denied(state: &Object) -> bool {
     get(state, "denied").is_truthy()
 }
 
-/// The fingerprint, when consent allowed computing it.
+/// The fingerprint, computed on first use (a click or a signup, never a
+/// plain page view: the canvas and WebGL probes cost the page time) and kept
+/// for the page; empty without consent.
 pub fn fingerprint(state: &Object) -> String {
-    get_str(state, "fp")
+    if denied(state) {
+        return String::new();
+    }
+    let known = get_str(state, "fp");
+    if !known.is_empty() {
+        return known;
+    }
+    let Some(window) = web_sys::window() else {
+        return String::new();
+    };
+    let fp = crate::fingerprint::compute(&window);
+    set(state, "fp", &fp.as_str().into());
+    fp
 }

@@ -88,9 +88,10 @@ fn request_id() -> String {
     format!("{:x}-{n}", std::process::id())
 }
 
-/// Which route a request takes, as `/metrics` labels it.
-fn route_label(method: &Method, path: &str) -> &'static str {
-    match path {
+/// Which route a request takes, as `/metrics` labels it: an index into
+/// `metrics::ROUTES`.
+fn route_label(method: &Method, path: &str) -> usize {
+    let label = match path {
         "/v1/events" => "events",
         "/v1/config" => "config",
         "/v1/" | "/v1/growsumo.js" => "loader",
@@ -105,7 +106,11 @@ fn route_label(method: &Method, path: &str) -> &'static str {
         p if p.starts_with("/dashboard") => "dashboard",
         _ if method == Method::GET => "static",
         _ => "other",
-    }
+    };
+    crate::metrics::ROUTES
+        .iter()
+        .position(|r| *r == label)
+        .unwrap_or(crate::metrics::ROUTES.len() - 1)
 }
 
 /// Routes the request inside a span carrying its request id (every log line

@@ -92,6 +92,22 @@ fn text(value: &Value, path: &[&str]) -> Option<String> {
     v.as_str().filter(|s| !s.is_empty()).map(String::from)
 }
 
+/// A successful payment, if the provider named its id, a non-negative whole
+/// amount and an ISO 4217 currency; the customer refs are tried in order.
+fn payment(
+    transaction_key: Option<String>,
+    amount: Option<i64>,
+    currency: Option<String>,
+    customer: impl IntoIterator<Item = Option<CustomerRef>>,
+) -> Option<Event> {
+    Some(Event::Payment {
+        transaction_key: transaction_key?,
+        amount: amount.filter(|a| *a >= 0)?,
+        currency: super::currency(&currency?).ok()?,
+        customer: customer.into_iter().flatten().collect(),
+    })
+}
+
 /// Verifies `Stripe-Signature` (`t=…,v1=…[,v1=…]`): HMAC-SHA256 of
 /// `"{t}.{body}"` under the endpoint secret, any `v1` matching, `t` within
 /// the tolerance. Returns whether it holds for `secret`.
@@ -174,23 +190,18 @@ pub async fn stripe(app: &App, req: Request<Incoming>) -> Reply {
             } else {
                 text(object, &["billing_details", "email"]).or_else(|| text(object, &["receipt_email"]))
             };
-            match (text(object, &["id"]), amount, text(object, &["currency"])) {
-                (Some(transaction_key), Some(amount), Some(currency)) if amount >= 0 => Event::Payment {
-                    transaction_key,
-                    customer: text(object, &["customer"])
-                        .map(CustomerRef::Provider)
-                        .into_iter()
-                        .chain(email.map(CustomerRef::Email))
-                        .collect(),
-                    amount,
-                    currency: currency.to_ascii_uppercase(),
-                },
-                _ => {
+            let customer = [
+                text(object, &["customer"]).map(CustomerRef::Provider),
+                email.map(CustomerRef::Email),
+            ];
+            match payment(text(object, &["id"]), amount, text(object, &["currency"]), customer) {
+                Some(event) => event,
+                None => {
                     return refuse(
                         app,
                         StatusCode::BAD_REQUEST,
                         "data.object",
-                        "needs an id, an amount and a currency",
+                        "needs an id, a whole non-negative amount and an ISO currency",
                     )
                 }
             }
@@ -249,29 +260,23 @@ pub async fn chargebee(app: &App, req: Request<Incoming>) -> Reply {
     let txn = &event["content"]["transaction"];
     let parsed = match kind.as_str() {
         "payment_succeeded" => {
-            match (
+            let customer = [
+                text(txn, &["customer_id"]).map(CustomerRef::Provider),
+                text(&event, &["content", "customer", "email"]).map(CustomerRef::Email),
+            ];
+            match payment(
                 text(txn, &["id"]),
                 txn["amount"].as_i64(),
                 text(txn, &["currency_code"]),
+                customer,
             ) {
-                (Some(transaction_key), Some(amount), Some(currency)) if amount >= 0 => Event::Payment {
-                    transaction_key,
-                    customer: [
-                        text(txn, &["customer_id"]).map(CustomerRef::Provider),
-                        text(&event, &["content", "customer", "email"]).map(CustomerRef::Email),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-                    amount,
-                    currency: currency.to_ascii_uppercase(),
-                },
-                _ => {
+                Some(event) => event,
+                None => {
                     return refuse(
                         app,
                         StatusCode::BAD_REQUEST,
                         "content.transaction",
-                        "needs an id, an amount and a currency_code",
+                        "needs an id, a whole non-negative amount and an ISO currency_code",
                     )
                 }
             }
@@ -357,27 +362,19 @@ pub async fn recurly(app: &App, req: Request<Incoming>) -> Reply {
     let parsed = match kind.as_str() {
         "successful_payment_notification" => {
             let amount = field("transaction/amount_in_cents").and_then(|a| a.parse::<i64>().ok());
-            match amount.filter(|a| *a >= 0) {
-                Some(amount) => Event::Payment {
-                    transaction_key: payment_key,
-                    customer: [
-                        field("account/account_code").map(CustomerRef::Key),
-                        field("account/email").map(CustomerRef::Email),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-                    amount,
-                    currency: field("transaction/currency")
-                        .unwrap_or_else(|| "USD".into())
-                        .to_ascii_uppercase(),
-                },
+            let currency = field("transaction/currency").or_else(|| Some("USD".into()));
+            let customer = [
+                field("account/account_code").map(CustomerRef::Key),
+                field("account/email").map(CustomerRef::Email),
+            ];
+            match payment(Some(payment_key), amount, currency, customer) {
+                Some(event) => event,
                 None => {
                     return refuse(
                         app,
                         StatusCode::BAD_REQUEST,
-                        "transaction/amount_in_cents",
-                        "is missing or negative",
+                        "transaction",
+                        "needs a whole non-negative amount_in_cents and an ISO currency",
                     )
                 }
             }
