@@ -50,23 +50,48 @@ fn snippet(dist: &Path) -> String {
     let wasm = files(dist)
         .into_iter()
         .find(|p| p.extension().is_some_and(|e| e == "wasm"));
-    let (Some(wasm), true) = (wasm, loader.exists()) else {
+    let complete = |file: &Path| {
+        [".gz", ".br"]
+            .iter()
+            .all(|s| Path::new(&format!("{}{s}", file.display())).exists())
+    };
+    let (Some(wasm), true) = (wasm, loader.exists() && complete(&loader)) else {
         println!(
             "cargo:warning=no built snippet in {}: run `cargo xtask build` (the collector will answer /v1/ with an error)",
             dist.display()
         );
         return "pub const SNIPPET: Option<Snippet> = None;\n".into();
     };
-    for file in [&loader, &wasm] {
-        println!("cargo:rerun-if-changed={}", file.display());
+    if !complete(&wasm) {
+        println!(
+            "cargo:warning=the snippet in {} lacks its .gz/.br files: run `cargo xtask build`",
+            dist.display()
+        );
+        return "pub const SNIPPET: Option<Snippet> = None;\n".into();
     }
     let mut hasher = DefaultHasher::new();
     hasher.write(&fs::read(&loader).unwrap());
     format!(
-        "pub const SNIPPET: Option<Snippet> = Some(Snippet {{ loader: include_bytes!({:?}), loader_etag: \"\\\"{:016x}\\\"\", wasm_name: {:?}, wasm: include_bytes!({:?}) }});\n",
-        loader.display().to_string(),
+        "pub const SNIPPET: Option<Snippet> = Some(Snippet {{ loader: {}, loader_etag: \"\\\"{:016x}\\\"\", wasm_name: {:?}, wasm: {} }});\n",
+        encoded(&loader),
         hasher.finish(),
         wasm.file_name().unwrap().to_string_lossy(),
-        wasm.display().to_string(),
+        encoded(&wasm),
+    )
+}
+
+/// A shipped file with the `.gz` and `.br` variants `cargo xtask build` made
+/// beside it, as an `Encoded` literal.
+fn encoded(file: &Path) -> String {
+    let variant = |suffix: &str| {
+        let path = PathBuf::from(format!("{}{suffix}", file.display()));
+        println!("cargo:rerun-if-changed={}", path.display());
+        format!("include_bytes!({:?})", path.display().to_string())
+    };
+    format!(
+        "Encoded {{ identity: {}, gzip: {}, brotli: {} }}",
+        variant(""),
+        variant(".gz"),
+        variant(".br")
     )
 }

@@ -487,11 +487,14 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         Some(path) => store.with_clock(Clock::with_offset_file(path)),
         None => store,
     };
-    let demo_key = if args.demo {
-        Some(demo_key(&store)?.public_key)
-    } else {
-        None
+    let demo_key = if args.demo { Some(demo_key(&store)?) } else { None };
+    // The demo's test key gets a fresh secret on every start, so the demo's
+    // data can be seen on the dashboard (a secret is stored only as a hash).
+    let demo_secret = match &demo_key {
+        Some(key) if key.mode == Mode::Test => Some(store.write(|tx| keys::renew_secret(tx, &key.public_key))?),
+        _ => None,
     };
+    let demo_key = demo_key.map(|key| key.public_key);
     let runtime = tokio::runtime::Runtime::new()?;
     let (writer, writer_thread) = if args.no_persist {
         tracing::warn!("--no-persist: events are answered but NOT stored");
@@ -516,6 +519,9 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
             println!("  demo signup:  http://{addr}/signup.html");
             let exe = std::env::args().next().unwrap_or_else(|| "collector".into());
             println!("  customers:    {exe} --db {} customers list", store.path().display());
+        }
+        if let Some(secret) = &demo_secret {
+            println!("  dashboard:    http://{addr}/dashboard  (sign in with the demo's secret key {secret})");
         }
         let timeout = std::time::Duration::from_millis(args.client_timeout_ms);
         let mut app = App::new(store, writer, demo_key, timeout);

@@ -65,9 +65,10 @@ impl Default for WriterMetrics {
 }
 
 /// The routes `/metrics` counts requests by; `http::route_label` picks one.
-pub const ROUTES: [&str; 14] = [
+pub const ROUTES: [&str; 15] = [
     "events",
     "config",
+    "diagnostics",
     "loader",
     "wasm",
     "healthz",

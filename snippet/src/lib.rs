@@ -30,7 +30,7 @@ use js::{get_str, set};
 use js_sys::Object;
 use params::Referral;
 use wasm_bindgen::prelude::*;
-use web_sys::{UrlSearchParams, Window};
+use web_sys::UrlSearchParams;
 use wire::{field, PARTNER_KEY_PARAMS, REFERRAL_MAX_AGE_SECS, XID_PARAMS};
 
 /// Whether an earlier landing's referral is stored in this browser (if not,
@@ -40,25 +40,36 @@ pub fn stored() -> bool {
     web_sys::window().is_some_and(|window| storage::load(&window).is_some())
 }
 
-/// Starts the snippet on a page, and again after `growsumo.consent(..)`:
-/// applies the key's settings (`config`, the collector's answer or null),
+/// Starts the snippet on a page, again after `growsumo.consent(..)`, and
+/// for each single-page-app navigation: applies the key's settings
+/// (`config`, the collector's answer or null),
 /// decides consent, records the referral of this page view and fills
 /// `data.partner_key` and `data.xid`: the landing URL's partner link if it has
 /// one (last click wins), else what an earlier landing stored, else what the
 /// collector's server cookie kept. Without consent the referral stays in page
 /// memory only: nothing is stored or sent, and what was stored is deleted.
+///
+/// The loader reads the landing URL when it runs (before a router can
+/// rewrite it) and passes it as `page` (origin and path) and `search` (its
+/// query), with the page's `referrer`.
 #[wasm_bindgen]
-pub fn init(base: String, pk: String, data: Object, state: Object, config: JsValue) {
+#[allow(clippy::too_many_arguments)]
+pub fn init(
+    base: String,
+    pk: String,
+    data: Object,
+    state: Object,
+    config: JsValue,
+    page: String,
+    search: String,
+    referrer: String,
+) {
     let Some(window) = web_sys::window() else {
         return;
     };
     let config = config::parse(&config);
     let stored = storage::load(&window);
-    let query = window
-        .location()
-        .search()
-        .ok()
-        .and_then(|search| UrlSearchParams::new_with_str(&search).ok());
+    let query = UrlSearchParams::new_with_str(&search).ok();
     let landing = query
         .as_ref()
         .and_then(|q| params::from_query(|name| q.get(name), &config.aliases));
@@ -69,7 +80,8 @@ pub fn init(base: String, pk: String, data: Object, state: Object, config: JsVal
             // A reload or in-site navigation keeps the link: not a new click.
             let known = stored.as_ref().is_some_and(|(s, _)| *s == landing);
             if allowed && !known {
-                outbox::push(&state, &pk, &click(&window, &state, &landing, query.as_ref()));
+                let url = landing_url(page, query.as_ref());
+                outbox::push(&state, &pk, &click(&state, &landing, url, referrer));
             }
             let restore = stored.is_some_and(|(_, restore)| restore.is_some());
             Some((landing, REFERRAL_MAX_AGE_SECS, !known || restore))
@@ -142,23 +154,19 @@ pub fn beacon(base: String, state: Object) {
 }
 
 /// A click for a landing that carries a partner link.
-fn click(window: &Window, state: &Object, referral: &Referral, query: Option<&UrlSearchParams>) -> Object {
+fn click(state: &Object, referral: &Referral, url: String, referrer: String) -> Object {
     let event = new_event(wire::EVENT_CLICK);
     set_nonempty(&event, field::PARTNER_KEY, referral.partner_key.clone());
     set_nonempty(&event, field::XID, referral.xid.clone());
     set_nonempty(&event, field::FINGERPRINT, consent::fingerprint(state));
-    set_nonempty(&event, field::URL, landing_url(window, query));
-    if let Some(doc) = window.document() {
-        set_nonempty(&event, field::REFERRER, doc.referrer());
-    }
+    set_nonempty(&event, field::URL, url);
+    set_nonempty(&event, field::REFERRER, referrer);
     event
 }
 
-/// The landing URL without its partner parameters: the partner key and click
-/// id are sent as fields of their own.
-fn landing_url(window: &Window, query: Option<&UrlSearchParams>) -> String {
-    let location = window.location();
-    let mut url = location.origin().unwrap_or_default() + &location.pathname().unwrap_or_default();
+/// The landing URL (`page`, its origin and path) without its partner
+/// parameters: the partner key and click id are sent as fields of their own.
+fn landing_url(mut url: String, query: Option<&UrlSearchParams>) -> String {
     if let Some(query) = query {
         for name in PARTNER_KEY_PARAMS.iter().chain(XID_PARAMS.iter()) {
             query.delete(name);

@@ -6,93 +6,180 @@
 //! blocked storage, quota) it lives in the page's memory (`state.m`) and is
 //! still sent.
 //!
-//! Bounded: at most `MAX_EVENTS` events and about `MAX_CHARS` of JSON; the
-//! oldest are dropped first and counted in `dropped`, which the next batch
-//! reports to the collector.
+//! One storage entry per event (`growsumo_ev_<id>` = `{"pk", "e": {event}}`):
+//! tabs of one site share localStorage, and a single entry rewritten by each
+//! (read, modify, write) lets one tab's write erase another's new event. Here
+//! a tab only ever adds or removes its own entry; two tabs sending the same
+//! event is harmless (the collector answers the second `duplicate`).
 //!
-//! Stored as `{"dropped": n, "q": [{"pk": "pk_…", "e": {event}}, …]}`.
+//! Bounded: at most `MAX_EVENTS` events and about `MAX_CHARS` of JSON; the
+//! oldest are dropped first and counted in `growsumo_dropped`, which the next
+//! batch reports to the collector.
 
-use crate::js::{get, get_num, get_str, set};
+use crate::js::{array, get, get_num, get_str, set};
 use crate::storage::local_storage;
 use alloc::string::String;
 use alloc::vec::Vec;
 use js_sys::{Array, Object, JSON};
 use wasm_bindgen::JsValue;
+use web_sys::Storage;
 
-const KEY: &str = "growsumo_outbox";
+/// Prefix of each event's storage entry; the event id follows.
+const ENTRY: &str = "growsumo_ev_";
+/// Events dropped to stay within bounds, not yet reported.
+const DROPPED: &str = "growsumo_dropped";
+/// The single-entry outbox of earlier versions, read once and split up.
+const LEGACY: &str = "growsumo_outbox";
 /// Most events kept.
 const MAX_EVENTS: u32 = 50;
 /// Most characters of the stored JSON (about 32 KB), well under a beacon's
 /// 64 KB and any browser's storage quota.
 const MAX_CHARS: u32 = 32 * 1024;
-/// Page-memory copy, used once localStorage has failed on this page.
+/// Page-memory outbox `{"dropped", "q"}`, used once localStorage has failed
+/// on this page.
 const MEMORY: &str = "m";
 
-/// The outbox as it is now: from page memory once storage has failed, else
-/// from localStorage; empty when missing or unreadable.
-pub fn load(state: &Object) -> Object {
+fn memory(state: &Object) -> Option<Object> {
     let memory = get(state, MEMORY);
-    if memory.is_object() {
-        return memory.into();
-    }
-    let stored = local_storage()
-        .and_then(|s| s.get_item(KEY).ok().flatten())
-        .and_then(|text| JSON::parse(&text).ok())
-        .filter(|v| Array::is_array(&get(v, "q")));
-    stored.map(Object::from).unwrap_or_else(|| {
-        let empty = Object::new();
-        set(&empty, "q", &Array::new());
-        empty
-    })
+    memory.is_object().then(|| memory.into())
 }
 
-/// Writes the outbox back: to localStorage, or to page memory if that fails.
-/// Never once consent is refused: a send still in flight then must not
-/// write the outbox back.
-pub fn save(state: &Object, outbox: &Object) {
-    if crate::consent::denied(state) {
-        return;
+fn new_outbox(q: &Array, dropped: f64) -> Object {
+    let outbox = Object::new();
+    set(&outbox, "q", q);
+    set(&outbox, "dropped", &dropped.into());
+    outbox
+}
+
+/// The outbox as it is now, `{"dropped", "q": [entry, …]}` oldest first:
+/// from page memory once storage has failed, else from localStorage.
+pub fn load(state: &Object) -> Object {
+    if let Some(memory) = memory(state) {
+        return memory;
     }
-    if !get(state, MEMORY).is_object() {
-        let json = JSON::stringify(outbox).ok().and_then(|s| s.as_string());
-        let stored = match (local_storage(), json) {
-            (Some(storage), Some(json)) => storage.set_item(KEY, &json).is_ok(),
-            _ => false,
+    let Some(storage) = local_storage() else {
+        return new_outbox(&Array::new(), 0.0);
+    };
+    split_legacy(&storage);
+    let mut entries: Vec<(f64, JsValue)> = Vec::new();
+    for i in 0..storage.length().unwrap_or(0) {
+        let Some(name) = storage.key(i).ok().flatten() else {
+            continue;
         };
-        if stored {
-            return;
+        if !name.starts_with(ENTRY) {
+            continue;
+        }
+        let entry = storage
+            .get_item(&name)
+            .ok()
+            .flatten()
+            .and_then(|text| JSON::parse(&text).ok());
+        if let Some(entry) = entry.filter(JsValue::is_object) {
+            // Kept in time order by insertion: `sort_by` costs the wasm 4 KB.
+            let ts = get_num(&get(&entry, "e"), wire::field::TS);
+            let at = entries.iter().position(|(t, _)| *t > ts).unwrap_or(entries.len());
+            entries.insert(at, (ts, entry));
         }
     }
-    set(state, MEMORY, outbox);
+    let q: Array = entries.into_iter().map(|(_, entry)| entry).collect();
+    let dropped = storage
+        .get_item(DROPPED)
+        .ok()
+        .flatten()
+        .map(|n| js_sys::Number::parse_float(&n))
+        .filter(|n| n.is_finite())
+        .unwrap_or(0.0);
+    new_outbox(&q, dropped)
 }
 
-fn queue(outbox: &Object) -> Array {
-    get(outbox, "q").into()
+/// Moves the events of an earlier version's single-entry outbox into
+/// entries of their own, so none is lost across the upgrade.
+fn split_legacy(storage: &Storage) {
+    let Some(legacy) = storage
+        .get_item(LEGACY)
+        .ok()
+        .flatten()
+        .and_then(|t| JSON::parse(&t).ok())
+    else {
+        return;
+    };
+    for entry in array(get(&legacy, "q")).iter() {
+        write_entry(storage, &entry);
+    }
+    let _ = storage.remove_item(LEGACY);
+}
+
+fn entry_name(entry: &JsValue) -> String {
+    String::from(ENTRY) + &get_str(&get(entry, "e"), wire::field::ID)
+}
+
+fn write_entry(storage: &Storage, entry: &JsValue) -> bool {
+    let json = JSON::stringify(entry).ok().and_then(|s| s.as_string());
+    json.is_some_and(|json| storage.set_item(&entry_name(entry), &json).is_ok())
 }
 
 /// Drops every queued event, stored or in page memory (consent refused).
 pub fn discard(state: &Object) {
     if let Some(storage) = local_storage() {
-        let _ = storage.remove_item(KEY);
+        for entry in get_queue(&load(state)).iter() {
+            let _ = storage.remove_item(&entry_name(&entry));
+        }
+        let _ = storage.remove_item(DROPPED);
+        let _ = storage.remove_item(LEGACY);
     }
     set(state, MEMORY, &JsValue::UNDEFINED);
 }
 
-/// Adds `event` (for public key `pk`) and enforces the bounds.
+fn get_queue(outbox: &Object) -> Array {
+    array(get(outbox, "q"))
+}
+
+/// Adds `event` (for public key `pk`) and enforces the bounds. Never once
+/// consent is refused.
 pub fn push(state: &Object, pk: &str, event: &Object) {
-    let outbox = load(state);
-    let q = queue(&outbox);
+    if crate::consent::denied(state) {
+        return;
+    }
     let entry = Object::new();
     set(&entry, "pk", &pk.into());
     set(&entry, "e", event);
-    q.push(&entry);
+    let storage = local_storage().filter(|_| memory(state).is_none());
+    if let Some(storage) = &storage {
+        if !write_entry(storage, &entry) {
+            // Storage refused (quota, blocked): this page keeps its outbox in
+            // memory from now on, starting with what storage holds.
+            let outbox = load(state);
+            set(state, MEMORY, &outbox);
+        }
+    }
+    let outbox = load(state);
+    let q = get_queue(&outbox);
+    if memory(state).is_some() {
+        q.push(&entry);
+    }
     let mut dropped = get_num(&outbox, "dropped");
-    while q.length() > 1 && (q.length() > MAX_EVENTS || json_len(&outbox) > MAX_CHARS) {
-        q.shift();
+    while q.length() > 1 && (q.length() > MAX_EVENTS || json_len(&q) > MAX_CHARS) {
+        let oldest = q.shift();
+        if let Some(storage) = &storage {
+            let _ = storage.remove_item(&entry_name(&oldest));
+        }
         dropped += 1.0;
     }
-    set(&outbox, "dropped", &dropped.into());
-    save(state, &outbox);
+    save_dropped(state, &outbox, dropped);
+}
+
+fn save_dropped(state: &Object, outbox: &Object, dropped: f64) {
+    let dropped = if dropped > 0.0 { dropped } else { 0.0 };
+    set(outbox, "dropped", &dropped.into());
+    if memory(state).is_none() {
+        if let Some(storage) = local_storage() {
+            let _ = if dropped > 0.0 {
+                storage.set_item(DROPPED, &crate::storage::number(dropped))
+            } else {
+                storage.remove_item(DROPPED)
+            };
+        }
+    }
 }
 
 fn json_len(value: &JsValue) -> u32 {
@@ -100,20 +187,31 @@ fn json_len(value: &JsValue) -> u32 {
 }
 
 /// Removes the events with these ids, and takes `reported` off the drop count
-/// (the collector has been told of them).
+/// (the collector has been told of them). Never writes once consent is
+/// refused: a send still in flight then must not write the outbox back.
 pub fn remove(state: &Object, ids: &[String], reported: f64) {
-    let outbox = load(state);
-    let kept: Array = queue(&outbox)
-        .iter()
-        .filter(|entry| {
-            let id = get_str(&get(entry, "e"), wire::field::ID);
-            !ids.contains(&id)
-        })
-        .collect();
-    set(&outbox, "q", &kept);
-    let dropped = get_num(&outbox, "dropped") - reported;
-    set(&outbox, "dropped", &(if dropped > 0.0 { dropped } else { 0.0 }).into());
-    save(state, &outbox);
+    if crate::consent::denied(state) {
+        return;
+    }
+    match memory(state) {
+        Some(outbox) => {
+            let kept: Array = get_queue(&outbox)
+                .iter()
+                .filter(|entry| !ids.contains(&get_str(&get(entry, "e"), wire::field::ID)))
+                .collect();
+            set(&outbox, "q", &kept);
+            save_dropped(state, &outbox, get_num(&outbox, "dropped") - reported);
+        }
+        None => {
+            if let Some(storage) = local_storage() {
+                for id in ids {
+                    let _ = storage.remove_item(&(String::from(ENTRY) + id));
+                }
+            }
+            let outbox = load(state);
+            save_dropped(state, &outbox, get_num(&outbox, "dropped") - reported);
+        }
+    }
 }
 
 /// Events of one public key, in the order queued, at most
@@ -127,7 +225,7 @@ pub struct Batch {
 /// The outbox's events in batches, oldest first.
 pub fn batches(outbox: &Object) -> Vec<Batch> {
     let mut batches: Vec<Batch> = Vec::new();
-    for entry in queue(outbox).iter() {
+    for entry in get_queue(outbox).iter() {
         let pk = get_str(&entry, "pk");
         let event = get(&entry, "e");
         let open = batches

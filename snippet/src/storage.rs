@@ -44,7 +44,7 @@ fn read_cookie(window: &Window, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn number(n: f64) -> String {
+pub fn number(n: f64) -> String {
     // Number formatting through JS: Rust's integer formatting costs the wasm bytes.
     js_sys::Number::from(n)
         .to_string_with_radix(10)

@@ -77,11 +77,14 @@ where
         "--disable-sync",
         "--no-first-run",
         "--disable-quic",
-        // Sites on real-looking names, served by the local collector: a
-        // registrable domain (example.com) and one under a public suffix (co.uk).
-        "--host-resolver-rules=MAP *.example.com 127.0.0.1, MAP *.shop.co.uk 127.0.0.1",
+        // Merchant sites and the collector on real-looking names, all on
+        // loopback (see `site`): a registrable domain (example.com), one
+        // under a public suffix (co.uk), and `.test` names.
+        "--host-resolver-rules=MAP *.example.com 127.0.0.1, MAP *.shop.co.uk 127.0.0.1, MAP *.test 127.0.0.1",
         // Plain http on those names, without first trying https.
         "--disable-features=HttpsUpgrades",
+        // https with the test's own certificate (see `site`).
+        "--ignore-certificate-errors",
     ]
     .map(String::from)
     .into();

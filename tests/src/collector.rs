@@ -1,7 +1,9 @@
 //! A collector process for one test: its own SQLite file in a temp dir, an
 //! ephemeral port, the demo site on, a clock the test can move forward
-//! (`advance_days`), killed when dropped.
+//! (`advance_days`), killed when dropped. `Collector::shop` also starts the
+//! merchant's own web server (`site`) in front of it, as merchants deploy it.
 
+use crate::site::Site;
 use rusqlite::{Connection, OpenFlags};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -14,6 +16,8 @@ pub struct Collector {
     pub public_key: String,
     /// Its secret key, when the test created the demo key (`start_with_key`).
     pub secret_key: Option<String>,
+    /// The merchant's web server, when the test has one (`shop`).
+    pub site: Option<Site>,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -89,6 +93,38 @@ impl Collector {
         Self::start_full(key_args, &[])
     }
 
+    /// A merchant's site as merchants deploy it: the merchant's pages on
+    /// their own web server (nginx, see `site`), the collector on another
+    /// host behind it; the demo key allows the merchant's origins.
+    pub fn shop() -> Collector {
+        Self::shop_with_key(&[])
+    }
+
+    /// Like `shop`, with these `keys create` settings for the demo key.
+    pub fn shop_with_key(key_args: &[&str]) -> Collector {
+        let ports = Site::ports();
+        let origins = Site::origins(ports);
+        let mut args: Vec<&str> = key_args.to_vec();
+        for origin in &origins {
+            args.extend(["--origin", origin.as_str()]);
+        }
+        // nginx on loopback is the trusted reverse proxy.
+        let mut c = Self::start_full(&args, &["--trusted-proxy", "127.0.0.1"]);
+        let port = c.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+        c.site = Some(Site::start(ports, port, &c.public_key));
+        c
+    }
+
+    /// The merchant's page base on `host` over `scheme` (a `shop` test).
+    pub fn page(&self, scheme: &str, host: &str) -> String {
+        self.site.as_ref().expect("a shop: Collector::shop").url(scheme, host)
+    }
+
+    /// The merchant's main site, `http://www.shop.test:…` (a `shop` test).
+    pub fn shop_url(&self) -> String {
+        self.page("http", "www.shop.test")
+    }
+
     fn start_full(key_args: &[&str], serve_args: &[&str]) -> Collector {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("growsumo.db");
@@ -115,6 +151,7 @@ impl Collector {
             db,
             public_key,
             secret_key,
+            site: None,
             child,
             dir,
         }
@@ -163,11 +200,19 @@ impl Collector {
         sent && self.child.wait().is_ok_and(|s| s.success())
     }
 
+    /// The `serve` arguments a restart keeps: a shop's proxy stays trusted.
+    fn serve_args(&self) -> Vec<&'static str> {
+        match self.site {
+            Some(_) => vec!["--trusted-proxy", "127.0.0.1"],
+            None => vec![],
+        }
+    }
+
     /// Starts the collector again on the same port and database.
     pub fn restart(&mut self) {
         self.kill();
         let addr = self.url.trim_start_matches("http://").to_owned();
-        let (child, url) = spawn(&self.db, &addr, &[]);
+        let (child, url) = spawn(&self.db, &addr, &self.serve_args());
         assert_eq!(url, self.url);
         self.child = child;
     }

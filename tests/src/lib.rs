@@ -1,6 +1,7 @@
 //! The end-to-end harness: starts the real `collector` binary on an ephemeral
-//! port with a fresh SQLite file, drives headless Debian Chromium over WebDriver,
-//! and reads the database file back to check what was stored.
+//! port with a fresh SQLite file, the merchant's own web server (nginx) in
+//! front of it, drives headless Debian Chromium over WebDriver, and reads the
+//! database file back to check what was stored.
 //!
 //! Nothing here sleeps to synchronise: processes are ready when they print
 //! their ready line, pages when the snippet says so (see `browser`).
@@ -10,6 +11,7 @@
 pub mod browser;
 pub mod collector;
 pub mod http;
+pub mod site;
 
 pub use browser::{with_browser, with_profile, Page, Profile};
 pub use collector::{Collector, Customer};

@@ -1,5 +1,8 @@
 //! The main path in a real browser: a partner link lands, the snippet keeps
 //! the referral, a later signup on another page is stored with its partner.
+//! The merchant's pages are on the shop's own web server and host
+//! (`www.shop.test`), the collector on another (`collector.test`), as the
+//! README's install has it.
 
 use e2e::http::{stripe_webhook, Api};
 use e2e::{b64, with_browser, Collector, Page};
@@ -20,8 +23,8 @@ async fn sign_up(client: &Client, base: &str, name: &str, email: &str) {
 }
 
 async fn journey(client: Client, landing_query: String, xid: &str) {
-    let collector = Collector::start();
-    let base = collector.url.clone();
+    let collector = Collector::shop();
+    let base = collector.shop_url();
     client.goto(&format!("{base}/?{landing_query}")).await.unwrap();
     Page::ready(&client).await;
 
@@ -95,11 +98,11 @@ async fn legacy_gspk_link_is_credited() {
 #[tokio::test]
 async fn signup_without_a_partner_link_is_not_attributed() {
     with_browser(|client| async move {
-        let collector = Collector::start();
-        client.goto(&format!("{}/", collector.url)).await.unwrap();
+        let collector = Collector::shop();
+        client.goto(&format!("{}/", collector.shop_url())).await.unwrap();
         Page::ready(&client).await;
         assert_eq!(Page::eval(&client, "growsumo.data.partner_key").await, json!(""));
-        sign_up(&client, &collector.url, "Nobody", "direct@example.com").await;
+        sign_up(&client, &collector.shop_url(), "Nobody", "direct@example.com").await;
         let customers = collector.customers();
         assert_eq!(customers.len(), 1);
         assert_eq!(
@@ -117,8 +120,8 @@ async fn signup_without_a_partner_link_is_not_attributed() {
 #[tokio::test]
 async fn last_click_wins() {
     with_browser(|client| async move {
-        let collector = Collector::start();
-        let base = &collector.url;
+        let collector = Collector::shop();
+        let base = &collector.shop_url();
         client
             .goto(&format!("{base}/?ps_partner_key={}&ps_xid=a1", b64("alice")))
             .await
@@ -155,12 +158,12 @@ async fn last_click_wins() {
 /// right after `_initialize`, before the wasm can have loaded; returns what
 /// the callback received. Page errors are collected, to prove none escaped.
 const EARLY_SIGNUP: &str = r#"
-    const [pk, email, done] = arguments;
+    const [pk, email, collector, done] = arguments;
     window.pageErrors = [];
     addEventListener("error", (e) => pageErrors.push(String(e.message)));
     addEventListener("unhandledrejection", (e) => pageErrors.push(String(e.reason)));
     const gs = document.createElement("script");
-    gs.src = "/v1/";
+    gs.src = collector + "/v1/";
     gs.async = true;
     gs.onload = () => {
         growsumo._initialize(pk);
@@ -178,12 +181,19 @@ const EARLY_SIGNUP: &str = r#"
 #[tokio::test]
 async fn create_signup_right_after_initialize_lands() {
     with_browser(|client| async move {
-        let collector = Collector::start();
-        client.goto(&format!("{}/welcome.html", collector.url)).await.unwrap();
+        let collector = Collector::shop();
+        client
+            .goto(&format!("{}/welcome.html", collector.shop_url()))
+            .await
+            .unwrap();
         let answer = client
             .execute_async(
                 EARLY_SIGNUP,
-                vec![json!(collector.public_key), json!("early@example.com")],
+                vec![
+                    json!(collector.public_key),
+                    json!("early@example.com"),
+                    json!(collector.page("http", "collector.test")),
+                ],
             )
             .await
             .unwrap();
@@ -202,10 +212,20 @@ async fn create_signup_right_after_initialize_lands() {
 #[tokio::test]
 async fn callback_gets_the_rejected_field() {
     with_browser(|client| async move {
-        let collector = Collector::start();
-        client.goto(&format!("{}/welcome.html", collector.url)).await.unwrap();
+        let collector = Collector::shop();
+        client
+            .goto(&format!("{}/welcome.html", collector.shop_url()))
+            .await
+            .unwrap();
         let answer = client
-            .execute_async(EARLY_SIGNUP, vec![json!(collector.public_key), json!("not-an-email")])
+            .execute_async(
+                EARLY_SIGNUP,
+                vec![
+                    json!(collector.public_key),
+                    json!("not-an-email"),
+                    json!(collector.page("http", "collector.test")),
+                ],
+            )
             .await
             .unwrap();
         assert_eq!(answer["error"]["field"], json!("email"), "{answer}");
@@ -220,7 +240,7 @@ async fn callback_gets_the_rejected_field() {
 /// reward, read through the merchant API.
 #[tokio::test]
 async fn partner_link_signup_payment_reward() {
-    let c = Collector::start_with_key(&["--mode", "live"]);
+    let c = Collector::shop_with_key(&["--mode", "live"]);
     let pk = c.public_key.clone();
     c.cli(&[
         "offers",
@@ -234,7 +254,7 @@ async fn partner_link_signup_payment_reward() {
         "25",
     ]);
     c.cli(&["webhooks", "set", &pk, "--stripe-secret", "whsec_story"]);
-    let base = c.url.clone();
+    let base = c.shop_url();
     with_browser(move |client| async move {
         let landing = format!("{base}/?ps_partner_key={}&ps_xid=story-1", b64("alice"));
         client.goto(&landing).await.unwrap();

@@ -4,11 +4,12 @@
 
 use std::io::Write;
 
-/// gzip -9 bytes of loader + glue + wasm together. Measured 28,162 B when
+/// gzip -9 bytes of loader + glue + wasm together. Measured 30,419 B when
 /// set (with attribution: fingerprint, site-wide cookies, consent, settings,
-/// form capture); the budget leaves about 5% for growth. Lower it when the
+/// form capture; and for real merchant sites: an outbox entry per event,
+/// single-page-app navigations, start-failure reports). Lower it when the
 /// snippet shrinks.
-const BUDGET_GZIP: usize = 29_500;
+const BUDGET_GZIP: usize = 31_000;
 
 fn gzip_len(bytes: &[u8]) -> usize {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -24,6 +25,7 @@ fn shipped_snippet_fits_its_budget() {
     let files: Vec<_> = std::fs::read_dir(&dist)
         .unwrap_or_else(|_| panic!("no built snippet in {}: run `cargo xtask test`", dist.display()))
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "js" || e == "wasm"))
         .collect();
     assert!(
         files.iter().any(|p| p.ends_with("growsumo.js")),

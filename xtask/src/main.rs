@@ -94,6 +94,7 @@ fn run(task: Task) -> Result<()> {
         }
         Task::Test => {
             tools::ensure_browser()?;
+            tools::ensure_web_server()?;
             snippet::build()?;
             cargo(&["fmt", "--all", "--check"])?;
             cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;

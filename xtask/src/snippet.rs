@@ -1,7 +1,8 @@
 //! Builds the shipped snippet into `target/snippet-dist/`:
 //! `growsumo.js` (the loader and wasm-bindgen's glue in one closure, served at
 //! `/v1/`) and `growsumo-<hash>.wasm` (optimised, named by its content so it can
-//! be cached forever).
+//! be cached forever), each beside its precompressed `.gz` and `.br` (made once
+//! here, at maximum quality, so the collector never compresses per request).
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -71,9 +72,25 @@ pub fn build() -> Result<()> {
         fs::remove_dir_all(&dist)?;
     }
     fs::create_dir_all(&dist)?;
-    fs::write(dist.join(LOADER_FILE), script)?;
-    fs::write(dist.join(&wasm_file), wasm)?;
+    write_shipped(&dist.join(LOADER_FILE), script.as_bytes())?;
+    write_shipped(&dist.join(&wasm_file), &wasm)?;
     Ok(())
+}
+
+/// Writes a shipped file and its `.gz` (gzip -9) and `.br` (brotli quality 11)
+/// variants, which the collector picks by the request's `Accept-Encoding`.
+fn write_shipped(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    fs::write(path, bytes)?;
+    fs::write(with_suffix(path, "gz"), gzip(bytes)?)?;
+    fs::write(with_suffix(path, "br"), brotli(bytes)?)?;
+    Ok(())
+}
+
+fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// Minifies the loader script with terser (compress + mangle): the glue is
@@ -94,30 +111,51 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn gzip_len(bytes: &[u8]) -> Result<usize> {
+pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(bytes)?;
-    Ok(encoder.finish()?.len())
+    Ok(encoder.finish()?)
 }
 
-/// Prints raw and gzip -9 bytes of every shipped file and their total.
+fn brotli(bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        lgwin: 22,
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut &bytes[..], &mut out, &params)?;
+    Ok(out)
+}
+
+/// Prints raw, gzip -9 and brotli bytes of every shipped file (the bytes on
+/// the wire for each `Accept-Encoding`) and their total.
 pub fn print_sizes() -> Result<()> {
-    let mut files: Vec<_> = fs::read_dir(dist_dir())?.collect::<Result<_, _>>()?;
-    files.sort_by_key(|f| f.file_name());
-    let (mut raw_total, mut gz_total) = (0, 0);
-    println!("{:<32} {:>8} {:>8}", "file", "raw", "gzip -9");
+    let mut files: Vec<PathBuf> = fs::read_dir(dist_dir())?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.retain(|p| p.extension().is_some_and(|e| e == "js" || e == "wasm"));
+    files.sort();
+    let mut totals = [0; 3];
+    println!("{:<32} {:>8} {:>8} {:>8}", "file", "raw", "gzip -9", "brotli");
     for file in files {
-        let bytes = fs::read(file.path())?;
-        let gz = gzip_len(&bytes)?;
-        println!(
-            "{:<32} {:>8} {:>8}",
-            file.file_name().to_string_lossy(),
-            bytes.len(),
-            gz
+        let size = |path: &PathBuf| fs::metadata(path).map(|m| m.len());
+        let (raw, gz, br) = (
+            size(&file)?,
+            size(&with_suffix(&file, "gz"))?,
+            size(&with_suffix(&file, "br"))?,
         );
-        raw_total += bytes.len();
-        gz_total += gz;
+        println!(
+            "{:<32} {:>8} {:>8} {:>8}",
+            file.file_name().unwrap_or_default().to_string_lossy(),
+            raw,
+            gz,
+            br
+        );
+        for (total, n) in totals.iter_mut().zip([raw, gz, br]) {
+            *total += n;
+        }
     }
-    println!("{:<32} {:>8} {:>8}", "total", raw_total, gz_total);
+    println!("{:<32} {:>8} {:>8} {:>8}", "total", totals[0], totals[1], totals[2]);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Installs what a fresh machine lacks: the wasm32 target (rustup), the wasm
 //! optimiser (npm `binaryen`: Debian's wasm-opt 108 silently breaks wasm-bindgen's
-//! output), headless Chromium with its driver and wrk (Debian's packages, as root).
+//! output), headless Chromium with its driver, nginx and openssl (the tests'
+//! merchant web server and its certificate) and wrk (Debian's packages, as root).
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -65,14 +66,19 @@ pub fn ensure_browser() -> Result<()> {
     apt_install(&["chromium", "chromedriver"], &["chromium", "chromium-driver"])
 }
 
-/// Installs Debian `packages` unless every command in `commands` runs.
+/// Makes sure `nginx` and `openssl` are installed: the browser tests serve
+/// the merchant's pages (http and https) from a real nginx.
+pub fn ensure_web_server() -> Result<()> {
+    apt_install(&["nginx", "openssl"], &["nginx", "openssl"])
+}
+
+/// Installs Debian `packages` unless every command in `commands` is on the
+/// PATH (or in /usr/sbin, where Debian puts servers).
 fn apt_install(commands: &[&str], packages: &[&str]) -> Result<()> {
-    let have = |name: &&str| {
-        Command::new(name)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.push("/usr/sbin".into());
+    let have = |name: &&str| dirs.iter().any(|dir| dir.join(name).is_file());
     if commands.iter().all(have) {
         return Ok(());
     }

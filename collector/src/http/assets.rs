@@ -5,11 +5,45 @@
 pub struct Snippet {
     /// `growsumo.js`: served at `/v1/`, revalidated on every use (ETag), since
     /// its URL never changes.
-    pub loader: &'static [u8],
+    pub loader: Encoded,
     pub loader_etag: &'static str,
     /// `growsumo-<content hash>.wasm`: cached forever, its name changes with it.
     pub wasm_name: &'static str,
-    pub wasm: &'static [u8],
+    pub wasm: Encoded,
+}
+
+/// One shipped file, precompressed at build time (`cargo xtask build`).
+pub struct Encoded {
+    pub identity: &'static [u8],
+    pub gzip: &'static [u8],
+    pub brotli: &'static [u8],
+}
+
+impl Encoded {
+    /// The smallest variant the client accepts, with its `Content-Encoding`
+    /// (None: identity). `accept` is the request's `Accept-Encoding`; a coding
+    /// listed with `q=0` is refused.
+    pub fn pick(&self, accept: &str) -> (&'static [u8], Option<&'static str>) {
+        let accepts = |coding: &str| {
+            accept.split(',').any(|item| {
+                let mut parts = item.split(';').map(str::trim);
+                let name = parts.next().unwrap_or("");
+                let refused = parts.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                        .is_some_and(|q| q == 0.0)
+                });
+                name.eq_ignore_ascii_case(coding) && !refused
+            })
+        };
+        if accepts("br") {
+            (self.brotli, Some("br"))
+        } else if accepts("gzip") {
+            (self.gzip, Some("gzip"))
+        } else {
+            (self.identity, None)
+        }
+    }
 }
 
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
@@ -25,4 +59,24 @@ pub fn demo_file(name: &str) -> Option<(&'static str, &'static [u8])> {
         _ => "application/octet-stream",
     };
     Some((content_type, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Encoded;
+
+    const FILE: Encoded = Encoded {
+        identity: b"plain",
+        gzip: b"gz",
+        brotli: b"br",
+    };
+
+    #[test]
+    fn picks_the_smallest_accepted_coding() {
+        assert_eq!(FILE.pick("gzip, deflate, br, zstd"), (&b"br"[..], Some("br")));
+        assert_eq!(FILE.pick("gzip"), (&b"gz"[..], Some("gzip")));
+        assert_eq!(FILE.pick("br;q=0, GZIP;q=0.5"), (&b"gz"[..], Some("gzip")));
+        assert_eq!(FILE.pick(""), (&b"plain"[..], None));
+        assert_eq!(FILE.pick("identity"), (&b"plain"[..], None));
+    }
 }

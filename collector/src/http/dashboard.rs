@@ -15,7 +15,7 @@ use crate::export::Table;
 use crate::store::money::{self, RewardFilter};
 use crate::store::page::Cursor;
 use crate::store::sessions::{self, Session};
-use crate::store::{daily, merchant};
+use crate::store::{daily, diagnostics, merchant};
 use crate::store::{keys, Mode};
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -575,13 +575,12 @@ async fn installation(app: &App, req: &Request<Incoming>, session: Session) -> a
     let base = format!("{}://{host}/v1/", if https { "https" } else { "http" });
     let store = app.store.clone();
     let key_id = session.key.id;
-    let last: Option<i64> = blocking(move || {
+    let (last, problems): (Option<i64>, _) = blocking(move || {
         store.read(|conn| {
-            Ok(
-                conn.query_row("SELECT max(received_at) FROM events WHERE key_id = ?1", [key_id], |r| {
-                    r.get(0)
-                })?,
-            )
+            let last = conn.query_row("SELECT max(received_at) FROM events WHERE key_id = ?1", [key_id], |r| {
+                r.get(0)
+            })?;
+            Ok((last, diagnostics::list(conn, key_id)?))
         })
     })
     .await?;
@@ -592,6 +591,20 @@ async fn installation(app: &App, req: &Request<Incoming>, session: Session) -> a
     let body = html! {
         p { "Paste this into every page of your site, before " code { "</head>" } ":" }
         pre id="embed" { (embed) }
+        p { "If your pages send a Content-Security-Policy, it must allow the collector and WebAssembly: "
+            code { "script-src " (base.trim_end_matches("/v1/")) " 'wasm-unsafe-eval'; connect-src " (base.trim_end_matches("/v1/")) } "." }
+        @if !problems.is_empty() {
+            h2 { "Problems reported by your pages" }
+            ul id="problems" {
+                @for problem in &problems {
+                    li {
+                        "The snippet could not start on " code { (problem.origin) } ": "
+                        (diagnostics::explain(&problem.reason).unwrap_or(&problem.reason))
+                        " (" (problem.count) " times, last on " (date(problem.last_at)) ")."
+                    }
+                }
+            }
+        }
         p id="last-event" {
             @match last {
                 Some(at) => { "Working: the last event from your site arrived on " (date(at)) "." }

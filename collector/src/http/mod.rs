@@ -12,6 +12,7 @@ pub mod assets;
 mod config;
 mod dashboard;
 pub mod decode;
+mod diagnostics;
 mod events;
 mod reply;
 mod server_cookie;
@@ -94,6 +95,7 @@ fn route_label(method: &Method, path: &str) -> usize {
     let label = match path {
         "/v1/events" => "events",
         "/v1/config" => "config",
+        "/v1/diagnostics" => "diagnostics",
         "/v1/" | "/v1/growsumo.js" => "loader",
         "/healthz" => "healthz",
         "/readyz" => "readyz",
@@ -154,16 +156,27 @@ async fn route(app: &App, req: Request<Incoming>) -> Reply {
     match (req.method(), path.as_str()) {
         (&Method::POST, "/v1/events") => events::post(app, req).await,
         (&Method::OPTIONS, "/v1/events") => events::preflight(&req),
+        // The config answer may carry the visitor's referral (restored from
+        // the server cookie): credentialed CORS only when the key allowed
+        // the page's origin, which a success means.
         (&Method::GET, "/v1/config") => {
             let origin = req.headers().get(hyper::header::ORIGIN).cloned();
             let mut reply = config::get(app, req).await;
+            if let Some(origin) = origin.filter(|_| reply.status().is_success()) {
+                events::allow_origin(&mut reply, origin);
+            }
+            reply
+        }
+        (&Method::POST, "/v1/diagnostics") => {
+            let origin = req.headers().get(hyper::header::ORIGIN).cloned();
+            let mut reply = diagnostics::post(app, req).await;
             if let Some(origin) = origin {
                 events::allow_origin(&mut reply, origin);
             }
             reply
         }
         (&Method::GET, "/v1/" | "/v1/growsumo.js") => loader(&req),
-        (&Method::GET, p) if p.starts_with("/v1/") && p.ends_with(".wasm") => wasm(&p[4..]),
+        (&Method::GET, p) if p.starts_with("/v1/") && p.ends_with(".wasm") => wasm(&req, &p[4..]),
         (_, p) if p.starts_with("/api/v2/") => api::handle(app, req).await,
         (_, p) if p == "/dashboard" || p.starts_with("/dashboard/") => dashboard::handle(app, req).await,
         (&Method::POST, "/webhooks/stripe") => webhooks::stripe(app, req).await,
@@ -189,33 +202,82 @@ fn missing_snippet() -> Reply {
     )
 }
 
+/// `GET /v1/`: the loader, revalidated on every use (its URL never changes).
 fn loader(req: &Request<Incoming>) -> Reply {
     let Some(snippet) = &assets::SNIPPET else {
         return missing_snippet();
     };
-    let etag = HeaderValue::from_static(snippet.loader_etag);
-    let mut reply = if req.headers().get(IF_NONE_MATCH) == Some(&etag) {
-        let mut reply = reply::bytes("application/javascript; charset=utf-8", "no-cache", bytes::Bytes::new());
-        *reply.status_mut() = StatusCode::NOT_MODIFIED;
-        reply
-    } else {
-        reply::bytes("application/javascript; charset=utf-8", "no-cache", snippet.loader)
-    };
-    reply.headers_mut().insert(ETAG, etag);
-    reply
+    shipped(
+        req,
+        &snippet.loader,
+        "application/javascript; charset=utf-8",
+        "no-cache",
+        snippet.loader_etag,
+    )
 }
 
-fn wasm(name: &str) -> Reply {
+/// `GET /v1/growsumo-<hash>.wasm`: cached forever, its name changes with it.
+fn wasm(req: &Request<Incoming>, name: &str) -> Reply {
     match &assets::SNIPPET {
-        Some(snippet) if snippet.wasm_name == name => {
-            reply::bytes("application/wasm", "public, max-age=31536000, immutable", snippet.wasm)
-        }
+        Some(snippet) if snippet.wasm_name == name => shipped(
+            req,
+            &snippet.wasm,
+            "application/wasm",
+            "public, max-age=31536000, immutable",
+            snippet.wasm_name,
+        ),
         Some(_) => reply::not_found(name),
         None => missing_snippet(),
     }
 }
 
-/// The demo merchant site; `{{PUBLIC_KEY}}` in its pages becomes the demo key.
+/// A snippet file, in the smallest encoding the client accepts. Merchant
+/// pages on other origins fetch it (the wasm in CORS mode), and pages with
+/// `Cross-Origin-Embedder-Policy` need it marked cross-origin: it holds no
+/// data, so every origin may read it, without credentials. `tag` names the
+/// file's content; the ETag adds the encoding, since each is its own
+/// representation.
+fn shipped(
+    req: &Request<Incoming>,
+    file: &assets::Encoded,
+    content_type: &'static str,
+    cache: &'static str,
+    tag: &str,
+) -> Reply {
+    let accept = req
+        .headers()
+        .get(hyper::header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (body, encoding) = file.pick(accept);
+    let etag = format!("\"{}-{}\"", tag.trim_matches('"'), encoding.unwrap_or("identity"));
+    let etag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"snippet\""));
+    let fresh = req.headers().get(IF_NONE_MATCH) == Some(&etag);
+    let mut reply = reply::bytes(
+        content_type,
+        cache,
+        if fresh { bytes::Bytes::new() } else { body.into() },
+    );
+    if fresh {
+        *reply.status_mut() = StatusCode::NOT_MODIFIED;
+    }
+    let headers = reply.headers_mut();
+    headers.insert(ETAG, etag);
+    headers.insert(hyper::header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert("cross-origin-resource-policy", HeaderValue::from_static("cross-origin"));
+    if let (Some(encoding), false) = (encoding, fresh) {
+        headers.insert(hyper::header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
+    reply
+}
+
+/// The demo merchant site; `{{PUBLIC_KEY}}` in its pages becomes the demo key,
+/// `{{COLLECTOR}}` (the collector's URL, for pages on another origin) this
+/// origin: nothing.
 fn demo(app: &App, path: &str) -> Reply {
     let name = match path.trim_start_matches('/') {
         "" => "index.html",
@@ -223,7 +285,9 @@ fn demo(app: &App, path: &str) -> Reply {
     };
     match (assets::demo_file(name), &app.demo_key) {
         (Some((content_type, body)), Some(key)) if content_type.starts_with("text/html") => {
-            let page = String::from_utf8_lossy(body).replace("{{PUBLIC_KEY}}", key);
+            let page = String::from_utf8_lossy(body)
+                .replace("{{PUBLIC_KEY}}", key)
+                .replace("{{COLLECTOR}}", "");
             reply::bytes(content_type, "no-cache", page)
         }
         (Some((content_type, body)), _) => reply::bytes(content_type, "no-cache", body),

@@ -2,7 +2,7 @@
 //! events, from its allowed origins; its secret key (`sk_…`) unlocks reads. Only
 //! a SHA-256 of the secret is stored, so the database never holds it.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
 
@@ -244,6 +244,18 @@ pub fn update(conn: &Connection, public_key: &str, origins: &[String], settings:
         bail!("no key {public_key:?}: `collector keys list` shows the keys");
     }
     Ok(())
+}
+
+/// Gives the key `public_key` a new secret and returns it (the old one stops
+/// working at once): how `serve --demo` shows a secret it never stored.
+pub fn renew_secret(conn: &Connection, public_key: &str) -> Result<String> {
+    let key = find(conn, public_key)?.with_context(|| format!("no key {public_key:?}"))?;
+    let secret_key = format!("sk_{}_{}", key.mode.prefix(), random_token(32)?);
+    conn.execute(
+        "UPDATE keys SET secret_hash = ?2 WHERE public_key = ?1",
+        params![public_key, Sha256::digest(secret_key.as_bytes()).as_slice()],
+    )?;
+    Ok(secret_key)
 }
 
 /// The key with public key `public_key`, revoked or not.

@@ -23,6 +23,7 @@
 pub mod attribution;
 mod clock;
 pub mod daily;
+pub mod diagnostics;
 pub mod fill;
 pub mod keys;
 pub mod merchant;

@@ -184,6 +184,17 @@ const MIGRATIONS: &[&str] = &[
     // 8: which key's data a dashboard session shows (a live sign-in may
     // switch to its test sibling); null: the signed-in key's.
     "ALTER TABLE sessions ADD COLUMN view_key_id INTEGER REFERENCES keys(id);",
+    // 9: why the snippet could not start on a merchant's page (one row per
+    // key, page origin and reason; origins are the key's allowed ones, so
+    // the table stays small).
+    "CREATE TABLE diagnostics (
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        origin TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        last_at INTEGER NOT NULL,
+        PRIMARY KEY (key_id, origin, reason)
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
