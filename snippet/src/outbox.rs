@@ -6,7 +6,8 @@
 //! blocked storage, quota) it lives in the page's memory (`state.m`) and is
 //! still sent.
 //!
-//! One storage entry per event (`growsumo_ev_<id>` = `{"pk", "e": {event}}`):
+//! One storage entry per event (`growsumo_ev_<id>` = `{"pk", "s", "e": {event}}`,
+//! `s` its place in the queue, see `next_seq`):
 //! tabs of one site share localStorage, and a single entry rewritten by each
 //! (read, modify, write) lets one tab's write erase another's new event. Here
 //! a tab only ever adds or removes its own entry; two tabs sending the same
@@ -75,8 +76,8 @@ pub fn load(state: &Object) -> Object {
             .flatten()
             .and_then(|text| JSON::parse(&text).ok());
         if let Some(entry) = entry.filter(JsValue::is_object) {
-            // Kept in time order by insertion: `sort_by` costs the wasm 4 KB.
-            let ts = get_num(&get(&entry, "e"), wire::field::TS);
+            // Kept in queue order by insertion: `sort_by` costs the wasm 4 KB.
+            let ts = get_num(&entry, "s");
             let at = entries.iter().position(|(t, _)| *t > ts).unwrap_or(entries.len());
             entries.insert(at, (ts, entry));
         }
@@ -142,6 +143,7 @@ pub fn push(state: &Object, pk: &str, event: &Object) {
     }
     let entry = Object::new();
     set(&entry, "pk", &pk.into());
+    set(&entry, "s", &next_seq(state).into());
     set(&entry, "e", event);
     let storage = local_storage().filter(|_| memory(state).is_none());
     if let Some(storage) = &storage {
@@ -166,6 +168,17 @@ pub fn push(state: &Object, pk: &str, event: &Object) {
         dropped += 1.0;
     }
     save_dropped(state, &outbox, dropped);
+}
+
+/// The queue position of a new entry: the time in ms, made strictly
+/// increasing within the page (events pushed in one millisecond keep their
+/// order), so tabs' entries interleave by time.
+fn next_seq(state: &Object) -> f64 {
+    let last = get_num(state, "s");
+    let now = js_sys::Date::now();
+    let seq = if now > last { now } else { last + 0.001 };
+    set(state, "s", &seq.into());
+    seq
 }
 
 fn save_dropped(state: &Object, outbox: &Object, dropped: f64) {

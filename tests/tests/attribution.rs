@@ -1,7 +1,10 @@
 //! The attribution scenario suite: each scenario is a partner link clicked in
 //! a real Chromium, time passing (the collector's clock moves), and a signup;
 //! then the partner and the source the collector decided. Every scenario has
-//! a fresh collector (and SQLite file) and a fresh browser profile.
+//! a fresh collector (and SQLite file) and a fresh browser profile. The
+//! merchant's pages are on its own web server and host names, the collector
+//! on another host (`collector.test`, or `collector.example.com` for the
+//! shop's own domain).
 //!
 //! The suite prints a table (scenario, expected, got), saves it to
 //! `target/attribution-scenarios.txt`, and fails unless every scenario got
@@ -80,13 +83,13 @@ fn fingerprints(collector: &Collector) -> Vec<String> {
 
 /// A click, `days` later a signup, both on the collector's own host.
 async fn click_then_signup(days: i64) -> String {
-    let c = Arc::new(Collector::start());
+    let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.url, link("alice", "x1"))).await;
+        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         cc.advance_days(days);
-        sign_up(&client, &cc.url, ANN).await;
+        sign_up(&client, &cc.shop_url(), ANN).await;
     })
     .await;
     credited(&c, ANN)
@@ -94,40 +97,40 @@ async fn click_then_signup(days: i64) -> String {
 
 /// No partner link at all: a visitor who came on their own.
 async fn no_partner_link() -> String {
-    let c = Arc::new(Collector::start());
+    let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &cc.url).await;
-        sign_up(&client, &cc.url, ANN).await;
+        open(&client, &cc.shop_url()).await;
+        sign_up(&client, &cc.shop_url(), ANN).await;
     })
     .await;
     credited(&c, ANN)
 }
 
 async fn two_partners() -> String {
-    let c = Arc::new(Collector::start());
+    let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.url, link("alice", "x1"))).await;
+        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         cc.advance_days(3);
-        open(&client, &format!("{}/{}", cc.url, link("bob", "x2"))).await;
+        open(&client, &format!("{}/{}", cc.shop_url(), link("bob", "x2"))).await;
         cc.wait_for_count(CLICKS, 2);
         cc.advance_days(5);
-        sign_up(&client, &cc.url, ANN).await;
+        sign_up(&client, &cc.shop_url(), ANN).await;
     })
     .await;
     credited(&c, ANN)
 }
 
 async fn cookies_cleared_local_storage_kept() -> String {
-    let c = Arc::new(Collector::start());
+    let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.url, link("alice", "x1"))).await;
+        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         client.delete_all_cookies().await.unwrap();
-        open(&client, &format!("{}/signup.html", cc.url)).await;
+        open(&client, &format!("{}/signup.html", cc.shop_url())).await;
         let restored = client.get_named_cookie("growSumoPartnerKey").await.unwrap();
         assert_eq!(restored.value(), "alice", "the cookie is restored from localStorage");
         let status = Page::submit_signup(&client, "Ann Example", ANN).await;
@@ -138,14 +141,14 @@ async fn cookies_cleared_local_storage_kept() -> String {
 }
 
 async fn all_storage_cleared() -> String {
-    let c = Arc::new(Collector::start());
+    let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.url, link("alice", "x1"))).await;
+        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         clear_browser_storage(&client).await;
         cc.advance_days(2);
-        sign_up(&client, &cc.url, ANN).await;
+        sign_up(&client, &cc.shop_url(), ANN).await;
     })
     .await;
     credited(&c, ANN)
@@ -155,10 +158,10 @@ async fn all_storage_cleared() -> String {
 /// Safari-style, the browser drops what scripts stored; the server's
 /// `HttpOnly` cookie survives.
 async fn script_storage_gone_server_cookie_alive() -> String {
-    let c = Arc::new(Collector::start_with_key(&["--cookie-domain", "example.com"]));
+    let c = Arc::new(Collector::shop_with_key(&["--cookie-domain", "example.com"]));
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        let site = cc.url_on("www.example.com");
+        let site = cc.page("http", "www.example.com");
         open(&client, &format!("{site}/{}", link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         let server = client
@@ -187,15 +190,15 @@ async fn script_storage_gone_server_cookie_alive() -> String {
 /// A click on `click_host`, the signup on `signup_host`, one registrable
 /// domain `domain`: the referral cookie must be set on it.
 async fn across_subdomains(click_host: &'static str, signup_host: &'static str, domain: &'static str) -> String {
-    let c = Arc::new(Collector::start());
+    let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.url_on(click_host), link("alice", "x1"))).await;
+        open(&client, &format!("{}/{}", cc.page("http", click_host), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         let cookie = client.get_named_cookie("growSumoPartnerKey").await.unwrap();
         // A domain cookie (a host-only one would name the click's host).
         assert_eq!(cookie.domain(), Some(domain));
-        sign_up(&client, &cc.url_on(signup_host), ANN).await;
+        sign_up(&client, &cc.page("http", signup_host), ANN).await;
     })
     .await;
     credited(&c, ANN)
@@ -204,13 +207,13 @@ async fn across_subdomains(click_host: &'static str, signup_host: &'static str, 
 /// A key that accepts `?via=<partner>` (plain text) besides PartnerStack's
 /// parameters. The link carries no click id, so the partner key decides.
 async fn alias_parameter() -> String {
-    let c = Arc::new(Collector::start_with_key(&["--param", "via"]));
+    let c = Arc::new(Collector::shop_with_key(&["--param", "via"]));
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/?via=alice", cc.url)).await;
+        open(&client, &format!("{}/?via=alice", cc.shop_url())).await;
         assert_eq!(Page::eval(&client, "growsumo.data.partner_key").await, "alice");
         cc.wait_for_count(CLICKS, 1);
-        sign_up(&client, &cc.url, ANN).await;
+        sign_up(&client, &cc.shop_url(), ANN).await;
     })
     .await;
     credited(&c, ANN)
@@ -218,12 +221,12 @@ async fn alias_parameter() -> String {
 
 /// A form marked `data-growsumo-signup`, with no code of its own.
 async fn form_captured() -> String {
-    let c = Arc::new(Collector::start());
+    let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.url, link("alice", "x1"))).await;
+        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
-        open(&client, &format!("{}/capture.html", cc.url)).await;
+        open(&client, &format!("{}/capture.html", cc.shop_url())).await;
         let status = Page::submit_signup(&client, "Ann Example", ANN).await;
         assert_eq!(status, "Your account is ready.");
         cc.wait_for_count(SIGNUPS, 1);
@@ -235,10 +238,10 @@ async fn form_captured() -> String {
 /// A single-page app: the landing is the app, the form appears after a
 /// history-API navigation, and the app cancels the submit itself.
 async fn single_page_app() -> String {
-    let c = Arc::new(Collector::start());
+    let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/app.html{}", cc.url, link("alice", "x1"))).await;
+        open(&client, &format!("{}/app.html{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         client
             .find(Locator::Id("to-signup"))
@@ -279,10 +282,10 @@ async fn held(client: &Client) -> String {
 /// Then, as a barrier, a later landing is accepted: its click arriving
 /// proves the browser had time to send anything the refused page sent.
 async fn consent_denied() -> String {
-    let c = Arc::new(Collector::start_with_key(&["--require-consent"]));
+    let c = Arc::new(Collector::shop_with_key(&["--require-consent"]));
     let cc = c.clone();
     let (held_after, status) = in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.url, link("alice", "x1"))).await;
+        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         client
             .find(Locator::Id("decline"))
             .await
@@ -292,7 +295,7 @@ async fn consent_denied() -> String {
             .unwrap();
         let status = create_signup(&client, ANN).await;
         let held_after = held(&client).await;
-        open(&client, &format!("{}/{}", cc.url, link("bob", "x2"))).await;
+        open(&client, &format!("{}/{}", cc.shop_url(), link("bob", "x2"))).await;
         client.find(Locator::Id("accept")).await.unwrap().click().await.unwrap();
         cc.wait_for_count(CLICKS, 1);
         (held_after, status)
@@ -304,10 +307,10 @@ async fn consent_denied() -> String {
 
 /// Consent granted earlier, then withdrawn: what was stored is deleted.
 async fn consent_withdrawn() -> String {
-    let c = Arc::new(Collector::start());
+    let c = Arc::new(Collector::shop());
     let cc = c.clone();
     let (held_after, status) = in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.url, link("alice", "x1"))).await;
+        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         client
             .find(Locator::Id("decline"))
@@ -340,16 +343,16 @@ fn stranger() -> Profile {
 }
 
 async fn different_profile() -> String {
-    let c = Arc::new(Collector::start());
+    let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.url, link("alice", "x1"))).await;
+        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
     })
     .await;
     let cc = c.clone();
     in_browser(stranger(), move |client| async move {
-        sign_up(&client, &cc.url, ANN).await;
+        sign_up(&client, &cc.shop_url(), ANN).await;
     })
     .await;
     let fps = fingerprints(&c);
@@ -467,20 +470,20 @@ async fn attribution_scenarios() {
 /// zone, user agent. A reload does not count another click.
 #[tokio::test]
 async fn fingerprints_are_stable_per_profile_and_differ_between_profiles() {
-    let c = Arc::new(Collector::start());
+    let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.url, link("alice", "t1"))).await;
+        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "t1"))).await;
         cc.wait_for_count(CLICKS, 1);
         let tab = client.new_window(true).await.unwrap();
         client.switch_to_window(tab.handle).await.unwrap();
-        open(&client, &format!("{}/{}", cc.url, link("alice", "t2"))).await;
+        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "t2"))).await;
         cc.wait_for_count(CLICKS, 2);
         client.refresh().await.unwrap();
         Page::ready(&client).await;
         // A new link after the reload: once its click is stored, a click
         // from the reload would have been too.
-        open(&client, &format!("{}/{}", cc.url, link("alice", "t3"))).await;
+        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "t3"))).await;
         cc.wait_for_count(CLICKS, 3);
     })
     .await;
@@ -506,7 +509,7 @@ async fn fingerprints_are_stable_per_profile_and_differ_between_profiles() {
     for (i, profile) in variants.into_iter().enumerate() {
         let cc = c.clone();
         in_browser(profile, move |client| async move {
-            open(&client, &format!("{}/{}", cc.url, link("alice", &format!("v{i}")))).await;
+            open(&client, &format!("{}/{}", cc.shop_url(), link("alice", &format!("v{i}")))).await;
             cc.wait_for_count(CLICKS, 4 + i as i64);
         })
         .await;

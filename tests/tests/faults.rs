@@ -1,10 +1,11 @@
 //! Nothing lost, in a real browser: forms that leave the page at once, a
 //! collector that is down when the visitor signs up, a full outbox, blocked
-//! storage. Each test checks the collector's SQLite file.
+//! storage. Each test checks the collector's SQLite file. The merchant's pages
+//! are on the shop's own host, the collector on another.
 
 use e2e::{b64, with_browser, Collector, Page};
 use fantoccini::Client;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 const SIGNUPS: &str = "SELECT count(*) FROM events WHERE type = 'signup'";
@@ -38,9 +39,9 @@ async fn quick_signup(client: &Client, base: &str, action: Option<String>) {
 #[tokio::test]
 async fn a_form_that_navigates_at_once_still_delivers_its_signup() {
     with_browser(|client| async move {
-        let c = Collector::start();
-        land(&client, &c.url).await;
-        quick_signup(&client, &c.url, None).await;
+        let c = Collector::shop();
+        land(&client, &c.shop_url()).await;
+        quick_signup(&client, &c.shop_url(), None).await;
         c.wait_for_count(CUSTOMERS, 1);
         assert_eq!(c.customers()[0].partner_key.as_deref(), Some("alice"));
         assert_eq!(c.count(SIGNUPS), 1);
@@ -51,11 +52,11 @@ async fn a_form_that_navigates_at_once_still_delivers_its_signup() {
 #[tokio::test]
 async fn a_form_that_navigates_to_another_origin_still_delivers_its_signup() {
     with_browser(|client| async move {
-        let c = Collector::start();
-        land(&client, &c.url).await;
-        // Same server, another origin: `localhost` instead of `127.0.0.1`.
-        let elsewhere = c.url.replace("127.0.0.1", "localhost") + "/welcome.html";
-        quick_signup(&client, &c.url, Some(elsewhere.clone())).await;
+        let c = Collector::shop();
+        land(&client, &c.shop_url()).await;
+        // Another of the merchant's origins: `app.` instead of `www.`.
+        let elsewhere = c.page("http", "app.shop.test") + "/welcome.html";
+        quick_signup(&client, &c.shop_url(), Some(elsewhere.clone())).await;
         assert!(client.current_url().await.unwrap().as_str().starts_with(&elsewhere));
         c.wait_for_count(CUSTOMERS, 1);
         assert_eq!(c.customers()[0].email, "quinn@example.com");
@@ -78,16 +79,17 @@ const SIGN_UP_MANY: &str = r#"
     }
 "#;
 
-fn outbox(value: Value) -> Value {
-    serde_json::from_str(value.as_str().expect("an outbox in localStorage")).unwrap()
-}
+/// The events waiting in the outbox (one localStorage entry each), oldest first.
+const OUTBOX: &str = r#"Object.keys(localStorage).filter((k) => k.startsWith("growsumo_ev_"))
+    .map((k) => JSON.parse(localStorage[k])).sort((a, b) => a.s - b.s).map((entry) => entry.e)"#;
 
 #[tokio::test]
 async fn a_signup_made_while_the_collector_is_down_is_delivered_once_after_restart() {
     with_browser(|client| async move {
-        let mut c = Collector::start();
-        land(&client, &c.url).await;
-        client.goto(&format!("{}/signup.html", c.url)).await.unwrap();
+        let mut c = Collector::shop();
+        let shop = c.shop_url();
+        land(&client, &shop).await;
+        client.goto(&format!("{shop}/signup.html")).await.unwrap();
         Page::ready(&client).await;
         c.kill();
 
@@ -100,12 +102,12 @@ async fn a_signup_made_while_the_collector_is_down_is_delivered_once_after_resta
             json!(["queued"]),
             "the page is told the signup is safe, and may move on"
         );
-        let pending = outbox(Page::eval(&client, "localStorage.growsumo_outbox").await);
-        assert_eq!(pending["q"][0]["e"]["email"], json!("late@example.com"));
+        let pending = Page::eval(&client, OUTBOX).await;
+        assert_eq!(pending[0]["email"], json!("late@example.com"));
 
         c.restart();
         // Any later page of the site with the snippet delivers it.
-        client.goto(&format!("{}/", c.url)).await.unwrap();
+        client.goto(&format!("{shop}/")).await.unwrap();
         Page::ready(&client).await;
         c.wait_for_count(CUSTOMERS, 1);
         let customer = &c.customers()[0];
@@ -114,10 +116,10 @@ async fn a_signup_made_while_the_collector_is_down_is_delivered_once_after_resta
             ("late@example.com", Some("alice"))
         );
         // The outbox empties once the collector has answered.
-        client.goto(&format!("{}/signup.html", c.url)).await.unwrap();
+        client.goto(&format!("{shop}/signup.html")).await.unwrap();
         Page::ready(&client).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while outbox(Page::eval(&client, "localStorage.growsumo_outbox").await)["q"] != json!([]) {
+        while Page::eval(&client, OUTBOX).await != json!([]) {
             assert!(std::time::Instant::now() < deadline, "the outbox never emptied");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -129,23 +131,27 @@ async fn a_signup_made_while_the_collector_is_down_is_delivered_once_after_resta
 #[tokio::test]
 async fn a_full_outbox_drops_the_oldest_counts_them_and_throws_nothing() {
     with_browser(|client| async move {
-        let mut c = Collector::start();
-        client.goto(&format!("{}/signup.html", c.url)).await.unwrap();
+        let mut c = Collector::shop();
+        client.goto(&format!("{}/signup.html", c.shop_url())).await.unwrap();
         Page::ready(&client).await;
         c.kill();
 
         let emails: Vec<String> = (0..60).map(|i| format!("user{i}@example.com")).collect();
         let answers = client.execute_async(SIGN_UP_MANY, vec![json!(emails)]).await.unwrap();
         assert_eq!(answers.as_array().unwrap().len(), 60, "every callback was called");
-        let pending = outbox(Page::eval(&client, "localStorage.growsumo_outbox").await);
-        let queue = pending["q"].as_array().unwrap();
+        let pending = Page::eval(&client, OUTBOX).await;
+        let queue = pending.as_array().unwrap();
         assert_eq!(queue.len(), 50, "bounded at 50 events");
-        assert_eq!(pending["dropped"], json!(10), "the 10 oldest were dropped and counted");
-        assert_eq!(queue[0]["e"]["email"], json!("user10@example.com"));
+        assert_eq!(
+            Page::eval(&client, "localStorage.growsumo_dropped").await,
+            json!("10"),
+            "the 10 oldest were dropped and counted"
+        );
+        assert_eq!(queue[0]["email"], json!("user10@example.com"));
         assert_eq!(Page::eval(&client, "pageErrors").await, json!([]));
 
         c.restart();
-        client.goto(&format!("{}/", c.url)).await.unwrap();
+        client.goto(&format!("{}/", c.shop_url())).await.unwrap();
         Page::ready(&client).await;
         c.wait_for_count(SIGNUPS, 50);
     })
@@ -155,27 +161,28 @@ async fn a_full_outbox_drops_the_oldest_counts_them_and_throws_nothing() {
 #[tokio::test]
 async fn blocked_storage_falls_back_to_memory_and_still_sends() {
     with_browser(|client| async move {
-        let c = Collector::start();
-        client.goto(&format!("{}/welcome.html", c.url)).await.unwrap();
+        let c = Collector::shop();
+        client.goto(&format!("{}/welcome.html", c.shop_url())).await.unwrap();
         let script = r#"
-            const [pk, done] = arguments;
+            const [pk, collector, done] = arguments;
             Storage.prototype.setItem = () => { throw new DOMException("blocked", "SecurityError"); };
             window.growsumoInit = () => {
                 growsumo.data.email = "private@example.com";
                 growsumo.createSignup((error, result) => done(error ? error.message : result.status));
             };
             const gs = document.createElement("script");
-            gs.src = "/v1/";
+            gs.src = collector + "/v1/";
             gs.onload = () => { growsumo._initialize(pk); growsumoInit(); };
             document.head.appendChild(gs);
         "#;
-        let answer = client.execute_async(script, vec![json!(c.public_key)]).await.unwrap();
+        let collector = c.page("http", "collector.test");
+        let answer = client
+            .execute_async(script, vec![json!(c.public_key), json!(collector)])
+            .await
+            .unwrap();
         assert_eq!(answer, json!("accepted"));
         assert_eq!(c.customers()[0].email, "private@example.com");
-        assert_eq!(
-            Page::eval(&client, "localStorage.growsumo_outbox ?? null").await,
-            Value::Null
-        );
+        assert_eq!(Page::eval(&client, OUTBOX).await, json!([]));
     })
     .await;
 }
@@ -183,8 +190,8 @@ async fn blocked_storage_falls_back_to_memory_and_still_sends() {
 #[tokio::test]
 async fn the_same_page_retries_once_the_collector_is_back() {
     with_browser(|client| async move {
-        let mut c = Collector::start();
-        client.goto(&format!("{}/signup.html", c.url)).await.unwrap();
+        let mut c = Collector::shop();
+        client.goto(&format!("{}/signup.html", c.shop_url())).await.unwrap();
         Page::ready(&client).await;
         c.kill();
         let answers = client
