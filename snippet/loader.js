@@ -98,6 +98,10 @@ if (!gs || !gs._q) {
       if (!called++ && typeof cb == "function") cb(error, result);
     };
     run(function () {
+      // Called before the referral was read (right after _initialize): the
+      // referral is known now.
+      if (!data.partner_key) data.partner_key = gs.data.partner_key;
+      if (!data.xid) data.xid = gs.data.xid;
       var id = wasm.signup(base, pk, data, done, st);
       setTimeout(function () {
         try { done(null, { id: id, status: "queued" }); } catch (e) {}

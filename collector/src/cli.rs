@@ -511,8 +511,6 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
             )
         })?;
         let addr = listener.local_addr()?;
-        // Scripts and tests wait for this exact line.
-        println!("listening on http://{addr}");
         println!("  snippet:      http://{addr}/v1/");
         if demo_key.is_some() {
             println!("  demo landing: http://{addr}/?ps_partner_key=YWxpY2U&ps_xid=demo-click-1  (partner \"alice\")");
@@ -523,6 +521,8 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         if let Some(secret) = &demo_secret {
             println!("  dashboard:    http://{addr}/dashboard  (sign in with the demo's secret key {secret})");
         }
+        // Scripts and tests wait for this exact line, the last one.
+        println!("listening on http://{addr}");
         let timeout = std::time::Duration::from_millis(args.client_timeout_ms);
         let mut app = App::new(store, writer, demo_key, timeout);
         app.trusted_proxies = args.trusted_proxies.clone();

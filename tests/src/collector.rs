@@ -34,9 +34,10 @@ pub struct Customer {
 }
 
 /// Starts `collector serve --demo` on `addr` with database `db` (its clock
-/// shifted by the file `clock` beside it); returns the process and its URL
-/// once it prints "listening on".
-fn spawn(db: &std::path::Path, addr: &str, args: &[&str]) -> (Child, String) {
+/// shifted by the file `clock` beside it); returns the process, its URL once
+/// it prints "listening on", and the demo test key's secret (renewed at
+/// every start), if it printed one.
+fn spawn(db: &std::path::Path, addr: &str, args: &[&str]) -> (Child, String, Option<String>) {
     let clock = db.with_file_name("clock");
     let mut child = Command::new(binary())
         .arg("--db")
@@ -52,14 +53,20 @@ fn spawn(db: &std::path::Path, addr: &str, args: &[&str]) -> (Child, String) {
         .expect("starting the collector");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
+    let mut demo_secret = None;
     let url = lines
         .by_ref()
         .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("listening on ").map(String::from))
+        .find_map(|line| {
+            if let Some((_, secret)) = line.split_once("the demo's secret key ") {
+                demo_secret = secret.strip_suffix(')').map(String::from);
+            }
+            line.strip_prefix("listening on ").map(String::from)
+        })
         .expect("the collector exited before listening");
     // Keep draining stdout so the collector never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, url)
+    (child, url, demo_secret)
 }
 
 /// The collector binary: `COLLECTOR_BIN`, else the workspace's debug build
@@ -144,7 +151,8 @@ impl Collector {
                 .and_then(|rest| rest.split_whitespace().next())
                 .map(String::from);
         }
-        let (child, url) = spawn(&db, "127.0.0.1:0", serve_args);
+        let (child, url, demo_secret) = spawn(&db, "127.0.0.1:0", serve_args);
+        let secret_key = demo_secret.or(secret_key);
         let public_key = Self::query_demo_key(&db);
         Collector {
             url,
@@ -212,8 +220,9 @@ impl Collector {
     pub fn restart(&mut self) {
         self.kill();
         let addr = self.url.trim_start_matches("http://").to_owned();
-        let (child, url) = spawn(&self.db, &addr, &self.serve_args());
+        let (child, url, demo_secret) = spawn(&self.db, &addr, &self.serve_args());
         assert_eq!(url, self.url);
+        self.secret_key = demo_secret.or(self.secret_key.take());
         self.child = child;
     }
 

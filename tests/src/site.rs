@@ -13,7 +13,8 @@
 //!   first-party install), and its pages load the snippet from `/_ps/v1/`;
 //! - `strict.shop.test`: every page has a strict Content-Security-Policy
 //!   (scripts by nonce, the collector, `'wasm-unsafe-eval'`);
-//!   `nowasm.shop.test`: the same policy without `'wasm-unsafe-eval'`;
+//!   `nowasm.shop.test`: the same policy without `'wasm-unsafe-eval'`, on
+//!   every page but `signup.html` (a later page without the restriction);
 //! - `collector.*`: the collector itself, through nginx (which adds
 //!   `X-Forwarded-For` and `X-Forwarded-Proto`, like any reverse proxy).
 //!
@@ -108,9 +109,9 @@ http {{
         ~\.shop\.co\.uk$ $scheme://collector.shop.co.uk:$server_port;
         default $scheme://collector.test:$server_port;
     }}
-    map $host $csp {{
-        strict.shop.test "default-src 'self'; script-src 'nonce-{NONCE}' $collector 'wasm-unsafe-eval'; connect-src 'self' $collector; style-src 'self'";
-        nowasm.shop.test "default-src 'self'; script-src 'nonce-{NONCE}' $collector; connect-src 'self' $collector; style-src 'self'";
+    map $host$uri $csp {{
+        ~^strict\.shop\.test/ "default-src 'self'; script-src 'nonce-{NONCE}' $collector 'wasm-unsafe-eval'; connect-src 'self' $collector; style-src 'self'";
+        ~^nowasm\.shop\.test/(?!signup\.html) "default-src 'self'; script-src 'nonce-{NONCE}' $collector; connect-src 'self' $collector; style-src 'self'";
         default "";
     }}
     proxy_http_version 1.1;

@@ -193,7 +193,11 @@ async fn across_subdomains(click_host: &'static str, signup_host: &'static str, 
     let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.page("http", click_host), link("alice", "x1"))).await;
+        open(
+            &client,
+            &format!("{}/{}", cc.page("http", click_host), link("alice", "x1")),
+        )
+        .await;
         cc.wait_for_count(CLICKS, 1);
         let cookie = client.get_named_cookie("growSumoPartnerKey").await.unwrap();
         // A domain cookie (a host-only one would name the click's host).
@@ -509,7 +513,11 @@ async fn fingerprints_are_stable_per_profile_and_differ_between_profiles() {
     for (i, profile) in variants.into_iter().enumerate() {
         let cc = c.clone();
         in_browser(profile, move |client| async move {
-            open(&client, &format!("{}/{}", cc.shop_url(), link("alice", &format!("v{i}")))).await;
+            open(
+                &client,
+                &format!("{}/{}", cc.shop_url(), link("alice", &format!("v{i}"))),
+            )
+            .await;
             cc.wait_for_count(CLICKS, 4 + i as i64);
         })
         .await;

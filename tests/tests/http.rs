@@ -222,6 +222,36 @@ async fn the_snippet_is_served_with_the_right_types_and_caching() {
     assert_eq!(wasm.headers["cache-control"], "public, max-age=31536000, immutable");
     assert_eq!(&wasm.body[..4], b"\0asm");
 
+    // Pages on other origins may fetch both (the wasm in CORS mode), also
+    // pages with COEP; no credentials are offered with them.
+    for answer in [&loader, &wasm] {
+        assert_eq!(answer.headers["access-control-allow-origin"], "*");
+        assert_eq!(answer.headers["cross-origin-resource-policy"], "cross-origin");
+        assert!(answer.headers.get("access-control-allow-credentials").is_none());
+        assert_eq!(answer.headers["vary"], "Accept-Encoding");
+    }
+    // Precompressed: brotli when accepted, else gzip, each the same bytes
+    // once decoded; each encoding has its own ETag.
+    for path in ["", name] {
+        let url = format!("{}/v1/{path}", c.url);
+        let plain = get(&url).await.body;
+        let br = send("GET", &url, &[("accept-encoding", "gzip, deflate, br")], "").await;
+        assert_eq!(br.headers["content-encoding"], "br");
+        let gz = send("GET", &url, &[("accept-encoding", "gzip")], "").await;
+        assert_eq!(gz.headers["content-encoding"], "gzip");
+        assert!(
+            br.body.len() < gz.body.len() && gz.body.len() < plain.len() / 2,
+            "{path}"
+        );
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz.body[..]), &mut unzipped).unwrap();
+        assert_eq!(unzipped, plain, "{path}");
+        assert_ne!(br.headers["etag"], gz.headers["etag"]);
+        let etag = br.headers["etag"].to_str().unwrap();
+        let again = send("GET", &url, &[("accept-encoding", "br"), ("if-none-match", etag)], "").await;
+        assert_eq!(again.status, 304);
+    }
+
     let stale = get(&format!("{}/v1/growsumo-0000000000000000.wasm", c.url)).await;
     assert_eq!(
         (stale.status.as_u16(), stale.json()["field"].clone()),

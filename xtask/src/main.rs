@@ -144,13 +144,18 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 }
 
 /// Runs every test of the workspace, echoing cargo's output, then prints the
-/// attribution scenario table and ends with one summary line over all test
+/// attribution scenario and deployment shape tables and ends with one summary line over all test
 /// binaries (`tests: N passed, M failed`).
 fn test_workspace() -> Result<()> {
     use std::io::{BufRead, BufReader};
-    // Written by the attribution suite (tests/tests/attribution.rs).
-    let scenarios = target_dir().join("attribution-scenarios.txt");
-    let _ = std::fs::remove_file(&scenarios);
+    // Written by the attribution and deployment suites (tests/tests/).
+    let tables = [
+        ("attribution scenarios", target_dir().join("attribution-scenarios.txt")),
+        ("deployment shapes", target_dir().join("deployment-shapes.txt")),
+    ];
+    for (_, file) in &tables {
+        let _ = std::fs::remove_file(file);
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut child = Command::new(cargo)
         .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
@@ -175,8 +180,10 @@ fn test_workspace() -> Result<()> {
         }
     }
     let status = child.wait()?;
-    if let Ok(table) = std::fs::read_to_string(&scenarios) {
-        println!("\nattribution scenarios:\n{table}");
+    for (title, file) in &tables {
+        if let Ok(table) = std::fs::read_to_string(file) {
+            println!("\n{title}:\n{table}");
+        }
     }
     println!("tests: {passed} passed, {failed} failed");
     check(status, "cargo test --workspace")

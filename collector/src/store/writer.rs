@@ -164,19 +164,22 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, clock: &Clock, metr
                 Err(_) => break,
             }
         }
-        let started = std::time::Instant::now();
         metrics.group_size.observe(group.len() as f64);
-        commit_group(&mut conn, &mut group, clock.now_ms());
-        metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        commit_group(&mut conn, &mut group, clock.now_ms(), metrics);
     }
 }
 
-/// Commits the group, then replies to every job in it. Events are validated
+/// Commits the group, counts the commit's time, then replies to every job
+/// in it (so a client that has its answer also sees the commit in
+/// `/metrics`). Events are validated
 /// before they reach the writer and every insert is conflict-free, so an error
 /// here is the database's (disk full, I/O): the whole group fails, nothing in
 /// it is acknowledged, and the clients retry.
-fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, now_ms: i64) {
-    match apply_group(conn, group, now_ms) {
+fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, now_ms: i64, metrics: &WriterMetrics) {
+    let started = std::time::Instant::now();
+    let applied = apply_group(conn, group, now_ms);
+    metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+    match applied {
         Ok(results) => {
             for (job, result) in group.drain(..).zip(results) {
                 let _ = job.reply.send(Ok(result));
