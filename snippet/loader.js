@@ -13,11 +13,17 @@ if (!gs || !gs._q) {
   // A tag manager or a bundle may run this with no `currentScript`.
   var script = doc.currentScript;
   var tagged = doc.querySelector("script[data-collector]");
-  // The snippet's base URL from the collector's (its root, or its /v1/).
+  // The snippet's base URL from the collector's (its root, or its /v1/);
+  // `base` as it was when the URL is not one.
   var at = function (url) {
-    return new URL(url.replace(/(\/v1)?\/*$/, "/v1/"), location.href).href;
+    try {
+      return new URL(url.replace(/(\/v1)?\/*$/, "/v1/"), location.href).href;
+    } catch (e) {
+      return base;
+    }
   };
-  var base = tagged ? at(tagged.getAttribute("data-collector")) : new URL(".", script ? script.src : location.href).href;
+  var base = new URL(".", (script && script.src) || location.href).href;
+  if (tagged) base = at(tagged.getAttribute("data-collector"));
   var queue = [];
   var ready = 0; // 0 loading, 1 ready, 2 failed
   var loading = 0;
@@ -29,7 +35,8 @@ if (!gs || !gs._q) {
   // The landing as the browser navigated to it: the navigation entry keeps
   // the URL even after a router's replaceState, which may run before this
   // script does. [origin and path, query, referrer]
-  var nav = (performance.getEntriesByType && performance.getEntriesByType("navigation")[0]) || {};
+  var perf = w.performance;
+  var nav = (perf && perf.getEntriesByType && perf.getEntriesByType("navigation")[0]) || {};
   var split = function (href) {
     var u = new URL(href);
     return [u.origin + u.pathname, u.search, doc.referrer];
@@ -150,11 +157,11 @@ if (!gs || !gs._q) {
   // The wasm could not start: say why to the page's callbacks and, once per
   // tab, to the collector (the dashboard's Installation page shows it), and
   // keep a landing's partner link for a later page that can record it,
-  // unless the visitor's consent is needed first.
+  // unless the visitor refused consent or must give it first.
   var fail = function (e) {
     var text = String(e && e.message);
     var reason = typeof WebAssembly != "object" ? "wasm_start"
-      : /Content.Security.Policy|unsafe-eval/i.test(text) ? "csp_wasm"
+      : /Content.Security.Policy|unsafe-eval|\bCSP\b/i.test(text) ? "csp_wasm"
       : e instanceof TypeError ? "wasm_fetch" : "wasm_start";
     failure = {
       csp_wasm: "the page's Content-Security-Policy blocks WebAssembly (add 'wasm-unsafe-eval' to script-src)",
@@ -168,9 +175,12 @@ if (!gs || !gs._q) {
         fetch(base + "diagnostics", { method: "POST", keepalive: true, body: JSON.stringify({ pk: pk, reason: reason }) }).catch(function () {});
       }
     } catch (x) {}
-    if (landing[1]) {
+    if (landing[1] && st.c !== false) {
       config("").then(function (c) {
-        if (c && !c.require_consent && !(c.honor_gpc && navigator.globalPrivacyControl)) {
+        var query = new URLSearchParams(landing[1]);
+        var names = ["ps_partner_key", "gspk"].concat(((c && c.params) || []).map(function (p) { return p.name; }));
+        var linked = names.some(function (name) { return query.get(name); });
+        if (linked && c && !c.require_consent && !(c.honor_gpc && navigator.globalPrivacyControl) && st.c !== false) {
           store({ v: landing, t: Date.now() });
         }
       });
@@ -180,11 +190,17 @@ if (!gs || !gs._q) {
     ready = state;
     pump();
   };
-  // Loads the wasm once the key (and so, maybe, the collector's URL) is known.
+  // Loads the wasm once the key (and so, maybe, the collector's URL) is
+  // known. An answer that is not the wasm (a 404 page, a proxy's error) is
+  // a failed fetch, not a browser without WebAssembly.
   var load = function () {
     if (loading++) return;
     try {
-      wasm({ module_or_path: base + "__WASM_FILE__" }).then(function () { drain(1); }, fail);
+      var answer = fetch(base + "__WASM_FILE__").then(function (r) {
+        if (!r.ok) throw new TypeError("HTTP " + r.status);
+        return r;
+      });
+      wasm({ module_or_path: answer }).then(function () { drain(1); }, fail);
     } catch (e) {
       fail(e);
     }

@@ -94,7 +94,8 @@ pub fn load(state: &Object) -> Object {
 }
 
 /// Moves the events of an earlier version's single-entry outbox into
-/// entries of their own, so none is lost across the upgrade.
+/// entries of their own, in their order (before any newer entry) and with
+/// its drop count, so nothing is lost across the upgrade.
 fn split_legacy(storage: &Storage) {
     let Some(legacy) = storage
         .get_item(LEGACY)
@@ -104,8 +105,13 @@ fn split_legacy(storage: &Storage) {
     else {
         return;
     };
-    for entry in array(get(&legacy, "q")).iter() {
+    for (seq, entry) in array(get(&legacy, "q")).iter().enumerate() {
+        set(&entry, "s", &(seq as f64).into());
         write_entry(storage, &entry);
+    }
+    let dropped = get_num(&legacy, "dropped");
+    if dropped > 0.0 {
+        let _ = storage.set_item(DROPPED, &crate::storage::number(dropped));
     }
     let _ = storage.remove_item(LEGACY);
 }
@@ -146,14 +152,13 @@ pub fn push(state: &Object, pk: &str, event: &Object) {
     set(&entry, "s", &next_seq(state).into());
     set(&entry, "e", event);
     let storage = local_storage().filter(|_| memory(state).is_none());
-    if let Some(storage) = &storage {
-        if !write_entry(storage, &entry) {
-            // Storage refused (quota, blocked): this page keeps its outbox in
-            // memory from now on, starting with what storage holds.
-            let outbox = load(state);
-            set(state, MEMORY, &outbox);
-        }
+    if memory(state).is_none() && !storage.as_ref().is_some_and(|s| write_entry(s, &entry)) {
+        // No storage, or it refused (quota, blocked): this page keeps its
+        // outbox in memory from now on, starting with what storage holds.
+        let outbox = load(state);
+        set(state, MEMORY, &outbox);
     }
+    let storage = storage.filter(|_| memory(state).is_none());
     let outbox = load(state);
     let q = get_queue(&outbox);
     if memory(state).is_some() {

@@ -158,14 +158,25 @@ async fn a_full_outbox_drops_the_oldest_counts_them_and_throws_nothing() {
     .await;
 }
 
+/// Storage that refuses writes (quota, private modes), and storage the
+/// browser blocks outright (site data blocked: reading `localStorage`
+/// throws): events live in page memory and are still sent.
 #[tokio::test]
 async fn blocked_storage_falls_back_to_memory_and_still_sends() {
-    with_browser(|client| async move {
+    for blocked in ["setItem", "localStorage"] {
+        blocked_storage(blocked).await;
+    }
+}
+
+async fn blocked_storage(blocked: &'static str) {
+    with_browser(move |client| async move {
         let c = Collector::shop();
         client.goto(&format!("{}/welcome.html", c.shop_url())).await.unwrap();
         let script = r#"
-            const [pk, collector, done] = arguments;
-            Storage.prototype.setItem = () => { throw new DOMException("blocked", "SecurityError"); };
+            const [pk, collector, blocked, done] = arguments;
+            const refuse = () => { throw new DOMException("blocked", "SecurityError"); };
+            if (blocked === "setItem") Storage.prototype.setItem = refuse;
+            else Object.defineProperty(window, "localStorage", { get: refuse });
             window.growsumoInit = () => {
                 growsumo.data.email = "private@example.com";
                 growsumo.createSignup((error, result) => done(error ? error.message : result.status));
@@ -177,12 +188,14 @@ async fn blocked_storage_falls_back_to_memory_and_still_sends() {
         "#;
         let collector = c.page("http", "collector.test");
         let answer = client
-            .execute_async(script, vec![json!(c.public_key), json!(collector)])
+            .execute_async(script, vec![json!(c.public_key), json!(collector), json!(blocked)])
             .await
             .unwrap();
-        assert_eq!(answer, json!("accepted"));
+        assert_eq!(answer, json!("accepted"), "with {blocked} blocked");
         assert_eq!(c.customers()[0].email, "private@example.com");
-        assert_eq!(Page::eval(&client, OUTBOX).await, json!([]));
+        if blocked == "setItem" {
+            assert_eq!(Page::eval(&client, OUTBOX).await, json!([]));
+        }
     })
     .await;
 }
@@ -203,6 +216,40 @@ async fn the_same_page_retries_once_the_collector_is_back() {
         // No navigation: the page's own backoff timer (1 s, then doubling) sends it.
         c.wait_for_count(CUSTOMERS, 1);
         assert_eq!(c.customers()[0].email, "retry@example.com");
+    })
+    .await;
+}
+
+/// A visitor whose browser still holds an earlier version's outbox (one
+/// localStorage entry for all events): its events are delivered in their
+/// order (the click before the signup it credits) and its drop count is
+/// reported.
+#[tokio::test]
+async fn an_earlier_versions_outbox_is_delivered_in_order() {
+    with_browser(|client| async move {
+        let c = Collector::shop();
+        let shop = c.shop_url();
+        client.goto(&format!("{shop}/welcome.html")).await.unwrap();
+        let legacy = json!({"dropped": 3, "q": [
+            {"pk": c.public_key, "e": {"id": "old-click", "type": "click", "ts": 1, "partner_key": "alice", "xid": "old-1"}},
+            {"pk": c.public_key, "e": {"id": "old-signup", "type": "signup", "ts": 1, "email": "old@example.com",
+                                       "customer_key": "old@example.com", "partner_key": "alice", "xid": "old-1"}}
+        ]});
+        client
+            .execute(
+                "localStorage.growsumo_outbox = JSON.stringify(arguments[0]); return true;",
+                vec![legacy],
+            )
+            .await
+            .unwrap();
+        client.goto(&format!("{shop}/signup.html")).await.unwrap();
+        Page::ready(&client).await;
+        c.wait_for_count(CUSTOMERS, 1);
+        assert_eq!(c.customers()[0].source.as_deref(), Some("xid"), "the click came first");
+        let metrics = e2e::http::get(&format!("{}/metrics", c.url)).await;
+        let text = String::from_utf8_lossy(&metrics.body);
+        assert!(text.contains("growsumo_outbox_dropped_total 3"), "{text}");
+        assert_eq!(Page::eval(&client, "localStorage.growsumo_outbox ?? null").await, json!(null));
     })
     .await;
 }

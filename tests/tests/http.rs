@@ -250,6 +250,14 @@ async fn the_snippet_is_served_with_the_right_types_and_caching() {
         let etag = br.headers["etag"].to_str().unwrap();
         let again = send("GET", &url, &[("accept-encoding", "br"), ("if-none-match", etag)], "").await;
         assert_eq!(again.status, 304);
+        // A list of tags, and a CDN's weak form of ours, revalidate too.
+        for tags in [format!("\"other\", {etag}"), format!("W/{etag}")] {
+            let listed = send("GET", &url, &[("accept-encoding", "br"), ("if-none-match", &tags)], "").await;
+            assert_eq!(listed.status, 304, "{tags}");
+        }
+        let head = send("HEAD", &url, &[("accept-encoding", "br")], "").await;
+        assert_eq!((head.status.as_u16(), head.body.len()), (200, 0), "HEAD {path}");
+        assert_eq!(head.headers["content-encoding"], "br");
     }
 
     let stale = get(&format!("{}/v1/growsumo-0000000000000000.wasm", c.url)).await;

@@ -30,6 +30,7 @@ impl Encoded {
                 let name = parts.next().unwrap_or("");
                 let refused = parts.any(|p| {
                     p.strip_prefix("q=")
+                        .or_else(|| p.strip_prefix("Q="))
                         .and_then(|q| q.parse::<f32>().ok())
                         .is_some_and(|q| q == 0.0)
                 });
@@ -76,6 +77,7 @@ mod tests {
         assert_eq!(FILE.pick("gzip, deflate, br, zstd"), (&b"br"[..], Some("br")));
         assert_eq!(FILE.pick("gzip"), (&b"gz"[..], Some("gzip")));
         assert_eq!(FILE.pick("br;q=0, GZIP;q=0.5"), (&b"gz"[..], Some("gzip")));
+        assert_eq!(FILE.pick("br;Q=0, gzip"), (&b"gz"[..], Some("gzip")));
         assert_eq!(FILE.pick(""), (&b"plain"[..], None));
         assert_eq!(FILE.pick("identity"), (&b"plain"[..], None));
     }

@@ -175,8 +175,9 @@ async fn route(app: &App, req: Request<Incoming>) -> Reply {
             }
             reply
         }
-        (&Method::GET, "/v1/" | "/v1/growsumo.js") => loader(&req),
-        (&Method::GET, p) if p.starts_with("/v1/") && p.ends_with(".wasm") => wasm(&req, &p[4..]),
+        // HEAD too (monitors, CDNs): hyper sends the headers only.
+        (&Method::GET | &Method::HEAD, "/v1/" | "/v1/growsumo.js") => loader(&req),
+        (&Method::GET | &Method::HEAD, p) if p.starts_with("/v1/") && p.ends_with(".wasm") => wasm(&req, &p[4..]),
         (_, p) if p.starts_with("/api/v2/") => api::handle(app, req).await,
         (_, p) if p == "/dashboard" || p.starts_with("/dashboard/") => dashboard::handle(app, req).await,
         (&Method::POST, "/webhooks/stripe") => webhooks::stripe(app, req).await,
@@ -252,7 +253,16 @@ fn shipped(
     let (body, encoding) = file.pick(accept);
     let etag = format!("\"{}-{}\"", tag.trim_matches('"'), encoding.unwrap_or("identity"));
     let etag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"snippet\""));
-    let fresh = req.headers().get(IF_NONE_MATCH) == Some(&etag);
+    // `If-None-Match` may list tags, weak ones (`W/"…"`, as CDNs send), or `*`.
+    let fresh = req
+        .headers()
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == "*" || t.as_bytes() == etag.as_bytes())
+        });
     let mut reply = reply::bytes(
         content_type,
         cache,

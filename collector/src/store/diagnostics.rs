@@ -27,12 +27,21 @@ pub fn explain(reason: &str) -> Option<&'static str> {
     REASONS.iter().find(|(r, _)| *r == reason).map(|(_, text)| *text)
 }
 
+/// Rows kept per key: anyone can post a report (the public key is public),
+/// so the newest are kept and the table cannot grow without bound.
+const KEPT: i64 = 50;
+
 /// Counts one report.
 pub fn record(tx: &Transaction, key_id: i64, origin: &str, reason: &str, now_ms: i64) -> Result<()> {
     tx.execute(
         "INSERT INTO diagnostics (key_id, origin, reason, count, last_at) VALUES (?1, ?2, ?3, 1, ?4)
          ON CONFLICT (key_id, origin, reason) DO UPDATE SET count = count + 1, last_at = excluded.last_at",
         params![key_id, origin, reason, now_ms],
+    )?;
+    tx.execute(
+        "DELETE FROM diagnostics WHERE key_id = ?1 AND rowid NOT IN
+            (SELECT rowid FROM diagnostics WHERE key_id = ?1 ORDER BY last_at DESC LIMIT ?2)",
+        params![key_id, KEPT],
     )?;
     Ok(())
 }
