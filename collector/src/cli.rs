@@ -143,6 +143,15 @@ pub struct KeyArgs {
     /// Track browsers that send Global Privacy Control (honoured by default).
     #[arg(long)]
     ignore_gpc: bool,
+    /// Hours after a click during which a signup from the same fingerprint
+    /// and client network may be credited to it; 0 turns fingerprint
+    /// matching off.
+    #[arg(long, default_value_t = 24)]
+    fingerprint_hours: u32,
+    /// Turn partner keys no partnership has into partnerships (open
+    /// programs); by default their signups wait for review.
+    #[arg(long)]
+    auto_partners: bool,
 }
 
 impl KeyArgs {
@@ -153,6 +162,8 @@ impl KeyArgs {
             params: self.params.clone(),
             require_consent: self.require_consent,
             honor_gpc: !self.ignore_gpc,
+            fingerprint_hours: self.fingerprint_hours,
+            auto_partners: self.auto_partners,
         }
     }
 }
@@ -310,7 +321,7 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
                 last_name: Some(last_name),
             };
             let now = store.clock().now_ms();
-            let partner = store.write(|tx| merchant::create_partner(tx, owner.id, partner_key, fields, now))?;
+            let partner = store.write(|tx| merchant::create_partner(tx, &owner, partner_key, fields, now))?;
             println!("{}", serde_json::to_string(&partner)?);
             Ok(())
         }
@@ -367,6 +378,10 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
                 }
                 if !s.honor_gpc {
                     notes.push("gpc=ignored".into());
+                }
+                notes.push(format!("fingerprint={}h", s.fingerprint_hours));
+                if s.auto_partners {
+                    notes.push("partners=auto".into());
                 }
                 println!(
                     "{:<40} {mode:<5} {status:<8} {:<16} {:<7} {:<20} {}",
@@ -444,7 +459,7 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
         } => {
             let key = match public_key {
                 Some(pk) => key_named(&store, &pk)?,
-                None => demo_key(&store)?,
+                None => demo_key(&store)?.0,
             };
             crate::store::fill::clicks(&store, key.id, events)?;
             crate::store::fill::customers(&store, key.id, customers)?;
@@ -487,14 +502,13 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         Some(path) => store.with_clock(Clock::with_offset_file(path)),
         None => store,
     };
-    let demo_key = if args.demo { Some(demo_key(&store)?) } else { None };
-    // The demo's test key gets a fresh secret on every start, so the demo's
-    // data can be seen on the dashboard (a secret is stored only as a hash).
-    let demo_secret = match &demo_key {
-        Some(key) if key.mode == Mode::Test => Some(store.write(|tx| keys::renew_secret(tx, &key.public_key))?),
-        _ => None,
+    let (demo_key, demo_secret) = match args.demo {
+        true => {
+            let (key, secret) = demo_key(&store)?;
+            (Some(key.public_key), secret)
+        }
+        false => (None, None),
     };
-    let demo_key = demo_key.map(|key| key.public_key);
     let runtime = tokio::runtime::Runtime::new()?;
     let (writer, writer_thread) = if args.no_persist {
         tracing::warn!("--no-persist: events are answered but NOT stored");
@@ -546,14 +560,52 @@ fn key_named(store: &Store, public_key: &str) -> Result<Key> {
         .with_context(|| format!("no key {public_key:?}: `collector keys list` shows the keys"))
 }
 
-/// The test key named "demo", created on first use.
-fn demo_key(store: &Store) -> Result<crate::store::Key> {
-    match store.read(|conn| keys::find_by_name(conn, "demo"))? {
-        Some(key) => Ok(key),
-        None => Ok(store
-            .write(|tx| keys::create(tx, Mode::Test, "demo", &[], &Settings::default()))?
-            .key),
+/// The test key named "demo", created on first use, with the demo links'
+/// partners `alice` and `bob` (a partner key no partnership has would wait
+/// for review, see README "Attribution"); and its secret, when the demo
+/// made the key: kept beside the database (`<db>.demo-secret`, mode 0600) so
+/// every start can print a dashboard sign-in. A key named "demo" made with
+/// `keys create` keeps its secret to its owner.
+fn demo_key(store: &Store) -> Result<(crate::store::Key, Option<String>)> {
+    let secret_file = PathBuf::from(format!("{}.demo-secret", store.path().display()));
+    let key = match store.read(|conn| keys::find_by_name(conn, "demo"))? {
+        Some(key) => key,
+        None => {
+            let pair = store.write(|tx| keys::create(tx, Mode::Test, "demo", &[], &Settings::default()))?;
+            write_private(&secret_file, &pair.secret_key)?;
+            pair.key
+        }
+    };
+    let kept = std::fs::read_to_string(&secret_file).unwrap_or_default();
+    let secret = store
+        .read(|conn| keys::authenticate(conn, &key.public_key, kept.trim()))?
+        .map(|_| kept.trim().to_owned());
+    let now = store.clock().now_ms();
+    for partner in ["alice", "bob"] {
+        if store.read(|conn| Ok(merchant::partner(conn, key.id, partner).is_err()))? {
+            let fields = merchant::PartnerFields {
+                email: Some(format!("{partner}@demo.invalid")),
+                first_name: Some(partner.into()),
+                last_name: None,
+            };
+            store.write(|tx| merchant::create_partner(tx, &key, Some(partner.into()), fields, now))?;
+        }
     }
+    Ok((key, secret))
+}
+
+/// Writes `text` to a new file only its owner may read.
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

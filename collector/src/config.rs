@@ -21,6 +21,8 @@
 //! params = ["via", "ref:base64"]
 //! require_consent = false
 //! honor_gpc = true
+//! fingerprint_hours = 24
+//! auto_partners = false
 //! stripe_secret = "whsec_…"
 //! ```
 
@@ -62,6 +64,10 @@ fn ninety() -> u32 {
     90
 }
 
+fn twenty_four() -> u32 {
+    24
+}
+
 fn invoice_event() -> String {
     "invoice.payment_succeeded".into()
 }
@@ -83,6 +89,10 @@ pub struct KeyFile {
     pub require_consent: bool,
     #[serde(default = "yes")]
     pub honor_gpc: bool,
+    #[serde(default = "twenty_four")]
+    pub fingerprint_hours: u32,
+    #[serde(default)]
+    pub auto_partners: bool,
     #[serde(default)]
     pub stripe_secret: String,
     #[serde(default = "invoice_event")]
@@ -150,6 +160,8 @@ pub fn apply_keys(store: &Store, file: &File) -> Result<()> {
             params,
             require_consent: key.require_consent,
             honor_gpc: key.honor_gpc,
+            fingerprint_hours: key.fingerprint_hours,
+            auto_partners: key.auto_partners,
         };
         let hooks = WebhookSettings {
             stripe_secret: key.stripe_secret.clone(),

@@ -93,6 +93,8 @@ pub struct Metrics {
     pub events_rejected: AtomicU64,
     pub outbox_dropped: AtomicU64,
     pub webhooks_refused: AtomicU64,
+    /// Clicks refused for reusing another partner's click id.
+    pub click_id_conflicts: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -104,6 +106,7 @@ impl Default for Metrics {
             events_rejected: AtomicU64::default(),
             outbox_dropped: AtomicU64::default(),
             webhooks_refused: AtomicU64::default(),
+            click_id_conflicts: AtomicU64::default(),
         }
     }
 }
@@ -153,6 +156,11 @@ impl Metrics {
                 "growsumo_webhooks_refused_total",
                 "Webhook requests refused (signature, credentials, malformed).",
                 &self.webhooks_refused,
+            ),
+            (
+                "growsumo_click_id_conflicts_total",
+                "Clicks refused for reusing a click id recorded for another partner.",
+                &self.click_id_conflicts,
             ),
         ] {
             let _ = writeln!(

@@ -119,10 +119,34 @@ where
     }
 }
 
+/// Runs `body` in a fresh Chromium started as `profile` says, and returns
+/// what it returned (the browser is closed either way).
+pub async fn in_browser<T, Fut>(profile: Profile, body: impl FnOnce(Client) -> Fut + Send + 'static) -> T
+where
+    T: Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let out = slot.clone();
+    with_profile(profile, move |client| async move {
+        let value = body(client).await;
+        *out.lock().unwrap() = Some(value);
+    })
+    .await;
+    let value = slot.lock().unwrap().take();
+    value.expect("the browser test returned")
+}
+
 /// Helpers for a page under test.
 pub struct Page;
 
 impl Page {
+    /// Opens `url` and waits until the snippet has read the referral.
+    pub async fn open(client: &Client, url: &str) {
+        client.goto(url).await.unwrap_or_else(|e| panic!("opening {url}: {e}"));
+        Page::ready(client).await;
+    }
+
     /// Waits until the page's `growsumoInit` has run, i.e. `growsumo.data`
     /// holds the referral: the demo pages mark `<html data-growsumo="ready">`.
     /// Event-driven (a MutationObserver), not polled.

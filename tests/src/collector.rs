@@ -31,6 +31,10 @@ pub struct Customer {
     pub partner_key: Option<String>,
     pub xid: Option<String>,
     pub source: Option<String>,
+    /// Why it waits for the merchant's review, if it does.
+    pub review: Option<String>,
+    /// The partner a fingerprint match suggests (not credited).
+    pub suggested: Option<String>,
 }
 
 /// Starts `collector serve --demo` on `addr` with database `db` (its clock
@@ -267,11 +271,32 @@ impl Collector {
                     partner_key: text(&row["partner_key"]),
                     xid: text(&row["xid"]),
                     source: text(&row["source"]),
+                    review: text(&row["review"]),
+                    suggested: text(&row["suggested_partner_key"]),
                 }
             })
             .collect();
         customers.reverse();
         customers
+    }
+
+    /// Who the customer `email` was credited to: "alice via xid", "nobody",
+    /// with what waits for the merchant's review: "zed via xid (review:
+    /// unknown_partner)", "nobody (alice suggested)".
+    pub fn credited(&self, email: &str) -> String {
+        let customers = self.customers();
+        let Some(customer) = customers.iter().find(|c| c.email == email) else {
+            return format!("no customer {email}");
+        };
+        let credit = match (&customer.partner_key, &customer.source) {
+            (Some(partner), Some(source)) => format!("{partner} via {source}"),
+            _ => "nobody".into(),
+        };
+        match (&customer.review, &customer.suggested) {
+            (_, Some(suggested)) => format!("{credit} ({suggested} suggested)"),
+            (Some(review), None) => format!("{credit} (review: {review})"),
+            (None, None) => credit,
+        }
     }
 
     pub fn count(&self, sql: &str) -> i64 {

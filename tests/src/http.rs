@@ -21,7 +21,21 @@ impl Answer {
 
 /// Sends `method url` with `headers` and `body`; returns the whole answer.
 pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Answer {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    send_from(None, method, url, headers, body).await
+}
+
+/// Like `send`, from the local address `from` (loopback has a whole /8:
+/// 127.0.3.1 is another client network than 127.0.0.1).
+pub async fn send_from(
+    from: Option<std::net::IpAddr>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Answer {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_local_address(from);
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
     let mut req = Request::builder().method(method).uri(url);
     for (name, value) in headers {
         req = req.header(*name, *value);
@@ -90,6 +104,16 @@ pub fn stripe_v1(secret: &str, t: i64, body: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(format!("{t}.{body}").as_bytes());
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// A Stripe `invoice.payment_succeeded` event (live mode): `email` paid
+/// `cents` USD; `id` names the event, invoice and Stripe customer.
+pub fn stripe_invoice(id: &str, email: &str, cents: i64) -> serde_json::Value {
+    serde_json::json!({
+        "id": format!("evt_{id}"), "object": "event", "type": "invoice.payment_succeeded", "livemode": true,
+        "data": {"object": {"id": format!("in_{id}"), "object": "invoice", "customer": format!("cus_{id}"),
+                            "customer_email": email, "amount_paid": cents, "currency": "usd"}}
+    })
 }
 
 /// POSTs a Stripe event to `/webhooks/stripe`, signed now with `secret`.

@@ -13,7 +13,7 @@ pub mod collector;
 pub mod http;
 pub mod site;
 
-pub use browser::{with_browser, with_profile, Page, Profile};
+pub use browser::{in_browser, with_browser, with_profile, Page, Profile};
 pub use collector::{Collector, Customer};
 
 /// Base64 (standard alphabet, padded) of a partner key, as partner links carry it.

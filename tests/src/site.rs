@@ -18,6 +18,11 @@
 //! - `collector.*`: the collector itself, through nginx (which adds
 //!   `X-Forwarded-For` and `X-Forwarded-Proto`, like any reverse proxy).
 //!
+//! A third port serves the same over http as if from another client network:
+//! nginx tells the collector the visitor's address is `ELSEWHERE` (as a proxy
+//! in front of a visitor on another network would), so attribution tests
+//! have two real client networks on one machine.
+//!
 //! The pages are the demo's own files; nginx fills in `{{PUBLIC_KEY}}` and
 //! `{{COLLECTOR}}` as the merchant's copy of the embed code would have them.
 
@@ -43,9 +48,20 @@ pub const MERCHANT_HOSTS: &[&str] = &[
 /// The nonce nginx puts on the pages' inline scripts under the strict CSP.
 pub const NONCE: &str = "growsumo-test-nonce";
 
+/// The client address visitors on the "elsewhere" port come from (another
+/// /24 than loopback's 127.0.0.1).
+pub const ELSEWHERE: &str = "127.0.2.1";
+
+/// The site's ports: http, https, and http from another client network.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub http: u16,
+    pub https: u16,
+    pub elsewhere: u16,
+}
+
 pub struct Site {
-    pub http_port: u16,
-    pub https_port: u16,
+    pub ports: Ports,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -61,22 +77,37 @@ pub fn free_port() -> u16 {
 impl Site {
     /// Ports for a site about to start: the key's allowed origins need them
     /// before the collector (and so the site) runs.
-    pub fn ports() -> (u16, u16) {
-        (free_port(), free_port())
+    pub fn ports() -> Ports {
+        Ports {
+            http: free_port(),
+            https: free_port(),
+            elsewhere: free_port(),
+        }
     }
 
-    /// The allowed origins of the test key: every merchant host, both schemes.
-    pub fn origins((http, https): (u16, u16)) -> Vec<String> {
+    /// The allowed origins of the test key: every merchant host on every port.
+    pub fn origins(ports: Ports) -> Vec<String> {
         MERCHANT_HOSTS
             .iter()
-            .flat_map(|host| [format!("http://{host}:{http}"), format!("https://{host}:{https}")])
+            .flat_map(|host| {
+                [
+                    format!("http://{host}:{}", ports.http),
+                    format!("https://{host}:{}", ports.https),
+                    format!("http://{host}:{}", ports.elsewhere),
+                ]
+            })
             .collect()
     }
 
     /// Starts nginx on `ports`, in front of the collector on `collector_port`,
     /// serving the demo pages with `public_key`; returns once both ports
     /// take connections.
-    pub fn start((http_port, https_port): (u16, u16), collector_port: u16, public_key: &str) -> Site {
+    pub fn start(ports: Ports, collector_port: u16, public_key: &str) -> Site {
+        let Ports {
+            http: http_port,
+            https: https_port,
+            elsewhere,
+        } = ports;
         let dir = tempfile::tempdir().expect("temp dir");
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www-demo");
         let root = root.canonicalize().expect("the demo site");
@@ -87,7 +118,8 @@ impl Site {
         let user = if is_root { "user root;" } else { "" };
         let conf = format!(
             r#"{user}
-worker_processes 1;
+# One process: killing it (on drop) leaves no worker behind.
+master_process off;
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -114,14 +146,19 @@ http {{
         ~^nowasm\.shop\.test/(?!signup\.html) "default-src 'self'; script-src 'nonce-{NONCE}' $collector; connect-src 'self' $collector; style-src 'self'";
         default "";
     }}
+    map $server_port $client {{
+        {elsewhere} {ELSEWHERE};
+        default $proxy_add_x_forwarded_for;
+    }}
     proxy_http_version 1.1;
     proxy_set_header Host $http_host;
-    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-For $client;
     proxy_set_header X-Forwarded-Proto $scheme;
     proxy_set_header Connection "";
     server {{
         listen 127.0.0.1:{http_port};
         listen 127.0.0.1:{https_port} ssl;
+        listen 127.0.0.1:{elsewhere};
         server_name _;
         root {root};
         add_header Content-Security-Policy $csp;
@@ -134,6 +171,7 @@ http {{
     server {{
         listen 127.0.0.1:{http_port};
         listen 127.0.0.1:{https_port} ssl;
+        listen 127.0.0.1:{elsewhere};
         server_name ~^collector\.;
         location / {{ proxy_pass http://collector; }}
     }}
@@ -155,8 +193,7 @@ http {{
             .spawn()
             .expect("nginx is not installed: run `cargo xtask test`, which installs it");
         let mut site = Site {
-            http_port,
-            https_port,
+            ports,
             child,
             _dir: dir,
         };
@@ -168,7 +205,7 @@ http {{
     /// or fails with its error log if it exits.
     fn wait_until_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        for port in [self.http_port, self.https_port] {
+        for port in [self.ports.http, self.ports.https, self.ports.elsewhere] {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
                 if let Ok(Some(status)) = self.child.try_wait() {
                     let log = std::fs::read_to_string(self._dir.path().join("error.log")).unwrap_or_default();
@@ -180,14 +217,14 @@ http {{
         }
     }
 
-    /// The base URL of `host` on this site, over `scheme` ("http" or "https").
+    /// The base URL of `host` on this site, over `scheme`: "http", "https",
+    /// or "elsewhere" (http, the visitor on another client network).
     pub fn url(&self, scheme: &str, host: &str) -> String {
-        let port = if scheme == "https" {
-            self.https_port
-        } else {
-            self.http_port
-        };
-        format!("{scheme}://{host}:{port}")
+        match scheme {
+            "https" => format!("https://{host}:{}", self.ports.https),
+            "elsewhere" => format!("http://{host}:{}", self.ports.elsewhere),
+            _ => format!("http://{host}:{}", self.ports.http),
+        }
     }
 }
 

@@ -239,7 +239,17 @@ async fn customers_are_created_read_updated_filtered_and_deleted() {
 
 #[tokio::test]
 async fn transactions_earn_rewards_once_and_reversals_take_them_back() {
-    let (c, api, _) = live();
+    let (c, api, pk) = live();
+    // A partnership: credit to a partner key no partnership has waits for review.
+    c.cli(&[
+        "partners",
+        "add",
+        &pk,
+        "--email",
+        "alice@partners.example",
+        "--partner-key",
+        "alice",
+    ]);
     api.call(
         "POST",
         "customers",

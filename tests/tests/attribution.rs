@@ -6,15 +6,26 @@
 //! on another host (`collector.test`, or `collector.example.com` for the
 //! shop's own domain).
 //!
-//! The suite prints a table (scenario, expected, got), saves it to
+//! Besides honest visitors, the suite has organic visitors on identical
+//! devices (same and other client network: see `site`'s "elsewhere" port)
+//! and hostile ones: a fingerprint squatter and a click-id hijacker posting
+//! with the public key from another address (127.0.3.1), forged signups
+//! claiming a customer before and after the merchant's API creates it, an
+//! unknown partner, a self-referral; and the merchant's word: re-attribution
+//! through the API and the dashboard, with rewards following.
+//!
+//! The suite prints a table (scenario, who really referred, expected, got),
+//! precision and recall of the credits, saves it to
 //! `target/attribution-scenarios.txt`, and fails unless every scenario got
 //! what it expected.
 
-use e2e::{b64, with_profile, Collector, Page, Profile};
+use e2e::http::{send, send_from, stripe_invoice, stripe_webhook, Answer, Api};
+use e2e::{b64, in_browser, Collector, Page, Profile};
 use fantoccini::{Client, Locator};
+use serde_json::{json, Value};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const CLICKS: &str = "SELECT count(*) FROM events WHERE type = 'click'";
 const SIGNUPS: &str = "SELECT count(*) FROM events WHERE type = 'signup'";
@@ -24,47 +35,12 @@ fn link(partner: &str, xid: &str) -> String {
     format!("?ps_partner_key={}&ps_xid={xid}", b64(partner))
 }
 
-/// Runs `body` in a fresh Chromium started as `profile` says; returns its value.
-async fn in_browser<T, Fut>(profile: Profile, body: impl FnOnce(Client) -> Fut + Send + 'static) -> T
-where
-    T: Send + 'static,
-    Fut: Future<Output = T> + Send + 'static,
-{
-    let slot = Arc::new(Mutex::new(None));
-    let out = slot.clone();
-    with_profile(profile, move |client| async move {
-        let value = body(client).await;
-        *out.lock().unwrap() = Some(value);
-    })
-    .await;
-    let value = slot.lock().unwrap().take();
-    value.expect("the browser test returned")
-}
-
-/// Opens `url` and waits until the snippet has read the referral.
-async fn open(client: &Client, url: &str) {
-    client.goto(url).await.unwrap();
-    Page::ready(client).await;
-}
-
 /// Signs up as Ann on the demo signup page of `site` (createSignup) and
 /// returns once the welcome page shows.
 async fn sign_up(client: &Client, site: &str, email: &str) {
-    open(client, &format!("{site}/signup.html")).await;
+    Page::open(client, &format!("{site}/signup.html")).await;
     let status = Page::submit_signup(client, "Ann Example", email).await;
     assert_eq!(status, "Your account is ready.", "createSignup reported an error");
-}
-
-/// Who the customer `email` was credited to: "alice via xid", or "nobody".
-fn credited(collector: &Collector, email: &str) -> String {
-    let customers = collector.customers();
-    let Some(customer) = customers.iter().find(|c| c.email == email) else {
-        return format!("no customer {email}");
-    };
-    match (&customer.partner_key, &customer.source) {
-        (Some(partner), Some(source)) => format!("{partner} via {source}"),
-        _ => "nobody".into(),
-    }
 }
 
 /// Deletes every cookie the page can see and empties localStorage.
@@ -86,13 +62,13 @@ async fn click_then_signup(days: i64) -> String {
     let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         cc.advance_days(days);
         sign_up(&client, &cc.shop_url(), ANN).await;
     })
     .await;
-    credited(&c, ANN)
+    c.credited(ANN)
 }
 
 /// No partner link at all: a visitor who came on their own.
@@ -100,58 +76,421 @@ async fn no_partner_link() -> String {
     let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &cc.shop_url()).await;
+        Page::open(&client, &cc.shop_url()).await;
         sign_up(&client, &cc.shop_url(), ANN).await;
     })
     .await;
-    credited(&c, ANN)
+    c.credited(ANN)
 }
 
 async fn two_partners() -> String {
     let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         cc.advance_days(3);
-        open(&client, &format!("{}/{}", cc.shop_url(), link("bob", "x2"))).await;
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("bob", "x2"))).await;
         cc.wait_for_count(CLICKS, 2);
         cc.advance_days(5);
         sign_up(&client, &cc.shop_url(), ANN).await;
     })
     .await;
-    credited(&c, ANN)
+    c.credited(ANN)
 }
 
 async fn cookies_cleared_local_storage_kept() -> String {
     let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         client.delete_all_cookies().await.unwrap();
-        open(&client, &format!("{}/signup.html", cc.shop_url())).await;
+        Page::open(&client, &format!("{}/signup.html", cc.shop_url())).await;
         let restored = client.get_named_cookie("growSumoPartnerKey").await.unwrap();
         assert_eq!(restored.value(), "alice", "the cookie is restored from localStorage");
         let status = Page::submit_signup(&client, "Ann Example", ANN).await;
         assert_eq!(status, "Your account is ready.");
     })
     .await;
-    credited(&c, ANN)
+    c.credited(ANN)
 }
 
-async fn all_storage_cleared() -> String {
+/// The visitor clears every cookie and localStorage after the click, and
+/// signs up `days` later: only the fingerprint (same device, same network)
+/// is left, which suggests but never credits.
+async fn all_storage_cleared(days: i64) -> String {
     let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         clear_browser_storage(&client).await;
-        cc.advance_days(2);
+        cc.advance_days(days);
         sign_up(&client, &cc.shop_url(), ANN).await;
     })
     .await;
-    credited(&c, ANN)
+    c.credited(ANN)
+}
+
+/// A click in one fresh profile on `click_from` ("http" or "elsewhere"),
+/// then an organic signup in another fresh, identical profile (same
+/// fingerprint: same machine, same settings) on `signup_from`.
+async fn identical_devices(clicks: &'static [(&'static str, &'static str)], signup_from: &'static str) -> String {
+    let c = Arc::new(Collector::shop());
+    for (i, (partner, from)) in clicks.iter().enumerate() {
+        let cc = c.clone();
+        in_browser(Profile::default(), move |client| async move {
+            let site = cc.page(from, "www.shop.test");
+            Page::open(&client, &format!("{site}/{}", link(partner, &format!("x{i}")))).await;
+            cc.wait_for_count(CLICKS, i as i64 + 1);
+        })
+        .await;
+    }
+    let cc = c.clone();
+    in_browser(Profile::default(), move |client| async move {
+        sign_up(&client, &cc.page(signup_from, "www.shop.test"), ANN).await;
+    })
+    .await;
+    let fps = fingerprints(&c);
+    assert!(fps.iter().all(|f| *f == fps[0]), "identical profiles: {fps:?}");
+    c.credited(ANN)
+}
+
+/// The fingerprint a fresh default profile has (learned on a throwaway
+/// collector, as a squatter would learn it from a device like the victim's).
+async fn common_fingerprint() -> String {
+    let c = Arc::new(Collector::shop());
+    let cc = c.clone();
+    in_browser(Profile::default(), move |client| async move {
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("mallory", "probe"))).await;
+        cc.wait_for_count(CLICKS, 1);
+    })
+    .await;
+    fingerprints(&c).remove(0)
+}
+
+/// A hostile partner's address: another client network than the visitors'.
+fn squatter_address() -> Option<std::net::IpAddr> {
+    Some("127.0.3.1".parse().unwrap())
+}
+
+/// Posts events with the public key from the squatter's address, as curl
+/// would; returns the collector's answer.
+async fn post_as_squatter(c: &Collector, events: Value) -> Answer {
+    let body = json!({"pk": c.public_key, "events": events}).to_string();
+    let headers = [("content-type", "text/plain")];
+    send_from(
+        squatter_address(),
+        "POST",
+        &format!("{}/v1/events", c.url),
+        &headers,
+        body,
+    )
+    .await
+}
+
+/// A squatter posts clicks for "mallory" carrying the common fingerprint
+/// from another network; an organic visitor on that device signs up.
+async fn fingerprint_squatter() -> String {
+    let fingerprint = common_fingerprint().await;
+    let c = Arc::new(Collector::shop());
+    let clicks: Vec<Value> = (0..5)
+        .map(|i| json!({"id": format!("sq{i}"), "type": "click", "ts": 0, "partner_key": "mallory", "xid": format!("sq{i}"), "fingerprint": fingerprint}))
+        .collect();
+    let answer = post_as_squatter(&c, json!(clicks)).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json());
+    let cc = c.clone();
+    in_browser(Profile::default(), move |client| async move {
+        sign_up(&client, &cc.shop_url(), ANN).await;
+    })
+    .await;
+    c.credited(ANN)
+}
+
+/// A hijacker reposts alice's click id with another partner key; the
+/// visitor then signs up. The click id stays alice's.
+async fn click_id_hijack() -> String {
+    let c = Arc::new(Collector::shop());
+    let cc = c.clone();
+    let refused = in_browser(Profile::default(), move |client| async move {
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
+        cc.wait_for_count(CLICKS, 1);
+        let hijack = json!([{"id": "hj1", "type": "click", "ts": 0, "partner_key": "mallory", "xid": "x1"}]);
+        let answer = post_as_squatter(&cc, hijack).await.json();
+        sign_up(&client, &cc.shop_url(), ANN).await;
+        answer["results"][0]["field"].as_str().unwrap_or("accepted").to_owned()
+    })
+    .await;
+    let metrics = e2e::http::get(&format!("{}/metrics", c.url)).await;
+    assert!(
+        String::from_utf8_lossy(&metrics.body).contains("growsumo_click_id_conflicts_total 1"),
+        "the refusal is counted"
+    );
+    format!("{}; reuse refused ({refused})", c.credited(ANN))
+}
+
+/// A live key with a 25% offer and a Stripe secret: money moves.
+fn shop_with_money() -> (Collector, Api) {
+    let c = Collector::shop_with_key(&["--mode", "live"]);
+    let pk = c.public_key.clone();
+    c.cli(&[
+        "offers",
+        "set",
+        &pk,
+        "--key",
+        "share",
+        "--kind",
+        "percent",
+        "--percent",
+        "25",
+    ]);
+    c.cli(&["webhooks", "set", &pk, "--stripe-secret", "whsec_scn"]);
+    let api = Api::new(&c.url, &pk, c.secret_key.as_deref().expect("a shop key's secret"));
+    (c, api)
+}
+
+/// Rewards by partner: "alice 1225 declined, bob 1225 new".
+async fn rewards(api: &Api) -> String {
+    let answer = api.call("GET", "rewards?limit=250", Value::Null).await.json();
+    let mut rows: Vec<String> = answer["data"]["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["partner_key"].as_str().unwrap_or("?"),
+                r["amount"],
+                r["status"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    rows.sort();
+    if rows.is_empty() {
+        "no rewards".into()
+    } else {
+        rows.join(", ")
+    }
+}
+
+/// A forged signup with the public key (no browser needed: anyone can post).
+async fn forge_signup(c: &Collector, id: &str, customer_key: &str, email: &str, partner: &str) -> String {
+    let signup = json!([{"id": id, "type": "signup", "ts": 0, "email": email, "customer_key": customer_key, "partner_key": partner}]);
+    let answer = post_as_squatter(c, signup).await.json();
+    answer["results"][0]["status"].as_str().unwrap_or("?").to_owned()
+}
+
+/// A Stripe invoice paid by `email`, 49.00 USD; its outcome.
+async fn stripe_payment(c: &Collector, id: &str, email: &str) -> String {
+    let answer = stripe_webhook(&c.url, "whsec_scn", &stripe_invoice(id, email, 4900)).await;
+    answer.json()["outcome"].as_str().unwrap_or("?").to_owned()
+}
+
+/// A forger claims the merchant's customer (by key and email) for
+/// "mallory" before the merchant's API creates it for bob; then Stripe
+/// reports a payment by that email.
+async fn pre_claim_before_the_merchant() -> String {
+    let (c, api) = shop_with_money();
+    let forged = forge_signup(&c, "f1", "vic@example.com", "vic@example.com", "mallory").await;
+    let created = api
+        .call(
+            "POST",
+            "customers",
+            json!({"customer_key": "vic@example.com", "email": "vic@example.com", "partner_key": "bob"}),
+        )
+        .await;
+    let payment = stripe_payment(&c, "vic", "vic@example.com").await;
+    format!(
+        "forged {forged}, merchant {}; {}; payment {payment}; {}",
+        created.status.as_u16(),
+        c.credited("vic@example.com"),
+        rewards(&api).await
+    )
+}
+
+/// The merchant's API created the customer for bob; a forger then posts a
+/// signup for it, and another customer with its email.
+async fn pre_claim_after_the_merchant() -> String {
+    let (c, api) = shop_with_money();
+    api.call(
+        "POST",
+        "customers",
+        json!({"customer_key": "cus-7", "email": "vic@example.com", "partner_key": "bob"}),
+    )
+    .await;
+    let same = forge_signup(&c, "f1", "cus-7", "vic@example.com", "mallory").await;
+    let twin = forge_signup(&c, "f2", "vic@example.com", "vic@example.com", "mallory").await;
+    let by_email = api
+        .call(
+            "POST",
+            "transactions",
+            json!({"key": "t1", "customer_email": "vic@example.com", "amount": 4900, "currency": "USD"}),
+        )
+        .await;
+    let by_key = api
+        .call(
+            "POST",
+            "transactions",
+            json!({"key": "t2", "customer_key": "cus-7", "amount": 4900, "currency": "USD"}),
+        )
+        .await;
+    let payment = stripe_payment(&c, "vic", "vic@example.com").await;
+    let customers = c.customers();
+    let cus7 = customers.iter().find(|x| x.customer_key == "cus-7").unwrap();
+    format!(
+        "forged {same} and {twin}; by email {} {}; by key {}; stripe {payment}; cus-7 {} via {}; {}",
+        by_email.status.as_u16(),
+        by_email.json()["field"].as_str().unwrap_or("?"),
+        by_key.status.as_u16(),
+        cus7.partner_key.as_deref().unwrap_or("nobody"),
+        cus7.source.as_deref().unwrap_or("-"),
+        rewards(&api).await
+    )
+}
+
+/// A browser signup credited to alice pays; the merchant then says bob
+/// referred the customer, through the API or the dashboard's form.
+async fn reattributed(through_dashboard: bool) -> String {
+    let (c, api) = shop_with_money();
+    let c = Arc::new(c);
+    let cc = c.clone();
+    in_browser(Profile::default(), move |client| async move {
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
+        sign_up(&client, &cc.shop_url(), ANN).await;
+    })
+    .await;
+    stripe_payment(&c, "ann", ANN).await;
+    // Alice's reward was paid before the merchant found out.
+    let paid = api.call("GET", "rewards", Value::Null).await.json()["data"]["items"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for status in ["approved", "paid"] {
+        let answer = api
+            .call("PATCH", &format!("rewards/{paid}"), json!({"status": status}))
+            .await;
+        assert_eq!(answer.status, 200, "{:?}", answer.json());
+    }
+    if through_dashboard {
+        let session = dashboard_session(&c).await;
+        let form = format!(
+            "csrf={}&customer_key={ANN}&partner_key=bob&reason=bob+sent+the+deal&action=change",
+            session.1
+        );
+        let answer = send(
+            "POST",
+            &format!("{}/dashboard/review", c.url),
+            &[
+                ("cookie", &session.0),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            form,
+        )
+        .await;
+        assert_eq!(answer.status, 303, "{}", String::from_utf8_lossy(&answer.body));
+    } else {
+        let answer = api
+            .call(
+                "PATCH",
+                &format!("customers/{ANN}"),
+                json!({"partner_key": "bob", "reason": "bob sent the deal"}),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{:?}", answer.json());
+    }
+    let log = api
+        .call("GET", &format!("customers/{ANN}/changes"), Value::Null)
+        .await
+        .json();
+    let change = &log["data"]["items"][0];
+    format!(
+        "{}; {}; logged {} -> {} by {}",
+        c.credited(ANN),
+        rewards(&api).await,
+        change["from_partner_key"].as_str().unwrap_or("?"),
+        change["to_partner_key"].as_str().unwrap_or("?"),
+        change["actor"].as_str().unwrap_or("?")
+    )
+}
+
+/// A dashboard session for the collector's key: (cookie, CSRF token).
+async fn dashboard_session(c: &Collector) -> (String, String) {
+    let secret = c.secret_key.clone().expect("a shop key's secret");
+    let sign_in = send(
+        "POST",
+        &format!("{}/dashboard/sign-in", c.url),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        format!("secret_key={secret}"),
+    )
+    .await;
+    let cookie = sign_in.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = send(
+        "GET",
+        &format!("{}/dashboard/review", c.url),
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await;
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token on the review page")
+        .to_owned();
+    (cookie, csrf)
+}
+
+/// A link naming partner `partner`, signup and payment, then `fix`: the
+/// merchant approves, or creates the partnership.
+async fn held_for_review(partner: &'static str, email: &'static str, fix: &'static str) -> String {
+    let (c, api) = shop_with_money();
+    let c = Arc::new(c);
+    let cc = c.clone();
+    in_browser(Profile::default(), move |client| async move {
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link(partner, "x1"))).await;
+        sign_up(&client, &cc.shop_url(), email).await;
+    })
+    .await;
+    stripe_payment(&c, "held", email).await;
+    let before = format!("{}; {}", c.credited(email), rewards(&api).await);
+    let (cookie, _) = dashboard_session(&c).await;
+    let page = send(
+        "GET",
+        &format!("{}/dashboard/review", c.url),
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await;
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(
+        html.contains(&format!("id=\"{email}\"")),
+        "the Review page lists {email}"
+    );
+    let answer = match fix {
+        "approve" => {
+            api.call("POST", &format!("customers/{email}/approve"), Value::Null)
+                .await
+        }
+        _ => {
+            api.call(
+                "POST",
+                "partnerships",
+                json!({"partner_key": partner, "email": "zed@partners.example"}),
+            )
+            .await
+        }
+    };
+    assert_eq!(answer.status, 200, "{:?}", answer.json());
+    format!("{before}; after {fix}: {}", rewards(&api).await)
 }
 
 /// Server-cookie mode: the collector is reached on the merchant's own domain.
@@ -162,7 +501,7 @@ async fn script_storage_gone_server_cookie_alive() -> String {
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
         let site = cc.page("http", "www.example.com");
-        open(&client, &format!("{site}/{}", link("alice", "x1"))).await;
+        Page::open(&client, &format!("{site}/{}", link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         let server = client
             .get_named_cookie("growsumo_click")
@@ -176,7 +515,7 @@ async fn script_storage_gone_server_cookie_alive() -> String {
         }
         Page::eval(&client, "localStorage.clear() || true").await;
         cc.advance_days(10);
-        open(&client, &format!("{site}/signup.html")).await;
+        Page::open(&client, &format!("{site}/signup.html")).await;
         // The snippet restored its own storage from the collector.
         let restored = client.get_named_cookie("growSumoPartnerKey").await.unwrap();
         assert_eq!(restored.value(), "alice");
@@ -184,7 +523,7 @@ async fn script_storage_gone_server_cookie_alive() -> String {
         assert_eq!(status, "Your account is ready.");
     })
     .await;
-    credited(&c, ANN)
+    c.credited(ANN)
 }
 
 /// A click on `click_host`, the signup on `signup_host`, one registrable
@@ -193,7 +532,7 @@ async fn across_subdomains(click_host: &'static str, signup_host: &'static str, 
     let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(
+        Page::open(
             &client,
             &format!("{}/{}", cc.page("http", click_host), link("alice", "x1")),
         )
@@ -205,7 +544,7 @@ async fn across_subdomains(click_host: &'static str, signup_host: &'static str, 
         sign_up(&client, &cc.page("http", signup_host), ANN).await;
     })
     .await;
-    credited(&c, ANN)
+    c.credited(ANN)
 }
 
 /// A key that accepts `?via=<partner>` (plain text) besides PartnerStack's
@@ -214,13 +553,13 @@ async fn alias_parameter() -> String {
     let c = Arc::new(Collector::shop_with_key(&["--param", "via"]));
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/?via=alice", cc.shop_url())).await;
+        Page::open(&client, &format!("{}/?via=alice", cc.shop_url())).await;
         assert_eq!(Page::eval(&client, "growsumo.data.partner_key").await, "alice");
         cc.wait_for_count(CLICKS, 1);
         sign_up(&client, &cc.shop_url(), ANN).await;
     })
     .await;
-    credited(&c, ANN)
+    c.credited(ANN)
 }
 
 /// A form marked `data-growsumo-signup`, with no code of its own.
@@ -228,15 +567,15 @@ async fn form_captured() -> String {
     let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
-        open(&client, &format!("{}/capture.html", cc.shop_url())).await;
+        Page::open(&client, &format!("{}/capture.html", cc.shop_url())).await;
         let status = Page::submit_signup(&client, "Ann Example", ANN).await;
         assert_eq!(status, "Your account is ready.");
         cc.wait_for_count(SIGNUPS, 1);
     })
     .await;
-    credited(&c, ANN)
+    c.credited(ANN)
 }
 
 /// A single-page app: the landing is the app, the form appears after a
@@ -245,7 +584,7 @@ async fn single_page_app() -> String {
     let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/app.html{}", cc.shop_url(), link("alice", "x1"))).await;
+        Page::open(&client, &format!("{}/app.html{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         client
             .find(Locator::Id("to-signup"))
@@ -260,7 +599,7 @@ async fn single_page_app() -> String {
         cc.wait_for_count(SIGNUPS, 1);
     })
     .await;
-    credited(&c, ANN)
+    c.credited(ANN)
 }
 
 /// Calls `growsumo.createSignup` for `email` on the current page; returns the
@@ -289,7 +628,7 @@ async fn consent_denied() -> String {
     let c = Arc::new(Collector::shop_with_key(&["--require-consent"]));
     let cc = c.clone();
     let (held_after, status) = in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         client
             .find(Locator::Id("decline"))
             .await
@@ -299,7 +638,7 @@ async fn consent_denied() -> String {
             .unwrap();
         let status = create_signup(&client, ANN).await;
         let held_after = held(&client).await;
-        open(&client, &format!("{}/{}", cc.shop_url(), link("bob", "x2"))).await;
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("bob", "x2"))).await;
         client.find(Locator::Id("accept")).await.unwrap().click().await.unwrap();
         cc.wait_for_count(CLICKS, 1);
         (held_after, status)
@@ -314,7 +653,7 @@ async fn consent_withdrawn() -> String {
     let c = Arc::new(Collector::shop());
     let cc = c.clone();
     let (held_after, status) = in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         client
             .find(Locator::Id("decline"))
@@ -350,7 +689,7 @@ async fn different_profile() -> String {
     let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
     })
     .await;
@@ -361,77 +700,191 @@ async fn different_profile() -> String {
     .await;
     let fps = fingerprints(&c);
     assert!(fps.len() == 2 && !fps[0].is_empty() && fps[0] != fps[1], "{fps:?}");
-    credited(&c, ANN)
+    c.credited(ANN)
 }
 
 type Run = Pin<Box<dyn Future<Output = String> + Send>>;
 
+/// Who really referred the visitor: the truth precision and recall are
+/// measured against ("-": no credit question, e.g. consent rows).
+const NOBODY: &str = "nobody";
+const NA: &str = "-";
+
 #[tokio::test]
 async fn attribution_scenarios() {
-    let scenarios: Vec<(&str, &str, Run)> = vec![
-        ("click, signup at once", "alice via xid", Box::pin(click_then_signup(0))),
+    let scenarios: Vec<(&str, &str, &str, Run)> = vec![
+        (
+            "click, signup at once",
+            "alice",
+            "alice via xid",
+            Box::pin(click_then_signup(0)),
+        ),
         (
             "click, signup 30 days later",
+            "alice",
             "alice via xid",
             Box::pin(click_then_signup(30)),
         ),
-        ("click, signup 91 days later", "nobody", Box::pin(click_then_signup(91))),
-        ("no partner link (direct visit)", "nobody", Box::pin(no_partner_link())),
-        ("two partners: alice, then bob", "bob via xid", Box::pin(two_partners())),
+        (
+            "click, signup 91 days later",
+            NOBODY,
+            "nobody",
+            Box::pin(click_then_signup(91)),
+        ),
+        (
+            "no partner link (direct visit)",
+            NOBODY,
+            "nobody",
+            Box::pin(no_partner_link()),
+        ),
+        (
+            "two partners: alice, then bob",
+            "bob",
+            "bob via xid",
+            Box::pin(two_partners()),
+        ),
         (
             "cookies cleared, localStorage kept",
+            "alice",
             "alice via xid",
             Box::pin(cookies_cleared_local_storage_kept()),
         ),
         (
-            "all browser storage cleared: fingerprint",
-            "alice via fingerprint",
-            Box::pin(all_storage_cleared()),
+            "all storage cleared, same day: fingerprint",
+            "alice",
+            "nobody (alice suggested)",
+            Box::pin(all_storage_cleared(0)),
+        ),
+        (
+            "all storage cleared, 2 days later",
+            "alice",
+            "nobody",
+            Box::pin(all_storage_cleared(2)),
         ),
         (
             "script storage wiped (ITP), server cookie alive",
+            "alice",
             "alice via server_cookie",
             Box::pin(script_storage_gone_server_cookie_alive()),
         ),
         (
             "click on www.example.com, signup on app.",
+            "alice",
             "alice via xid",
             Box::pin(across_subdomains("www.example.com", "app.example.com", "example.com")),
         ),
         (
             "click on www.shop.co.uk, signup on app.",
+            "alice",
             "alice via xid",
             Box::pin(across_subdomains("www.shop.co.uk", "app.shop.co.uk", "shop.co.uk")),
         ),
         (
             "link alias ?via=alice (no click id)",
+            "alice",
             "alice via partner_key",
             Box::pin(alias_parameter()),
         ),
         (
             "form captured automatically",
+            "alice",
             "alice via xid",
             Box::pin(form_captured()),
         ),
-        ("single-page app signup", "alice via xid", Box::pin(single_page_app())),
+        (
+            "single-page app signup",
+            "alice",
+            "alice via xid",
+            Box::pin(single_page_app()),
+        ),
         (
             "consent required, visitor declines",
+            NA,
             "0 cookies, 0 localStorage items, 0 events sent; signup consent_denied",
             Box::pin(consent_denied()),
         ),
         (
             "consent withdrawn after a click",
+            NA,
             "0 cookies, 0 localStorage items, 0 signups sent; signup consent_denied",
             Box::pin(consent_withdrawn()),
         ),
         (
             "a different browser profile signs up",
+            NOBODY,
             "nobody",
             Box::pin(different_profile()),
         ),
+        (
+            "organic, identical device, same network",
+            NOBODY,
+            "nobody (alice suggested)",
+            Box::pin(identical_devices(&[("alice", "http")], "http")),
+        ),
+        (
+            "organic, identical device, other network",
+            NOBODY,
+            "nobody",
+            Box::pin(identical_devices(&[("alice", "http")], "elsewhere")),
+        ),
+        (
+            "alice and bob clicked on one fingerprint",
+            NOBODY,
+            "nobody",
+            Box::pin(identical_devices(&[("alice", "http"), ("bob", "http")], "http")),
+        ),
+        (
+            "squatter posts the fingerprint (curl)",
+            NOBODY,
+            "nobody",
+            Box::pin(fingerprint_squatter()),
+        ),
+        (
+            "click id reused by another partner",
+            "alice",
+            "alice via xid; reuse refused (xid)",
+            Box::pin(click_id_hijack()),
+        ),
+        (
+            "pre-claim before the merchant's API",
+            "bob",
+            "forged accepted, merchant 200; bob via api; payment applied; bob 1225 new",
+            Box::pin(pre_claim_before_the_merchant()),
+        ),
+        (
+            "pre-claim after the merchant's API",
+            "bob",
+            "forged already_attributed and accepted; by email 409 customer_email; by key 200; \
+             stripe ambiguous_customer; cus-7 bob via api; bob 1225 new",
+            Box::pin(pre_claim_after_the_merchant()),
+        ),
+        (
+            "re-attributed through the API",
+            "bob",
+            "bob via api; alice -1225 new, alice 1225 paid, bob 1225 new; logged alice -> bob by api",
+            Box::pin(reattributed(false)),
+        ),
+        (
+            "re-attributed on the dashboard",
+            "bob",
+            "bob via dashboard; alice -1225 new, alice 1225 paid, bob 1225 new; logged alice -> bob by dashboard",
+            Box::pin(reattributed(true)),
+        ),
+        (
+            "unknown partner zed, then its partnership",
+            "zed",
+            "zed via xid (review: unknown_partner); no rewards; after partnership: zed 1225 new",
+            Box::pin(held_for_review("zed", ANN, "partnership")),
+        ),
+        (
+            "self-referral, then approved",
+            "alice",
+            "alice via xid (review: self_referral); no rewards; after approve: alice 1225 new",
+            Box::pin(held_for_review("alice", "alice@demo.invalid", "approve")),
+        ),
     ];
     let mut rows = Vec::new();
-    for (name, expected, run) in scenarios {
+    for (name, truth, expected, run) in scenarios {
         let got = match tokio::spawn(run).await {
             Ok(got) => got,
             Err(e) if e.is_panic() => {
@@ -445,24 +898,33 @@ async fn attribution_scenarios() {
             }
             Err(e) => format!("failed: {e}"),
         };
-        rows.push((name, expected, got));
+        rows.push((name, truth, expected, got));
     }
-    let correct = rows.iter().filter(|(_, expected, got)| expected == got).count();
-    let wrong_partner = rows
+    let correct = rows.iter().filter(|(_, _, expected, got)| expected == got).count();
+    // Credits: the partner before " via " in what the collector decided.
+    let credit = |got: &str| {
+        let (before, _) = got.split_once(" via ")?;
+        before.rsplit(' ').next().map(String::from)
+    };
+    let judged: Vec<_> = rows.iter().filter(|(_, truth, _, _)| *truth != NA).collect();
+    let credits = judged.iter().filter(|(_, _, _, got)| credit(got).is_some()).count();
+    let right = judged
         .iter()
-        .filter(|(_, expected, got)| {
-            let partner = |s: &str| s.split(" via ").next().unwrap_or_default().to_owned();
-            got.contains(" via ") && partner(expected) != partner(got)
-        })
+        .filter(|(_, truth, _, got)| credit(got).as_deref() == Some(*truth))
         .count();
-    let mut table = format!("{:<48} {:<40} {}\n", "scenario", "expected", "got");
-    for (name, expected, got) in &rows {
+    let wrong_partner = credits - right;
+    let referred = judged.iter().filter(|(_, truth, _, _)| *truth != NOBODY).count();
+    let mut table = format!("{:<46} {:<8} {:<40} {}\n", "scenario", "referrer", "expected", "got");
+    for (name, truth, expected, got) in &rows {
         let mark = if expected == got { "" } else { "   <-- WRONG" };
-        table += &format!("{name:<48} {expected:<40} {got}{mark}\n");
+        table += &format!("{name:<46} {truth:<8} {expected:<40} {got}{mark}\n");
     }
     table += &format!(
-        "{correct} of {} correct, {wrong_partner} attributed to the wrong partner\n",
-        rows.len()
+        "{correct} of {} correct, {wrong_partner} signups credited to a partner that did not refer them\n\
+         precision {right}/{credits} = {:.3}, recall {right}/{referred} = {:.3} (a fingerprint's suggestion is not a credit)\n",
+        rows.len(),
+        right as f64 / credits.max(1) as f64,
+        right as f64 / referred.max(1) as f64,
     );
     println!("{table}");
     let _ = std::fs::write(e2e::target_dir().join("attribution-scenarios.txt"), &table);
@@ -477,17 +939,17 @@ async fn fingerprints_are_stable_per_profile_and_differ_between_profiles() {
     let c = Arc::new(Collector::shop());
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
-        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "t1"))).await;
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "t1"))).await;
         cc.wait_for_count(CLICKS, 1);
         let tab = client.new_window(true).await.unwrap();
         client.switch_to_window(tab.handle).await.unwrap();
-        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "t2"))).await;
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "t2"))).await;
         cc.wait_for_count(CLICKS, 2);
         client.refresh().await.unwrap();
         Page::ready(&client).await;
         // A new link after the reload: once its click is stored, a click
         // from the reload would have been too.
-        open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "t3"))).await;
+        Page::open(&client, &format!("{}/{}", cc.shop_url(), link("alice", "t3"))).await;
         cc.wait_for_count(CLICKS, 3);
     })
     .await;
@@ -513,7 +975,7 @@ async fn fingerprints_are_stable_per_profile_and_differ_between_profiles() {
     for (i, profile) in variants.into_iter().enumerate() {
         let cc = c.clone();
         in_browser(profile, move |client| async move {
-            open(
+            Page::open(
                 &client,
                 &format!("{}/{}", cc.shop_url(), link("alice", &format!("v{i}"))),
             )

@@ -11,51 +11,18 @@
 //! fails unless every row got what it expected.
 
 use e2e::http::send;
-use e2e::{b64, with_browser, Collector, Page};
+use e2e::{b64, in_browser, Collector, Page, Profile};
 use fantoccini::{Client, Locator};
 use serde_json::json;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const CLICKS: &str = "SELECT count(*) FROM events WHERE type = 'click'";
 const ANN: &str = "ann@example.com";
 
 fn link(partner: &str, xid: &str) -> String {
     format!("?ps_partner_key={}&ps_xid={xid}", b64(partner))
-}
-
-/// Runs `body` in a fresh Chromium; returns its value.
-async fn in_browser<T, Fut>(body: impl FnOnce(Client) -> Fut + Send + 'static) -> T
-where
-    T: Send + 'static,
-    Fut: Future<Output = T> + Send + 'static,
-{
-    let slot = Arc::new(Mutex::new(None));
-    let out = slot.clone();
-    with_browser(move |client| async move {
-        *out.lock().unwrap() = Some(body(client).await);
-    })
-    .await;
-    let value = slot.lock().unwrap().take();
-    value.expect("the browser test returned")
-}
-
-async fn open(client: &Client, url: &str) {
-    client.goto(url).await.unwrap();
-    Page::ready(client).await;
-}
-
-/// Who the customer `email` was credited to: "alice via xid", or "nobody".
-fn credited(c: &Collector, email: &str) -> String {
-    let customers = c.customers();
-    match customers.iter().find(|x| x.email == email) {
-        Some(x) => match (&x.partner_key, &x.source) {
-            (Some(partner), Some(source)) => format!("{partner} via {source}"),
-            _ => "nobody".into(),
-        },
-        None => format!("no customer {email}"),
-    }
 }
 
 /// The referral cookie's domain, and whether it is `Secure`.
@@ -75,18 +42,18 @@ async fn referral_cookie(client: &Client) -> String {
 /// domain, the click is stored, and a signup on another page is credited.
 async fn link_then_signup(c: Arc<Collector>, site: String) -> String {
     let cc = c.clone();
-    let (partner, cookie) = in_browser(move |client| async move {
-        open(&client, &format!("{site}/{}", link("alice", "x1"))).await;
+    let (partner, cookie) = in_browser(Profile::default(), move |client| async move {
+        Page::open(&client, &format!("{site}/{}", link("alice", "x1"))).await;
         let partner = Page::eval(&client, "growsumo.data.partner_key").await;
         let cookie = referral_cookie(&client).await;
         cc.wait_for_count(CLICKS, 1);
-        open(&client, &format!("{site}/signup.html")).await;
+        Page::open(&client, &format!("{site}/signup.html")).await;
         let status = Page::submit_signup(&client, "Ann Example", ANN).await;
         assert_eq!(status, "Your account is ready.", "createSignup reported an error");
         (partner, cookie)
     })
     .await;
-    format!("{}; {cookie}; {}", partner.as_str().unwrap_or("?"), credited(&c, ANN))
+    format!("{}; {cookie}; {}", partner.as_str().unwrap_or("?"), c.credited(ANN))
 }
 
 /// The first-party install: the shop proxies `/_ps/` to the collector, so
@@ -95,8 +62,8 @@ async fn proxied() -> String {
     let c = Arc::new(Collector::shop_with_key(&["--cookie-domain", "proxied.test"]));
     let site = c.page("https", "www.proxied.test");
     let cc = c.clone();
-    let server = in_browser(move |client| async move {
-        open(&client, &format!("{site}/{}", link("alice", "x1"))).await;
+    let server = in_browser(Profile::default(), move |client| async move {
+        Page::open(&client, &format!("{site}/{}", link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         let server = match client.get_named_cookie("growsumo_click").await {
             Ok(cookie) => format!(
@@ -111,13 +78,13 @@ async fn proxied() -> String {
             Err(_) => "no server cookie".into(),
         };
         let cookie = referral_cookie(&client).await;
-        open(&client, &format!("{site}/signup.html")).await;
+        Page::open(&client, &format!("{site}/signup.html")).await;
         let status = Page::submit_signup(&client, "Ann Example", ANN).await;
         assert_eq!(status, "Your account is ready.", "createSignup reported an error");
         format!("{server}; {cookie}")
     })
     .await;
-    format!("{server}; {}", credited(&c, ANN))
+    format!("{server}; {}", c.credited(ANN))
 }
 
 /// A strict CSP without `'wasm-unsafe-eval'`: the page still works, the
@@ -128,8 +95,8 @@ async fn csp_blocks_wasm() -> String {
     let c = Arc::new(Collector::shop());
     let site = c.page("https", "nowasm.shop.test");
     let cc = c.clone();
-    let (error, page_errors) = in_browser(move |client| async move {
-        open(&client, &format!("{site}/{}", link("alice", "x1"))).await;
+    let (error, page_errors) = in_browser(Profile::default(), move |client| async move {
+        Page::open(&client, &format!("{site}/{}", link("alice", "x1"))).await;
         let answer = client
             .execute_async(
                 r#"const done = arguments[0];
@@ -152,7 +119,9 @@ async fn csp_blocks_wasm() -> String {
             assert!(std::time::Instant::now() < deadline, "the partner link was not kept");
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        open(&client, &format!("{site}/signup.html")).await;
+        // Another restricted page, with a query but no partner link, keeps it.
+        Page::open(&client, &format!("{site}/?sort=price")).await;
+        Page::open(&client, &format!("{site}/signup.html")).await;
         let status = Page::submit_signup(&client, "Ann Example", ANN).await;
         assert_eq!(status, "Your account is ready.");
         (answer.as_str().unwrap_or_default().to_owned(), page_errors)
@@ -177,7 +146,7 @@ async fn csp_blocks_wasm() -> String {
         } else {
             " (NOT on the dashboard)"
         },
-        credited(&c, ANN)
+        c.credited(ANN)
     )
 }
 
@@ -209,8 +178,8 @@ async fn single_page_app() -> String {
     let c = Arc::new(Collector::shop());
     let site = c.shop_url();
     let cc = c.clone();
-    let (landing, pushed) = in_browser(move |client| async move {
-        open(&client, &format!("{site}/app.html{}", link("alice", "x1"))).await;
+    let (landing, pushed) = in_browser(Profile::default(), move |client| async move {
+        Page::open(&client, &format!("{site}/app.html{}", link("alice", "x1"))).await;
         cc.wait_for_count(CLICKS, 1);
         let rewritten = client.current_url().await.unwrap();
         assert_eq!(rewritten.query(), None, "the router rewrote the URL");
@@ -240,7 +209,7 @@ async fn single_page_app() -> String {
         "landing {}; after pushState {}; signup {}",
         landing.as_str().unwrap_or("?"),
         pushed.as_str().unwrap_or("?"),
-        credited(&c, ANN)
+        c.credited(ANN)
     )
 }
 
@@ -252,8 +221,8 @@ async fn no_current_script(by_attribute: bool) -> String {
     let site = c.shop_url();
     let collector = c.page("http", "collector.test");
     let pk = c.public_key.clone();
-    let answer = in_browser(move |client| async move {
-        open(&client, &format!("{site}/{}", link("alice", "x1"))).await;
+    let answer = in_browser(Profile::default(), move |client| async move {
+        Page::open(&client, &format!("{site}/{}", link("alice", "x1"))).await;
         client.goto(&format!("{site}/welcome.html")).await.unwrap();
         let script = r#"
             const [collector, pk, byAttribute, done] = arguments;
@@ -275,7 +244,7 @@ async fn no_current_script(by_attribute: bool) -> String {
             .unwrap()
     })
     .await;
-    format!("signup {}; {}", answer.as_str().unwrap_or("?"), credited(&c, ANN))
+    format!("signup {}; {}", answer.as_str().unwrap_or("?"), c.credited(ANN))
 }
 
 /// Two tabs of the shop sign up at the same moment while the collector is
@@ -284,14 +253,14 @@ async fn no_current_script(by_attribute: bool) -> String {
 async fn two_tabs() -> String {
     let mut c = Collector::shop();
     let site = c.shop_url();
-    in_browser(move |client| async move {
-        open(&client, &format!("{site}/{}", link("alice", "x1"))).await;
+    in_browser(Profile::default(), move |client| async move {
+        Page::open(&client, &format!("{site}/{}", link("alice", "x1"))).await;
         c.wait_for_count(CLICKS, 1);
         let first = client.window().await.unwrap();
-        open(&client, &format!("{site}/signup.html")).await;
+        Page::open(&client, &format!("{site}/signup.html")).await;
         let second = client.new_window(true).await.unwrap().handle;
         client.switch_to_window(second.clone()).await.unwrap();
-        open(&client, &format!("{site}/signup.html")).await;
+        Page::open(&client, &format!("{site}/signup.html")).await;
         c.kill();
         // Both tabs sign up at one agreed moment.
         let at = Page::eval(&client, "Date.now() + 400").await;
@@ -317,7 +286,7 @@ async fn two_tabs() -> String {
         c.restart();
         c.wait_for_count("SELECT count(*) FROM customers", 2);
         // A later page sees the collector's answers and empties the outbox.
-        open(&client, &format!("{site}/")).await;
+        Page::open(&client, &format!("{site}/")).await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while Page::eval(&client, "Object.keys(localStorage).filter((k) => k.startsWith('growsumo_ev_')).length").await
             != json!(0)
@@ -329,8 +298,8 @@ async fn two_tabs() -> String {
         format!(
             "{} customers, {signups} signups, outbox empty; {} and {}",
             c.customers().len(),
-            credited(&c, "tab1@example.com"),
-            credited(&c, "tab2@example.com")
+            c.credited("tab1@example.com"),
+            c.credited("tab2@example.com")
         )
     })
     .await

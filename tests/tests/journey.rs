@@ -4,7 +4,7 @@
 //! (`www.shop.test`), the collector on another (`collector.test`), as the
 //! README's install has it.
 
-use e2e::http::{stripe_webhook, Api};
+use e2e::http::{stripe_invoice, stripe_webhook, Api};
 use e2e::{b64, with_browser, Collector, Page};
 use fantoccini::{Client, Locator};
 use serde_json::json;
@@ -262,11 +262,7 @@ async fn partner_link_signup_payment_reward() {
         sign_up(&client, &base, "Dee Example", "dee@example.com").await;
     })
     .await;
-    let invoice = json!({
-        "id": "evt_story", "object": "event", "type": "invoice.payment_succeeded", "livemode": true,
-        "data": {"object": {"id": "in_story", "object": "invoice", "customer": "cus_story",
-                            "customer_email": "dee@example.com", "amount_paid": 4900, "currency": "usd"}}
-    });
+    let invoice = stripe_invoice("story", "dee@example.com", 4900);
     let answer = stripe_webhook(&c.url, "whsec_story", &invoice).await;
     assert_eq!(answer.json()["outcome"], "applied");
     let api = Api::new(&c.url, &pk, c.secret_key.as_deref().expect("the test created the key"));

@@ -13,6 +13,16 @@ const SECRET: &str = "whsec_test_current";
 fn shop() -> (Collector, Api, String) {
     let c = Collector::start();
     let (pk, sk) = c.create_key(&["--mode", "live"]);
+    // A partnership: credit to a partner key no partnership has waits for review.
+    c.cli(&[
+        "partners",
+        "add",
+        &pk,
+        "--email",
+        "alice@partners.example",
+        "--partner-key",
+        "alice",
+    ]);
     c.cli(&[
         "webhooks",
         "set",

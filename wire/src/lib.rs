@@ -83,5 +83,7 @@ pub mod limit {
 pub mod status {
     pub const ACCEPTED: &str = "accepted";
     pub const DUPLICATE: &str = "duplicate";
+    /// A signup for a customer who exists: stored, credit unchanged.
+    pub const ALREADY_ATTRIBUTED: &str = "already_attributed";
     pub const REJECTED: &str = "rejected";
 }

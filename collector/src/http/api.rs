@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::store::merchant::{self, CustomerFields, CustomerRef, PartnerFields};
 use crate::store::money::{self, NewTransaction, OfferKind, OfferSpec, RewardFilter};
 use crate::store::page::{Cursor, Page};
-use crate::store::{keys, Key, Refusal, RefusalKind};
+use crate::store::{credit, keys, Key, Refusal, RefusalKind};
 use base64::Engine;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -232,11 +232,37 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
     );
     let segments: Vec<&str> = path.split('/').collect();
     let body = match method {
-        Method::POST | Method::PATCH => json_body(app, req).await?,
+        // An action on one customer (`…/approve`) takes no body.
+        Method::POST | Method::PATCH if segments.len() < 3 => json_body(app, req).await?,
         _ => Map::new(),
     };
     let item = segments.get(1).map(|s| s.to_string());
+    // A third segment is an action on one customer; anything else is no route.
+    let action = segments.get(2).copied().unwrap_or("");
+    let known_action = matches!(
+        (&method, segments.first().copied(), action),
+        (_, _, "") | (&Method::POST, Some("customers"), "approve") | (&Method::GET, Some("customers"), "changes")
+    );
+    if segments.len() > 3 || !known_action {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "path",
+            format!("nothing is served at {method} /api/v2/{path}"),
+        ));
+    }
     match (&method, segments.first().copied(), item) {
+        (&Method::POST, Some("customers"), Some(customer_key)) if action == "approve" => {
+            let approved = write(app, move |c, now| credit::approve(c, &key, &customer_key, "api", now)).await?;
+            ok(approved, "customer approved")
+        }
+        (&Method::GET, Some("customers"), Some(customer_key)) if action == "changes" => {
+            let changes = db(app, move |c| {
+                merchant::find_customer(c, key.id, &CustomerRef::Key(customer_key.clone()))?;
+                credit::changes(c, key.id, Some(&customer_key), 250)
+            })
+            .await?;
+            ok(json!({"items": changes, "has_more": false}), "attribution changes")
+        }
         (&Method::GET, Some("partnerships"), None) => {
             let (cursor, limit) = (
                 query.cursor(app, &key, "partners", "partner_key").await?,
@@ -248,8 +274,9 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
         (&Method::POST, Some("partnerships"), None) => {
             let partner_key = optional(&body, "partner_key", KEY_CHARS)?;
             let fields = partner_fields(&body, true)?;
+            let owner = key.clone();
             let created = write(app, move |c, now| {
-                merchant::create_partner(c, key.id, partner_key, fields, now)
+                merchant::create_partner(c, &owner, partner_key, fields, now)
             })
             .await?;
             ok(with_link(created, &key), "partnership created")
@@ -272,8 +299,20 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
                 query.limit()?,
             );
             let partner = query.get("partner_key");
-            let page = db(app, move |c| {
-                merchant::customers(c, key.id, partner.as_deref(), cursor, limit)
+            let in_review = match query.get("review").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "review",
+                        "must be true or false",
+                    ))
+                }
+            };
+            let page = db(app, move |c| match in_review {
+                true => credit::in_review(c, key.id, cursor, limit),
+                false => merchant::customers(c, key.id, partner.as_deref(), cursor, limit),
             })
             .await?;
             ok(page, "customers")
@@ -285,7 +324,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
                 .unwrap_or_default();
             let partner_key = optional(&body, "partner_key", KEY_CHARS)?;
             let created = write(app, move |c, now| {
-                merchant::create_customer(c, key.id, &customer_key, partner_key.as_deref(), fields, "api", now)
+                merchant::create_customer(c, &key, &customer_key, partner_key.as_deref(), fields, "api", now)
             })
             .await?;
             ok(created, "customer created")
@@ -299,7 +338,21 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
         }
         (&Method::PATCH, Some("customers"), Some(customer_key)) => {
             let fields = customer_fields(&body, false)?;
+            // `partner_key` (a key, or null for nobody) re-attributes the
+            // customer: the merchant's word, logged with `reason`.
+            let partner = match body.get("partner_key") {
+                None => None,
+                Some(Value::Null) => Some(None),
+                Some(_) => Some(optional(&body, "partner_key", KEY_CHARS)?),
+            };
+            let reason = optional(&body, "reason", 500)?.unwrap_or_else(|| "changed by the merchant".into());
             let updated = write(app, move |c, now| {
+                if let Some(to) = partner {
+                    let current = merchant::find_customer(c, key.id, &CustomerRef::Key(customer_key.clone()))?;
+                    if current.partner_key != to || current.review.is_some() {
+                        credit::reattribute(c, &key, &current, to.as_deref(), "api", &reason, now)?;
+                    }
+                }
                 merchant::update_customer(c, key.id, &customer_key, fields, now)
             })
             .await?;

@@ -89,7 +89,9 @@ async fn restore(app: &App, key: &Key, cookie: &ServerClick) -> Option<(Referral
         key_id: key.id,
         now_ms,
         window_ms: key.settings.window_ms(),
+        fingerprint_ms: 0,
         server_click: None,
+        network: String::new(),
     };
     let event_id = cookie.event_id.clone();
     let click =

@@ -15,7 +15,7 @@ use crate::export::Table;
 use crate::store::money::{self, RewardFilter};
 use crate::store::page::Cursor;
 use crate::store::sessions::{self, Session};
-use crate::store::{daily, diagnostics, merchant};
+use crate::store::{credit, daily, diagnostics, merchant};
 use crate::store::{keys, Mode};
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -52,6 +52,7 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                         a href="/dashboard/partners" { "Partners" }
                         a href="/dashboard/transactions" { "Transactions" }
                         a href="/dashboard/rewards" { "Rewards" }
+                        a href="/dashboard/review" { "Review" }
                         a href="/dashboard/installation" { "Installation" }
                         @let live = session.key.mode == Mode::Live;
                         span class={ "mode " (if live { "live" } else { "test" }) } id="mode" {
@@ -166,6 +167,8 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Reply {
             set_reward(app, req, session, reward_key).await
         }
         (Method::GET, "/dashboard/installation", Some(session)) => installation(app, &req, session).await,
+        (Method::GET, "/dashboard/review", Some(session)) => review(app, &req, session).await,
+        (Method::POST, "/dashboard/review", Some(session)) => decide_review(app, req, session).await,
         (_, _, Some(session)) => Ok(html_reply(
             StatusCode::NOT_FOUND,
             page(
@@ -324,7 +327,7 @@ async fn customers(app: &App, req: &Request<Incoming>, session: Session) -> anyh
             " " a id="export" href="/dashboard/customers.csv" { "Export CSV" }
         }
         table id="customers" {
-            thead { tr { th { "Partner" } th { "Customer" } th { "Email" } th { "Name" } th { "Signed up" } th { "Source" } th { "Revenue" } } }
+            thead { tr { th { "Partner" } th { "Customer" } th { "Email" } th { "Name" } th { "Signed up" } th { "Source" } th { "Confidence" } th { "Revenue" } } }
             tbody {
                 @for (c, revenue) in &rows {
                     tr {
@@ -333,7 +336,9 @@ async fn customers(app: &App, req: &Request<Incoming>, session: Session) -> anyh
                         td { (c.email) }
                         td class="name" { (c.name) }
                         td { (date(c.created_at)) }
-                        td { (c.source.as_deref().unwrap_or("unattributed")) }
+                        td { (c.source.as_deref().unwrap_or("unattributed"))
+                             @if let Some(review) = &c.review { " · " a href="/dashboard/review" { "in review: " (review) } } }
+                        td { (c.confidence.as_deref().unwrap_or("—")) }
                         td { (revenue) }
                     }
                 }
@@ -565,6 +570,120 @@ async fn set_reward(app: &App, req: Request<Incoming>, session: Session, reward_
     }
 }
 
+/// Customers whose credit waits for the merchant (an unknown partner, a
+/// self-referral, a fingerprint's suggestion), with approve and change
+/// actions, and the log of every change of credit.
+async fn review(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
+    let store = app.store.clone();
+    let (key_id, cursor) = (session.key.id, after(req));
+    let (waiting, changes) = blocking(move || {
+        store.read(|conn| {
+            Ok((
+                credit::in_review(conn, key_id, cursor, PAGE)?,
+                credit::changes(conn, key_id, None, 50)?,
+            ))
+        })
+    })
+    .await?;
+    let next = waiting.items.last().map(|c| c.id).filter(|_| waiting.has_more);
+    let csrf = session.csrf.clone();
+    let body = html! {
+        p class="note" { "These customers earn no reward until you decide. Approving credits the partner shown (a fingerprint's suggestion is only a likelihood); changing sets the partner you name (empty: nobody). Either is logged, and rewards follow." }
+        table id="review" {
+            thead { tr { th { "Customer" } th { "Email" } th { "Signed up" } th { "Why" } th { "Partner" } th { "" } } }
+            tbody {
+                @for c in &waiting.items {
+                    tr id=(c.key) {
+                        td { (c.key) } td { (c.email) } td { (date(c.created_at)) }
+                        td class="why" { (c.review.as_deref().unwrap_or("")) }
+                        td { (c.partner_key.as_deref().or(c.suggested_partner_key.as_deref()).unwrap_or("—"))
+                             @if c.suggested_partner_key.is_some() { " (suggested)" } }
+                        td {
+                            form class="inline" method="post" action="/dashboard/review" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="customer_key" value=(c.key);
+                                button type="submit" name="action" value="approve" { "Approve" }
+                            }
+                            form class="inline" method="post" action="/dashboard/review" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="customer_key" value=(c.key);
+                                input type="text" name="partner_key" placeholder="partner key" size="12";
+                                input type="text" name="reason" placeholder="why" size="16";
+                                button type="submit" name="action" value="change" { "Change partner" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if waiting.items.is_empty() { p class="note" id="nothing" { "Nothing waits for review." } }
+        @if let Some(next) = next { p { a href={ "/dashboard/review?after=" (next) } { "More →" } } }
+        h2 { "Change a customer's partner" }
+        form method="post" action="/dashboard/review" {
+            input type="hidden" name="csrf" value=(csrf);
+            input id="change-customer" type="text" name="customer_key" placeholder="customer key" required;
+            " " input id="change-partner" type="text" name="partner_key" placeholder="partner key (empty: nobody)";
+            " " input id="change-reason" type="text" name="reason" placeholder="why";
+            " " button id="change" type="submit" name="action" value="change" { "Change partner" }
+        }
+        h2 { "Changes of credit" }
+        table id="changes" {
+            thead { tr { th { "When" } th { "Customer" } th { "From" } th { "To" } th { "By" } th { "Why" } } }
+            tbody {
+                @for change in &changes {
+                    tr {
+                        td { (date(change.at)) } td { (change.customer_key) }
+                        td { (change.from_partner_key.as_deref().unwrap_or("—")) }
+                        td { (change.to_partner_key.as_deref().unwrap_or("—")) }
+                        td { (change.actor) } td { (change.reason) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(html_reply(StatusCode::OK, page("Review", Some(&session), body)))
+}
+
+/// Approves a customer's review, or changes its partner (the form's
+/// `action`), as the signed-in merchant.
+async fn decide_review(app: &App, req: Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
+    let fields = form(app, req).await;
+    if let Some(refused) = forged(&fields, &session) {
+        return Ok(refused);
+    }
+    let field = |name: &str| fields.get(name).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let (customer_key, partner, action) = (field("customer_key"), field("partner_key"), field("action"));
+    let reason = Some(field("reason"))
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "changed on the dashboard".into());
+    let store = app.store.clone();
+    let key = session.key.clone();
+    let now = store.clock().now_ms();
+    let done = blocking(move || {
+        store.write(|tx| match action.as_str() {
+            "approve" => credit::approve(tx, &key, &customer_key, "dashboard", now).map(drop),
+            "change" => {
+                let current = merchant::find_customer(tx, key.id, &merchant::CustomerRef::Key(customer_key.clone()))?;
+                let to = Some(partner.as_str()).filter(|p| !p.is_empty());
+                credit::reattribute(tx, &key, &current, to, "dashboard", &reason, now).map(drop)
+            }
+            other => anyhow::bail!("{other:?} is not an action: approve or change"),
+        })
+    })
+    .await;
+    match done {
+        Ok(()) => Ok(redirect("/dashboard/review")),
+        Err(e) => Ok(html_reply(
+            StatusCode::CONFLICT,
+            page(
+                "Not changed",
+                Some(&session),
+                html! { p { (e.to_string()) } p { a href="/dashboard/review" { "Back to review" } } },
+            ),
+        )),
+    }
+}
+
 async fn installation(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
     let https = req.extensions().get::<Client>().is_some_and(|c| c.https);
     let host = req
@@ -600,7 +719,7 @@ async fn installation(app: &App, req: &Request<Incoming>, session: Session) -> a
                     li {
                         "The snippet could not start on " code { (problem.origin) } ": "
                         (diagnostics::explain(&problem.reason).unwrap_or(&problem.reason))
-                        " (" (problem.count) " times, last on " (date(problem.last_at)) ")."
+                        " (reported " (problem.count) (if problem.count == 1 { " time" } else { " times" }) ", last on " (date(problem.last_at)) ")."
                     }
                 }
             }

@@ -11,6 +11,7 @@ use super::read_body;
 use super::reply::{self, Reply};
 use super::server_cookie;
 use crate::app::App;
+use crate::store::attribution;
 use crate::store::{EventKind, Key, Outcome, ServerClick, Submission, WriterError};
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -136,10 +137,11 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
             event_id: e.id.clone(),
             restored: false,
         });
+    let client = parts.extensions.get::<crate::app::Client>();
     let submission = Submission {
-        key_id: key.id,
-        window_ms: key.settings.window_ms(),
+        key: key.clone(),
         server_click: server_cookie::read(headers),
+        network: client.map(|c| attribution::network(c.ip)).unwrap_or_default(),
     };
     let outcomes = if valid.is_empty() {
         Vec::new()
@@ -165,14 +167,24 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
             }
         }
     };
-    let mut stored = ids.into_iter().zip(outcomes).map(|(id, outcome)| EventResult {
-        id: Some(id),
-        status: match outcome {
-            Outcome::Accepted => status::ACCEPTED,
-            Outcome::Duplicate => status::DUPLICATE,
-        },
-        field: None,
-        message: None,
+    let mut stored = ids.into_iter().zip(outcomes).map(|(id, outcome)| {
+        let (status, field, message) = match outcome {
+            Outcome::Accepted => (status::ACCEPTED, None, None),
+            Outcome::Duplicate => (status::DUPLICATE, None, None),
+            Outcome::AlreadyAttributed => (status::ALREADY_ATTRIBUTED, None, None),
+            Outcome::Rejected(field, message) => {
+                if field == "xid" {
+                    app.metrics.click_id_conflicts.fetch_add(1, Ordering::Relaxed);
+                }
+                (status::REJECTED, Some(field.to_owned()), Some(message))
+            }
+        };
+        EventResult {
+            id: Some(id),
+            status,
+            field,
+            message,
+        }
     });
     let results: Vec<EventResult> = slots
         .into_iter()

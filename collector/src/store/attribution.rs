@@ -1,10 +1,14 @@
-//! The attribution engine: which partner a signup is credited to, and why.
+//! The attribution engine: which partner a browser signup is credited to,
+//! and why. (The merchant's own word, through the API, the dashboard or a
+//! payment webhook, outranks all of this: see `credit`.)
 //!
 //! Evidence is tried in this order, strongest first; the first that applies wins:
 //! 1. **xid**: the click id the signup carries, if a click with that id was
-//!    recorded within the window (its partner, as recorded). A recorded click
-//!    outside the window means the browser's referral has expired: its partner
-//!    key is not used either.
+//!    recorded within the window: the partner of its *first* recorded click
+//!    (a click id is bound to its first partner; a later click reusing it
+//!    with another partner key is refused at ingest, see `xid_owner`). A
+//!    recorded click outside the window means the browser's referral has
+//!    expired: its partner key is not used either.
 //! 2. **partner_key**: the partner key the signup carries, when it came with
 //!    no click id or one the collector never recorded (the click was lost, or
 //!    the link carried no id). The browser's own 90-day storage bounds it.
@@ -12,14 +16,20 @@
 //!    (server-cookie mode), within the window. A signup whose click id the
 //!    snippet restored from that cookie is credited here too, since the cookie
 //!    is what kept it.
-//! 4. **fingerprint**: the most recent click within the window from a browser
-//!    with the same fingerprint.
+//! 4. **fingerprint**: probabilistic, so it credits nobody: it only
+//!    *suggests* a partner for the merchant's review (see `credit`), and only
+//!    when it corroborates a recorded click: same fingerprint, same client
+//!    network (IPv4 /24, IPv6 /48, as the collector saw it through trusted
+//!    proxies), within the key's fingerprint window (24 h by default, 0:
+//!    off), and unambiguous (the fingerprint's clicks in the window name one
+//!    partner, from at most `MAX_FINGERPRINT_NETWORKS` networks: more means a
+//!    common device, not one visitor). Fingerprints come only from recorded
+//!    clicks, never from the signup's own claim of a partner.
 //!
 //! Otherwise nobody. Last click wins by construction: the browser keeps only
-//! its latest referral, the server cookie names the latest click, and the
-//! fingerprint match takes the most recent click. Every lookup is scoped to
-//! the signup's key, so test and live data never mix. The decision is stored
-//! with the customer once (see `writer`).
+//! its latest referral, the server cookie names the latest click. Every
+//! lookup is scoped to the signup's key, so test and live data never mix.
+//! The decision is stored with the customer once (see `writer`).
 
 use super::NewEvent;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -89,13 +99,42 @@ impl ServerClick {
 }
 
 /// What the engine needs besides the signup: whose data, when, and the
-/// server cookie of the request that carried it.
+/// server cookie and client network of the request that carried it.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub key_id: i64,
     pub now_ms: i64,
     pub window_ms: i64,
+    /// How far back a fingerprint may corroborate a click; 0: never.
+    pub fingerprint_ms: i64,
     pub server_click: Option<ServerClick>,
+    /// The request's client network (`network`).
+    pub network: String,
+}
+
+/// More networks than this sharing one fingerprint in the window make it a
+/// common device profile, which identifies nobody.
+pub const MAX_FINGERPRINT_NETWORKS: i64 = 2;
+
+/// The client network of `ip`: its IPv4 /24 or IPv6 /48 (an IPv4-mapped
+/// IPv6 address counts as IPv4). A household or office keeps its network
+/// across a visit; a fingerprint from elsewhere is another device.
+pub fn network(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => network_v4(v4),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => network_v4(v4),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            }
+        },
+    }
+}
+
+fn network_v4(ip: std::net::Ipv4Addr) -> String {
+    let [a, b, c, _] = ip.octets();
+    format!("{a}.{b}.{c}.0/24")
 }
 
 /// A recorded click.
@@ -139,28 +178,58 @@ pub fn click_by_id(conn: &Connection, ctx: &Context, event_id: &str) -> rusqlite
     .map(|click| click.filter(|c| ctx.now_ms - c.at <= ctx.window_ms))
 }
 
-/// The latest click with click id `xid`, in or out of the window.
-fn click_by_xid(conn: &Connection, key_id: i64, xid: &str) -> rusqlite::Result<Option<Click>> {
-    conn.prepare_cached(&format!(
-        "SELECT {CLICK_COLUMNS} FROM events
-         WHERE key_id = ?1 AND type = 'click' AND xid = ?2
-         ORDER BY seq DESC LIMIT 1"
-    ))?
-    .query_row(params![key_id, xid], Click::from_row)
+/// The partner of the first recorded click with click id `xid`: the one the
+/// click id is bound to.
+pub fn xid_owner(conn: &Connection, key_id: i64, xid: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT partner_key FROM events WHERE key_id = ?1 AND type = 'click' AND xid = ?2 ORDER BY seq LIMIT 1",
+    )?
+    .query_row(params![key_id, xid], |r| r.get(0))
     .optional()
 }
 
-/// The most recent click within the window from a browser with this fingerprint.
+/// The latest click with click id `xid` (in or out of the window), credited
+/// to the partner its first click was.
+fn click_by_xid(conn: &Connection, key_id: i64, xid: &str) -> rusqlite::Result<Option<Click>> {
+    let latest = conn
+        .prepare_cached(&format!(
+            "SELECT {CLICK_COLUMNS} FROM events
+             WHERE key_id = ?1 AND type = 'click' AND xid = ?2
+             ORDER BY seq DESC LIMIT 1"
+        ))?
+        .query_row(params![key_id, xid], Click::from_row)
+        .optional()?;
+    let Some(mut click) = latest else { return Ok(None) };
+    if let Some(owner) = xid_owner(conn, key_id, xid)? {
+        click.partner_key = owner;
+    }
+    Ok(Some(click))
+}
+
+/// The click a fingerprint corroborates, if it does unambiguously: the
+/// latest click from the same fingerprint and client network within the
+/// fingerprint window, when the fingerprint's clicks in that window name one
+/// partner only, from at most `MAX_FINGERPRINT_NETWORKS` networks.
 fn click_by_fingerprint(conn: &Connection, ctx: &Context, fingerprint: &str) -> rusqlite::Result<Option<Click>> {
+    if ctx.fingerprint_ms <= 0 {
+        return Ok(None);
+    }
+    let since = ctx.now_ms - ctx.fingerprint_ms;
+    let (partners, networks): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT count(DISTINCT partner_key), count(DISTINCT network) FROM events
+             WHERE key_id = ?1 AND type = 'click' AND fingerprint = ?2 AND received_at >= ?3",
+        )?
+        .query_row(params![ctx.key_id, fingerprint, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if partners != 1 || networks > MAX_FINGERPRINT_NETWORKS {
+        return Ok(None);
+    }
     conn.prepare_cached(&format!(
         "SELECT {CLICK_COLUMNS} FROM events
-         WHERE key_id = ?1 AND type = 'click' AND fingerprint = ?2 AND received_at >= ?3
+         WHERE key_id = ?1 AND type = 'click' AND fingerprint = ?2 AND received_at >= ?3 AND network = ?4
          ORDER BY received_at DESC LIMIT 1"
     ))?
-    .query_row(
-        params![ctx.key_id, fingerprint, ctx.now_ms - ctx.window_ms],
-        Click::from_row,
-    )
+    .query_row(params![ctx.key_id, fingerprint, since, ctx.network], Click::from_row)
     .optional()
 }
 
@@ -224,12 +293,30 @@ mod tests {
         conn
     }
 
-    /// Records a click `days_ago` days before NOW.
+    const HOME: &str = "203.0.113.0/24";
+    const HOUR: i64 = 3_600_000;
+
+    /// Records a click `days_ago` days before NOW, from the HOME network.
     fn click(conn: &Connection, key: i64, id: &str, partner: &str, xid: &str, fp: &str, days_ago: i64) {
+        click_from(conn, key, id, partner, xid, fp, HOME, days_ago * DAY);
+    }
+
+    /// Records a click `ms_ago` before NOW from `network`.
+    #[allow(clippy::too_many_arguments)]
+    fn click_from(
+        conn: &Connection,
+        key: i64,
+        id: &str,
+        partner: &str,
+        xid: &str,
+        fp: &str,
+        network: &str,
+        ms_ago: i64,
+    ) {
         conn.execute(
-            "INSERT INTO events (key_id, event_id, type, received_at, client_ts, partner_key, xid, fingerprint)
-             VALUES (?1, ?2, 'click', ?3, 0, ?4, ?5, ?6)",
-            params![key, id, NOW - days_ago * DAY, partner, xid, fp],
+            "INSERT INTO events (key_id, event_id, type, received_at, client_ts, partner_key, xid, fingerprint, network)
+             VALUES (?1, ?2, 'click', ?3, 0, ?4, ?5, ?6, ?7)",
+            params![key, id, NOW - ms_ago, partner, xid, fp, network],
         )
         .unwrap();
     }
@@ -258,7 +345,9 @@ mod tests {
             key_id,
             now_ms: NOW,
             window_ms: 90 * DAY,
+            fingerprint_ms: 24 * HOUR,
             server_click: cookie.and_then(ServerClick::parse),
+            network: HOME.into(),
         }
     }
 
@@ -335,18 +424,72 @@ mod tests {
     }
 
     #[test]
-    fn the_fingerprint_finds_the_latest_click_within_the_window() {
+    fn a_fingerprint_corroborates_a_click_from_the_same_network_within_its_window() {
         let conn = db();
-        click(&conn, TEST_KEY, "c1", "alice", "x1", "f1", 20);
-        click(&conn, TEST_KEY, "c2", "bob", "x2", "f1", 5);
-        click(&conn, TEST_KEY, "c3", "carol", "x3", "f3", 95);
+        click_from(&conn, TEST_KEY, "c1", "alice", "x1", "f1", HOME, 2 * HOUR);
+        click_from(&conn, TEST_KEY, "c2", "alice", "x2", "f2", HOME, 30 * HOUR);
+        click_from(&conn, TEST_KEY, "c3", "alice", "x3", "f3", "198.51.100.0/24", HOUR);
         let ctx = ctx(TEST_KEY, None);
         assert_eq!(
             decided(&conn, &ctx, &signup(None, None, Some("f1"))),
-            credit("bob", "fingerprint")
+            credit("alice", "fingerprint")
         );
+        // Past the 24 h fingerprint window; another network; unknown.
+        assert_eq!(decided(&conn, &ctx, &signup(None, None, Some("f2"))), None);
         assert_eq!(decided(&conn, &ctx, &signup(None, None, Some("f3"))), None);
         assert_eq!(decided(&conn, &ctx, &signup(None, None, Some("f9"))), None);
+        // Off for the key.
+        let off = Context {
+            fingerprint_ms: 0,
+            ..ctx.clone()
+        };
+        assert_eq!(decided(&conn, &off, &signup(None, None, Some("f1"))), None);
+    }
+
+    #[test]
+    fn an_ambiguous_fingerprint_decides_nothing() {
+        let conn = db();
+        // Two partners' clicks on one fingerprint (a squatter's included).
+        click_from(&conn, TEST_KEY, "c1", "alice", "x1", "f1", HOME, HOUR);
+        click_from(&conn, TEST_KEY, "c2", "mallory", "m1", "f1", "198.51.100.0/24", HOUR);
+        // One partner, but from three networks: a common device profile.
+        for (i, net) in [HOME, "198.51.100.0/24", "192.0.2.0/24"].iter().enumerate() {
+            click_from(
+                &conn,
+                TEST_KEY,
+                &format!("d{i}"),
+                "bob",
+                &format!("y{i}"),
+                "f2",
+                net,
+                HOUR,
+            );
+        }
+        let ctx = ctx(TEST_KEY, None);
+        assert_eq!(decided(&conn, &ctx, &signup(None, None, Some("f1"))), None);
+        assert_eq!(decided(&conn, &ctx, &signup(None, None, Some("f2"))), None);
+    }
+
+    #[test]
+    fn a_click_id_stays_with_its_first_partner() {
+        let conn = db();
+        click(&conn, TEST_KEY, "c1", "alice", "x1", "f1", 3);
+        // A later click reusing x1 for another partner (stored before the
+        // ingest check existed) does not take it over.
+        click(&conn, TEST_KEY, "c2", "mallory", "x1", "f1", 1);
+        assert_eq!(xid_owner(&conn, TEST_KEY, "x1").unwrap().as_deref(), Some("alice"));
+        assert_eq!(
+            decided(&conn, &ctx(TEST_KEY, None), &signup(Some("mallory"), Some("x1"), None)),
+            credit("alice", "xid")
+        );
+    }
+
+    #[test]
+    fn networks_are_ipv4_slash_24_and_ipv6_slash_48() {
+        let net = |ip: &str| network(ip.parse().unwrap());
+        assert_eq!(net("203.0.113.77"), "203.0.113.0/24");
+        assert_eq!(net("::ffff:203.0.113.77"), "203.0.113.0/24");
+        assert_eq!(net("2001:db8:abcd:12::1"), "2001:db8:abcd::/48");
     }
 
     #[test]

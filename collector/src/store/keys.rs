@@ -2,7 +2,7 @@
 //! events, from its allowed origins; its secret key (`sk_…`) unlocks reads. Only
 //! a SHA-256 of the secret is stored, so the database never holds it.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
 
@@ -51,6 +51,12 @@ pub struct Settings {
     pub require_consent: bool,
     /// Treat a browser's Global Privacy Control signal as a refusal.
     pub honor_gpc: bool,
+    /// How long after a click a fingerprint match (same fingerprint, same
+    /// client network) may credit a signup to it; 0: never.
+    pub fingerprint_hours: u32,
+    /// Partners named by links but not yet known become partnerships of
+    /// their own (open programs); otherwise their signups wait for review.
+    pub auto_partners: bool,
 }
 
 impl Default for Settings {
@@ -61,6 +67,8 @@ impl Default for Settings {
             params: Vec::new(),
             require_consent: false,
             honor_gpc: true,
+            fingerprint_hours: 24,
+            auto_partners: false,
         }
     }
 }
@@ -113,9 +121,17 @@ impl Settings {
         i64::from(self.window_days) * 86_400_000
     }
 
+    /// The fingerprint window, never longer than the attribution window.
+    pub fn fingerprint_ms(&self) -> i64 {
+        (i64::from(self.fingerprint_hours) * 3_600_000).min(self.window_ms())
+    }
+
     fn check(&self) -> Result<()> {
         if !(1..=3650).contains(&self.window_days) {
             bail!("the attribution window must be 1 to 3650 days");
+        }
+        if self.fingerprint_hours > 720 {
+            bail!("the fingerprint window must be 0 (off) to 720 hours");
         }
         let domain = &self.cookie_domain;
         let valid = domain.is_empty()
@@ -149,7 +165,8 @@ pub struct KeyPair {
 }
 
 const COLUMNS: &str = "id, public_key, live, name, origins, revoked_at IS NOT NULL,
-                       cookie_domain, window_days, params, require_consent, honor_gpc";
+                       cookie_domain, window_days, params, require_consent, honor_gpc,
+                       fingerprint_hours, auto_partners";
 
 fn from_row(row: &Row) -> rusqlite::Result<Key> {
     let origins: String = row.get(4)?;
@@ -168,6 +185,8 @@ fn from_row(row: &Row) -> rusqlite::Result<Key> {
             params: params.split_whitespace().filter_map(|p| p.parse().ok()).collect(),
             require_consent: row.get(9)?,
             honor_gpc: row.get(10)?,
+            fingerprint_hours: row.get(11)?,
+            auto_partners: row.get(12)?,
         },
     })
 }
@@ -228,7 +247,7 @@ pub fn update(conn: &Connection, public_key: &str, origins: &[String], settings:
     settings.check()?;
     let changed = conn.execute(
         "UPDATE keys SET origins = ?2, cookie_domain = ?3, window_days = ?4, params = ?5,
-                         require_consent = ?6, honor_gpc = ?7
+                         require_consent = ?6, honor_gpc = ?7, fingerprint_hours = ?8, auto_partners = ?9
          WHERE public_key = ?1",
         params![
             public_key,
@@ -238,24 +257,14 @@ pub fn update(conn: &Connection, public_key: &str, origins: &[String], settings:
             params_column(settings),
             settings.require_consent,
             settings.honor_gpc,
+            settings.fingerprint_hours,
+            settings.auto_partners,
         ],
     )?;
     if changed == 0 {
         bail!("no key {public_key:?}: `collector keys list` shows the keys");
     }
     Ok(())
-}
-
-/// Gives the key `public_key` a new secret and returns it (the old one stops
-/// working at once): how `serve --demo` shows a secret it never stored.
-pub fn renew_secret(conn: &Connection, public_key: &str) -> Result<String> {
-    let key = find(conn, public_key)?.with_context(|| format!("no key {public_key:?}"))?;
-    let secret_key = format!("sk_{}_{}", key.mode.prefix(), random_token(32)?);
-    conn.execute(
-        "UPDATE keys SET secret_hash = ?2 WHERE public_key = ?1",
-        params![public_key, Sha256::digest(secret_key.as_bytes()).as_slice()],
-    )?;
-    Ok(secret_key)
 }
 
 /// The key with public key `public_key`, revoked or not.
@@ -271,7 +280,7 @@ pub fn authenticate(conn: &Connection, public_key: &str, secret_key: &str) -> Re
     let sql = format!("SELECT {COLUMNS}, secret_hash FROM keys WHERE public_key = ?1 AND revoked_at IS NULL");
     let found = conn
         .query_row(&sql, [public_key], |row| {
-            Ok((from_row(row)?, row.get::<_, Vec<u8>>(11)?))
+            Ok((from_row(row)?, row.get::<_, Vec<u8>>(13)?))
         })
         .optional()?;
     let given = Sha256::digest(secret_key.as_bytes());

@@ -78,14 +78,17 @@ fn partner_row(row: &Row) -> rusqlite::Result<Partner> {
     })
 }
 
-/// Adds a partner; the partner key is generated when not given.
+/// Adds a partner; the partner key is generated when not given. Customers
+/// who waited for review because their partner key had no partnership now
+/// earn (`credit::partnership_created`).
 pub fn create_partner(
     conn: &Connection,
-    key_id: i64,
+    key: &super::Key,
     partner_key: Option<String>,
     fields: PartnerFields,
     now: i64,
 ) -> Result<Partner> {
+    let key_id = key.id;
     let partner_key = match partner_key {
         Some(key) => key,
         None => super::keys::random_token(16)?,
@@ -116,6 +119,7 @@ pub fn create_partner(
             now
         ],
     )?;
+    super::credit::partnership_created(conn, key, &partner_key, now)?;
     partner(conn, key_id, &partner_key)
 }
 
@@ -184,6 +188,16 @@ pub struct Customer {
     /// How the partner was decided (`xid`, `partner_key`, `server_cookie`,
     /// `fingerprint`, `api`, `stripe`), none when unattributed.
     pub source: Option<String>,
+    /// How much the evidence weighs: `merchant` (the merchant's API or a
+    /// payment webhook), `high` (a recorded click), `medium` (a partner key
+    /// the browser kept), `low` (a fingerprint match the merchant approved).
+    pub confidence: Option<String>,
+    /// Why the customer waits for the merchant's review, earning nothing
+    /// meanwhile: `unknown_partner`, `self_referral`, `fingerprint`.
+    pub review: Option<String>,
+    /// The partner a fingerprint match suggests (review `fingerprint`): not
+    /// credited unless the merchant approves.
+    pub suggested_partner_key: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -194,10 +208,11 @@ pub struct CustomerFields {
     pub provider_key: Option<String>,
 }
 
-const CUSTOMER_COLUMNS: &str =
-    "id, customer_key, email, name, partner_key, provider_key, source, created_at, updated_at";
+pub(super) const CUSTOMER_COLUMNS: &str =
+    "id, customer_key, email, name, partner_key, provider_key, source, created_at,
+     updated_at, confidence, review, suggested_partner";
 
-fn customer_row(row: &Row) -> rusqlite::Result<Customer> {
+pub(super) fn customer_row(row: &Row) -> rusqlite::Result<Customer> {
     Ok(Customer {
         id: row.get(0)?,
         key: row.get(1)?,
@@ -208,6 +223,9 @@ fn customer_row(row: &Row) -> rusqlite::Result<Customer> {
         source: row.get(6)?,
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
+        confidence: row.get(9)?,
+        review: row.get(10)?,
+        suggested_partner_key: row.get(11)?,
     })
 }
 
@@ -231,50 +249,86 @@ impl CustomerRef {
 }
 
 /// Adds a customer created by the merchant's server (or a webhook), credited
-/// to `partner_key` with source `origin`.
+/// to `partner_key` with source `origin`: the merchant's word. A customer a
+/// browser signup created first (anyone with the public key can post one)
+/// is taken over: its partner becomes the merchant's, and the change is
+/// logged (`credit::reattribute`). One the merchant created is a conflict.
 pub fn create_customer(
     conn: &Connection,
-    key_id: i64,
+    key: &super::Key,
     customer_key: &str,
     partner_key: Option<&str>,
     fields: CustomerFields,
     origin: &str,
     now: i64,
 ) -> Result<Customer> {
-    let inserted = conn.execute(
+    let by_key = CustomerRef::Key(customer_key.into());
+    if let Ok(existing) = find_customer(conn, key.id, &by_key) {
+        let from_browser: bool = conn.query_row(
+            "SELECT event_id != '' FROM customers WHERE id = ?1",
+            [existing.id],
+            |r| r.get(0),
+        )?;
+        if !from_browser {
+            return Err(Refusal::conflict("customer_key", format!("customer {customer_key:?} exists")).into());
+        }
+        let reason = format!("created by the merchant ({origin}) over a browser signup");
+        super::credit::reattribute(conn, key, &existing, partner_key, origin, &reason, now)?;
+        conn.execute(
+            "UPDATE customers SET source = ?2, confidence = 'merchant', event_id = '' WHERE id = ?1",
+            params![existing.id, partner_key.map(|_| origin)],
+        )?;
+        return update_customer(conn, key.id, customer_key, fields, now);
+    }
+    let review = match partner_key {
+        Some(partner) => super::credit::review_for(conn, key, partner, fields.email.as_deref().unwrap_or(""), now)?,
+        None => None,
+    };
+    conn.execute(
         "INSERT INTO customers (key_id, customer_key, email, name, provider_key, partner_key, source,
-                                event_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '', ?8, ?8)
-         ON CONFLICT (key_id, customer_key) DO NOTHING",
+                                confidence, review, event_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '', ?10, ?10)",
         params![
-            key_id,
+            key.id,
             customer_key,
             fields.email.unwrap_or_default(),
             fields.name.unwrap_or_default(),
             fields.provider_key,
             partner_key,
             partner_key.map(|_| origin),
+            partner_key.map(|_| "merchant"),
+            review.map(|r| r.as_str()),
             now
         ],
     )?;
-    if inserted == 0 {
-        return Err(Refusal::conflict("customer_key", format!("customer {customer_key:?} exists")).into());
-    }
-    super::daily::add(conn, key_id, partner_key, now, 0, 1)?;
-    find_customer(conn, key_id, &CustomerRef::Key(customer_key.into()))
+    super::daily::add(conn, key.id, partner_key, now, 0, 1)?;
+    find_customer(conn, key.id, &by_key)
 }
 
-/// The customer a reference names (the newest, for an email several share).
+/// The customer a reference names. An email or provider id that several
+/// customers share names none of them: it is refused as ambiguous (a
+/// browser signup may claim any email), so the merchant names the customer
+/// by its key instead.
 pub fn find_customer(conn: &Connection, key_id: i64, by: &CustomerRef) -> Result<Customer> {
     let (column, value) = match by {
         CustomerRef::Key(v) => ("customer_key", v),
         CustomerRef::Email(v) => ("email", v),
         CustomerRef::Provider(v) => ("provider_key", v),
     };
-    let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE key_id = ?1 AND {column} = ?2 ORDER BY id DESC");
-    conn.query_row(&sql, params![key_id, value], customer_row)
-        .optional()?
-        .ok_or_else(|| Refusal::not_found(by.field(), format!("no customer with {column} {value:?}")).into())
+    let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE key_id = ?1 AND {column} = ?2 LIMIT 2");
+    let mut found: Vec<Customer> = conn
+        .prepare_cached(&sql)?
+        .query_map(params![key_id, value], customer_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    match found.len() {
+        0 => Err(Refusal::not_found(by.field(), format!("no customer with {column} {value:?}")).into()),
+        1 => Ok(found.remove(0)),
+        _ => Err(Refusal::conflict(
+            by.field(),
+            format!("{value:?} names more than one customer; name the customer by customer_key"),
+        )
+        .into()),
+    }
 }
 
 pub fn customers(
@@ -318,8 +372,8 @@ pub fn revenue(conn: &Connection, customer_id: i64) -> Result<String> {
     )
 }
 
-/// Changes a customer's contact fields. Its partner is not changed here: a
-/// customer is attributed once.
+/// Changes a customer's contact fields. Its partner changes only through
+/// `credit::reattribute`, which logs why.
 pub fn update_customer(
     conn: &Connection,
     key_id: i64,

@@ -22,6 +22,7 @@
 
 pub mod attribution;
 mod clock;
+pub mod credit;
 pub mod daily;
 pub mod diagnostics;
 pub mod fill;

@@ -297,10 +297,72 @@ pub fn create_transaction(conn: &Connection, key: &Key, new: &NewTransaction, no
     let transaction_id = conn.last_insert_rowid();
     add_revenue(conn, key.id, customer.partner_key.as_deref(), &new.currency, new.amount)?;
     if key.mode == Mode::Live {
-        create_rewards(conn, key.id, &customer, transaction_id, new, now)?;
+        create_rewards(
+            conn,
+            key.id,
+            &customer,
+            transaction_id,
+            (new.amount, &new.currency, now),
+            now,
+        )?;
     }
     let stored = transaction(conn, key.id, &new.key)?.expect("just written");
     Ok((stored, true))
+}
+
+/// Credits the customer's partner with every live transaction of the
+/// customer, oldest first: its revenue, and (live keys) the rewards each
+/// earns now. Used when a customer's partner changes or its review is
+/// approved; `withdraw` undid the previous partner's share.
+pub fn credit_transactions(conn: &Connection, key: &Key, customer: &Customer, now: i64) -> Result<()> {
+    let live: Vec<(i64, i64, String, i64)> = conn
+        .prepare(
+            "SELECT id, amount, currency, created_at FROM transactions
+             WHERE customer_id = ?1 AND reversed_at IS NULL ORDER BY created_at, id",
+        )?
+        .query_map([customer.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, amount, currency, at) in live {
+        add_revenue(conn, key.id, customer.partner_key.as_deref(), &currency, amount)?;
+        if key.mode == Mode::Live {
+            create_rewards(conn, key.id, customer, id, (amount, &currency, at), now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes back what the customer's partner `customer.partner_key` earned
+/// from its transactions: unpaid rewards declined, paid ones clawed back,
+/// its revenue share removed. The transactions stay.
+pub fn withdraw(conn: &Connection, key_id: i64, customer: &Customer, now: i64) -> Result<()> {
+    let live: Vec<(i64, i64, String)> = conn
+        .prepare("SELECT id, amount, currency FROM transactions WHERE customer_id = ?1 AND reversed_at IS NULL")?
+        .query_map([customer.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, amount, currency) in live {
+        withdraw_rewards(conn, id, now)?;
+        add_revenue(conn, key_id, customer.partner_key.as_deref(), &currency, -amount)?;
+    }
+    Ok(())
+}
+
+/// Declines a transaction's unpaid rewards and claws back its paid ones
+/// (a negative reward), never editing a paid one.
+fn withdraw_rewards(conn: &Connection, transaction_id: i64, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE rewards SET status = 'declined', updated_at = ?2
+         WHERE transaction_id = ?1 AND reverses IS NULL AND status IN ('new', 'approved')",
+        params![transaction_id, now],
+    )?;
+    conn.execute(
+        "INSERT INTO rewards (key_id, partner_key, customer_id, transaction_id, offer_id, amount, currency,
+                              status, reverses, created_at, updated_at)
+         SELECT key_id, partner_key, customer_id, transaction_id, offer_id, -amount, currency, 'new', id, ?2, ?2
+         FROM rewards r WHERE transaction_id = ?1 AND reverses IS NULL AND status = 'paid'
+           AND NOT EXISTS (SELECT 1 FROM rewards c WHERE c.reverses = r.id)",
+        params![transaction_id, now],
+    )?;
+    Ok(())
 }
 
 /// Adds `amount` to a partner's revenue in `currency` (negative: a reversal).
@@ -315,16 +377,18 @@ fn add_revenue(conn: &Connection, key_id: i64, partner_key: Option<&str>, curren
     Ok(())
 }
 
-/// The rewards `new` earns its customer's partner under each offer.
+/// The rewards a payment (`amount` cents in `currency`, paid at `paid_at`)
+/// earns its customer's partner under each offer. A customer waiting for
+/// the merchant's review earns nothing yet.
 fn create_rewards(
     conn: &Connection,
     key_id: i64,
     customer: &Customer,
     transaction_id: i64,
-    new: &NewTransaction,
+    (amount, currency, paid_at): (i64, &str, i64),
     now: i64,
 ) -> Result<()> {
-    let Some(partner_key) = &customer.partner_key else {
+    let (Some(partner_key), None) = (&customer.partner_key, &customer.review) else {
         return Ok(());
     };
     let first_paid: i64 = conn.query_row(
@@ -346,7 +410,7 @@ fn create_rewards(
         })?
         .collect::<rusqlite::Result<_>>()?;
     for offer in offers {
-        let amount = match offer.kind {
+        let reward = match offer.kind {
             OfferKind::NewCustomer => {
                 // Net of declines and clawbacks: a refunded first payment
                 // leaves the customer still to be won.
@@ -357,22 +421,24 @@ fn create_rewards(
                     |r| r.get(0),
                 )?;
                 // A free payment (a trial's $0 invoice) wins no one.
-                match offer.amounts.get(&new.currency) {
-                    Some(&flat) if earned <= 0 && new.amount > 0 => flat,
+                match offer.amounts.get(currency) {
+                    Some(&flat) if earned <= 0 && amount > 0 => flat,
                     _ => continue,
                 }
             }
             OfferKind::Percent => {
-                let within = offer.months.is_none_or(|months| now < first_paid + months * MONTH_MS);
+                let within = offer
+                    .months
+                    .is_none_or(|months| paid_at < first_paid + months * MONTH_MS);
                 let bp = offer.percent_bp.unwrap_or(0);
                 if !within {
                     continue;
                 }
                 // Rounded half up, in integer cents.
-                (new.amount * bp + 5_000) / 10_000
+                (amount * bp + 5_000) / 10_000
             }
         };
-        if amount == 0 {
+        if reward == 0 {
             continue;
         }
         conn.execute(
@@ -385,8 +451,8 @@ fn create_rewards(
                 customer.id,
                 transaction_id,
                 offer.id,
-                amount,
-                new.currency,
+                reward,
+                currency,
                 now
             ],
         )?;
@@ -404,18 +470,7 @@ pub fn reverse_transaction(conn: &Connection, key_id: i64, transaction_key: &str
     if found.reversed_at.is_some() {
         return Ok(found);
     }
-    conn.execute(
-        "UPDATE rewards SET status = 'declined', updated_at = ?2
-         WHERE transaction_id = ?1 AND reverses IS NULL AND status IN ('new', 'approved')",
-        params![found.id, now],
-    )?;
-    conn.execute(
-        "INSERT INTO rewards (key_id, partner_key, customer_id, transaction_id, offer_id, amount, currency,
-                              status, reverses, created_at, updated_at)
-         SELECT key_id, partner_key, customer_id, transaction_id, offer_id, -amount, currency, 'new', id, ?2, ?2
-         FROM rewards WHERE transaction_id = ?1 AND reverses IS NULL AND status = 'paid'",
-        params![found.id, now],
-    )?;
+    withdraw_rewards(conn, found.id, now)?;
     conn.execute(
         "UPDATE transactions SET reversed_at = ?2 WHERE id = ?1",
         params![found.id, now],
@@ -539,7 +594,7 @@ pub fn set_reward_status(conn: &Connection, key_id: i64, reward_key: &str, statu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::merchant::{create_customer, CustomerFields};
+    use crate::store::merchant::{create_customer, create_partner, CustomerFields, PartnerFields};
     use crate::store::{keys, Settings};
 
     const NOW: i64 = 1_800_000_000_000;
@@ -550,12 +605,18 @@ mod tests {
         let key = keys::create(&conn, mode, "shop", &[], &Settings::default())
             .unwrap()
             .key;
+        let partner = PartnerFields {
+            email: Some("alice@partners.example".into()),
+            first_name: None,
+            last_name: None,
+        };
+        create_partner(&conn, &key, Some("alice".into()), partner, NOW).unwrap();
         let fields = CustomerFields {
             email: Some("ann@example.com".into()),
             name: None,
             provider_key: None,
         };
-        create_customer(&conn, key.id, "ann", Some("alice"), fields, "api", NOW).unwrap();
+        create_customer(&conn, &key, "ann", Some("alice"), fields, "api", NOW).unwrap();
         let offer = |key: &str, kind, percent_bp, amounts: &[(&str, i64)], months| OfferSpec {
             key: key.into(),
             kind,

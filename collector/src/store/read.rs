@@ -19,12 +19,17 @@ pub struct CustomerRow {
     pub source: Option<String>,
     /// Epoch milliseconds.
     pub created_at: i64,
+    /// Why it waits for the merchant's review, if it does (see `credit`).
+    pub review: Option<String>,
+    /// The partner a fingerprint match suggests (not credited).
+    pub suggested_partner_key: Option<String>,
 }
 
 /// The newest `limit` customers of every key.
 pub fn customers(conn: &Connection, limit: u32) -> Result<Vec<CustomerRow>> {
     let mut stmt = conn.prepare(
-        "SELECT k.public_key, c.customer_key, c.email, c.name, c.partner_key, c.xid, c.source, c.created_at
+        "SELECT k.public_key, c.customer_key, c.email, c.name, c.partner_key, c.xid, c.source, c.created_at,
+                c.review, c.suggested_partner
          FROM customers c JOIN keys k ON k.id = c.key_id
          ORDER BY c.id DESC LIMIT ?1",
     )?;
@@ -39,6 +44,8 @@ pub fn customers(conn: &Connection, limit: u32) -> Result<Vec<CustomerRow>> {
                 xid: row.get(5)?,
                 source: row.get(6)?,
                 created_at: row.get(7)?,
+                review: row.get(8)?,
+                suggested_partner_key: row.get(9)?,
             })
         })?
         .collect::<rusqlite::Result<_>>()?;

@@ -195,6 +195,31 @@ const MIGRATIONS: &[&str] = &[
         last_at INTEGER NOT NULL,
         PRIMARY KEY (key_id, origin, reason)
     );",
+    // 10: credit you can defend: the client network of each event (a
+    // fingerprint only corroborates a click from the same network), per-key
+    // fingerprint window and open partner sign-up, each customer's
+    // confidence and review flag, and every change of a customer's partner.
+    "ALTER TABLE events ADD COLUMN network TEXT;
+    ALTER TABLE keys ADD COLUMN fingerprint_hours INTEGER NOT NULL DEFAULT 24;
+    ALTER TABLE keys ADD COLUMN auto_partners INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE customers ADD COLUMN confidence TEXT;
+    ALTER TABLE customers ADD COLUMN review TEXT;
+    ALTER TABLE customers ADD COLUMN suggested_partner TEXT;
+    UPDATE customers SET confidence = CASE source
+        WHEN 'api' THEN 'merchant' WHEN 'xid' THEN 'high' WHEN 'server_cookie' THEN 'high'
+        WHEN 'partner_key' THEN 'medium' WHEN 'fingerprint' THEN 'low' END;
+    CREATE INDEX customers_in_review ON customers(key_id, id) WHERE review IS NOT NULL;
+    CREATE TABLE attribution_changes (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        from_partner TEXT,
+        to_partner TEXT,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX attribution_changes_newest ON attribution_changes(key_id, id);",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -74,6 +74,10 @@ pub enum Outcome {
     Ignored,
     /// No customer or transaction it names is known.
     Unmatched,
+    /// Its email (or provider id) names several customers: nothing applied,
+    /// since a browser signup may claim any email. The merchant names the
+    /// customer by key (customer metadata) instead.
+    Ambiguous,
     /// Seen before: not applied again.
     Duplicate,
 }
@@ -84,6 +88,7 @@ impl Outcome {
             Outcome::Applied => "applied",
             Outcome::Ignored => "ignored",
             Outcome::Unmatched => "unmatched",
+            Outcome::Ambiguous => "ambiguous_customer",
             Outcome::Duplicate => "duplicate",
         }
     }
@@ -145,7 +150,8 @@ pub fn apply(
             let by_key = customer_key.clone().map(CustomerRef::Key);
             let by_email = email.clone().map(CustomerRef::Email);
             match first_customer(conn, key.id, by_key.into_iter().chain(by_email))? {
-                Some(found) => {
+                Found::Ambiguous => Outcome::Ambiguous,
+                Found::One(found) => {
                     let fields = CustomerFields {
                         email: None,
                         name: None,
@@ -154,22 +160,14 @@ pub fn apply(
                     merchant::update_customer(conn, key.id, &found.key, fields, now)?;
                     Outcome::Applied
                 }
-                None => match (partner_key, customer_key.clone().or(email.clone())) {
+                Found::None => match (partner_key, customer_key.clone().or(email.clone())) {
                     (Some(partner_key), Some(customer_key)) => {
                         let fields = CustomerFields {
                             email: email.clone(),
                             name: name.clone(),
                             provider_key: Some(provider_key.clone()),
                         };
-                        merchant::create_customer(
-                            conn,
-                            key.id,
-                            &customer_key,
-                            Some(partner_key),
-                            fields,
-                            provider,
-                            now,
-                        )?;
+                        merchant::create_customer(conn, key, &customer_key, Some(partner_key), fields, provider, now)?;
                         Outcome::Applied
                     }
                     _ => Outcome::Unmatched,
@@ -182,7 +180,8 @@ pub fn apply(
             amount,
             currency,
         } => match first_customer(conn, key.id, customer.iter().cloned())? {
-            Some(found) => {
+            Found::Ambiguous => Outcome::Ambiguous,
+            Found::One(found) => {
                 let new = NewTransaction {
                     key: transaction_key.clone(),
                     customer: CustomerRef::Key(found.key),
@@ -195,7 +194,7 @@ pub fn apply(
                 money::create_transaction(conn, key, &new, now)?;
                 Outcome::Applied
             }
-            None => Outcome::Unmatched,
+            Found::None => Outcome::Unmatched,
         },
         Event::Refund { transaction_keys } => {
             let mut outcome = Outcome::Unmatched;
@@ -216,18 +215,25 @@ pub fn apply(
     Ok(outcome)
 }
 
-/// The first customer any of `refs` names.
-fn first_customer(
-    conn: &Connection,
-    key_id: i64,
-    refs: impl Iterator<Item = CustomerRef>,
-) -> Result<Option<merchant::Customer>> {
+/// What the references of an event name.
+enum Found {
+    One(Box<merchant::Customer>),
+    None,
+    /// One reference names several customers.
+    Ambiguous,
+}
+
+/// The first customer any of `refs` names, in order.
+fn first_customer(conn: &Connection, key_id: i64, refs: impl Iterator<Item = CustomerRef>) -> Result<Found> {
     for by in refs {
         match merchant::find_customer(conn, key_id, &by) {
-            Ok(found) => return Ok(Some(found)),
-            Err(e) if e.downcast_ref::<Refusal>().is_some() => continue,
-            Err(e) => return Err(e),
+            Ok(found) => return Ok(Found::One(Box::new(found))),
+            Err(e) => match e.downcast_ref::<Refusal>().map(|r| r.kind) {
+                Some(crate::store::RefusalKind::NotFound) => continue,
+                Some(_) => return Ok(Found::Ambiguous),
+                None => return Err(e),
+            },
         }
     }
-    Ok(None)
+    Ok(Found::None)
 }

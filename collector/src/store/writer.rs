@@ -7,8 +7,8 @@
 //! `WriterError::Busy` (the HTTP layer answers 503 + Retry-After) instead of
 //! letting memory grow without bound.
 
-use super::attribution::{self, ServerClick};
-use super::{daily, Clock, EventKind, NewEvent};
+use super::attribution::{self, ServerClick, Source};
+use super::{credit, daily, Clock, EventKind, Key, NewEvent};
 use crate::metrics::WriterMetrics;
 use rusqlite::{params, Connection};
 use std::sync::Arc;
@@ -21,11 +21,16 @@ const GROUP_CAP: usize = 512;
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What happened to one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Accepted,
     /// Seen before (same key, same event id): stored once, acknowledged again.
     Duplicate,
+    /// A signup for a customer that exists: stored, but it changes no one's
+    /// credit (a customer is attributed once; the merchant's word is final).
+    AlreadyAttributed,
+    /// Refused for `field` (`message` says why); nothing stored.
+    Rejected(&'static str, String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,11 +46,12 @@ pub enum WriterError {
 /// Whose events a request carries, and what attribution needs to know of it.
 #[derive(Debug, Clone)]
 pub struct Submission {
-    pub key_id: i64,
-    /// The key's attribution window.
-    pub window_ms: i64,
+    /// The key (its settings: windows, open partner sign-up).
+    pub key: Key,
     /// The server cookie the request carried.
     pub server_click: Option<ServerClick>,
+    /// The client's network (`attribution::network`).
+    pub network: String,
 }
 
 struct Job {
@@ -194,13 +200,13 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, now_ms: i64, metric
     }
 }
 
-fn apply_group(conn: &mut Connection, group: &[Job], now_ms: i64) -> rusqlite::Result<Vec<Vec<Outcome>>> {
+fn apply_group(conn: &mut Connection, group: &[Job], now_ms: i64) -> anyhow::Result<Vec<Vec<Outcome>>> {
     let tx = conn.transaction()?;
     let mut tally = Tally::new();
     let results = group
         .iter()
         .map(|job| apply(&tx, &job.submission, &job.events, now_ms, &mut tally))
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<anyhow::Result<_>>()?;
     for ((key_id, partner_key), (clicks, signups)) in tally {
         daily::add(&tx, key_id, Some(&partner_key), now_ms, clicks, signups)?;
     }
@@ -213,23 +219,39 @@ fn apply_group(conn: &mut Connection, group: &[Job], now_ms: i64) -> rusqlite::R
 type Tally = std::collections::HashMap<(i64, String), (i64, i64)>;
 
 /// Stores one request's events: each new event once, and for each new signup
-/// its customer line item. `received_at` is the group's time.
+/// its customer line item. `received_at` is the group's time. A click that
+/// reuses a click id recorded for another partner is refused: a click id
+/// stays with its first partner.
 fn apply(
     conn: &Connection,
     submission: &Submission,
     events: &[NewEvent],
     received_at: i64,
     tally: &mut Tally,
-) -> rusqlite::Result<Vec<Outcome>> {
-    let key_id = submission.key_id;
+) -> anyhow::Result<Vec<Outcome>> {
+    let key = &submission.key;
+    let key_id = key.id;
     let mut insert = conn.prepare_cached(
         "INSERT INTO events (key_id, event_id, type, received_at, client_ts, partner_key, xid,
-                             url, referrer, customer_key, email, name, provider_key, fingerprint)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                             url, referrer, customer_key, email, name, provider_key, fingerprint, network)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (key_id, event_id) DO NOTHING",
     )?;
     let mut outcomes = Vec::with_capacity(events.len());
     for event in events {
+        if let (EventKind::Click, Some(xid), Some(partner)) = (event.kind, &event.xid, &event.partner_key) {
+            match attribution::xid_owner(conn, key_id, xid)? {
+                Some(owner) if owner != *partner => {
+                    tracing::warn!(xid, partner, owner, "a click reused another partner's click id");
+                    outcomes.push(Outcome::Rejected(
+                        "xid",
+                        format!("click id {xid:?} belongs to another partner's click"),
+                    ));
+                    continue;
+                }
+                _ => {}
+            }
+        }
         let signup = event.signup.as_ref();
         let inserted = insert.execute(params![
             key_id,
@@ -246,47 +268,87 @@ fn apply(
             signup.map(|s| &s.name),
             signup.and_then(|s| s.provider_key.as_ref()),
             event.fingerprint,
+            submission.network,
         ])?;
         if inserted == 0 {
             outcomes.push(Outcome::Duplicate);
             continue;
         }
-        if let (EventKind::Signup, Some(signup)) = (event.kind, signup) {
-            let context = attribution::Context {
-                key_id,
-                now_ms: received_at,
-                window_ms: submission.window_ms,
-                server_click: submission.server_click.clone(),
-            };
-            let attribution = attribution::decide(conn, &context, event)?;
-            let created = conn
-                .prepare_cached(
-                    "INSERT INTO customers (key_id, customer_key, email, name, provider_key,
-                                        partner_key, xid, source, event_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
-                 ON CONFLICT (key_id, customer_key) DO NOTHING",
-                )?
-                .execute(params![
+        let outcome = match (event.kind, signup) {
+            (EventKind::Signup, Some(signup)) => {
+                let context = attribution::Context {
                     key_id,
-                    signup.customer_key,
-                    signup.email,
-                    signup.name,
-                    signup.provider_key,
-                    attribution.as_ref().map(|a| &a.partner_key),
-                    attribution.as_ref().and_then(|a| a.xid.as_ref()),
-                    attribution.as_ref().map(|a| a.source.as_str()),
-                    event.id,
-                    received_at,
-                ])?;
-            if created == 1 {
-                let partner = attribution.map(|a| a.partner_key).unwrap_or_default();
-                tally.entry((key_id, partner)).or_default().1 += 1;
+                    now_ms: received_at,
+                    window_ms: key.settings.window_ms(),
+                    fingerprint_ms: key.settings.fingerprint_ms(),
+                    server_click: submission.server_click.clone(),
+                    network: submission.network.clone(),
+                };
+                if add_customer(conn, key, &context, event, signup, tally)? {
+                    Outcome::Accepted
+                } else {
+                    Outcome::AlreadyAttributed
+                }
             }
-        } else if event.kind == EventKind::Click {
-            let partner = event.partner_key.clone().unwrap_or_default();
-            tally.entry((key_id, partner)).or_default().0 += 1;
-        }
-        outcomes.push(Outcome::Accepted);
+            _ => {
+                let partner = event.partner_key.clone().unwrap_or_default();
+                tally.entry((key_id, partner)).or_default().0 += 1;
+                Outcome::Accepted
+            }
+        };
+        outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Creates the customer a new signup names, credited as the engine decides
+/// (a fingerprint only suggests a partner for review; an unknown partner or
+/// a self-referral waits for review); false when the customer exists.
+fn add_customer(
+    conn: &Connection,
+    key: &Key,
+    context: &attribution::Context,
+    event: &NewEvent,
+    signup: &super::Signup,
+    tally: &mut Tally,
+) -> anyhow::Result<bool> {
+    let exists: bool = conn
+        .prepare_cached("SELECT count(*) FROM customers WHERE key_id = ?1 AND customer_key = ?2")?
+        .query_row(params![key.id, signup.customer_key], |r| r.get(0))?;
+    if exists {
+        return Ok(false);
+    }
+    let decided = attribution::decide(conn, context, event)?;
+    let (credited, suggested) = match decided {
+        Some(a) if a.source == Source::Fingerprint => (None, Some(a.partner_key)),
+        other => (other, None),
+    };
+    let review = match (&credited, &suggested) {
+        (Some(a), _) => credit::review_for(conn, key, &a.partner_key, &signup.email, context.now_ms)?,
+        (None, Some(_)) => Some(credit::Review::Fingerprint),
+        (None, None) => None,
+    };
+    conn.prepare_cached(
+        "INSERT INTO customers (key_id, customer_key, email, name, provider_key, partner_key, xid, source,
+                                confidence, review, suggested_partner, event_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+    )?
+    .execute(params![
+        key.id,
+        signup.customer_key,
+        signup.email,
+        signup.name,
+        signup.provider_key,
+        credited.as_ref().map(|a| &a.partner_key),
+        credited.as_ref().and_then(|a| a.xid.as_ref()),
+        credited.as_ref().map(|a| a.source.as_str()),
+        credited.as_ref().map(|a| credit::confidence(a.source.as_str())),
+        review.map(credit::Review::as_str),
+        suggested,
+        event.id,
+        context.now_ms,
+    ])?;
+    let partner = credited.map(|a| a.partner_key).unwrap_or_default();
+    tally.entry((key.id, partner)).or_default().1 += 1;
+    Ok(true)
 }

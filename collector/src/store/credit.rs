@@ -1,0 +1,257 @@
+//! The merchant's word on who is credited, and the review of browser credit
+//! that must not earn money on its own.
+//!
+//! Anyone with the public key can post browser events, so browser evidence
+//! is never final: a customer credited to a partner key no partnership has
+//! (`unknown_partner`), or whose email is their partner's (`self_referral`),
+//! earns nothing until the merchant approves; a fingerprint match credits
+//! nobody and only suggests a partner (`fingerprint`), which the merchant may
+//! approve. The merchant (API, dashboard, CLI, payment webhooks) can set or
+//! change any customer's partner; every change is logged (who, when, from,
+//! to, why), and rewards follow it: the old partner's unpaid rewards are
+//! declined, paid ones clawed back, and the new partner earns what the
+//! customer's live transactions earn under the offers.
+
+use super::merchant::{self, Customer, CustomerRef};
+use super::page::{self, Cursor, Page};
+use super::{money, Key};
+use anyhow::Result;
+use rusqlite::{params, types::Value, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// Why a customer waits for the merchant's review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Review {
+    /// Credited to a partner key that no partnership has.
+    UnknownPartner,
+    /// The customer's email is their partner's own.
+    SelfReferral,
+    /// Not credited: a fingerprint match suggests a partner.
+    Fingerprint,
+}
+
+impl Review {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Review::UnknownPartner => "unknown_partner",
+            Review::SelfReferral => "self_referral",
+            Review::Fingerprint => "fingerprint",
+        }
+    }
+}
+
+/// The confidence of a credit by its source (see `Customer::confidence`).
+pub fn confidence(source: &str) -> &'static str {
+    match source {
+        "xid" | "server_cookie" => "high",
+        "partner_key" => "medium",
+        "fingerprint" => "low",
+        _ => "merchant",
+    }
+}
+
+/// The review a customer credited to `partner_key` needs, if any. In an
+/// open program (`auto_partners`) an unknown partner key becomes a
+/// partnership (its email a placeholder under the reserved `.invalid`
+/// domain until the partner gives one).
+pub fn review_for(conn: &Connection, key: &Key, partner_key: &str, email: &str, now: i64) -> Result<Option<Review>> {
+    let partner_email: Option<String> = conn
+        .query_row(
+            "SELECT email FROM partners WHERE key_id = ?1 AND partner_key = ?2",
+            params![key.id, partner_key],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(match partner_email {
+        Some(own) if !email.is_empty() && own.eq_ignore_ascii_case(email) => Some(Review::SelfReferral),
+        Some(_) => None,
+        None if key.settings.auto_partners => {
+            conn.execute(
+                "INSERT INTO partners (key_id, partner_key, email, first_name, last_name, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, '', '', ?4, ?4)",
+                params![key.id, partner_key, format!("{partner_key}@partners.invalid"), now],
+            )?;
+            None
+        }
+        None => Some(Review::UnknownPartner),
+    })
+}
+
+/// Records a change of a customer's credit.
+#[allow(clippy::too_many_arguments)]
+fn log(
+    conn: &Connection,
+    key_id: i64,
+    customer_id: i64,
+    actor: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO attribution_changes (key_id, customer_id, at, actor, from_partner, to_partner, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![key_id, customer_id, now, actor, from, to, reason],
+    )?;
+    Ok(())
+}
+
+/// Sets `customer`'s partner to `to` (None: nobody) as the merchant says,
+/// through `actor` (`api`, `dashboard`, `cli`, a webhook provider), for
+/// `reason`: the old partner's rewards are withdrawn, the new partner
+/// credited with the customer's live transactions, any review cleared
+/// (but for a partner key no partnership has).
+pub fn reattribute(
+    conn: &Connection,
+    key: &Key,
+    customer: &Customer,
+    to: Option<&str>,
+    actor: &str,
+    reason: &str,
+    now: i64,
+) -> Result<Customer> {
+    if let Some(partner) = to {
+        if partner.chars().count() > 255 || partner.chars().any(char::is_control) {
+            return Err(super::Refusal::invalid(
+                "partner_key",
+                "must be at most 255 characters, without control characters",
+            )
+            .into());
+        }
+    }
+    let review = match to {
+        Some(partner) => review_for(conn, key, partner, &customer.email, now)?.filter(|r| *r == Review::UnknownPartner),
+        None => None,
+    };
+    let (source, confidence) = (to.map(|_| actor), to.map(|_| "merchant"));
+    recredit(
+        conn,
+        key,
+        customer,
+        (to, source, confidence, review),
+        actor,
+        reason,
+        now,
+    )
+}
+
+/// Approves the review of customer `customer_key`: a flagged partner now
+/// earns (its live transactions' rewards are created), a fingerprint's
+/// suggestion becomes the customer's credit (source `fingerprint`,
+/// confidence `low`).
+pub fn approve(conn: &Connection, key: &Key, customer_key: &str, actor: &str, now: i64) -> Result<Customer> {
+    let customer = merchant::find_customer(conn, key.id, &CustomerRef::Key(customer_key.into()))?;
+    let Some(review) = customer.review.clone() else {
+        return Err(
+            super::Refusal::conflict("customer_key", format!("customer {customer_key:?} is not in review")).into(),
+        );
+    };
+    let credit = match customer.suggested_partner_key.as_deref() {
+        Some(suggested) => (Some(suggested), Some("fingerprint"), Some("low"), None),
+        None => (
+            customer.partner_key.as_deref(),
+            customer.source.as_deref(),
+            customer.confidence.as_deref(),
+            None,
+        ),
+    };
+    let reason = format!("review approved ({review})");
+    recredit(conn, key, &customer, credit, actor, &reason, now)
+}
+
+/// Moves `customer`'s credit to (partner, source, confidence, review), with
+/// its money and per-day signup counts, and logs it.
+fn recredit(
+    conn: &Connection,
+    key: &Key,
+    customer: &Customer,
+    (to, source, confidence, review): (Option<&str>, Option<&str>, Option<&str>, Option<Review>),
+    actor: &str,
+    reason: &str,
+    now: i64,
+) -> Result<Customer> {
+    let from = customer.partner_key.as_deref();
+    money::withdraw(conn, key.id, customer, now)?;
+    conn.execute(
+        "UPDATE customers SET partner_key = ?2, source = ?3, confidence = ?4, review = ?5,
+                              suggested_partner = NULL, updated_at = ?6
+         WHERE id = ?1",
+        params![customer.id, to, source, confidence, review.map(Review::as_str), now],
+    )?;
+    if from != to {
+        super::daily::add(conn, key.id, from, now, 0, -1)?;
+        super::daily::add(conn, key.id, to, now, 0, 1)?;
+    }
+    log(conn, key.id, customer.id, actor, from, to, reason, now)?;
+    let moved = merchant::find_customer(conn, key.id, &CustomerRef::Key(customer.key.clone()))?;
+    money::credit_transactions(conn, key, &moved, now)?;
+    Ok(moved)
+}
+
+/// A partnership was created: its customers waiting as `unknown_partner`
+/// now earn.
+pub fn partnership_created(conn: &Connection, key: &Key, partner_key: &str, now: i64) -> Result<()> {
+    let waiting: Vec<String> = conn
+        .prepare(
+            "SELECT customer_key FROM customers
+             WHERE key_id = ?1 AND partner_key = ?2 AND review = 'unknown_partner'",
+        )?
+        .query_map(params![key.id, partner_key], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for customer_key in waiting {
+        approve(conn, key, &customer_key, "partnership created", now)?;
+    }
+    Ok(())
+}
+
+/// The customers waiting for review, newest first.
+pub fn in_review(conn: &Connection, key_id: i64, cursor: Cursor, limit: u32) -> Result<Page<Customer>> {
+    let select = format!(
+        "SELECT {} FROM customers WHERE key_id = ?1 AND review IS NOT NULL",
+        merchant::CUSTOMER_COLUMNS
+    );
+    page::fetch(
+        conn,
+        &select,
+        "id",
+        vec![Value::Integer(key_id)],
+        cursor,
+        limit,
+        merchant::customer_row,
+    )
+}
+
+/// One logged change of a customer's credit.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Change {
+    pub customer_key: String,
+    pub at: i64,
+    pub actor: String,
+    pub from_partner_key: Option<String>,
+    pub to_partner_key: Option<String>,
+    pub reason: String,
+}
+
+/// The key's newest changes of credit (of one customer, when given).
+pub fn changes(conn: &Connection, key_id: i64, customer_key: Option<&str>, limit: u32) -> Result<Vec<Change>> {
+    let rows = conn
+        .prepare(
+            "SELECT c.customer_key, a.at, a.actor, a.from_partner, a.to_partner, a.reason
+             FROM attribution_changes a JOIN customers c ON c.id = a.customer_id
+             WHERE a.key_id = ?1 AND (?2 IS NULL OR c.customer_key = ?2)
+             ORDER BY a.id DESC LIMIT ?3",
+        )?
+        .query_map(params![key_id, customer_key, limit], |r| {
+            Ok(Change {
+                customer_key: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                from_partner_key: r.get(3)?,
+                to_partner_key: r.get(4)?,
+                reason: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
