@@ -24,6 +24,12 @@ pub struct App {
     pub metrics: Metrics,
     /// Reverse proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Connections served at once, in all and from one client address.
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// The bearer token `/metrics` wants from clients other than direct
+    /// loopback ones; none: loopback only.
+    pub metrics_token: Option<String>,
     key_cache: Mutex<HashMap<String, (Instant, Option<Key>)>>,
 }
 
@@ -36,6 +42,9 @@ impl App {
             client_timeout,
             metrics: Metrics::default(),
             trusted_proxies: Vec::new(),
+            max_connections: 4096,
+            max_connections_per_client: 256,
+            metrics_token: None,
             key_cache: Mutex::default(),
         }
     }
@@ -47,6 +56,7 @@ impl App {
         let direct = Client {
             ip: peer.ip(),
             https: false,
+            forwarded: false,
         };
         if !self.trusted_proxies.contains(&peer.ip()) {
             return direct;
@@ -59,29 +69,38 @@ impl App {
             .find(|ip| !self.trusted_proxies.contains(ip))
             .unwrap_or(direct.ip);
         let https = header("x-forwarded-proto").eq_ignore_ascii_case("https");
-        Client { ip, https }
+        Client {
+            ip,
+            https,
+            forwarded: true,
+        }
     }
 
-    /// The key with this public key, from the cache or the database.
-    pub async fn public_key(&self, public_key: &str) -> Option<Key> {
+    /// The key with this public key, from the cache or the database; Err
+    /// when the database could not answer (never cached: a storage error is
+    /// not "no such key", and the snippet drops events refused as unknown).
+    pub async fn public_key(&self, public_key: &str) -> Result<Option<Key>, ()> {
         if let Some((at, key)) = self.key_cache.lock().expect("key cache").get(public_key) {
             if at.elapsed() < KEY_TTL {
-                return key.clone();
+                return Ok(key.clone());
             }
         }
         let store = self.store.clone();
         let pk = public_key.to_owned();
-        let found = tokio::task::spawn_blocking(move || store.read(|conn| keys::find(conn, &pk)))
-            .await
-            .ok()
-            .and_then(|r| r.map_err(|e| tracing::error!(error = %e, "key lookup failed")).ok())
-            .flatten();
+        let found = match tokio::task::spawn_blocking(move || store.read(|conn| keys::find(conn, &pk))).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "key lookup failed");
+                return Err(());
+            }
+            Err(_) => return Err(()),
+        };
         let mut cache = self.key_cache.lock().expect("key cache");
         if cache.len() >= KEY_CACHE_CAP {
             cache.clear();
         }
         cache.insert(public_key.to_owned(), (Instant::now(), found.clone()));
-        found
+        Ok(found)
     }
 }
 
@@ -90,6 +109,8 @@ impl App {
 pub struct Client {
     pub ip: std::net::IpAddr,
     pub https: bool,
+    /// The request came through a trusted proxy (its peer was one).
+    pub forwarded: bool,
 }
 
 #[cfg(test)]
@@ -110,7 +131,8 @@ mod tests {
             via_proxy,
             Client {
                 ip: "203.0.113.9".parse().unwrap(),
-                https: true
+                https: true,
+                forwarded: true,
             }
         );
         let direct = app.client("198.51.100.7:5000".parse().unwrap(), &headers);
@@ -118,7 +140,8 @@ mod tests {
             direct,
             Client {
                 ip: "198.51.100.7".parse().unwrap(),
-                https: false
+                https: false,
+                forwarded: false,
             }
         );
     }

@@ -7,7 +7,7 @@ use crate::store::money::{self, OfferKind, OfferSpec};
 use crate::store::page::Cursor;
 use crate::store::webhooks::{self, WebhookSettings};
 use crate::store::{keys, read, Clock, Key, Mode, Param, Settings, Store};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// Also serve the demo merchant site at `/`, with a test key named "demo".
     #[arg(long)]
     pub demo: bool,
+    /// Create the database file when it does not exist (without it, `serve`
+    /// refuses a missing file).
+    #[arg(long)]
+    pub create: bool,
     /// Most event requests waiting for the writer before new ones get 503.
     #[arg(long, default_value_t = 4096)]
     pub queue: usize,
@@ -111,6 +115,18 @@ pub struct ServeArgs {
     /// believed (repeatable; an IP address). Others' are ignored.
     #[arg(long = "trusted-proxy", env = "GROWSUMO_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Most connections served at once (lowered to fit the open-file limit,
+    /// which is raised to its hard limit at start).
+    #[arg(long, env = "GROWSUMO_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Most connections served at once from one client address (a trusted
+    /// proxy's are not capped): one client cannot take them all.
+    #[arg(long, env = "GROWSUMO_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub max_connections_per_client: usize,
+    /// A bearer token that opens `/metrics` to other hosts (a Prometheus
+    /// scraper); without one, `/metrics` answers direct loopback clients only.
+    #[arg(long, env = "GROWSUMO_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
     /// Tests only: shift the collector's clock by the seconds written in this
     /// file (re-read at every use), so "30 days later" takes no time.
     #[arg(long, hide = true)]
@@ -283,6 +299,16 @@ pub enum CustomersCommand {
 /// Runs the command; `file` is the configuration file's content (empty
 /// without `--config`), already merged into `cli` by `config::apply`.
 pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
+    // A server started on a missing file would silently begin an empty
+    // database where one was expected (a wrong path, a lost volume).
+    if let Command::Serve(args) = &cli.command {
+        if !args.create && !cli.db.exists() {
+            bail!(
+                "no database at {}: give the right --db, or start with --create (or run `collector migrate`) to make a new one",
+                cli.db.display()
+            );
+        }
+    }
     let store = Store::open(&cli.db)?;
     match cli.command {
         Command::Serve(args) => {
@@ -540,6 +566,9 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         let timeout = std::time::Duration::from_millis(args.client_timeout_ms);
         let mut app = App::new(store, writer, demo_key, timeout);
         app.trusted_proxies = args.trusted_proxies.clone();
+        app.max_connections = args.max_connections;
+        app.max_connections_per_client = args.max_connections_per_client;
+        app.metrics_token = args.metrics_token.clone().filter(|t| !t.is_empty());
         let app = Arc::new(app);
         crate::http::serve(listener, app, shutdown_signal()).await;
         anyhow::Ok(())

@@ -54,6 +54,9 @@ pub struct ServeFile {
     pub queue: Option<usize>,
     pub client_timeout_ms: Option<u64>,
     pub trusted_proxies: Option<Vec<IpAddr>>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
+    pub metrics_token: Option<String>,
 }
 
 fn yes() -> bool {
@@ -135,6 +138,18 @@ pub fn apply(cli: &mut Cli, matches: &ArgMatches, file: &File) {
         }
         if let (Some(proxies), true) = (&file.trusted_proxies, defaulted(serve, "trusted_proxies")) {
             args.trusted_proxies = proxies.clone();
+        }
+        if let (Some(n), true) = (file.max_connections, defaulted(serve, "max_connections")) {
+            args.max_connections = n;
+        }
+        if let (Some(n), true) = (
+            file.max_connections_per_client,
+            defaulted(serve, "max_connections_per_client"),
+        ) {
+            args.max_connections_per_client = n;
+        }
+        if let (Some(token), true) = (&file.metrics_token, defaulted(serve, "metrics_token")) {
+            args.metrics_token = Some(token.clone());
         }
     }
 }

@@ -1,6 +1,10 @@
 //! CSV exports of a key's customers, transactions and rewards, for the CLI
 //! (`collector export`) and the dashboard's download links. Written page by
 //! page (1,000 rows a query), so a million customers never sit in memory.
+//!
+//! Values come from anyone who can post a signup: a cell a spreadsheet would
+//! read as a formula (`=`, `+`, `-`, `@`, tab or CR first) is written with a
+//! leading `'`, which spreadsheets show as text. Numbers stay numbers.
 
 use crate::store::merchant;
 use crate::store::money::{self, RewardFilter};
@@ -56,7 +60,7 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                         opt(&c.source),
                         &created,
                     ];
-                    csv.write_record(row)?;
+                    csv.write_record(row.iter().map(|cell| safe(cell)))?;
                 }
                 match (page.has_more, page.items.last()) {
                     (true, Some(last)) => cursor = Cursor::After(last.id),
@@ -92,7 +96,7 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                         &created,
                         &reversed,
                     ];
-                    csv.write_record(row)?;
+                    csv.write_record(row.iter().map(|cell| safe(cell)))?;
                 }
                 match (page.has_more, page.items.last()) {
                     (true, Some(last)) => cursor = Cursor::After(last.id),
@@ -130,7 +134,7 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                         opt(&r.reverses),
                         &created,
                     ];
-                    csv.write_record(row)?;
+                    csv.write_record(row.iter().map(|cell| safe(cell)))?;
                 }
                 match (page.has_more, page.items.last().and_then(|r| money::reward_id(&r.key))) {
                     (true, Some(last)) => cursor = Cursor::After(last),
@@ -143,7 +147,34 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
     Ok(())
 }
 
+/// `cell`, made inert for spreadsheets if it would start a formula.
+fn safe(cell: &str) -> String {
+    let formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && cell.parse::<f64>().is_err();
+    match formula {
+        true => format!("'{cell}"),
+        false => cell.into(),
+    }
+}
+
 fn opt(value: &Option<String>) -> &String {
     static EMPTY: String = String::new();
     value.as_ref().unwrap_or(&EMPTY)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formulas_are_written_as_text_and_numbers_as_numbers() {
+        for (cell, written) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"),
+            ("+1+1", "'+1+1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("-1225", "-1225"),
+            ("ann@example.com", "ann@example.com"),
+        ] {
+            assert_eq!(super::safe(cell), written);
+        }
+    }
 }

@@ -53,12 +53,16 @@ pub struct WriterMetrics {
     pub group_size: Histogram,
     /// Seconds from the group's first insert to its commit returning.
     pub commit_seconds: Histogram,
+    /// Why the last group failed to commit; None once one commits again.
+    /// `/readyz` is not ready meanwhile.
+    pub failure: std::sync::Mutex<Option<String>>,
 }
 
 impl Default for WriterMetrics {
     fn default() -> WriterMetrics {
         WriterMetrics {
             group_size: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+            failure: std::sync::Mutex::default(),
             commit_seconds: Histogram::new(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
         }
     }

@@ -46,7 +46,7 @@ fn spawn(db: &std::path::Path, addr: &str, args: &[&str]) -> (Child, String, Opt
     let mut child = Command::new(binary())
         .arg("--db")
         .arg(db)
-        .args(["serve", "--demo", "--addr", addr])
+        .args(["serve", "--demo", "--create", "--addr", addr])
         .arg("--clock-offset-file")
         .arg(clock)
         .args(args)
@@ -180,6 +180,11 @@ impl Collector {
                 .unwrap_or_else(|| panic!("no {label} in {out}"))
         };
         (field("public key: "), field("secret key: "))
+    }
+
+    /// The collector process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Moves the collector's clock to `days` days after the real time.

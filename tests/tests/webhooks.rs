@@ -304,3 +304,58 @@ async fn recurly_payments_and_refunds() {
     );
     assert_eq!(recurly(&c, "recurly:rc-pass", "<unclosed").await.status, 400);
 }
+
+/// A signature header cannot multiply the HMAC work: more than 8 `v1`
+/// entries (or more than 1 KiB) is refused before any is checked, even
+/// with the right one among them, while the collector keeps answering.
+/// (Before the cap, 6,200 entries cost 1.6 s of HMAC per request.)
+#[tokio::test]
+async fn a_stripe_signature_header_cannot_multiply_the_work() {
+    let (c, api, _) = shop();
+    add_customer(&api, "ann", "ann@example.com").await;
+    let event = stripe_event(
+        "evt_many",
+        "customer.updated",
+        json!({"id": "cus_1", "email": "ann@example.com"}),
+    );
+    let body = event.to_string();
+    let t = now();
+    let good = v1(SECRET, t, &body);
+    let nine = format!("t={t},{}v1={good}", "v1=00,".repeat(8));
+    let refused = stripe(&c, &nine, &body).await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.json()["field"].clone()),
+        (400, json!("stripe-signature"))
+    );
+    let long = format!("t={t},v1={good},x={}", "a".repeat(1024));
+    assert_eq!(stripe(&c, &long, &body).await.status, 400);
+    let health = e2e::http::get(&format!("{}/healthz", c.url)).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(c.count("SELECT count(*) FROM webhook_events"), 0);
+    let eight = format!("t={t},{}v1={good}", "v1=00,".repeat(7));
+    assert_eq!(outcome(&stripe(&c, &eight, &body).await), "applied");
+}
+
+/// Every money path has the API's amount limits: a provider's payment of
+/// 9×10^18 cents is refused, not turned into an overflowed reward.
+#[tokio::test]
+async fn webhook_amounts_have_the_api_limits() {
+    let (c, api, _) = shop();
+    add_customer(&api, "ben", "ben@example.com").await;
+    let huge = json!({
+        "id": "ev_cb_huge", "occurred_at": now(), "object": "event", "api_version": "v2",
+        "event_type": "payment_succeeded",
+        "content": {
+            "transaction": {"id": "txn_huge", "customer_id": "cb_cus_1", "type": "payment", "amount": 9_000_000_000_000_000_000_i64,
+                            "currency_code": "USD", "status": "success"},
+            "customer": {"id": "cb_cus_1", "email": "ben@example.com"}
+        }
+    });
+    assert_eq!(chargebee(&c, "chargebee:cb-pass", &huge).await.status, 400);
+    let xml = "<?xml version=\"1.0\"?><successful_payment_notification><account><account_code>ben</account_code></account>\
+               <transaction><id>rc_huge</id><amount_in_cents>9000000000000000000</amount_in_cents><currency>USD</currency>\
+               </transaction></successful_payment_notification>";
+    assert_eq!(recurly(&c, "recurly:rc-pass", xml).await.status, 400);
+    assert_eq!(reward_amounts(&api).await, []);
+    assert_eq!(c.count("SELECT count(*) FROM transactions"), 0);
+}

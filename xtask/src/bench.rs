@@ -195,7 +195,7 @@ impl Server {
         let mut cmd = Command::new(bin);
         cmd.arg("--db")
             .arg(db)
-            .args(["serve", "--demo", "--addr", "127.0.0.1:0"]);
+            .args(["serve", "--demo", "--create", "--addr", "127.0.0.1:0"]);
         if !persist {
             cmd.arg("--no-persist");
         }

@@ -86,7 +86,7 @@ fn run(task: Task) -> Result<()> {
             cargo(&["build", "--release", "-p", "collector"])?;
             let bin = target_dir().join("release/collector");
             let status = Command::new(&bin)
-                .args(["serve", "--demo"])
+                .args(["serve", "--demo", "--create"])
                 .args(args)
                 .status()
                 .with_context(|| format!("starting {}", bin.display()))?;

@@ -31,7 +31,9 @@ use std::collections::{BTreeMap, HashMap};
 use wire::limit;
 
 /// Largest amount accepted, in cents: 100 million in the currency's units.
-const MAX_AMOUNT: i64 = 10_000_000_000;
+/// The largest amount of one payment, in cents, on every money path (API
+/// and webhooks): rewards computed from it cannot overflow.
+pub const MAX_AMOUNT: i64 = 10_000_000_000;
 const KEY_CHARS: usize = 255;
 
 /// A refusal, as the API answers it.

@@ -207,6 +207,21 @@ fn sign_in_page(status: StatusCode, error: Option<&str>) -> Reply {
 }
 
 async fn sign_in(app: &App, req: Request<Incoming>, https: bool, now: i64) -> anyhow::Result<Reply> {
+    // Login CSRF: a foreign page's form must not sign a visitor into the
+    // attacker's key. Browsers name the posting page's origin.
+    let origin = req.headers().get(hyper::header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = req.headers().get(HOST).and_then(|v| v.to_str().ok());
+    if let Some(origin) = origin.filter(|o| o.split_once("://").map(|(_, h)| h) != host) {
+        tracing::warn!(origin, "dashboard sign-in posted from another origin");
+        return Ok(html_reply(
+            StatusCode::FORBIDDEN,
+            page(
+                "Refused",
+                None,
+                html! { p { "Sign in from the dashboard's own page." } },
+            ),
+        ));
+    }
     let fields = form(app, req).await;
     let secret = fields.get("secret_key").cloned().unwrap_or_default();
     let store = app.store.clone();

@@ -103,7 +103,13 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
     // Logged only for a known key and origin: anyone could send the number.
     if batch.dropped > 0 {
         tracing::warn!(pk = %batch.pk, dropped = batch.dropped, "a browser's outbox was full and dropped events");
-        app.metrics.outbox_dropped.fetch_add(batch.dropped, Ordering::Relaxed);
+        // Saturating: a hostile `dropped` of 2^64-1 must not wrap the counter.
+        let _ = app
+            .metrics
+            .outbox_dropped
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_add(batch.dropped))
+            });
     }
 
     // One slot per event, in the order sent; `None` until the writer answers.
@@ -230,15 +236,24 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
 /// error reply (401 unknown or revoked key, 403 origin), naming the field.
 pub async fn browser_key(app: &App, pk: &str, headers: &hyper::HeaderMap) -> Result<Key, Reply> {
     let key = match app.public_key(pk).await {
-        Some(key) if !key.revoked => key,
-        Some(_) => {
+        Err(()) => {
+            let mut reply = reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "pk",
+                "the key could not be looked up; retry later",
+            );
+            reply.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            return Err(reply);
+        }
+        Ok(Some(key)) if !key.revoked => key,
+        Ok(Some(_)) => {
             return Err(reply::error(
                 StatusCode::UNAUTHORIZED,
                 "pk",
                 "this public key was revoked",
             ))
         }
-        None => {
+        Ok(None) => {
             return Err(reply::error(
                 StatusCode::UNAUTHORIZED,
                 "pk",

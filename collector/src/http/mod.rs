@@ -7,7 +7,7 @@
 //! then returns so the caller can flush the writer.
 
 mod api;
-pub use api::currency_code as currency;
+pub use api::{currency_code as currency, MAX_AMOUNT};
 pub mod assets;
 mod config;
 mod dashboard;
@@ -32,15 +32,89 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-/// Most connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 4096;
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may leave an answer unread before its connection is
+/// dropped (pipelined requests whose answers are never read).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests one keep-alive connection may carry; the last answer closes it.
+const REQUESTS_PER_CONNECTION: u32 = 1000;
+/// Files kept free for the database, logs and accept itself.
+const RESERVED_FILES: u64 = 64;
+
+/// Raises the soft open-file limit to the hard one; returns the soft limit
+/// now in force (the connection cap stays below it, so `accept` does not
+/// run out of descriptors under load).
+fn raise_file_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut limit = std::mem::zeroed::<libc::rlimit>();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                ..limit
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+        limit.rlim_cur
+    }
+}
+
+/// Connections open per client address, for the per-client cap.
+#[derive(Default)]
+struct PerClient(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PerClient {
+    /// Counts a new connection from `ip`, unless it already has `cap`.
+    fn enter(self: &Arc<Self>, ip: std::net::IpAddr, cap: usize) -> Option<ClientSlot> {
+        let mut open = self.0.lock().expect("per-client counts");
+        let count = open.entry(ip).or_default();
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot(self.clone(), ip))
+    }
+}
+
+/// One counted connection; uncounted when dropped.
+struct ClientSlot(Arc<PerClient>, std::net::IpAddr);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.0 .0.lock().expect("per-client counts");
+        if let Some(count) = open.get_mut(&self.1) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
+///
+/// Limits, so one client cannot hurt the rest: at most `max_connections`
+/// at once (below the open-file limit), `max_connections_per_client` from
+/// one address (a trusted proxy's are not capped: they are many clients),
+/// a header-read timeout (slow-loris), a write timeout (answers never
+/// read), `REQUESTS_PER_CONNECTION` per keep-alive connection. A failing
+/// `accept` (out of descriptors) backs off instead of spinning, and is
+/// logged at most once a second.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let files = raise_file_limit();
+    let cap = app
+        .max_connections
+        .min(files.saturating_sub(RESERVED_FILES).max(1) as usize);
+    let permits = Arc::new(Semaphore::new(cap));
+    let per_client = Arc::new(PerClient::default());
+    let mut last_warning: Option<std::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -51,28 +125,52 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                        tracing::warn!(error = %e, "accept failed; backing off");
+                        last_warning = Some(std::time::Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
+        let slot = match app.trusted_proxies.contains(&peer.ip()) {
+            true => None,
+            false => match per_client.enter(peer.ip(), app.max_connections_per_client) {
+                Some(slot) => Some(slot),
+                // Over its cap: closed at once, the others are served.
+                None => continue,
+            },
+        };
         let timeout = app.client_timeout;
         let app = app.clone();
+        let served = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let service = service_fn(move |mut req: Request<Incoming>| {
             let app = app.clone();
             let client = app.client(peer, req.headers());
             req.extensions_mut().insert(client);
-            async move { Ok::<_, std::convert::Infallible>(observed(&app, req).await) }
+            let nth = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            async move {
+                let mut reply = observed(&app, req).await;
+                if nth >= REQUESTS_PER_CONNECTION {
+                    reply
+                        .headers_mut()
+                        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(reply)
+            }
         });
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(WRITE_TIMEOUT));
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(timeout)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(TokioIo::new(Box::pin(stream)), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
-            drop(permit);
+            drop((permit, slot));
         });
     }
     drop(listener);
@@ -82,11 +180,19 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     }
 }
 
-/// A request id, for the answer's `x-request-id` and every log line of it.
+/// A request id, for the answer's `x-request-id` and every log line of it:
+/// a random prefix per process (it says nothing about the process, unlike
+/// its id) and a counter.
 fn request_id() -> String {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 4];
+        let _ = getrandom::fill(&mut bytes);
+        hex::encode(bytes)
+    });
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{:x}-{n}", std::process::id())
+    format!("{prefix}-{n}")
 }
 
 /// Which route a request takes, as `/metrics` labels it: an index into
@@ -136,10 +242,22 @@ async fn observed(app: &App, req: Request<Incoming>) -> Reply {
     reply
 }
 
-/// `GET /readyz`: ready when the database takes writes and the writer runs.
+/// `GET /readyz`: ready when the database takes writes, the last commit
+/// succeeded, the database file is the one opened, and the writer runs.
 async fn readyz(app: &App) -> Reply {
     let store = app.store.clone();
     let writable = tokio::task::spawn_blocking(move || store.check_writable()).await;
+    if let Ok(Ok(())) = writable {
+        app.writer.recovered();
+    }
+    if let Some(trouble) = app.writer.trouble() {
+        tracing::error!(trouble, "not ready");
+        let mut reply = reply::error(StatusCode::SERVICE_UNAVAILABLE, "database", &trouble);
+        reply
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return reply;
+    }
     match writable {
         Ok(Ok(())) if app.writer.is_running() => reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
         Ok(Err(e)) => {
@@ -185,14 +303,46 @@ async fn route(app: &App, req: Request<Incoming>) -> Reply {
         (&Method::POST, "/webhooks/recurly") => webhooks::recurly(app, req).await,
         (&Method::GET, "/healthz") => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         (&Method::GET, "/readyz") => readyz(app).await,
-        (&Method::GET, "/metrics") => reply::bytes(
-            "text/plain; version=0.0.4; charset=utf-8",
-            "no-store",
-            app.metrics.render(&app.writer.metrics),
-        ),
+        (&Method::GET, "/metrics") => metrics(app, &req),
         (&Method::GET, p) if app.demo_key.is_some() => demo(app, p),
         (_, p) => reply::not_found(p),
     }
+}
+
+/// `GET /metrics`: business volume and sign-in failures are not public. A
+/// direct loopback client (a local agent) may read it; any other needs
+/// `Authorization: Bearer <--metrics-token>`, compared in constant time.
+fn metrics(app: &App, req: &Request<Incoming>) -> Reply {
+    use subtle::ConstantTimeEq;
+    let direct_loopback = req
+        .extensions()
+        .get::<crate::app::Client>()
+        .is_some_and(|c| c.ip.is_loopback() && !c.forwarded);
+    let bearer = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let token_ok = match (&app.metrics_token, bearer) {
+        (Some(token), Some(given)) => bool::from(token.as_bytes().ct_eq(given.as_bytes())),
+        _ => false,
+    };
+    if !direct_loopback && !token_ok {
+        let mut reply = reply::error(
+            StatusCode::UNAUTHORIZED,
+            "authorization",
+            "send the metrics token (--metrics-token) as a Bearer token",
+        );
+        reply
+            .headers_mut()
+            .insert(hyper::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return reply;
+    }
+    reply::bytes(
+        "text/plain; version=0.0.4; charset=utf-8",
+        "no-store",
+        app.metrics.render(&app.writer.metrics),
+    )
 }
 
 fn missing_snippet() -> Reply {

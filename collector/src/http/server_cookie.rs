@@ -144,6 +144,7 @@ mod tests {
         let proxied = Client {
             ip: "203.0.113.9".parse().unwrap(),
             https: true,
+            forwarded: true,
         };
         let h = headers(&[("host", "t.shop.example")]);
         set(&mut reply, &key("shop.example"), &h, Some(&proxied), Some(&click), 60);

@@ -102,37 +102,57 @@ fn payment(
 ) -> Option<Event> {
     Some(Event::Payment {
         transaction_key: transaction_key?,
-        amount: amount.filter(|a| *a >= 0)?,
+        amount: amount.filter(|a| (0..=super::MAX_AMOUNT).contains(a))?,
         currency: super::currency(&currency?).ok()?,
         customer: customer.into_iter().flatten().collect(),
     })
 }
 
-/// Verifies `Stripe-Signature` (`t=…,v1=…[,v1=…]`): HMAC-SHA256 of
-/// `"{t}.{body}"` under the endpoint secret, any `v1` matching, `t` within
-/// the tolerance. Returns whether it holds for `secret`.
-pub fn stripe_signature_ok(header: &str, body: &[u8], secret: &str, now_secs: i64) -> bool {
+/// The most `v1` signatures a `Stripe-Signature` header may carry (Stripe
+/// sends one per active secret, two while one rolls), and the header's
+/// longest length: more is refused before any HMAC is computed, so a
+/// header cannot multiply the work.
+const STRIPE_MAX_SIGNATURES: usize = 8;
+const STRIPE_MAX_HEADER: usize = 1024;
+
+/// A parsed `Stripe-Signature` (`t=…,v1=…[,v1=…]`): its time and its
+/// SHA-256-sized `v1` signatures; None when malformed or over the caps.
+pub fn stripe_signature(header: &str) -> Option<(i64, Vec<[u8; 32]>)> {
+    if header.len() > STRIPE_MAX_HEADER {
+        return None;
+    }
     let mut timestamp = None;
-    let mut signatures = Vec::new();
+    let (mut count, mut signatures) = (0, Vec::new());
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
-            Some(("v1", sig)) => signatures.extend(hex::decode(sig).ok()),
+            Some(("v1", sig)) => {
+                count += 1;
+                signatures.extend(hex::decode(sig).ok().and_then(|s| <[u8; 32]>::try_from(s).ok()));
+            }
             _ => {}
         }
     }
-    let Some(t) = timestamp.filter(|t| (now_secs - t).abs() <= STRIPE_TOLERANCE_SECS) else {
+    (count <= STRIPE_MAX_SIGNATURES).then_some((timestamp?, signatures))
+}
+
+/// Whether a parsed signature holds for `secret`: HMAC-SHA256 of
+/// `"{t}.{body}"`, computed once, compared in constant time with every
+/// `v1`; `t` within the tolerance.
+pub fn stripe_signature_ok((t, signatures): &(i64, Vec<[u8; 32]>), body: &[u8], secret: &str, now_secs: i64) -> bool {
+    if (now_secs - t).abs() > STRIPE_TOLERANCE_SECS {
+        return false;
+    }
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
         return false;
     };
-    signatures.iter().any(|sig| {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-            return false;
-        };
-        mac.update(t.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac.verify_slice(sig).is_ok()
-    })
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let expected = mac.finalize().into_bytes();
+    signatures
+        .iter()
+        .any(|sig| bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], &sig[..])))
 }
 
 pub async fn stripe(app: &App, req: Request<Incoming>) -> Reply {
@@ -147,11 +167,26 @@ pub async fn stripe(app: &App, req: Request<Incoming>) -> Reply {
         Err(reply) => return reply,
     };
     let now_secs = crate::store::now_ms() / 1000;
+    let Some(signature) = stripe_signature(&header) else {
+        return refuse(
+            app,
+            StatusCode::BAD_REQUEST,
+            "stripe-signature",
+            &format!("must be t=…,v1=… with at most {STRIPE_MAX_SIGNATURES} signatures, in {STRIPE_MAX_HEADER} bytes"),
+        );
+    };
     let candidates = keys_where(app, |s| !s.stripe_secret.is_empty()).await;
-    let Some((key, settings)) = candidates
-        .into_iter()
-        .find(|(_, s)| stripe_signature_ok(&header, &body, &s.stripe_secret, now_secs))
-    else {
+    // One HMAC per endpoint secret over up to 1 MiB: off the async threads.
+    let checked = body.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        candidates
+            .into_iter()
+            .find(|(_, s)| stripe_signature_ok(&signature, &checked, &s.stripe_secret, now_secs))
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some((key, settings)) = found else {
         return refuse(
             app,
             StatusCode::BAD_REQUEST,

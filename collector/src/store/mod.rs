@@ -170,7 +170,8 @@ impl Store {
     pub fn writer(&self, queue: usize) -> Result<(Writer, WriterThread)> {
         let conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let checkpoints = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        Ok(Writer::start(conn, checkpoints, queue, self.clock.clone()))
+        let file = writer::FileIdentity::of(&self.path);
+        Ok(Writer::start(conn, checkpoints, queue, self.clock.clone(), file))
     }
 
     /// Runs `f` on a read connection from the pool (blocking: call it from
@@ -186,13 +187,17 @@ impl Store {
         result
     }
 
-    /// Whether the database takes writes now: a write lock is taken and
-    /// released (`BEGIN IMMEDIATE`), waiting at most the busy timeout.
+    /// Whether the database takes writes now: one row is really written
+    /// and committed (a full disk fails here, where merely taking the write
+    /// lock would not), waiting at most the busy timeout.
     pub fn check_writable(&self) -> Result<()> {
-        let mut conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?
-            .rollback()?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO health (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                [now_ms()],
+            )?;
+            Ok(())
+        })
     }
 
     /// Copies the whole database to `target` while it is in use (SQLite's

@@ -220,6 +220,8 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL
     );
     CREATE INDEX attribution_changes_newest ON attribution_changes(key_id, id);",
+    // 11: the row `/readyz` writes to prove the database takes writes.
+    "CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

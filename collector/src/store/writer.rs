@@ -68,6 +68,8 @@ pub struct Writer {
     queue: Option<mpsc::Sender<Job>>,
     /// Group sizes and commit latency, for `/metrics`.
     pub metrics: Arc<WriterMetrics>,
+    /// The database file it writes (None: the discarding writer).
+    file: Option<FileIdentity>,
 }
 
 /// The writer thread; `join` waits until everything queued is committed and
@@ -81,22 +83,25 @@ impl WriterThread {
 }
 
 impl Writer {
-    /// Starts the writer on `conn`, and a checkpointer on `checkpoints`.
+    /// Starts the writer on `conn` (the database file `file`), and a
+    /// checkpointer on `checkpoints`.
     pub(super) fn start(
         conn: Connection,
         checkpoints: Connection,
         queue: usize,
         clock: Clock,
+        file: FileIdentity,
     ) -> (Writer, WriterThread) {
         let (tx, rx) = mpsc::channel(queue);
         let metrics = Arc::new(WriterMetrics::default());
         let observed = metrics.clone();
+        let watched = file.clone();
         let thread = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
                 let (stop, stopped) = std::sync::mpsc::channel::<()>();
                 let checkpointer = std::thread::spawn(move || checkpoint(checkpoints, stopped));
-                run(conn, rx, &clock, &observed);
+                run(conn, rx, &clock, &observed, &watched);
                 drop(stop);
                 let _ = checkpointer.join();
             })
@@ -105,6 +110,7 @@ impl Writer {
             Writer {
                 queue: Some(tx),
                 metrics,
+                file: Some(file),
             },
             WriterThread(thread),
         )
@@ -116,7 +122,27 @@ impl Writer {
         Writer {
             queue: None,
             metrics: Arc::default(),
+            file: None,
         }
+    }
+
+    /// The last commit succeeded after all (a later write proved the
+    /// database takes writes again).
+    pub fn recovered(&self) {
+        *self.metrics.failure.lock().expect("writer failure") = None;
+    }
+
+    /// Why writes cannot be taken now, if they cannot: the last commit
+    /// failed (disk full, I/O), or the database file was deleted or
+    /// replaced under the server.
+    pub fn trouble(&self) -> Option<String> {
+        if let Some(file) = self.file.as_ref().filter(|f| !f.intact()) {
+            return Some(format!(
+                "the database file {} was deleted or replaced",
+                file.path.display()
+            ));
+        }
+        self.metrics.failure.lock().expect("writer failure").clone()
     }
 
     /// Whether the writer thread still takes requests.
@@ -156,7 +182,47 @@ fn checkpoint(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
-fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, clock: &Clock, metrics: &WriterMetrics) {
+/// The database file as it was opened: a file deleted or replaced under the
+/// server (a restore gone wrong, a cleanup script) must stop writes, not
+/// take them into a file nobody will read again.
+#[derive(Debug, Clone)]
+pub struct FileIdentity {
+    path: std::path::PathBuf,
+    id: Option<(u64, u64)>,
+}
+
+impl FileIdentity {
+    pub fn of(path: &std::path::Path) -> FileIdentity {
+        FileIdentity {
+            path: path.to_path_buf(),
+            id: Self::id(path),
+        }
+    }
+
+    #[cfg(unix)]
+    fn id(path: &std::path::Path) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    #[cfg(not(unix))]
+    fn id(path: &std::path::Path) -> Option<(u64, u64)> {
+        std::fs::metadata(path).ok().map(|_| (0, 0))
+    }
+
+    /// Whether the path still names the file that was opened.
+    pub fn intact(&self) -> bool {
+        self.id.is_some() && Self::id(&self.path) == self.id
+    }
+}
+
+fn run(
+    mut conn: Connection,
+    mut queue: mpsc::Receiver<Job>,
+    clock: &Clock,
+    metrics: &WriterMetrics,
+    file: &FileIdentity,
+) {
     let _ = conn.pragma_update(None, "wal_autocheckpoint", 0);
     // 64 MiB of page cache (default 2 MiB): the event-id index's inner pages
     // stay in memory on a large database.
@@ -171,6 +237,11 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, clock: &Clock, metr
             }
         }
         metrics.group_size.observe(group.len() as f64);
+        if !file.intact() {
+            let e = anyhow::anyhow!("the database file {} was deleted or replaced", file.path.display());
+            fail_group(&mut group, &e, metrics);
+            continue;
+        }
         commit_group(&mut conn, &mut group, clock.now_ms(), metrics);
     }
 }
@@ -187,16 +258,22 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, now_ms: i64, metric
     metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
     match applied {
         Ok(results) => {
+            *metrics.failure.lock().expect("writer failure") = None;
             for (job, result) in group.drain(..).zip(results) {
                 let _ = job.reply.send(Ok(result));
             }
         }
-        Err(e) => {
-            tracing::error!(error = %e, requests = group.len(), "commit failed");
-            for job in group.drain(..) {
-                let _ = job.reply.send(Err(WriterError::Database(e.to_string())));
-            }
-        }
+        Err(e) => fail_group(group, &e, metrics),
+    }
+}
+
+/// Answers every job of a group that could not be committed with the
+/// error, and records it for `/readyz`.
+fn fail_group(group: &mut Vec<Job>, e: &anyhow::Error, metrics: &WriterMetrics) {
+    tracing::error!(error = %e, requests = group.len(), "commit failed");
+    *metrics.failure.lock().expect("writer failure") = Some(e.to_string());
+    for job in group.drain(..) {
+        let _ = job.reply.send(Err(WriterError::Database(e.to_string())));
     }
 }
 

@@ -1,0 +1,250 @@
+//! A regression suite of attacks on a real collector process over real
+//! loopback sockets: one test per finding of the hostile-traffic review
+//! that is fixed, each asserting the fixed behaviour and that legitimate
+//! traffic is still served. Every loop is bounded in count and time.
+
+use e2e::http::{get, post_events, send, send_from};
+use e2e::Collector;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// A hostile client's address: another client than the legitimate one.
+fn hostile() -> std::net::IpAddr {
+    "127.0.3.1".parse().unwrap()
+}
+
+/// Opens a connection from `from`, sends a keep-alive `GET /healthz` and
+/// returns the stream if an answer came (None: refused or closed at once).
+fn held_connection(addr: &str, from: std::net::IpAddr) -> Option<TcpStream> {
+    let socket = socket2_connect(addr, from)?;
+    let mut stream = socket;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: c\r\n\r\n").ok()?;
+    let mut answer = [0u8; 12];
+    stream.read_exact(&mut answer).ok()?;
+    answer.starts_with(b"HTTP/1.1 200").then_some(stream)
+}
+
+/// A TCP connection to `addr` bound to the local address `from`.
+fn socket2_connect(addr: &str, from: std::net::IpAddr) -> Option<TcpStream> {
+    let target: std::net::SocketAddr = addr.parse().ok()?;
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(std::net::SocketAddr::new(from, 0)).ok()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let stream = runtime.block_on(socket.connect(target)).ok()?;
+    let std = stream.into_std().ok()?;
+    std.set_nonblocking(false).ok()?;
+    Some(std)
+}
+
+/// One client holding as many keep-alive connections as it can gets at
+/// most its per-client share; everyone else is still served meanwhile.
+/// (Before: 4,096 connections from one client locked everyone out.)
+#[tokio::test]
+async fn one_client_cannot_hold_every_connection() {
+    let c = Collector::start_with(&["--max-connections-per-client", "16"]);
+    let addr = c.url.trim_start_matches("http://").to_owned();
+    let hostile_addr = addr.clone();
+    let held = tokio::task::spawn_blocking(move || {
+        (0..64)
+            .filter_map(|_| held_connection(&hostile_addr, hostile()))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(held.len(), 16, "the hostile client holds its share only");
+    let health = tokio::time::timeout(Duration::from_secs(5), get(&format!("{}/healthz", c.url)))
+        .await
+        .expect("healthz answers while the connections are held");
+    assert_eq!(health.status, 200);
+    let signup = json!({"pk": c.public_key, "events": [{"id": "legit-1", "type": "signup", "ts": 0, "email": "legit@example.com"}]});
+    let answer = tokio::time::timeout(Duration::from_secs(5), post_events(&c.url, signup.to_string()))
+        .await
+        .expect("a signup answers while the connections are held");
+    assert_eq!(answer.status, 200, "{:?}", answer.json());
+    drop(held);
+    // Closed connections give the client its share back.
+    let again = tokio::task::spawn_blocking(move || held_connection(&addr, hostile()).is_some())
+        .await
+        .unwrap();
+    assert!(again);
+}
+
+/// `serve` never starts an empty database where one was expected.
+#[test]
+fn serve_refuses_a_missing_database_unless_told_to_create_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lost.db");
+    let out = std::process::Command::new(e2e::collector::binary())
+        .arg("--db")
+        .arg(&db)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no database at") && stderr.contains("--create"),
+        "{stderr}"
+    );
+    assert!(!db.exists(), "nothing was created");
+}
+
+/// A database file deleted under the running server: writes stop (503,
+/// nothing acknowledged into a file nobody will read) and readiness says
+/// why. (Before: 76,900 events were acknowledged into the deleted file.)
+#[tokio::test]
+async fn a_database_deleted_under_the_server_stops_writes_and_readiness() {
+    let c = Collector::start();
+    let event = |id: &str| {
+        json!({"pk": c.public_key, "events": [{"id": id, "type": "signup", "ts": 0, "email": format!("{id}@example.com")}]}).to_string()
+    };
+    assert_eq!(post_events(&c.url, event("before")).await.status, 200);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", c.db.display()));
+    }
+    let after = post_events(&c.url, event("after")).await;
+    assert_eq!(after.status, 503, "{:?}", after.json());
+    let ready = get(&format!("{}/readyz", c.url)).await;
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.json()["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("deleted or replaced"),
+        "{:?}",
+        ready.json()
+    );
+    assert_eq!(get(&format!("{}/healthz", c.url)).await.status, 200);
+}
+
+/// CSV cells a spreadsheet would run as formulas are exported as text.
+#[tokio::test]
+async fn exported_csv_cells_never_start_a_formula() {
+    let c = Collector::start();
+    let names = [
+        "=HYPERLINK(\"http://evil.example\",\"x\")",
+        "+cmd|' /C calc'!A0",
+        "@SUM(1)",
+    ];
+    let events: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| json!({"id": format!("f{i}"), "type": "signup", "ts": 0, "email": format!("f{i}@example.com"), "name": name}))
+        .collect();
+    let answer = post_events(&c.url, json!({"pk": c.public_key, "events": events}).to_string()).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json());
+    let csv = c.cli(&["export", &c.public_key, "customers"]);
+    for name in names {
+        assert!(
+            csv.contains(&format!("'{}", name.replace('"', "\"\""))),
+            "{name} in {csv}"
+        );
+    }
+}
+
+/// A browser's `dropped` count of 2^64-1 saturates the counter, not wraps it.
+#[tokio::test]
+async fn reported_drops_saturate() {
+    let c = Collector::start();
+    for id in ["d1", "d2"] {
+        let batch = json!({"pk": c.public_key, "dropped": u64::MAX, "events": [{"id": id, "type": "click", "ts": 0, "partner_key": "alice"}]});
+        assert_eq!(post_events(&c.url, batch.to_string()).await.status, 200);
+    }
+    let metrics = String::from_utf8(get(&format!("{}/metrics", c.url)).await.body.to_vec()).unwrap();
+    assert!(
+        metrics.contains(&format!("growsumo_outbox_dropped_total {}", u64::MAX)),
+        "{metrics}"
+    );
+}
+
+/// `/metrics` is not public: a request through the reverse proxy (or from
+/// another host) needs the metrics token; a local agent reads it directly.
+#[tokio::test]
+async fn metrics_need_the_token_unless_read_locally() {
+    let c = Collector::start_with(&["--trusted-proxy", "127.0.0.1", "--metrics-token", "s3cret-metrics"]);
+    let url = format!("{}/metrics", c.url);
+    let proxied = [("x-forwarded-for", "203.0.113.9")];
+    let refused = send("GET", &url, &proxied, "").await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.json()["field"].clone()),
+        (401, json!("authorization"))
+    );
+    let wrong = send("GET", &url, &[proxied[0], ("authorization", "Bearer guess")], "").await;
+    assert_eq!(wrong.status, 401);
+    let scraper = send(
+        "GET",
+        &url,
+        &[proxied[0], ("authorization", "Bearer s3cret-metrics")],
+        "",
+    )
+    .await;
+    assert_eq!(scraper.status, 200);
+    // Every request from the proxy's own address counts as proxied, with or
+    // without forwarding headers; a local agent on another address reads it.
+    assert_eq!(get(&url).await.status, 401, "the proxy's address");
+    let local = Some("127.0.0.2".parse().unwrap());
+    assert_eq!(
+        send_from(local, "GET", &url, &[], "").await.status,
+        200,
+        "a local agent"
+    );
+}
+
+/// Request ids say nothing about the process (they held its pid).
+#[tokio::test]
+async fn request_ids_reveal_nothing() {
+    let c = Collector::start();
+    let a = get(&format!("{}/healthz", c.url)).await.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let b = get(&format!("{}/healthz", c.url)).await.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let pid = format!("{:x}-", c.pid());
+    assert!(!a.starts_with(&pid), "{a}");
+    let (prefix_a, _) = a.rsplit_once('-').unwrap();
+    let (prefix_b, _) = b.rsplit_once('-').unwrap();
+    assert_eq!(prefix_a, prefix_b, "one random prefix per process");
+    assert_ne!(a, b);
+}
+
+/// A foreign page cannot sign a visitor into the attacker's key (login
+/// CSRF); the dashboard's own form still signs in.
+#[tokio::test]
+async fn dashboard_sign_in_refuses_foreign_origins() {
+    let c = Collector::start_with_key(&["--mode", "test"]);
+    let form = format!("secret_key={}", c.secret_key.as_deref().unwrap());
+    let url = format!("{}/dashboard/sign-in", c.url);
+    let forged = send(
+        "POST",
+        &url,
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", "https://evil.example"),
+        ],
+        form.clone(),
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+    assert!(forged.headers.get("set-cookie").is_none());
+    let host = c.url.trim_start_matches("http://").to_owned();
+    let own = send(
+        "POST",
+        &url,
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", &format!("http://{host}")),
+        ],
+        form,
+    )
+    .await;
+    assert_eq!(own.status, 303);
+}
