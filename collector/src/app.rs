@@ -30,6 +30,8 @@ pub struct App {
     /// The bearer token `/metrics` wants from clients other than direct
     /// loopback ones; none: loopback only.
     pub metrics_token: Option<String>,
+    /// Refuses events when the database's disk runs low.
+    pub disk: crate::disk::DiskGuard,
     key_cache: Mutex<HashMap<String, (Instant, Option<Key>)>>,
 }
 
@@ -45,6 +47,7 @@ impl App {
             max_connections: 4096,
             max_connections_per_client: 256,
             metrics_token: None,
+            disk: crate::disk::DiskGuard::new(std::path::Path::new("."), 0),
             key_cache: Mutex::default(),
         }
     }

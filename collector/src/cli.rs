@@ -127,6 +127,10 @@ pub struct ServeArgs {
     /// scraper); without one, `/metrics` answers direct loopback clients only.
     #[arg(long, env = "GROWSUMO_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
+    /// Megabytes that must stay free on the database's disk: below it,
+    /// events get 503 (the snippet retries) and /readyz says why; 0: off.
+    #[arg(long, env = "GROWSUMO_MIN_FREE_MB", default_value_t = 256)]
+    pub min_free_mb: u64,
     /// Tests only: shift the collector's clock by the seconds written in this
     /// file (re-read at every use), so "30 days later" takes no time.
     #[arg(long, hide = true)]
@@ -134,53 +138,69 @@ pub struct ServeArgs {
 }
 
 /// A key's allowed origins and attribution settings (see README, "Attribution").
+/// Each is optional: `keys create` starts from the defaults, `keys set`
+/// from the key's current settings, and only what is given changes.
 #[derive(Args)]
 pub struct KeyArgs {
     /// An origin whose pages may send events (repeatable), e.g.
     /// https://shop.example; `*` allows any. The collector's own origin is
-    /// always allowed.
+    /// always allowed. Given to `keys set`, the list replaces the current one.
     #[arg(long = "origin")]
     origins: Vec<String>,
     /// Server-cookie mode: the merchant's registrable domain (shop.example)
     /// when the collector is served on it (t.shop.example, or a proxied path).
-    /// Clicks then set an HttpOnly attribution cookie there.
-    #[arg(long, default_value = "")]
-    cookie_domain: String,
-    /// Days after a click during which a signup is credited to it.
-    #[arg(long, default_value_t = 90)]
-    window_days: u32,
+    /// Clicks then set an HttpOnly attribution cookie there. "" turns it off.
+    #[arg(long)]
+    cookie_domain: Option<String>,
+    /// Days after a click during which a signup is credited to it [default: 90].
+    #[arg(long)]
+    window_days: Option<u32>,
     /// An extra landing-URL parameter carrying the partner key (repeatable):
-    /// `via` (plain text) or `ref:base64`.
+    /// `via` (plain text) or `ref:base64`. Given to `keys set`, the list
+    /// replaces the current one.
     #[arg(long = "param")]
     params: Vec<Param>,
-    /// Store nothing in the browser until the page calls growsumo.consent(true).
-    #[arg(long)]
-    require_consent: bool,
+    /// Store nothing in the browser until the page calls growsumo.consent(true)
+    /// (`--require-consent false` turns it off).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    require_consent: Option<bool>,
     /// Track browsers that send Global Privacy Control (honoured by default).
-    #[arg(long)]
-    ignore_gpc: bool,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    ignore_gpc: Option<bool>,
     /// Hours after a click during which a signup from the same fingerprint
-    /// and client network may be credited to it; 0 turns fingerprint
-    /// matching off.
-    #[arg(long, default_value_t = 24)]
-    fingerprint_hours: u32,
+    /// and client network may be suggested for it; 0 turns fingerprint
+    /// matching off [default: 24].
+    #[arg(long)]
+    fingerprint_hours: Option<u32>,
     /// Turn partner keys no partnership has into partnerships (open
     /// programs); by default their signups wait for review.
-    #[arg(long)]
-    auto_partners: bool,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    auto_partners: Option<bool>,
 }
 
 impl KeyArgs {
-    fn settings(&self) -> Settings {
-        Settings {
-            cookie_domain: self.cookie_domain.to_ascii_lowercase(),
-            window_days: self.window_days,
-            params: self.params.clone(),
-            require_consent: self.require_consent,
-            honor_gpc: !self.ignore_gpc,
-            fingerprint_hours: self.fingerprint_hours,
-            auto_partners: self.auto_partners,
-        }
+    /// `origins` and `settings` with what these arguments give applied.
+    fn applied(&self, origins: &[String], settings: &Settings) -> (Vec<String>, Settings) {
+        let origins = match self.origins.is_empty() {
+            true => origins.to_vec(),
+            false => self.origins.clone(),
+        };
+        let settings = Settings {
+            cookie_domain: self
+                .cookie_domain
+                .as_ref()
+                .map_or(settings.cookie_domain.clone(), |d| d.to_ascii_lowercase()),
+            window_days: self.window_days.unwrap_or(settings.window_days),
+            params: match self.params.is_empty() {
+                true => settings.params.clone(),
+                false => self.params.clone(),
+            },
+            require_consent: self.require_consent.unwrap_or(settings.require_consent),
+            honor_gpc: self.ignore_gpc.map_or(settings.honor_gpc, |ignore| !ignore),
+            fingerprint_hours: self.fingerprint_hours.unwrap_or(settings.fingerprint_hours),
+            auto_partners: self.auto_partners.unwrap_or(settings.auto_partners),
+        };
+        (origins, settings)
     }
 }
 
@@ -318,7 +338,8 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
         Command::Keys(KeysCommand::Create { mode, pair, name, key }) => {
             let modes = if pair { vec![Mode::Test, Mode::Live] } else { vec![mode] };
             for mode in modes {
-                let created = store.write(|tx| keys::create(tx, mode, &name, &key.origins, &key.settings()))?;
+                let (origins, settings) = key.applied(&[], &Settings::default());
+                let created = store.write(|tx| keys::create(tx, mode, &name, &origins, &settings))?;
                 println!("public key: {}", created.key.public_key);
                 println!("secret key: {}  (shown once: keep it safe)", created.secret_key);
             }
@@ -384,46 +405,14 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Set { public_key, key }) => {
-            store.write(|tx| keys::update(tx, &public_key, &key.origins, &key.settings()))?;
+            // Only what is given changes; the result is printed.
+            let current = key_named(&store, &public_key)?;
+            let (origins, settings) = key.applied(&current.origins, &current.settings);
+            store.write(|tx| keys::update(tx, &public_key, &origins, &settings))?;
             println!("updated {public_key}");
-            Ok(())
+            print_keys(&store, Some(&public_key))
         }
-        Command::Keys(KeysCommand::List) => {
-            println!(
-                "{:<40} {:<5} {:<8} {:<16} {:<7} {:<20} settings",
-                "public key", "mode", "status", "name", "window", "cookie domain"
-            );
-            for key in store.read(keys::list)? {
-                let mode = if key.mode == Mode::Live { "live" } else { "test" };
-                let status = if key.revoked { "revoked" } else { "active" };
-                let s = &key.settings;
-                let mut notes: Vec<String> = s.params.iter().map(|p| format!("param={p}")).collect();
-                notes.extend(key.origins.iter().map(|o| format!("origin={o}")));
-                if s.require_consent {
-                    notes.push("consent=required".into());
-                }
-                if !s.honor_gpc {
-                    notes.push("gpc=ignored".into());
-                }
-                notes.push(format!("fingerprint={}h", s.fingerprint_hours));
-                if s.auto_partners {
-                    notes.push("partners=auto".into());
-                }
-                println!(
-                    "{:<40} {mode:<5} {status:<8} {:<16} {:<7} {:<20} {}",
-                    key.public_key,
-                    key.name,
-                    format!("{}d", s.window_days),
-                    if s.cookie_domain.is_empty() {
-                        "-"
-                    } else {
-                        &s.cookie_domain
-                    },
-                    notes.join(" ")
-                );
-            }
-            Ok(())
-        }
+        Command::Keys(KeysCommand::List) => print_keys(&store, None),
         Command::Offers(OffersCommand::Set {
             public_key,
             key,
@@ -569,6 +558,7 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         app.max_connections = args.max_connections;
         app.max_connections_per_client = args.max_connections_per_client;
         app.metrics_token = args.metrics_token.clone().filter(|t| !t.is_empty());
+        app.disk = crate::disk::DiskGuard::new(app.store.path(), args.min_free_mb);
         let app = Arc::new(app);
         crate::http::serve(listener, app, shutdown_signal()).await;
         anyhow::Ok(())
@@ -579,6 +569,44 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         thread.join();
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Prints the keys (or the one `only` names) with their settings.
+fn print_keys(store: &Store, only: Option<&str>) -> Result<()> {
+    println!(
+        "{:<40} {:<5} {:<8} {:<16} {:<7} {:<20} settings",
+        "public key", "mode", "status", "name", "window", "cookie domain"
+    );
+    for key in store.read(keys::list)?.into_iter().filter(|k| only.is_none_or(|pk| k.public_key == pk)) {
+        let mode = if key.mode == Mode::Live { "live" } else { "test" };
+        let status = if key.revoked { "revoked" } else { "active" };
+        let s = &key.settings;
+        let mut notes: Vec<String> = s.params.iter().map(|p| format!("param={p}")).collect();
+        notes.extend(key.origins.iter().map(|o| format!("origin={o}")));
+        if s.require_consent {
+            notes.push("consent=required".into());
+        }
+        if !s.honor_gpc {
+            notes.push("gpc=ignored".into());
+        }
+        notes.push(format!("fingerprint={}h", s.fingerprint_hours));
+        if s.auto_partners {
+            notes.push("partners=auto".into());
+        }
+        println!(
+            "{:<40} {mode:<5} {status:<8} {:<16} {:<7} {:<20} {}",
+            key.public_key,
+            key.name,
+            format!("{}d", s.window_days),
+            if s.cookie_domain.is_empty() {
+                "-"
+            } else {
+                &s.cookie_domain
+            },
+            notes.join(" ")
+        );
+    }
     Ok(())
 }
 

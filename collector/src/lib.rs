@@ -12,6 +12,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod disk;
 pub mod export;
 pub mod http;
 pub mod metrics;

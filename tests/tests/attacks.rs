@@ -248,3 +248,22 @@ async fn dashboard_sign_in_refuses_foreign_origins() {
     .await;
     assert_eq!(own.status, 303);
 }
+
+/// Below the free-space minimum, events get 503 (the snippet keeps them and
+/// retries) and readiness says why, before SQLite runs out of room
+/// mid-commit. (Before: a flood filled the disk; commits then failed while
+/// `/readyz` said ready.)
+#[tokio::test]
+async fn a_low_disk_refuses_events_and_readiness_says_why() {
+    // More free space than any disk has: the guard is tripped.
+    let c = Collector::start_with(&["--min-free-mb", "1000000000000"]);
+    let event = json!({"pk": c.public_key, "events": [{"id": "d1", "type": "click", "ts": 0, "partner_key": "alice"}]});
+    let refused = post_events(&c.url, event.to_string()).await;
+    assert_eq!((refused.status.as_u16(), refused.json()["field"].clone()), (503, json!("disk")));
+    assert!(refused.headers.get("retry-after").is_some());
+    let ready = get(&format!("{}/readyz", c.url)).await;
+    assert_eq!(ready.status, 503);
+    assert!(ready.json()["message"].as_str().unwrap_or("").contains("free"), "{:?}", ready.json());
+    assert_eq!(get(&format!("{}/healthz", c.url)).await.status, 200);
+    assert_eq!(c.count("SELECT count(*) FROM events"), 0);
+}

@@ -100,6 +100,11 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         Ok(key) => key,
         Err(reply) => return reply,
     };
+    if let Some(low) = app.disk.low() {
+        let mut reply = reply::error(StatusCode::SERVICE_UNAVAILABLE, "disk", &low);
+        reply.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("30"));
+        return reply;
+    }
     // Logged only for a known key and origin: anyone could send the number.
     if batch.dropped > 0 {
         tracing::warn!(pk = %batch.pk, dropped = batch.dropped, "a browser's outbox was full and dropped events");

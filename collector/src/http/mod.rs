@@ -250,7 +250,7 @@ async fn readyz(app: &App) -> Reply {
     if let Ok(Ok(())) = writable {
         app.writer.recovered();
     }
-    if let Some(trouble) = app.writer.trouble() {
+    if let Some(trouble) = app.disk.low().or_else(|| app.writer.trouble()) {
         tracing::error!(trouble, "not ready");
         let mut reply = reply::error(StatusCode::SERVICE_UNAVAILABLE, "database", &trouble);
         reply

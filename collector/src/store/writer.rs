@@ -19,6 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 const GROUP_CAP: usize = 512;
 /// How often the checkpointer moves the WAL into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// WAL pages (4 KiB) past which the checkpointer empties the WAL file.
+const WAL_PAGES_LIMIT: i64 = 16_384;
 
 /// What happened to one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,10 +175,23 @@ impl Writer {
 /// Copies the WAL into the database file every `CHECKPOINT_EVERY`, on its
 /// own connection, so the writer never stalls on a checkpoint (the writer's
 /// automatic checkpoints are off); a last full one runs at shutdown.
+///
+/// The WAL stays bounded while serving: once it holds more than
+/// `WAL_PAGES_LIMIT` pages (a flood, or readers that kept passive
+/// checkpoints from finishing), a TRUNCATE checkpoint waits for the readers
+/// (up to the busy timeout) and empties the file; `journal_size_limit` (see
+/// `connect`) trims it after every reset.
 fn checkpoint(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "checkpoint failed");
+        let pages = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+        match pages {
+            Ok(pages) if pages > WAL_PAGES_LIMIT => {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, pages, "truncating checkpoint failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
         }
     }
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
