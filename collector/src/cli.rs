@@ -578,7 +578,11 @@ fn print_keys(store: &Store, only: Option<&str>) -> Result<()> {
         "{:<40} {:<5} {:<8} {:<16} {:<7} {:<20} settings",
         "public key", "mode", "status", "name", "window", "cookie domain"
     );
-    for key in store.read(keys::list)?.into_iter().filter(|k| only.is_none_or(|pk| k.public_key == pk)) {
+    for key in store
+        .read(keys::list)?
+        .into_iter()
+        .filter(|k| only.is_none_or(|pk| k.public_key == pk))
+    {
         let mode = if key.mode == Mode::Live { "live" } else { "test" };
         let status = if key.revoked { "revoked" } else { "active" };
         let s = &key.settings;

@@ -21,7 +21,10 @@ pub struct DiskGuard {
 impl DiskGuard {
     /// Guards the file system holding `db`, wanting `min_free_mb` free (0: off).
     pub fn new(db: &Path, min_free_mb: u64) -> DiskGuard {
-        let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = db
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         DiskGuard {
             dir: dir.to_path_buf(),
             min_free: min_free_mb.saturating_mul(1024 * 1024),

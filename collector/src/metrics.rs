@@ -97,8 +97,8 @@ pub struct Metrics {
     pub events_rejected: AtomicU64,
     pub outbox_dropped: AtomicU64,
     pub webhooks_refused: AtomicU64,
-    /// Clicks refused for reusing another partner's click id.
-    pub click_id_conflicts: AtomicU64,
+    /// Clicks reusing a click id recorded for another partner.
+    pub click_id_conflicts: std::sync::Arc<AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -110,7 +110,7 @@ impl Default for Metrics {
             events_rejected: AtomicU64::default(),
             outbox_dropped: AtomicU64::default(),
             webhooks_refused: AtomicU64::default(),
-            click_id_conflicts: AtomicU64::default(),
+            click_id_conflicts: std::sync::Arc::default(),
         }
     }
 }
@@ -163,7 +163,7 @@ impl Metrics {
             ),
             (
                 "growsumo_click_id_conflicts_total",
-                "Clicks refused for reusing a click id recorded for another partner.",
+                "Clicks reusing a click id recorded for another partner (squatters, shared ids).",
                 &self.click_id_conflicts,
             ),
         ] {

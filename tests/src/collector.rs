@@ -182,6 +182,16 @@ impl Collector {
         (field("public key: "), field("secret key: "))
     }
 
+    /// The collector's `/metrics`, read as a local agent does: directly, from
+    /// another loopback address than a trusted proxy's (127.0.0.1 is nginx's
+    /// in shop tests, and its requests count as proxied).
+    pub async fn metrics(&self) -> String {
+        let agent = Some("127.0.0.2".parse().unwrap());
+        let answer = crate::http::send_from(agent, "GET", &format!("{}/metrics", self.url), &[], "").await;
+        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+        String::from_utf8(answer.body.to_vec()).expect("metrics are text")
+    }
+
     /// The collector process's id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -259,11 +259,18 @@ async fn a_low_disk_refuses_events_and_readiness_says_why() {
     let c = Collector::start_with(&["--min-free-mb", "1000000000000"]);
     let event = json!({"pk": c.public_key, "events": [{"id": "d1", "type": "click", "ts": 0, "partner_key": "alice"}]});
     let refused = post_events(&c.url, event.to_string()).await;
-    assert_eq!((refused.status.as_u16(), refused.json()["field"].clone()), (503, json!("disk")));
+    assert_eq!(
+        (refused.status.as_u16(), refused.json()["field"].clone()),
+        (503, json!("disk"))
+    );
     assert!(refused.headers.get("retry-after").is_some());
     let ready = get(&format!("{}/readyz", c.url)).await;
     assert_eq!(ready.status, 503);
-    assert!(ready.json()["message"].as_str().unwrap_or("").contains("free"), "{:?}", ready.json());
+    assert!(
+        ready.json()["message"].as_str().unwrap_or("").contains("free"),
+        "{:?}",
+        ready.json()
+    );
     assert_eq!(get(&format!("{}/healthz", c.url)).await.status, 200);
     assert_eq!(c.count("SELECT count(*) FROM events"), 0);
 }

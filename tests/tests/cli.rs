@@ -137,13 +137,30 @@ fn a_config_file_sets_the_database_and_keys_and_flags_win() {
 #[test]
 fn keys_set_changes_only_the_settings_given() {
     let c = Collector::start();
-    let (pk, _) = c.create_key(&["--origin", "https://shop.example", "--param", "via", "--require-consent"]);
+    let (pk, _) = c.create_key(&[
+        "--origin",
+        "https://shop.example",
+        "--param",
+        "via",
+        "--require-consent",
+    ]);
     let printed = c.cli(&["keys", "set", &pk, "--window-days", "30"]);
-    let line = printed.lines().find(|l| l.starts_with(&pk)).expect("the key is printed");
-    for kept in ["origin=https://shop.example", "param=via:text", "consent=required", " 30d "] {
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with(&pk))
+        .expect("the key is printed");
+    for kept in [
+        "origin=https://shop.example",
+        "param=via:text",
+        "consent=required",
+        " 30d ",
+    ] {
         assert!(line.contains(kept), "{kept} in {line}");
     }
     let printed = c.cli(&["keys", "set", &pk, "--require-consent", "false"]);
     let line = printed.lines().find(|l| l.starts_with(&pk)).unwrap();
-    assert!(!line.contains("consent=required") && line.contains("origin=https://shop.example"), "{line}");
+    assert!(
+        !line.contains("consent=required") && line.contains("origin=https://shop.example"),
+        "{line}"
+    );
 }

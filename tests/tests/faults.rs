@@ -246,8 +246,7 @@ async fn an_earlier_versions_outbox_is_delivered_in_order() {
         Page::ready(&client).await;
         c.wait_for_count(CUSTOMERS, 1);
         assert_eq!(c.customers()[0].source.as_deref(), Some("xid"), "the click came first");
-        let metrics = e2e::http::get(&format!("{}/metrics", c.url)).await;
-        let text = String::from_utf8_lossy(&metrics.body);
+        let text = c.metrics().await;
         assert!(text.contains("growsumo_outbox_dropped_total 3"), "{text}");
         assert_eq!(Page::eval(&client, "localStorage.growsumo_outbox ?? null").await, json!(null));
     })

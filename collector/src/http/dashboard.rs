@@ -680,6 +680,10 @@ async fn decide_review(app: &App, req: Request<Incoming>, session: Session) -> a
             "change" => {
                 let current = merchant::find_customer(tx, key.id, &merchant::CustomerRef::Key(customer_key.clone()))?;
                 let to = Some(partner.as_str()).filter(|p| !p.is_empty());
+                // The same partner again changes nothing (as in the API).
+                if current.partner_key.as_deref() == to && current.review.is_none() {
+                    return Ok(());
+                }
                 credit::reattribute(tx, &key, &current, to, "dashboard", &reason, now).map(drop)
             }
             other => anyhow::bail!("{other:?} is not an action: approve or change"),

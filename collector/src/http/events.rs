@@ -153,6 +153,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         key: key.clone(),
         server_click: server_cookie::read(headers),
         network: client.map(|c| attribution::network(c.ip)).unwrap_or_default(),
+        conflicts: app.metrics.click_id_conflicts.clone(),
     };
     let outcomes = if valid.is_empty() {
         Vec::new()
@@ -178,24 +179,15 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
             }
         }
     };
-    let mut stored = ids.into_iter().zip(outcomes).map(|(id, outcome)| {
-        let (status, field, message) = match outcome {
-            Outcome::Accepted => (status::ACCEPTED, None, None),
-            Outcome::Duplicate => (status::DUPLICATE, None, None),
-            Outcome::AlreadyAttributed => (status::ALREADY_ATTRIBUTED, None, None),
-            Outcome::Rejected(field, message) => {
-                if field == "xid" {
-                    app.metrics.click_id_conflicts.fetch_add(1, Ordering::Relaxed);
-                }
-                (status::REJECTED, Some(field.to_owned()), Some(message))
-            }
-        };
-        EventResult {
-            id: Some(id),
-            status,
-            field,
-            message,
-        }
+    let mut stored = ids.into_iter().zip(outcomes).map(|(id, outcome)| EventResult {
+        id: Some(id),
+        status: match outcome {
+            Outcome::Accepted => status::ACCEPTED,
+            Outcome::Duplicate => status::DUPLICATE,
+            Outcome::AlreadyAttributed => status::ALREADY_ATTRIBUTED,
+        },
+        field: None,
+        message: None,
     });
     let results: Vec<EventResult> = slots
         .into_iter()

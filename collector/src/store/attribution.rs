@@ -3,12 +3,16 @@
 //! payment webhook, outranks all of this: see `credit`.)
 //!
 //! Evidence is tried in this order, strongest first; the first that applies wins:
-//! 1. **xid**: the click id the signup carries, if a click with that id was
-//!    recorded within the window: the partner of its *first* recorded click
-//!    (a click id is bound to its first partner; a later click reusing it
-//!    with another partner key is refused at ingest, see `xid_owner`). A
-//!    recorded click outside the window means the browser's referral has
-//!    expired: its partner key is not used either.
+//! 1. **xid**: the click id the signup carries, if a click with that id
+//!    *and the signup's partner key* was recorded within the window. Click
+//!    ids come from links partners write and publish, so one alone proves
+//!    nothing: a click id is bound to each partner it was recorded with,
+//!    and another partner's click with the same id (a squatter posting it
+//!    first, or two partners using `ps_xid=newsletter`) never credits the
+//!    one that did not click. A signup with a click id and no partner key
+//!    is credited through it only when the id names one partner. A recorded
+//!    click outside the window means the browser's referral has expired:
+//!    its partner key is not used either.
 //! 2. **partner_key**: the partner key the signup carries, when it came with
 //!    no click id or one the collector never recorded (the click was lost, or
 //!    the link carried no id). The browser's own 90-day storage bounds it.
@@ -178,32 +182,34 @@ pub fn click_by_id(conn: &Connection, ctx: &Context, event_id: &str) -> rusqlite
     .map(|click| click.filter(|c| ctx.now_ms - c.at <= ctx.window_ms))
 }
 
-/// The partner of the first recorded click with click id `xid`: the one the
-/// click id is bound to.
-pub fn xid_owner(conn: &Connection, key_id: i64, xid: &str) -> rusqlite::Result<Option<String>> {
+/// Whether click id `xid` was recorded with another partner than `partner`
+/// (counted: a squatter, or two partners sharing an id).
+pub fn xid_taken_by_another(conn: &Connection, key_id: i64, xid: &str, partner: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached(
-        "SELECT partner_key FROM events WHERE key_id = ?1 AND type = 'click' AND xid = ?2 ORDER BY seq LIMIT 1",
+        "SELECT EXISTS (SELECT 1 FROM events WHERE key_id = ?1 AND type = 'click' AND xid = ?2 AND partner_key != ?3)",
     )?
-    .query_row(params![key_id, xid], |r| r.get(0))
-    .optional()
+    .query_row(params![key_id, xid, partner], |r| r.get(0))
 }
 
-/// The latest click with click id `xid` (in or out of the window), credited
-/// to the partner its first click was.
-fn click_by_xid(conn: &Connection, key_id: i64, xid: &str) -> rusqlite::Result<Option<Click>> {
-    let latest = conn
-        .prepare_cached(&format!(
-            "SELECT {CLICK_COLUMNS} FROM events
-             WHERE key_id = ?1 AND type = 'click' AND xid = ?2
-             ORDER BY seq DESC LIMIT 1"
-        ))?
-        .query_row(params![key_id, xid], Click::from_row)
-        .optional()?;
-    let Some(mut click) = latest else { return Ok(None) };
-    if let Some(owner) = xid_owner(conn, key_id, xid)? {
-        click.partner_key = owner;
+/// The latest click (in or out of the window) with click id `xid` and, when
+/// the signup names one, partner `partner`; without a partner, only when
+/// the click id names a single partner.
+fn click_by_xid(conn: &Connection, key_id: i64, xid: &str, partner: Option<&str>) -> rusqlite::Result<Option<Click>> {
+    let partners: i64 = conn
+        .prepare_cached(
+            "SELECT count(DISTINCT partner_key) FROM events WHERE key_id = ?1 AND type = 'click' AND xid = ?2",
+        )?
+        .query_row(params![key_id, xid], |r| r.get(0))?;
+    if partner.is_none() && partners > 1 {
+        return Ok(None);
     }
-    Ok(Some(click))
+    conn.prepare_cached(&format!(
+        "SELECT {CLICK_COLUMNS} FROM events
+         WHERE key_id = ?1 AND type = 'click' AND xid = ?2 AND (?3 IS NULL OR partner_key = ?3)
+         ORDER BY seq DESC LIMIT 1"
+    ))?
+    .query_row(params![key_id, xid, partner], Click::from_row)
+    .optional()
 }
 
 /// The click a fingerprint corroborates, if it does unambiguously: the
@@ -240,7 +246,7 @@ pub fn decide(conn: &Connection, ctx: &Context, signup: &NewEvent) -> rusqlite::
         None => None,
     };
     let recorded = match &signup.xid {
-        Some(xid) => click_by_xid(conn, ctx.key_id, xid)?,
+        Some(xid) => click_by_xid(conn, ctx.key_id, xid, signup.partner_key.as_deref())?,
         None => None,
     };
     match (recorded, &signup.partner_key) {
@@ -368,9 +374,14 @@ mod tests {
         click(&conn, TEST_KEY, "c1", "alice", "x1", "f1", 30);
         click(&conn, TEST_KEY, "c2", "bob", "x2", "f2", 91);
         let ctx = ctx(TEST_KEY, None);
-        // The recorded click's partner wins over the partner key sent with it.
+        // Another partner's key with alice's click id: the id proves nothing
+        // for mallory (no click of his carried it): only his key counts.
         assert_eq!(
             decided(&conn, &ctx, &signup(Some("mallory"), Some("x1"), None)),
+            credit("mallory", "partner_key")
+        );
+        assert_eq!(
+            decided(&conn, &ctx, &signup(Some("alice"), Some("x1"), None)),
             credit("alice", "xid")
         );
         // 91 days: the referral expired, and its partner key with it.
@@ -471,16 +482,24 @@ mod tests {
     }
 
     #[test]
-    fn a_click_id_stays_with_its_first_partner() {
+    fn a_click_id_credits_only_a_partner_it_was_recorded_with() {
         let conn = db();
-        click(&conn, TEST_KEY, "c1", "alice", "x1", "f1", 3);
-        // A later click reusing x1 for another partner (stored before the
-        // ingest check existed) does not take it over.
-        click(&conn, TEST_KEY, "c2", "mallory", "x1", "f1", 1);
-        assert_eq!(xid_owner(&conn, TEST_KEY, "x1").unwrap().as_deref(), Some("alice"));
+        // A squatter records alice's published click id first.
+        click(&conn, TEST_KEY, "c0", "mallory", "x1", "f1", 3);
+        click(&conn, TEST_KEY, "c1", "alice", "x1", "f1", 2);
+        let ctx = ctx(TEST_KEY, None);
         assert_eq!(
-            decided(&conn, &ctx(TEST_KEY, None), &signup(Some("mallory"), Some("x1"), None)),
+            decided(&conn, &ctx, &signup(Some("alice"), Some("x1"), None)),
             credit("alice", "xid")
+        );
+        assert!(xid_taken_by_another(&conn, TEST_KEY, "x1", "alice").unwrap());
+        // No partner key and an id two partners share: the id decides nothing.
+        assert_eq!(decided(&conn, &ctx, &signup(None, Some("x1"), None)), None);
+        // One partner's id decides for a signup without a partner key.
+        click(&conn, TEST_KEY, "c2", "bob", "x2", "f2", 1);
+        assert_eq!(
+            decided(&conn, &ctx, &signup(None, Some("x2"), None)),
+            credit("bob", "xid")
         );
     }
 

@@ -63,7 +63,7 @@ pub fn review_for(conn: &Connection, key: &Key, partner_key: &str, email: &str, 
         )
         .optional()?;
     Ok(match partner_email {
-        Some(own) if !email.is_empty() && own.eq_ignore_ascii_case(email) => Some(Review::SelfReferral),
+        Some(own) if !email.is_empty() && mailbox(&own) == mailbox(email) => Some(Review::SelfReferral),
         Some(_) => None,
         None if key.settings.auto_partners => {
             conn.execute(
@@ -71,18 +71,30 @@ pub fn review_for(conn: &Connection, key: &Key, partner_key: &str, email: &str, 
                  VALUES (?1, ?2, ?3, '', '', ?4, ?4)",
                 params![key.id, partner_key, format!("{partner_key}@partners.invalid"), now],
             )?;
+            partnership_created(conn, key, partner_key, now)?;
             None
         }
         None => Some(Review::UnknownPartner),
     })
 }
 
-/// Records a change of a customer's credit.
+/// The mailbox an address delivers to, for comparing a customer's email
+/// with its partner's: case-insensitive, without a `+tag`.
+fn mailbox(email: &str) -> String {
+    let email = email.trim().to_lowercase();
+    match email.split_once('@') {
+        Some((local, domain)) => format!("{}@{domain}", local.split('+').next().unwrap_or(local)),
+        None => email,
+    }
+}
+
+/// Records a change of a customer's credit. The record outlives the
+/// customer: it names the customer by key.
 #[allow(clippy::too_many_arguments)]
 fn log(
     conn: &Connection,
     key_id: i64,
-    customer_id: i64,
+    customer: &Customer,
     actor: &str,
     from: Option<&str>,
     to: Option<&str>,
@@ -90,9 +102,9 @@ fn log(
     now: i64,
 ) -> Result<()> {
     conn.execute(
-        "INSERT INTO attribution_changes (key_id, customer_id, at, actor, from_partner, to_partner, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![key_id, customer_id, now, actor, from, to, reason],
+        "INSERT INTO attribution_changes (key_id, customer_key, customer_id, at, actor, from_partner, to_partner, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![key_id, customer.key, customer.id, now, actor, from, to, reason],
     )?;
     Ok(())
 }
@@ -148,7 +160,14 @@ pub fn approve(conn: &Connection, key: &Key, customer_key: &str, actor: &str, no
         );
     };
     let credit = match customer.suggested_partner_key.as_deref() {
-        Some(suggested) => (Some(suggested), Some("fingerprint"), Some("low"), None),
+        // The suggested partner is checked as any credit is: an unknown
+        // partner or a self-referral still waits.
+        Some(suggested) => (
+            Some(suggested),
+            Some("fingerprint"),
+            Some("low"),
+            review_for(conn, key, suggested, &customer.email, now)?,
+        ),
         None => (
             customer.partner_key.as_deref(),
             customer.source.as_deref(),
@@ -180,10 +199,11 @@ fn recredit(
         params![customer.id, to, source, confidence, review.map(Review::as_str), now],
     )?;
     if from != to {
-        super::daily::add(conn, key.id, from, now, 0, -1)?;
-        super::daily::add(conn, key.id, to, now, 0, 1)?;
+        // Moved on the signup's own day, so no day's count goes negative.
+        super::daily::add(conn, key.id, from, customer.created_at, 0, -1)?;
+        super::daily::add(conn, key.id, to, customer.created_at, 0, 1)?;
     }
-    log(conn, key.id, customer.id, actor, from, to, reason, now)?;
+    log(conn, key.id, customer, actor, from, to, reason, now)?;
     let moved = merchant::find_customer(conn, key.id, &CustomerRef::Key(customer.key.clone()))?;
     money::credit_transactions(conn, key, &moved, now)?;
     Ok(moved)
@@ -237,10 +257,9 @@ pub struct Change {
 pub fn changes(conn: &Connection, key_id: i64, customer_key: Option<&str>, limit: u32) -> Result<Vec<Change>> {
     let rows = conn
         .prepare(
-            "SELECT c.customer_key, a.at, a.actor, a.from_partner, a.to_partner, a.reason
-             FROM attribution_changes a JOIN customers c ON c.id = a.customer_id
-             WHERE a.key_id = ?1 AND (?2 IS NULL OR c.customer_key = ?2)
-             ORDER BY a.id DESC LIMIT ?3",
+            "SELECT customer_key, at, actor, from_partner, to_partner, reason FROM attribution_changes
+             WHERE key_id = ?1 AND (?2 IS NULL OR customer_key = ?2)
+             ORDER BY id DESC LIMIT ?3",
         )?
         .query_map(params![key_id, customer_key, limit], |r| {
             Ok(Change {
@@ -254,4 +273,17 @@ pub fn changes(conn: &Connection, key_id: i64, customer_key: Option<&str>, limit
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_mailbox_ignores_case_and_plus_tags() {
+        assert_eq!(
+            super::mailbox("Mallory+Shop@Partners.Example"),
+            "mallory@partners.example"
+        );
+        assert_eq!(super::mailbox(" ann@x.co "), "ann@x.co");
+        assert_ne!(super::mailbox("ann@x.co"), super::mailbox("anne@x.co"));
+    }
 }

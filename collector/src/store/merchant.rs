@@ -264,24 +264,14 @@ pub fn create_customer(
 ) -> Result<Customer> {
     let by_key = CustomerRef::Key(customer_key.into());
     if let Ok(existing) = find_customer(conn, key.id, &by_key) {
-        let from_browser: bool = conn.query_row(
-            "SELECT event_id != '' FROM customers WHERE id = ?1",
-            [existing.id],
-            |r| r.get(0),
-        )?;
-        if !from_browser {
+        if !take_over(conn, key, &existing, partner_key, origin, now)? {
             return Err(Refusal::conflict("customer_key", format!("customer {customer_key:?} exists")).into());
         }
-        let reason = format!("created by the merchant ({origin}) over a browser signup");
-        super::credit::reattribute(conn, key, &existing, partner_key, origin, &reason, now)?;
-        conn.execute(
-            "UPDATE customers SET source = ?2, confidence = 'merchant', event_id = '' WHERE id = ?1",
-            params![existing.id, partner_key.map(|_| origin)],
-        )?;
         return update_customer(conn, key.id, customer_key, fields, now);
     }
+    // The merchant's word: only a partner key no partnership has waits.
     let review = match partner_key {
-        Some(partner) => super::credit::review_for(conn, key, partner, fields.email.as_deref().unwrap_or(""), now)?,
+        Some(partner) => super::credit::review_for(conn, key, partner, "", now)?,
         None => None,
     };
     conn.execute(
@@ -303,6 +293,35 @@ pub fn create_customer(
     )?;
     super::daily::add(conn, key.id, partner_key, now, 0, 1)?;
     find_customer(conn, key.id, &by_key)
+}
+
+/// Takes over `existing`, a customer a browser signup created (anyone with
+/// the public key can post one), for the merchant (`origin`: the API or a
+/// payment provider): its partner becomes `partner_key`, logged. False,
+/// and nothing changed, when the merchant created it.
+pub fn take_over(
+    conn: &Connection,
+    key: &super::Key,
+    existing: &Customer,
+    partner_key: Option<&str>,
+    origin: &str,
+    now: i64,
+) -> Result<bool> {
+    let from_browser: bool = conn.query_row(
+        "SELECT event_id != '' FROM customers WHERE id = ?1",
+        [existing.id],
+        |r| r.get(0),
+    )?;
+    if !from_browser {
+        return Ok(false);
+    }
+    let reason = format!("created by the merchant ({origin}) over a browser signup");
+    super::credit::reattribute(conn, key, existing, partner_key, origin, &reason, now)?;
+    conn.execute(
+        "UPDATE customers SET source = ?2, confidence = 'merchant', event_id = '' WHERE id = ?1",
+        params![existing.id, partner_key.map(|_| origin)],
+    )?;
+    Ok(true)
 }
 
 /// The customer a reference names. An email or provider id that several

@@ -218,7 +218,9 @@ impl Store {
     /// rare administrative writes, never for events.
     pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
         let mut conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        let tx = conn.transaction()?;
+        // Immediate: reads then writes in one transaction would otherwise
+        // fail at once ("database is locked") when another writer got in.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)

@@ -212,7 +212,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE attribution_changes (
         id INTEGER PRIMARY KEY,
         key_id INTEGER NOT NULL REFERENCES keys(id),
-        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+        customer_key TEXT NOT NULL,
+        customer_id INTEGER REFERENCES customers(id) ON DELETE SET NULL,
         at INTEGER NOT NULL,
         actor TEXT NOT NULL,
         from_partner TEXT,

@@ -149,9 +149,14 @@ pub fn apply(
         } => {
             let by_key = customer_key.clone().map(CustomerRef::Key);
             let by_email = email.clone().map(CustomerRef::Email);
-            match first_customer(conn, key.id, by_key.into_iter().chain(by_email))? {
+            match first_customer(conn, key.id, by_key.into_iter().chain(by_email), false)? {
                 Found::Ambiguous => Outcome::Ambiguous,
                 Found::One(found) => {
+                    // The merchant's metadata names the partner: its word
+                    // over a browser signup's.
+                    if let Some(partner) = partner_key {
+                        merchant::take_over(conn, key, &found, Some(partner), provider, now)?;
+                    }
                     let fields = CustomerFields {
                         email: None,
                         name: None,
@@ -179,7 +184,7 @@ pub fn apply(
             customer,
             amount,
             currency,
-        } => match first_customer(conn, key.id, customer.iter().cloned())? {
+        } => match first_customer(conn, key.id, customer.iter().cloned(), true)? {
             Found::Ambiguous => Outcome::Ambiguous,
             Found::One(found) => {
                 let new = NewTransaction {
@@ -223,11 +228,24 @@ enum Found {
     Ambiguous,
 }
 
-/// The first customer any of `refs` names, in order.
-fn first_customer(conn: &Connection, key_id: i64, refs: impl Iterator<Item = CustomerRef>) -> Result<Found> {
+/// The first customer any of `refs` names, in order. With `agree`, every
+/// ref that names a customer must name the same one (a payment's provider
+/// id and email naming two customers is ambiguous, not the first's).
+fn first_customer(
+    conn: &Connection,
+    key_id: i64,
+    refs: impl Iterator<Item = CustomerRef>,
+    agree: bool,
+) -> Result<Found> {
+    let mut first: Option<merchant::Customer> = None;
     for by in refs {
         match merchant::find_customer(conn, key_id, &by) {
-            Ok(found) => return Ok(Found::One(Box::new(found))),
+            Ok(found) => match &first {
+                None if !agree => return Ok(Found::One(Box::new(found))),
+                None => first = Some(found),
+                Some(earlier) if earlier.id != found.id => return Ok(Found::Ambiguous),
+                Some(_) => {}
+            },
             Err(e) => match e.downcast_ref::<Refusal>().map(|r| r.kind) {
                 Some(crate::store::RefusalKind::NotFound) => continue,
                 Some(_) => return Ok(Found::Ambiguous),
@@ -235,5 +253,5 @@ fn first_customer(conn: &Connection, key_id: i64, refs: impl Iterator<Item = Cus
             },
         }
     }
-    Ok(Found::None)
+    Ok(first.map_or(Found::None, |c| Found::One(Box::new(c))))
 }

@@ -31,8 +31,6 @@ pub enum Outcome {
     /// A signup for a customer that exists: stored, but it changes no one's
     /// credit (a customer is attributed once; the merchant's word is final).
     AlreadyAttributed,
-    /// Refused for `field` (`message` says why); nothing stored.
-    Rejected(&'static str, String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +52,8 @@ pub struct Submission {
     pub server_click: Option<ServerClick>,
     /// The client's network (`attribution::network`).
     pub network: String,
+    /// Counts clicks reusing another partner's click id (`/metrics`).
+    pub conflicts: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct Job {
@@ -312,8 +312,9 @@ type Tally = std::collections::HashMap<(i64, String), (i64, i64)>;
 
 /// Stores one request's events: each new event once, and for each new signup
 /// its customer line item. `received_at` is the group's time. A click that
-/// reuses a click id recorded for another partner is refused: a click id
-/// stays with its first partner.
+/// reuses a click id recorded for another partner is stored (the id stays
+/// bound to each partner it was recorded with, see `attribution`) and
+/// counted.
 fn apply(
     conn: &Connection,
     submission: &Submission,
@@ -332,16 +333,9 @@ fn apply(
     let mut outcomes = Vec::with_capacity(events.len());
     for event in events {
         if let (EventKind::Click, Some(xid), Some(partner)) = (event.kind, &event.xid, &event.partner_key) {
-            match attribution::xid_owner(conn, key_id, xid)? {
-                Some(owner) if owner != *partner => {
-                    tracing::warn!(xid, partner, owner, "a click reused another partner's click id");
-                    outcomes.push(Outcome::Rejected(
-                        "xid",
-                        format!("click id {xid:?} belongs to another partner's click"),
-                    ));
-                    continue;
-                }
-                _ => {}
+            if attribution::xid_taken_by_another(conn, key_id, xid, partner)? {
+                tracing::warn!(xid, partner, "a click reuses a click id recorded for another partner");
+                submission.conflicts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         let signup = event.signup.as_ref();
@@ -430,7 +424,9 @@ fn add_customer(
         signup.customer_key,
         signup.email,
         signup.name,
-        signup.provider_key,
+        // A provider id a browser claims is kept with its event only:
+        // anyone can send one, and payments must not follow it.
+        None::<String>,
         credited.as_ref().map(|a| &a.partner_key),
         credited.as_ref().and_then(|a| a.xid.as_ref()),
         credited.as_ref().map(|a| a.source.as_str()),
