@@ -235,6 +235,20 @@ async fn dashboard_sign_in_refuses_foreign_origins() {
     .await;
     assert_eq!(forged.status, 403);
     assert!(forged.headers.get("set-cookie").is_none());
+    // A foreign page with `Referrer-Policy: no-referrer` sends `Origin: null`;
+    // its `Sec-Fetch-Site` still says cross-site.
+    let hidden = send(
+        "POST",
+        &url,
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", "null"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+        form.clone(),
+    )
+    .await;
+    assert_eq!(hidden.status, 403);
     let host = c.url.trim_start_matches("http://").to_owned();
     let own = send(
         "POST",
@@ -273,4 +287,33 @@ async fn a_low_disk_refuses_events_and_readiness_says_why() {
     );
     assert_eq!(get(&format!("{}/healthz", c.url)).await.status, 200);
     assert_eq!(c.count("SELECT count(*) FROM events"), 0);
+}
+
+/// Clicks for made-up partner keys are counted in one bucket: a flood of
+/// junk keys cannot grow the per-day counts (and slow the Partners page)
+/// without bound. (Before: a row per junk key; 329 k junk clicks slowed
+/// the Partners page from 0.8 ms to 151 ms.)
+#[tokio::test]
+async fn junk_partner_keys_share_one_daily_bucket() {
+    let c = Collector::start();
+    for batch in 0..5 {
+        let events: Vec<_> = (0..100)
+            .map(|i| json!({"id": format!("j{batch}-{i}"), "type": "click", "ts": 0, "partner_key": format!("junk-{batch}-{i}")}))
+            .collect();
+        let answer = post_events(&c.url, json!({"pk": c.public_key, "events": events}).to_string()).await;
+        assert_eq!(answer.status, 200);
+    }
+    let real = json!({"pk": c.public_key, "events": [{"id": "a1", "type": "click", "ts": 0, "partner_key": "alice"}]});
+    assert_eq!(post_events(&c.url, real.to_string()).await.status, 200);
+    assert_eq!(
+        c.count("SELECT count(*) FROM events WHERE type = 'click'"),
+        501,
+        "every click is kept"
+    );
+    assert_eq!(
+        c.count("SELECT count(DISTINCT partner_key) FROM daily"),
+        2,
+        "alice, and one bucket"
+    );
+    assert_eq!(c.count("SELECT clicks FROM daily WHERE partner_key = '?'"), 500);
 }

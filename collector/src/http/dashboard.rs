@@ -208,11 +208,18 @@ fn sign_in_page(status: StatusCode, error: Option<&str>) -> Reply {
 
 async fn sign_in(app: &App, req: Request<Incoming>, https: bool, now: i64) -> anyhow::Result<Reply> {
     // Login CSRF: a foreign page's form must not sign a visitor into the
-    // attacker's key. Browsers name the posting page's origin.
-    let origin = req.headers().get(hyper::header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = req.headers().get(HOST).and_then(|v| v.to_str().ok());
-    if let Some(origin) = origin.filter(|o| o.split_once("://").map(|(_, h)| h) != host) {
-        tracing::warn!(origin, "dashboard sign-in posted from another origin");
+    // attacker's key. Browsers say where a post comes from: `Sec-Fetch-Site`
+    // (also under `Referrer-Policy: no-referrer`, when `Origin` is "null"),
+    // else `Origin`. Clients that send neither are not browsers.
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let host = header("host");
+    let foreign = match (header("sec-fetch-site"), header("origin")) {
+        (Some(site), _) => site != "same-origin" && site != "none",
+        (None, Some(origin)) => origin != "null" && origin.split_once("://").map(|(_, h)| h) != host,
+        (None, None) => false,
+    };
+    if foreign {
+        tracing::warn!(origin = header("origin"), "dashboard sign-in posted from another site");
         return Ok(html_reply(
             StatusCode::FORBIDDEN,
             page(

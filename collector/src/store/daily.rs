@@ -7,6 +7,9 @@ use rusqlite::{params, Connection};
 
 pub const DAY_MS: i64 = 86_400_000;
 
+/// The bucket of every partner key no partnership has (see `writer`).
+pub const UNKNOWN_PARTNERS: &str = "?";
+
 /// Counts `clicks` and `signups` for `partner_key` ("" for none) on the day of `at_ms`.
 pub fn add(
     conn: &Connection,

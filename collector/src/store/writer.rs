@@ -299,9 +299,19 @@ fn apply_group(conn: &mut Connection, group: &[Job], now_ms: i64) -> anyhow::Res
         .iter()
         .map(|job| apply(&tx, &job.submission, &job.events, now_ms, &mut tally))
         .collect::<anyhow::Result<_>>()?;
+    // Partner keys no partnership has are counted in one bucket: anyone
+    // can post clicks for made-up keys, and a row each would let a flood
+    // grow the table and slow the Partners page without bound.
+    let mut known =
+        tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM partners WHERE key_id = ?1 AND partner_key = ?2)")?;
     for ((key_id, partner_key), (clicks, signups)) in tally {
-        daily::add(&tx, key_id, Some(&partner_key), now_ms, clicks, signups)?;
+        let bucket = match partner_key.is_empty() || known.query_row(params![key_id, partner_key], |r| r.get(0))? {
+            true => partner_key.as_str(),
+            false => daily::UNKNOWN_PARTNERS,
+        };
+        daily::add(&tx, key_id, Some(bucket), now_ms, clicks, signups)?;
     }
+    drop(known);
     tx.commit()?;
     Ok(results)
 }
