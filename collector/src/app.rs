@@ -32,6 +32,8 @@ pub struct App {
     pub metrics_token: Option<String>,
     /// Refuses events when the database's disk runs low.
     pub disk: crate::disk::DiskGuard,
+    /// Requests per client and events per key.
+    pub limits: crate::http::limits::Limits,
     key_cache: Mutex<HashMap<String, (Instant, Option<Key>)>>,
 }
 
@@ -48,6 +50,7 @@ impl App {
             max_connections_per_client: 256,
             metrics_token: None,
             disk: crate::disk::DiskGuard::new(std::path::Path::new("."), 0),
+            limits: crate::http::limits::Limits::new(0, 0),
             key_cache: Mutex::default(),
         }
     }

@@ -127,6 +127,14 @@ pub struct ServeArgs {
     /// scraper); without one, `/metrics` answers direct loopback clients only.
     #[arg(long, env = "GROWSUMO_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
+    /// Requests per second one client address may make (bursts of twice
+    /// that); over it, 429 with Retry-After. 0: off.
+    #[arg(long, env = "GROWSUMO_CLIENT_REQUESTS_PER_SECOND", default_value_t = 1000)]
+    pub client_requests_per_second: u32,
+    /// Browser events per second one key may receive (bursts of twice
+    /// that); over it, 429 with Retry-After, which the snippet retries. 0: off.
+    #[arg(long, env = "GROWSUMO_KEY_EVENTS_PER_SECOND", default_value_t = 5000)]
+    pub key_events_per_second: u32,
     /// Megabytes that must stay free on the database's disk: below it,
     /// events get 503 (the snippet retries) and /readyz says why; 0: off.
     #[arg(long, env = "GROWSUMO_MIN_FREE_MB", default_value_t = 256)]
@@ -559,6 +567,7 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         app.max_connections_per_client = args.max_connections_per_client;
         app.metrics_token = args.metrics_token.clone().filter(|t| !t.is_empty());
         app.disk = crate::disk::DiskGuard::new(app.store.path(), args.min_free_mb);
+        app.limits = crate::http::limits::Limits::new(args.client_requests_per_second, args.key_events_per_second);
         let app = Arc::new(app);
         crate::http::serve(listener, app, shutdown_signal()).await;
         anyhow::Ok(())

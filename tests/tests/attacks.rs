@@ -317,3 +317,157 @@ async fn junk_partner_keys_share_one_daily_bucket() {
     );
     assert_eq!(c.count("SELECT clicks FROM daily WHERE partner_key = '?'"), 500);
 }
+
+/// Keys with zero-width or right-to-left characters are refused, in events
+/// and in the API: they would show as another partner's key.
+#[tokio::test]
+async fn invisible_characters_in_keys_are_refused() {
+    let c = Collector::start_with_key(&["--mode", "test"]);
+    let spoof = json!({"pk": c.public_key, "events": [
+        {"id": "z1", "type": "click", "ts": 0, "partner_key": "ali\u{200B}ce"},
+        {"id": "z2", "type": "signup", "ts": 0, "email": "z@example.com", "customer_key": "cus\u{202E}tomer"}
+    ]});
+    let answer = post_events(&c.url, spoof.to_string()).await.json();
+    let fields: Vec<_> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["field"].clone())
+        .collect();
+    assert_eq!(fields, [json!("partner_key"), json!("customer_key")], "{answer}");
+    let api = e2e::http::Api::new(&c.url, &c.public_key, c.secret_key.as_deref().unwrap());
+    let refused = api
+        .call(
+            "POST",
+            "partnerships",
+            json!({"partner_key": "bob\u{2066}", "email": "b@partners.example"}),
+        )
+        .await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.json()["field"].clone()),
+        (400, json!("partner_key"))
+    );
+}
+
+/// The API's router is strict: path parameters are percent-decoded (a key
+/// `john doe` can be read, changed and deleted, not only created), extra
+/// segments are no route (`DELETE …/tmp1/dry-run` reversed `tmp1`), an
+/// unknown body field is a 400 naming it (not silently ignored), and a
+/// method a resource lacks is a 405.
+#[tokio::test]
+async fn the_api_router_is_strict() {
+    let c = Collector::start_with_key(&["--mode", "test"]);
+    let api = e2e::http::Api::new(&c.url, &c.public_key, c.secret_key.as_deref().unwrap());
+    for (key, path) in [
+        ("john doe", "john%20doe"),
+        ("josé@exämple.de", "jos%C3%A9@ex%C3%A4mple.de"),
+    ] {
+        let created = api
+            .call(
+                "POST",
+                "customers",
+                json!({"customer_key": key, "email": "jd@example.com"}),
+            )
+            .await;
+        assert_eq!(created.status, 200, "{:?}", created.json());
+        let read = api
+            .call("GET", &format!("customers/{path}"), serde_json::Value::Null)
+            .await;
+        assert_eq!(
+            (read.status.as_u16(), read.json()["data"]["key"].clone()),
+            (200, json!(key))
+        );
+        let changed = api
+            .call("PATCH", &format!("customers/{path}"), json!({"name": "J. Doe"}))
+            .await;
+        assert_eq!(changed.json()["data"]["name"], "J. Doe");
+        assert_eq!(
+            api.call("DELETE", &format!("customers/{path}"), serde_json::Value::Null)
+                .await
+                .status,
+            200
+        );
+    }
+    api.call(
+        "POST",
+        "customers",
+        json!({"customer_key": "ann", "email": "ann@example.com"}),
+    )
+    .await;
+    let paid = api
+        .call(
+            "POST",
+            "transactions",
+            json!({"key": "tmp1", "customer_key": "ann", "amount": 100, "currency": "USD"}),
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{:?}", paid.json());
+    let dry = api
+        .call("DELETE", "transactions/tmp1/dry-run", serde_json::Value::Null)
+        .await;
+    assert_eq!((dry.status.as_u16(), dry.json()["field"].clone()), (404, json!("path")));
+    let still = api
+        .call("GET", "transactions/tmp1", serde_json::Value::Null)
+        .await
+        .json();
+    assert_eq!(still["data"]["reversed_at"], serde_json::Value::Null, "not reversed");
+    let unknown = api
+        .call("PATCH", "customers/ann", json!({"name": "Ann", "partner": "bob"}))
+        .await;
+    assert_eq!(
+        (unknown.status.as_u16(), unknown.json()["field"].clone()),
+        (400, json!("partner"))
+    );
+    let put = api.call("PUT", "customers/ann", json!({"name": "Ann"})).await;
+    assert_eq!(
+        (put.status.as_u16(), put.json()["field"].clone()),
+        (405, json!("method"))
+    );
+}
+
+/// One client sending requests too fast gets 429 with `Retry-After` (the
+/// snippet retries after it) while another client is served; one key
+/// receiving events too fast is held the same way.
+#[tokio::test]
+async fn fast_clients_and_keys_are_slowed_with_429() {
+    let c = Collector::start_with(&["--client-requests-per-second", "5", "--key-events-per-second", "50"]);
+    let hostile = Some(hostile());
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let answer = send_from(
+            hostile,
+            "GET",
+            &format!("{}/v1/config?pk={}", c.url, c.public_key),
+            &[],
+            "",
+        )
+        .await;
+        statuses.push(answer.status.as_u16());
+        if answer.status == 429 {
+            assert!(answer.headers.get("retry-after").is_some());
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert_eq!(
+        get(&format!("{}/v1/config?pk={}", c.url, c.public_key)).await.status,
+        200,
+        "another client"
+    );
+    assert_eq!(get(&format!("{}/healthz", c.url)).await.status, 200);
+    // 50 a second, bursts of 100: a first full batch passes, the next waits.
+    let batch = |from: usize| {
+        let events: Vec<_> = (from..from + 100)
+            .map(|i| json!({"id": format!("k{i}"), "type": "click", "ts": 0, "partner_key": "alice"}))
+            .collect();
+        json!({"pk": c.public_key, "events": events}).to_string()
+    };
+    assert_eq!(post_events(&c.url, batch(0)).await.status, 200);
+    let flood = post_events(&c.url, batch(100)).await;
+    assert_eq!(
+        (flood.status.as_u16(), flood.json()["field"].clone()),
+        (429, json!("pk"))
+    );
+    assert!(flood.headers.get("retry-after").is_some());
+    assert_eq!(c.count("SELECT count(*) FROM events"), 100);
+}

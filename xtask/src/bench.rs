@@ -195,7 +195,9 @@ impl Server {
         let mut cmd = Command::new(bin);
         cmd.arg("--db")
             .arg(db)
-            .args(["serve", "--demo", "--create", "--addr", "127.0.0.1:0"]);
+            .args(["serve", "--demo", "--create", "--addr", "127.0.0.1:0"])
+            // The load generator is one client sending one key's events.
+            .args(["--client-requests-per-second", "0", "--key-events-per-second", "0"]);
         if !persist {
             cmd.arg("--no-persist");
         }

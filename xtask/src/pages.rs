@@ -209,7 +209,7 @@ impl Server {
         let mut child = Command::new(bin)
             .arg("--db")
             .arg(db)
-            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(["serve", "--addr", "127.0.0.1:0", "--client-requests-per-second", "0"])
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .spawn()?;

@@ -232,12 +232,51 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
             .into_owned()
             .collect(),
     );
-    let segments: Vec<&str> = path.split('/').collect();
+    // Path parameters are percent-decoded: a customer key `john doe` or
+    // `josé@exämple.de` is read, changed and deleted as created.
+    let decoded: Vec<String> = path
+        .split('/')
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8()
+                .map(String::from)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "path", "is not percent-encoded UTF-8"))?;
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let body = match method {
         // An action on one customer (`…/approve`) takes no body.
         Method::POST | Method::PATCH if segments.len() < 3 => json_body(app, req).await?,
         _ => Map::new(),
     };
+    // Every field a body may hold: anything else is refused, naming it,
+    // rather than silently ignored.
+    let fields: &[&str] = match (&method, segments.first().copied(), segments.len()) {
+        (&Method::POST, Some("partnerships"), 1) => &["partner_key", "email", "first_name", "last_name"],
+        (&Method::PATCH, Some("partnerships"), 2) => &["email", "first_name", "last_name"],
+        (&Method::POST, Some("customers"), 1) => &["customer_key", "email", "name", "provider_key", "partner_key"],
+        (&Method::PATCH, Some("customers"), 2) => &["email", "name", "provider_key", "partner_key", "reason"],
+        (&Method::POST, Some("transactions"), 1) => &[
+            "key",
+            "customer_key",
+            "customer_email",
+            "provider_key",
+            "amount",
+            "currency",
+            "product_key",
+            "category_key",
+        ],
+        (&Method::PATCH, Some("rewards"), 2) => &["status"],
+        (&Method::POST, Some("offers"), 1) => &["key", "kind", "percent", "amounts", "months"],
+        _ => &[],
+    };
+    if let Some(unknown) = body.keys().find(|name| !fields.contains(&name.as_str())) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            unknown,
+            format!("is not a field of {method} /api/v2/{path}"),
+        ));
+    }
     let item = segments.get(1).map(|s| s.to_string());
     // A third segment is an action on one customer; anything else is no route.
     let action = segments.get(2).copied().unwrap_or("");
@@ -443,6 +482,11 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
                 "offer saved",
             )
         }
+        (_, Some("partnerships" | "customers" | "transactions" | "rewards" | "offers"), _) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method",
+            format!("{method} is not allowed on /api/v2/{path}"),
+        )),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "path",

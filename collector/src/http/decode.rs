@@ -171,7 +171,9 @@ fn decode_signup(obj: &Map<String, Value>) -> Result<Signup, FieldError> {
 }
 
 /// A string field, absent or empty meaning `None`, at most `max` characters,
-/// without control characters.
+/// without control characters nor invisible or direction-changing ones (a
+/// partner key with a zero-width or right-to-left mark would show as
+/// another partner's).
 pub fn optional(obj: &Map<String, Value>, name: &str, max: usize) -> Result<Option<String>, FieldError> {
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -185,12 +187,29 @@ pub fn optional(obj: &Map<String, Value>, name: &str, max: usize) -> Result<Opti
                 ))
             } else if s.chars().any(char::is_control) {
                 Err(FieldError::new(name, "must not contain control characters"))
+            } else if let Some(c) = s.chars().find(|c| invisible(*c)) {
+                Err(FieldError::new(
+                    name,
+                    format!(
+                        "must not contain invisible or direction-changing characters (U+{:04X})",
+                        c as u32
+                    ),
+                ))
             } else {
                 Ok(Some(s.clone()))
             }
         }
         Some(_) => Err(FieldError::new(name, "must be a string")),
     }
+}
+
+/// Characters that show as nothing, or reorder what follows: soft hyphen,
+/// zero-width and joiner characters, bidirectional marks, embeddings,
+/// overrides and isolates, invisible operators, the byte-order mark.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}')
 }
 
 pub fn required(obj: &Map<String, Value>, name: &str, max: usize) -> Result<String, FieldError> {

@@ -100,6 +100,9 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         Ok(key) => key,
         Err(reply) => return reply,
     };
+    if let Some(reply) = app.limits.key_events(key.id, batch.events.len()) {
+        return reply;
+    }
     if let Some(low) = app.disk.low() {
         let mut reply = reply::error(StatusCode::SERVICE_UNAVAILABLE, "disk", &low);
         reply.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("30"));

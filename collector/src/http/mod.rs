@@ -14,6 +14,7 @@ mod dashboard;
 pub mod decode;
 mod diagnostics;
 mod events;
+pub mod limits;
 mod reply;
 mod server_cookie;
 mod webhooks;
@@ -114,6 +115,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         .min(files.saturating_sub(RESERVED_FILES).max(1) as usize);
     let permits = Arc::new(Semaphore::new(cap));
     let per_client = Arc::new(PerClient::default());
+    let forgetting = app.clone();
+    let forget = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            forgetting.limits.forget_idle();
+        }
+    });
     let mut last_warning: Option<std::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
@@ -174,6 +183,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         });
     }
     drop(listener);
+    forget.abort();
     tracing::info!("shutting down: draining in-flight requests");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
@@ -234,7 +244,15 @@ async fn observed(app: &App, req: Request<Incoming>) -> Reply {
         .map(|c| c.ip.to_string())
         .unwrap_or_default();
     let span = tracing::info_span!("request", request_id = %id, client = %ip, method = %req.method(), path = %req.uri().path());
-    let mut reply = route(app, req).instrument(span).await;
+    // Health and metrics are never rate limited: monitors must see in.
+    let limited = match (req.uri().path(), req.extensions().get::<crate::app::Client>()) {
+        ("/healthz" | "/readyz" | "/metrics", _) | (_, None) => None,
+        (_, Some(client)) => app.limits.client(client.ip),
+    };
+    let mut reply = match limited {
+        Some(reply) => reply,
+        None => route(app, req).instrument(span).await,
+    };
     app.metrics.request(label, reply.status().as_u16());
     if let Ok(value) = HeaderValue::from_str(&id) {
         reply.headers_mut().insert("x-request-id", value);

@@ -1,0 +1,78 @@
+//! Rate limits, so one client or one key cannot crowd out the rest: requests
+//! per second per client address (as seen through trusted proxies), and
+//! browser events per second per key. Over a limit the answer is 429 with
+//! `Retry-After`, which the snippet retries after. Token buckets from
+//! `governor`, keyed; idle entries are dropped every minute so a stream of
+//! new addresses cannot grow them without bound.
+
+use super::reply::{self, Reply};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::StatusCode;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+pub struct Limits {
+    clients: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    keys: Option<DefaultKeyedRateLimiter<i64>>,
+}
+
+/// A bucket refilled at `per_second`, holding two seconds' worth; None: off.
+fn limiter<K: std::hash::Hash + Eq + Clone>(per_second: u32) -> Option<DefaultKeyedRateLimiter<K>> {
+    let rate = NonZeroU32::new(per_second)?;
+    let burst = NonZeroU32::new(per_second.saturating_mul(2)).unwrap_or(rate);
+    Some(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+}
+
+impl Limits {
+    /// `client_requests` per second per client address, `key_events` per
+    /// second per key; 0 turns a limit off.
+    pub fn new(client_requests: u32, key_events: u32) -> Limits {
+        Limits {
+            clients: limiter(client_requests),
+            keys: limiter(key_events),
+        }
+    }
+
+    /// None when `ip` may make another request; else the 429 to answer.
+    pub fn client(&self, ip: IpAddr) -> Option<Reply> {
+        let limiter = self.clients.as_ref()?;
+        let wait = limiter
+            .check_key(&ip)
+            .err()?
+            .wait_time_from(DefaultClock::default().now());
+        Some(too_many("client", "sends requests too fast", wait.as_secs() + 1))
+    }
+
+    /// None when key `key_id` may store `events` more events; else the 429.
+    pub fn key_events(&self, key_id: i64, events: usize) -> Option<Reply> {
+        let limiter = self.keys.as_ref()?;
+        let n = NonZeroU32::new(u32::try_from(events).unwrap_or(u32::MAX))?;
+        let wait = match limiter.check_key_n(&key_id, n) {
+            Ok(Ok(())) => return None,
+            Ok(Err(not_until)) => not_until.wait_time_from(DefaultClock::default().now()).as_secs() + 1,
+            Err(_) => 1,
+        };
+        Some(too_many("pk", "this key receives events faster than its limit", wait))
+    }
+
+    /// Drops the buckets of clients and keys idle long enough to be full.
+    pub fn forget_idle(&self) {
+        if let Some(clients) = &self.clients {
+            clients.retain_recent();
+            clients.shrink_to_fit();
+        }
+        if let Some(keys) = &self.keys {
+            keys.retain_recent();
+        }
+    }
+}
+
+fn too_many(field: &str, message: &str, retry_after: u64) -> Reply {
+    let mut reply = reply::error(StatusCode::TOO_MANY_REQUESTS, field, message);
+    if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+        reply.headers_mut().insert(RETRY_AFTER, value);
+    }
+    reply
+}
