@@ -218,8 +218,8 @@ pub enum KeysCommand {
     Create {
         #[arg(long, value_enum, default_value_t = Mode::Test)]
         mode: Mode,
-        /// Create a test key and a live key of the same name (a pair: the
-        /// dashboard, signed in with the live secret, switches between them).
+        /// Create a test key and a live key, paired (the dashboard, signed in
+        /// with the live secret, switches between them).
         #[arg(long, conflicts_with = "mode", requires = "name")]
         pair: bool,
         /// A name to recognise the key by.
@@ -228,13 +228,16 @@ pub enum KeysCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
-    /// Replace a key's origins and settings (options left out get their
-    /// defaults). A running collector applies them within 30 s.
+    /// Change a key's origins and settings (only those given), and print it.
+    /// A running collector applies them within 30 s.
     Set {
         public_key: String,
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Pair a live key with a test key: the dashboard, signed in with the
+    /// live secret, may switch to the test key's data.
+    Pair { live_public_key: String, test_public_key: String },
     /// List key pairs (without secrets).
     List,
     /// Revoke a key pair: its secret stops working at once, its public key
@@ -345,12 +348,25 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
         }
         Command::Keys(KeysCommand::Create { mode, pair, name, key }) => {
             let modes = if pair { vec![Mode::Test, Mode::Live] } else { vec![mode] };
+            let mut made = Vec::new();
             for mode in modes {
                 let (origins, settings) = key.applied(&[], &Settings::default());
                 let created = store.write(|tx| keys::create(tx, mode, &name, &origins, &settings))?;
                 println!("public key: {}", created.key.public_key);
                 println!("secret key: {}  (shown once: keep it safe)", created.secret_key);
+                made.push(created.key.public_key);
             }
+            if let [test, live] = &made[..] {
+                store.write(|tx| keys::pair(tx, live, test))?;
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Pair {
+            live_public_key,
+            test_public_key,
+        }) => {
+            store.write(|tx| keys::pair(tx, &live_public_key, &test_public_key))?;
+            println!("paired {live_public_key} (live) with {test_public_key} (test)");
             Ok(())
         }
         Command::Keys(KeysCommand::Revoke { public_key }) => {

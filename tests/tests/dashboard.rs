@@ -283,7 +283,11 @@ async fn customers_page(c: &Collector, session: &str) -> String {
 #[tokio::test]
 async fn a_live_sign_in_switches_to_its_test_key_and_never_the_reverse() {
     let c = Collector::start_with_key(&["--mode", "live"]);
-    let (_, test_secret) = c.create_key(&["--mode", "test", "--name", "demo"]);
+    // A test key of the same name is no sibling until paired.
+    let (test_pk, test_secret) = c.create_key(&["--mode", "test", "--name", "demo"]);
+    let unpaired = customers_page(&c, &signed_in(&c, c.secret_key.as_deref().unwrap()).await).await;
+    assert!(!unpaired.contains("/dashboard/switch"), "a name makes no pair");
+    c.cli(&["keys", "pair", &c.public_key, &test_pk]);
     let session = signed_in(&c, c.secret_key.as_deref().unwrap()).await;
     let live = customers_page(&c, &session).await;
     assert!(

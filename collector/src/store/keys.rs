@@ -290,12 +290,29 @@ pub fn authenticate(conn: &Connection, public_key: &str, secret_key: &str) -> Re
 /// The test key paired with live key `key`: active, of the same non-empty
 /// name. `None` for a test key: a test secret never opens live data.
 pub fn test_sibling(conn: &Connection, key: &Key) -> Result<Option<Key>> {
-    if key.mode != Mode::Live || key.name.is_empty() {
+    if key.mode != Mode::Live {
         return Ok(None);
     }
-    let sql =
-        format!("SELECT {COLUMNS} FROM keys WHERE name = ?1 AND live = 0 AND revoked_at IS NULL ORDER BY id LIMIT 1");
-    Ok(conn.query_row(&sql, [&key.name], from_row).optional()?)
+    let sql = format!(
+        "SELECT {COLUMNS} FROM keys
+         WHERE id = (SELECT pair_id FROM keys WHERE id = ?1) AND live = 0 AND revoked_at IS NULL"
+    );
+    Ok(conn.query_row(&sql, [key.id], from_row).optional()?)
+}
+
+/// Pairs live key `live` with test key `test`: the dashboard, signed in with
+/// the live secret, may then switch to the test key's data. Only this makes
+/// a pair (`keys create --pair` calls it): a name says nothing, since
+/// anyone who can create a key can reuse a name.
+pub fn pair(conn: &Connection, live: &str, test: &str) -> Result<()> {
+    let (Some(live_key), Some(test_key)) = (find(conn, live)?, find(conn, test)?) else {
+        bail!("no key {live:?} or {test:?}: `collector keys list` shows the keys");
+    };
+    if live_key.mode != Mode::Live || test_key.mode != Mode::Test {
+        bail!("a pair is a live key and a test key, in that order");
+    }
+    conn.execute("UPDATE keys SET pair_id = ?2 WHERE id = ?1", params![live_key.id, test_key.id])?;
+    Ok(())
 }
 
 /// The active key whose secret is `secret_key` (the dashboard's sign-in).

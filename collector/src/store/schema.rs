@@ -223,6 +223,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX attribution_changes_newest ON attribution_changes(key_id, id);",
     // 11: the row `/readyz` writes to prove the database takes writes.
     "CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);",
+    // 12: test/live pairs linked explicitly (a live key's test sibling), not
+    // by name. Pairs `keys create --pair` made (a test key and a live key of
+    // one name created together) are kept.
+    "ALTER TABLE keys ADD COLUMN pair_id INTEGER REFERENCES keys(id);
+    UPDATE keys SET pair_id = (
+        SELECT t.id FROM keys t
+        WHERE t.live = 0 AND t.name = keys.name AND t.name != '' AND abs(t.created_at - keys.created_at) < 5000
+        ORDER BY t.id LIMIT 1)
+    WHERE live = 1;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
