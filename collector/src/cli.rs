@@ -237,7 +237,10 @@ pub enum KeysCommand {
     },
     /// Pair a live key with a test key: the dashboard, signed in with the
     /// live secret, may switch to the test key's data.
-    Pair { live_public_key: String, test_public_key: String },
+    Pair {
+        live_public_key: String,
+        test_public_key: String,
+    },
     /// List key pairs (without secrets).
     List,
     /// Revoke a key pair: its secret stops working at once, its public key
@@ -655,6 +658,10 @@ fn key_named(store: &Store, public_key: &str) -> Result<Key> {
 fn demo_key(store: &Store) -> Result<(crate::store::Key, Option<String>)> {
     let secret_file = PathBuf::from(format!("{}.demo-secret", store.path().display()));
     let key = match store.read(|conn| keys::find_by_name(conn, "demo"))? {
+        Some(key) if key.mode == Mode::Live => bail!(
+            "the key named \"demo\" ({}) is a live key: the demo site uses a test key; rename or revoke that key",
+            key.public_key
+        ),
         Some(key) => key,
         None => {
             let pair = store.write(|tx| keys::create(tx, Mode::Test, "demo", &[], &Settings::default()))?;

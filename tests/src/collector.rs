@@ -136,28 +136,53 @@ impl Collector {
         self.page("http", "www.shop.test")
     }
 
+    /// Starts the collector; with `key_args`, on a key of its own named
+    /// "shop" (any mode; `serve --demo` keeps a test key named "demo"),
+    /// with the demo's partnerships `alice` and `bob`.
     fn start_full(key_args: &[&str], serve_args: &[&str]) -> Collector {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("growsumo.db");
-        let mut secret_key = None;
-        if !key_args.is_empty() {
-            let created = Command::new(binary())
+        let run = |args: &[&str]| {
+            let out = Command::new(binary())
                 .arg("--db")
                 .arg(&db)
-                .args(["keys", "create", "--name", "demo"])
-                .args(key_args)
+                .args(args)
                 .output()
-                .expect("run collector keys create");
-            assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-            secret_key = String::from_utf8_lossy(&created.stdout)
-                .lines()
-                .find_map(|l| l.strip_prefix("secret key: "))
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(String::from);
+                .expect("run collector");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let mut shop = None;
+        if !key_args.is_empty() {
+            let created = run(&[&["keys", "create", "--name", "shop"], key_args].concat());
+            let field = |label: &str| {
+                created
+                    .lines()
+                    .find_map(|l| l.strip_prefix(label))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(String::from)
+                    .expect("keys create prints the pair")
+            };
+            let (public_key, secret_key) = (field("public key: "), field("secret key: "));
+            for partner in ["alice", "bob"] {
+                let email = format!("{partner}@demo.invalid");
+                run(&[
+                    "partners",
+                    "add",
+                    &public_key,
+                    "--email",
+                    &email,
+                    "--partner-key",
+                    partner,
+                ]);
+            }
+            shop = Some((public_key, secret_key));
         }
         let (child, url, demo_secret) = spawn(&db, "127.0.0.1:0", serve_args);
-        let secret_key = demo_secret.or(secret_key);
-        let public_key = Self::query_demo_key(&db);
+        let (public_key, secret_key) = match shop {
+            Some((public_key, secret_key)) => (public_key, Some(secret_key)),
+            None => (Self::query_demo_key(&db), demo_secret),
+        };
         Collector {
             url,
             db,

@@ -164,3 +164,25 @@ fn keys_set_changes_only_the_settings_given() {
         "{line}"
     );
 }
+
+/// `serve --demo` never puts a live key on the demo site.
+#[test]
+fn the_demo_refuses_a_live_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    let collector = |args: &[&str]| {
+        Command::new(e2e::collector::binary())
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(collector(&["keys", "create", "--mode", "live", "--name", "demo"])
+        .status
+        .success());
+    let served = collector(&["serve", "--demo", "--addr", "127.0.0.1:0"]);
+    assert!(!served.status.success());
+    let stderr = String::from_utf8_lossy(&served.stderr);
+    assert!(stderr.contains("is a live key"), "{stderr}");
+}

@@ -24,16 +24,18 @@ async fn text(client: &Client, id: &str) -> String {
 
 #[tokio::test]
 async fn sign_in_see_customers_safely_export_and_sign_out() {
-    let c = Arc::new(Collector::start_with_key(&["--mode", "live"]));
+    // The merchant's live site on its own host; the dashboard on the collector.
+    let c = Arc::new(Collector::shop_with_key(&["--mode", "live"]));
     let cc = c.clone();
     with_browser(move |client| async move {
         let base = cc.url.clone();
+        let shop = cc.shop_url();
         client
-            .goto(&format!("{base}/?ps_partner_key={}&ps_xid=d1", b64("alice")))
+            .goto(&format!("{shop}/?ps_partner_key={}&ps_xid=d1", b64("alice")))
             .await
             .unwrap();
         Page::ready(&client).await;
-        client.goto(&format!("{base}/signup.html")).await.unwrap();
+        client.goto(&format!("{shop}/signup.html")).await.unwrap();
         Page::ready(&client).await;
         Page::submit_signup(&client, XSS, "mallory@example.com").await;
         cc.wait_for_count("SELECT count(*) FROM customers", 1);

@@ -311,7 +311,10 @@ pub fn pair(conn: &Connection, live: &str, test: &str) -> Result<()> {
     if live_key.mode != Mode::Live || test_key.mode != Mode::Test {
         bail!("a pair is a live key and a test key, in that order");
     }
-    conn.execute("UPDATE keys SET pair_id = ?2 WHERE id = ?1", params![live_key.id, test_key.id])?;
+    conn.execute(
+        "UPDATE keys SET pair_id = ?2 WHERE id = ?1",
+        params![live_key.id, test_key.id],
+    )?;
     Ok(())
 }
 
