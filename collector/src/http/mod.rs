@@ -108,12 +108,20 @@ impl Drop for ClientSlot {
 /// `accept` (out of descriptors) backs off instead of spinning, and is
 /// logged at most once a second.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    // A file-size limit (RLIMIT_FSIZE) must fail a write (the commit then
+    // fails and nothing is acknowledged), not kill the process.
+    // SAFETY: setting a signal's disposition to "ignore" has no handler to race.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let graceful = GracefulShutdown::new();
     let files = raise_file_limit();
     let cap = app
         .max_connections
         .min(files.saturating_sub(RESERVED_FILES).max(1) as usize);
     let permits = Arc::new(Semaphore::new(cap));
+    // One client never holds more than a quarter of what can be served.
+    let per_client_cap = app.max_connections_per_client.min((cap / 4).max(1));
     let per_client = Arc::new(PerClient::default());
     let forgetting = app.clone();
     let forget = tokio::spawn(async move {
@@ -146,7 +154,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         };
         let slot = match app.trusted_proxies.contains(&peer.ip()) {
             true => None,
-            false => match per_client.enter(peer.ip(), app.max_connections_per_client) {
+            false => match per_client.enter(peer.ip(), per_client_cap) {
                 Some(slot) => Some(slot),
                 // Over its cap: closed at once, the others are served.
                 None => continue,

@@ -187,14 +187,16 @@ impl Store {
         result
     }
 
-    /// Whether the database takes writes now: one row is really written
-    /// and committed (a full disk fails here, where merely taking the write
-    /// lock would not), waiting at most the busy timeout.
+    /// Whether the database takes writes now: a row as large as the
+    /// largest batch of events (64 KiB) is really written and committed, so
+    /// a disk too full for a batch fails here too (taking the write lock
+    /// alone would not), waiting at most the busy timeout.
     pub fn check_writable(&self) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                "INSERT INTO health (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-                [now_ms()],
+                "INSERT INTO health (id, at, pad) VALUES (1, ?1, zeroblob(?2))
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at, pad = excluded.pad",
+                rusqlite::params![now_ms(), wire::limit::BODY_BYTES],
             )?;
             Ok(())
         })

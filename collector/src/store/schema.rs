@@ -222,7 +222,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX attribution_changes_newest ON attribution_changes(key_id, id);",
     // 11: the row `/readyz` writes to prove the database takes writes.
-    "CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);",
+    "CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL, pad BLOB);",
     // 12: test/live pairs linked explicitly (a live key's test sibling), not
     // by name. Pairs `keys create --pair` made (a test key and a live key of
     // one name created together) are kept.

@@ -19,8 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 const GROUP_CAP: usize = 512;
 /// How often the checkpointer moves the WAL into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
-/// WAL pages (4 KiB) past which the checkpointer empties the WAL file.
-const WAL_PAGES_LIMIT: i64 = 16_384;
+/// WAL pages (4 KiB, so 256 MiB) past which the checkpointer empties the
+/// WAL file: passive checkpoints keep it small in normal use; a flood or
+/// long readers can keep them from finishing, and then this bounds it.
+const WAL_PAGES_LIMIT: i64 = 65_536;
 
 /// What happened to one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,7 +295,11 @@ fn fail_group(group: &mut Vec<Job>, e: &anyhow::Error, metrics: &WriterMetrics) 
 }
 
 fn apply_group(conn: &mut Connection, group: &[Job], now_ms: i64) -> anyhow::Result<Vec<Vec<Outcome>>> {
-    let tx = conn.transaction()?;
+    // Immediate: the group reads (click ids, partnerships) before it writes,
+    // and a read transaction that must then become a write one fails at
+    // once ("database is locked") if a checkpoint moved the WAL meanwhile;
+    // taking the write lock first waits (busy timeout) instead.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut tally = Tally::new();
     let results = group
         .iter()
