@@ -27,6 +27,10 @@ pub struct App {
     /// Connections served at once, in all and from one client address.
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    /// How long an answer may wait for the client to read it.
+    pub write_timeout: Duration,
+    /// How long a keep-alive connection is kept.
+    pub connection_max_age: Duration,
     /// The bearer token `/metrics` wants from clients other than direct
     /// loopback ones; none: loopback only.
     pub metrics_token: Option<String>,
@@ -48,6 +52,8 @@ impl App {
             trusted_proxies: Vec::new(),
             max_connections: 4096,
             max_connections_per_client: 256,
+            write_timeout: Duration::from_secs(10),
+            connection_max_age: Duration::from_secs(300),
             metrics_token: None,
             disk: crate::disk::DiskGuard::new(std::path::Path::new("."), 0),
             limits: crate::http::limits::Limits::new(0, 0),

@@ -127,6 +127,14 @@ pub struct ServeArgs {
     /// scraper); without one, `/metrics` answers direct loopback clients only.
     #[arg(long, env = "GROWSUMO_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
+    /// Milliseconds an answer may wait for the client to read it (pipelined
+    /// requests whose answers are never read); then the connection is dropped.
+    #[arg(long, default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
+    /// Seconds a keep-alive connection is kept: past it, the next answer
+    /// closes it (a client cannot hold one connection forever).
+    #[arg(long, default_value_t = 300)]
+    pub connection_max_age_s: u64,
     /// Requests per second one client address may make (bursts of twice
     /// that); over it, 429 with Retry-After. 0: off.
     #[arg(long, env = "GROWSUMO_CLIENT_REQUESTS_PER_SECOND", default_value_t = 1000)]
@@ -135,6 +143,10 @@ pub struct ServeArgs {
     /// that); over it, 429 with Retry-After, which the snippet retries. 0: off.
     #[arg(long, env = "GROWSUMO_KEY_EVENTS_PER_SECOND", default_value_t = 5000)]
     pub key_events_per_second: u32,
+    /// Megabytes the WAL may hold before the checkpointer empties it (a
+    /// flood, or long readers, would grow it without bound).
+    #[arg(long, default_value_t = 256)]
+    pub wal_limit_mb: u64,
     /// Megabytes that must stay free on the database's disk: below it,
     /// events get 503 (the snippet retries) and /readyz says why; 0: off.
     #[arg(long, env = "GROWSUMO_MIN_FREE_MB", default_value_t = 256)]
@@ -556,7 +568,7 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         tracing::warn!("--no-persist: events are answered but NOT stored");
         (crate::store::Writer::discard(), None)
     } else {
-        let (writer, thread) = store.writer(args.queue)?;
+        let (writer, thread) = store.writer(args.queue, args.wal_limit_mb)?;
         (writer, Some(thread))
     };
     runtime.block_on(async {
@@ -584,6 +596,8 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         app.trusted_proxies = args.trusted_proxies.clone();
         app.max_connections = args.max_connections;
         app.max_connections_per_client = args.max_connections_per_client;
+        app.write_timeout = std::time::Duration::from_millis(args.write_timeout_ms);
+        app.connection_max_age = std::time::Duration::from_secs(args.connection_max_age_s);
         app.metrics_token = args.metrics_token.clone().filter(|t| !t.is_empty());
         app.disk = crate::disk::DiskGuard::new(app.store.path(), args.min_free_mb);
         app.limits = crate::http::limits::Limits::new(args.client_requests_per_second, args.key_events_per_second);

@@ -35,9 +35,6 @@ use tokio::sync::Semaphore;
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a client may leave an answer unread before its connection is
-/// dropped (pipelined requests whose answers are never read).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests one keep-alive connection may carry; the last answer closes it.
 const REQUESTS_PER_CONNECTION: u32 = 1000;
 /// Files kept free for the database, logs and accept itself.
@@ -104,7 +101,8 @@ impl Drop for ClientSlot {
 /// at once (below the open-file limit), `max_connections_per_client` from
 /// one address (a trusted proxy's are not capped: they are many clients),
 /// a header-read timeout (slow-loris), a write timeout (answers never
-/// read), `REQUESTS_PER_CONNECTION` per keep-alive connection. A failing
+/// read), `REQUESTS_PER_CONNECTION` and `connection_max_age` per keep-alive
+/// connection. A failing
 /// `accept` (out of descriptors) backs off instead of spinning, and is
 /// logged at most once a second.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
@@ -163,6 +161,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         let timeout = app.client_timeout;
         let app = app.clone();
         let served = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let opened = std::time::Instant::now();
+        let write_timeout = app.write_timeout;
         let service = service_fn(move |mut req: Request<Incoming>| {
             let app = app.clone();
             let client = app.client(peer, req.headers());
@@ -170,7 +170,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             let nth = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             async move {
                 let mut reply = observed(&app, req).await;
-                if nth >= REQUESTS_PER_CONNECTION {
+                // Past its request count or its age, a keep-alive
+                // connection is closed after this answer.
+                if nth >= REQUESTS_PER_CONNECTION || opened.elapsed() >= app.connection_max_age {
                     reply
                         .headers_mut()
                         .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
@@ -179,7 +181,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             }
         });
         let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
-        stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        stream.set_write_timeout(Some(write_timeout));
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(timeout)

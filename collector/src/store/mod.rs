@@ -166,12 +166,22 @@ impl Store {
     }
 
     /// Starts the writer thread: the only connection that writes events,
-    /// with a queue of at most `queue` requests.
-    pub fn writer(&self, queue: usize) -> Result<(Writer, WriterThread)> {
+    /// with a queue of at most `queue` requests; its checkpointer empties
+    /// the WAL once it passes `wal_limit_mb`.
+    pub fn writer(&self, queue: usize, wal_limit_mb: u64) -> Result<(Writer, WriterThread)> {
         let conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let checkpoints = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let file = writer::FileIdentity::of(&self.path);
-        Ok(Writer::start(conn, checkpoints, queue, self.clock.clone(), file))
+        // Pages of 4 KiB.
+        let wal_limit_pages = i64::try_from(wal_limit_mb.saturating_mul(256)).unwrap_or(i64::MAX);
+        Ok(Writer::start(
+            conn,
+            checkpoints,
+            queue,
+            self.clock.clone(),
+            file,
+            wal_limit_pages,
+        ))
     }
 
     /// Runs `f` on a read connection from the pool (blocking: call it from

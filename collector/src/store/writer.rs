@@ -19,10 +19,6 @@ use tokio::sync::{mpsc, oneshot};
 const GROUP_CAP: usize = 512;
 /// How often the checkpointer moves the WAL into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
-/// WAL pages (4 KiB, so 256 MiB) past which the checkpointer empties the
-/// WAL file: passive checkpoints keep it small in normal use; a flood or
-/// long readers can keep them from finishing, and then this bounds it.
-const WAL_PAGES_LIMIT: i64 = 65_536;
 
 /// What happened to one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +91,7 @@ impl Writer {
         queue: usize,
         clock: Clock,
         file: FileIdentity,
+        wal_limit_pages: i64,
     ) -> (Writer, WriterThread) {
         let (tx, rx) = mpsc::channel(queue);
         let metrics = Arc::new(WriterMetrics::default());
@@ -104,7 +101,7 @@ impl Writer {
             .name("writer".into())
             .spawn(move || {
                 let (stop, stopped) = std::sync::mpsc::channel::<()>();
-                let checkpointer = std::thread::spawn(move || checkpoint(checkpoints, stopped));
+                let checkpointer = std::thread::spawn(move || checkpoint(checkpoints, stopped, wal_limit_pages));
                 run(conn, rx, &clock, &observed, &watched);
                 drop(stop);
                 let _ = checkpointer.join();
@@ -179,15 +176,15 @@ impl Writer {
 /// automatic checkpoints are off); a last full one runs at shutdown.
 ///
 /// The WAL stays bounded while serving: once it holds more than
-/// `WAL_PAGES_LIMIT` pages (a flood, or readers that kept passive
+/// `wal_limit_pages` pages (a flood, or readers that kept passive
 /// checkpoints from finishing), a TRUNCATE checkpoint waits for the readers
 /// (up to the busy timeout) and empties the file; `journal_size_limit` (see
 /// `connect`) trims it after every reset.
-fn checkpoint(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+fn checkpoint(conn: Connection, stop: std::sync::mpsc::Receiver<()>, wal_limit_pages: i64) {
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
         let pages = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
         match pages {
-            Ok(pages) if pages > WAL_PAGES_LIMIT => {
+            Ok(pages) if pages > wal_limit_pages => {
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
                     tracing::warn!(error = %e, pages, "truncating checkpoint failed");
                 }
