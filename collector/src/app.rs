@@ -38,6 +38,8 @@ pub struct App {
     pub disk: crate::disk::DiskGuard,
     /// Requests per client and events per key.
     pub limits: crate::http::limits::Limits,
+    /// The last readiness probe write: when, and how it went.
+    pub probe: Mutex<Option<(Instant, Result<(), String>)>>,
     key_cache: Mutex<HashMap<String, (Instant, Option<Key>)>>,
 }
 
@@ -57,6 +59,7 @@ impl App {
             metrics_token: None,
             disk: crate::disk::DiskGuard::new(std::path::Path::new("."), 0),
             limits: crate::http::limits::Limits::new(0, 0),
+            probe: Mutex::default(),
             key_cache: Mutex::default(),
         }
     }
@@ -65,22 +68,40 @@ impl App {
     /// and whether it came over https. Forwarding headers count only when
     /// `peer` is a trusted proxy: anyone else could write them.
     pub fn client(&self, peer: std::net::SocketAddr, headers: &hyper::HeaderMap) -> Client {
+        // `[::]` listeners see IPv4 peers as `::ffff:a.b.c.d`.
+        let peer_ip = peer.ip().to_canonical();
+        // A request carrying forwarding headers came through a proxy, even
+        // one not configured as trusted (then its headers are not believed,
+        // but it is no local client either).
+        let via_proxy = headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded");
         let direct = Client {
-            ip: peer.ip(),
+            ip: peer_ip,
             https: false,
-            forwarded: false,
+            forwarded: via_proxy,
         };
-        if !self.trusted_proxies.contains(&peer.ip()) {
+        if !self.trusted_proxies.contains(&peer_ip) {
             return direct;
         }
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-        // The rightmost address no trusted proxy added is the client's.
-        let ip = header("x-forwarded-for")
-            .rsplit(',')
-            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        // The rightmost address no trusted proxy added is the client's, over
+        // every `X-Forwarded-For` line (a proxy may add its own line after a
+        // client's forged one).
+        let lines: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let ip = lines
+            .iter()
+            .rev()
+            .flat_map(|line| line.rsplit(','))
+            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok().map(|ip| ip.to_canonical()))
             .find(|ip| !self.trusted_proxies.contains(ip))
-            .unwrap_or(direct.ip);
-        let https = header("x-forwarded-proto").eq_ignore_ascii_case("https");
+            .unwrap_or(peer_ip);
+        let https = headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .eq_ignore_ascii_case("https");
         Client {
             ip,
             https,
@@ -147,14 +168,31 @@ mod tests {
                 forwarded: true,
             }
         );
+        // Headers from a peer that is no trusted proxy are not believed, but
+        // it is no local client either.
         let direct = app.client("198.51.100.7:5000".parse().unwrap(), &headers);
         assert_eq!(
             direct,
             Client {
                 ip: "198.51.100.7".parse().unwrap(),
                 https: false,
-                forwarded: false,
+                forwarded: true,
             }
+        );
+        // A proxy that adds its own line after a client's forged one: the
+        // rightmost untrusted address over every line.
+        let mut lines = hyper::HeaderMap::new();
+        lines.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        lines.append("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        assert_eq!(
+            app.client("10.0.0.1:5000".parse().unwrap(), &lines).ip,
+            "203.0.113.9".parse::<std::net::IpAddr>().unwrap()
+        );
+        // A `[::]` listener's view of an IPv4 proxy is still that proxy.
+        assert!(app.client("[::ffff:10.0.0.1]:5000".parse().unwrap(), &lines).forwarded);
+        assert_eq!(
+            app.client("[::ffff:10.0.0.1]:5000".parse().unwrap(), &lines).ip,
+            "203.0.113.9".parse::<std::net::IpAddr>().unwrap()
         );
     }
 }

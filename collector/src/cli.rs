@@ -345,15 +345,19 @@ pub enum CustomersCommand {
 /// Runs the command; `file` is the configuration file's content (empty
 /// without `--config`), already merged into `cli` by `config::apply`.
 pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
-    // A server started on a missing file would silently begin an empty
-    // database where one was expected (a wrong path, a lost volume).
-    if let Command::Serve(args) = &cli.command {
-        if !args.create && !cli.db.exists() {
-            bail!(
-                "no database at {}: give the right --db, or start with --create (or run `collector migrate`) to make a new one",
-                cli.db.display()
-            );
-        }
+    // Only commands that mean to start a database create its file: any
+    // other on a missing file (a wrong path, a lost volume) would silently
+    // begin an empty database where one was expected.
+    let creates = match &cli.command {
+        Command::Serve(args) => args.create,
+        Command::Migrate | Command::Fill { .. } | Command::Keys(KeysCommand::Create { .. }) => true,
+        _ => false,
+    };
+    if !creates && !cli.db.exists() {
+        bail!(
+            "no database at {}: give the right --db, or make a new one with `collector migrate` (or `serve --create`)",
+            cli.db.display()
+        );
     }
     let store = Store::open(&cli.db)?;
     match cli.command {

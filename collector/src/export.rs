@@ -147,9 +147,12 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
     Ok(())
 }
 
-/// `cell`, made inert for spreadsheets if it would start a formula.
+/// `cell`, made inert for spreadsheets if it would start a formula, also
+/// after leading spaces (some imports trim them) or as a full-width sign.
 fn safe(cell: &str) -> String {
-    let formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && cell.parse::<f64>().is_err();
+    let first = cell.trim_start_matches(|c: char| c.is_whitespace() && c != '\t' && c != '\r');
+    let formula = first.starts_with(['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'])
+        && cell.trim().parse::<f64>().is_err();
     match formula {
         true => format!("'{cell}"),
         false => cell.into(),
@@ -172,6 +175,9 @@ mod tests {
             ("@SUM(A1)", "'@SUM(A1)"),
             ("\tx", "'\tx"),
             ("-1225", "-1225"),
+            (" =1+1", "' =1+1"),
+            ("\u{a0}=1+1", "'\u{a0}=1+1"),
+            ("＝1+1", "'＝1+1"),
             ("ann@example.com", "ann@example.com"),
         ] {
             assert_eq!(super::safe(cell), written);

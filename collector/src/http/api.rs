@@ -63,6 +63,11 @@ impl ApiError {
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"growsumo\""));
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            reply
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         reply
     }
 }
@@ -84,9 +89,15 @@ impl From<anyhow::Error> for ApiError {
                 };
                 ApiError::new(status, refusal.field, refusal.message)
             }
+            // Not the request's fault: the store could not answer (busy,
+            // full, or its file gone). The client retries after a while.
             Err(e) => {
                 tracing::error!(error = %e, "merchant API request failed");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request", "failed; retry later")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "request",
+                    "could not be stored or read; retry later",
+                )
             }
         }
     }

@@ -215,7 +215,9 @@ async fn sign_in(app: &App, req: Request<Incoming>, https: bool, now: i64) -> an
     let host = header("host");
     let foreign = match (header("sec-fetch-site"), header("origin")) {
         (Some(site), _) => site != "same-origin" && site != "none",
-        (None, Some(origin)) => origin != "null" && origin.split_once("://").map(|(_, h)| h) != host,
+        // `null` without `Sec-Fetch-Site`: a sandboxed frame or a data: URL
+        // in an older browser.
+        (None, Some(origin)) => origin == "null" || origin.split_once("://").map(|(_, h)| h) != host,
         (None, None) => false,
     };
     if foreign {

@@ -204,12 +204,26 @@ pub fn optional(obj: &Map<String, Value>, name: &str, max: usize) -> Result<Opti
 }
 
 /// Characters that show as nothing, or reorder what follows: soft hyphen,
-/// zero-width and joiner characters, bidirectional marks, embeddings,
-/// overrides and isolates, invisible operators, the byte-order mark.
-fn invisible(c: char) -> bool {
+/// combining grapheme joiner, Hangul and Braille blanks, zero-width and
+/// joiner characters, line and paragraph separators, bidirectional marks,
+/// embeddings, overrides and isolates, invisible operators, variation
+/// selectors, the byte-order mark, tag characters.
+pub fn invisible(c: char) -> bool {
     matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}')
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
+}
+
+/// `text` from a payment provider (typed by anyone at checkout) made safe
+/// to store and show: control and invisible characters removed, at most
+/// `max` characters.
+pub fn clean(text: &str, max: usize) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() && !invisible(*c))
+        .take(max)
+        .collect()
 }
 
 pub fn required(obj: &Map<String, Value>, name: &str, max: usize) -> Result<String, FieldError> {
@@ -313,6 +327,13 @@ mod tests {
         assert_eq!(err(many.as_bytes()), "events");
         let deep = "[".repeat(10_000);
         assert_eq!(err(deep.as_bytes()), "body");
+    }
+
+    #[test]
+    fn provider_text_is_cleaned() {
+        assert_eq!(super::clean("\u{202e}evil\u{200b}\r=1+1", 255), "evil=1+1");
+        assert_eq!(super::clean("alice\u{E0041}\u{FE0F}", 255), "alice");
+        assert_eq!(super::clean(&"x".repeat(300), 255).len(), 255);
     }
 
     #[test]

@@ -58,6 +58,16 @@ pub async fn post(app: &App, req: Request<Incoming>) -> Reply {
         Ok(key) => key,
         Err(reply) => return reply,
     };
+    // Reports land on the dashboard: only from origins the merchant listed
+    // (a non-browser client can make any origin look like the collector's
+    // own by sending a matching Host).
+    if !key.allows_origin(&origin, false) {
+        return reply::error(
+            StatusCode::FORBIDDEN,
+            "origin",
+            &format!("{origin} is not one of the key's allowed origins"),
+        );
+    }
     let store = app.store.clone();
     let now = store.clock().now_ms();
     let stored = tokio::task::spawn_blocking(move || {

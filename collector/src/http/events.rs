@@ -100,9 +100,6 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         Ok(key) => key,
         Err(reply) => return reply,
     };
-    if let Some(reply) = app.limits.key_events(key.id, batch.events.len()) {
-        return reply;
-    }
     if let Some(low) = app.disk.low() {
         let mut reply = reply::error(StatusCode::SERVICE_UNAVAILABLE, "disk", &low);
         reply.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("30"));
@@ -140,6 +137,11 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
                 }));
             }
         }
+    }
+    // Only events that would be stored count against the key's rate: junk
+    // posted with a public key must not lock its merchant out.
+    if let Some(reply) = app.limits.key_events(key.id, valid.len()) {
+        return reply;
     }
     let ids: Vec<String> = valid.iter().map(|e| e.id.clone()).collect();
     // The batch's newest click: the server cookie names it once stored.
@@ -235,6 +237,16 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
 /// collector's own origin, or one of the key's allowed origins. Otherwise the
 /// error reply (401 unknown or revoked key, 403 origin), naming the field.
 pub async fn browser_key(app: &App, pk: &str, headers: &hyper::HeaderMap) -> Result<Key, Reply> {
+    // Looked up (and cached) only when it can be a key at all: a made-up
+    // 64 KB "key" must not fill the key cache.
+    let plausible = pk.len() <= wire::limit::ID && pk.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !plausible {
+        return Err(reply::error(
+            StatusCode::UNAUTHORIZED,
+            "pk",
+            "is not a public key (pk_live_… or pk_test_…)",
+        ));
+    }
     let key = match app.public_key(pk).await {
         Err(()) => {
             let mut reply = reply::error(

@@ -39,7 +39,7 @@ impl Limits {
     pub fn client(&self, ip: IpAddr) -> Option<Reply> {
         let limiter = self.clients.as_ref()?;
         let wait = limiter
-            .check_key(&ip)
+            .check_key(&client_bucket(ip))
             .err()?
             .wait_time_from(DefaultClock::default().now());
         Some(too_many("client", "sends requests too fast", wait.as_secs() + 1))
@@ -66,6 +66,19 @@ impl Limits {
         if let Some(keys) = &self.keys {
             keys.retain_recent();
         }
+    }
+}
+
+/// The address limits count a client by: IPv4 as is, IPv6 by its /64 (one
+/// subscriber's whole allocation, which holds more addresses than anyone
+/// could exhaust).
+pub fn client_bucket(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
     }
 }
 

@@ -150,9 +150,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             },
             () = &mut shutdown => break,
         };
-        let slot = match app.trusted_proxies.contains(&peer.ip()) {
+        let peer_ip = peer.ip().to_canonical();
+        let slot = match app.trusted_proxies.contains(&peer_ip) {
             true => None,
-            false => match per_client.enter(peer.ip(), per_client_cap) {
+            false => match per_client.enter(limits::client_bucket(peer_ip), per_client_cap) {
                 Some(slot) => Some(slot),
                 // Over its cap: closed at once, the others are served.
                 None => continue,
@@ -185,6 +186,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(timeout)
+            // Headers beyond 32 KiB are refused (431): hyper's default of
+            // about 400 KiB per connection let idle clients hold gigabytes.
+            .max_buf_size(32 * 1024)
             .serve_connection(TokioIo::new(Box::pin(stream)), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -201,18 +205,12 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
 }
 
 /// A request id, for the answer's `x-request-id` and every log line of it:
-/// a random prefix per process (it says nothing about the process, unlike
-/// its id) and a counter.
+/// 64 random bits, which say nothing of the process nor of how many
+/// requests it served.
 fn request_id() -> String {
-    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let prefix = PREFIX.get_or_init(|| {
-        let mut bytes = [0u8; 4];
-        let _ = getrandom::fill(&mut bytes);
-        hex::encode(bytes)
-    });
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{prefix}-{n}")
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    hex::encode(bytes)
 }
 
 /// Which route a request takes, as `/metrics` labels it: an index into
@@ -272,10 +270,32 @@ async fn observed(app: &App, req: Request<Incoming>) -> Reply {
 
 /// `GET /readyz`: ready when the database takes writes, the last commit
 /// succeeded, the database file is the one opened, and the writer runs.
+///
+/// The probe write runs at most once per `PROBE_EVERY`; callers in between
+/// share its result, so anyone calling `/readyz` cannot make the server
+/// write (or fight the writer for its lock) as fast as they can ask.
 async fn readyz(app: &App) -> Reply {
-    let store = app.store.clone();
-    let writable = tokio::task::spawn_blocking(move || store.check_writable()).await;
-    if let Ok(Ok(())) = writable {
+    const PROBE_EVERY: Duration = Duration::from_secs(5);
+    let cached = {
+        let last = app.probe.lock().expect("probe");
+        last.as_ref()
+            .filter(|(at, _)| at.elapsed() < PROBE_EVERY)
+            .map(|(_, result)| result.clone())
+    };
+    let writable = match cached {
+        Some(result) => result,
+        None => {
+            let store = app.store.clone();
+            let result = match tokio::task::spawn_blocking(move || store.check_writable()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            *app.probe.lock().expect("probe") = Some((std::time::Instant::now(), result.clone()));
+            result
+        }
+    };
+    if writable.is_ok() {
         app.writer.recovered();
     }
     if let Some(trouble) = app.disk.low().or_else(|| app.writer.trouble()) {
@@ -287,12 +307,12 @@ async fn readyz(app: &App) -> Reply {
         return reply;
     }
     match writable {
-        Ok(Ok(())) if app.writer.is_running() => reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
-        Ok(Err(e)) => {
+        Ok(()) if app.writer.is_running() => reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        Err(e) => {
             tracing::error!(error = %e, "not ready: the database does not take writes");
             reply::error(StatusCode::SERVICE_UNAVAILABLE, "database", "does not take writes")
         }
-        _ => reply::error(StatusCode::SERVICE_UNAVAILABLE, "writer", "has stopped"),
+        Ok(()) => reply::error(StatusCode::SERVICE_UNAVAILABLE, "writer", "has stopped"),
     }
 }
 

@@ -84,13 +84,20 @@ async fn apply(app: &App, key: Key, provider: &'static str, id: String, kind: St
     }
 }
 
+/// The string at `path`, cleaned (`decode::clean`): names and metadata
+/// come from whoever filled in the provider's checkout.
 fn text(value: &Value, path: &[&str]) -> Option<String> {
     let mut v = value;
     for step in path {
         v = v.get(step)?;
     }
-    v.as_str().filter(|s| !s.is_empty()).map(String::from)
+    v.as_str()
+        .map(|s| super::decode::clean(s, TEXT_CHARS))
+        .filter(|s| !s.is_empty())
 }
+
+/// The longest text kept from a provider's event (keys, emails, names).
+const TEXT_CHARS: usize = 255;
 
 /// A successful payment, if the provider named its id, a non-negative whole
 /// amount and an ISO 4217 currency; the customer refs are tried in order.
@@ -175,8 +182,28 @@ pub async fn stripe(app: &App, req: Request<Incoming>) -> Reply {
             &format!("must be t=…,v1=… with at most {STRIPE_MAX_SIGNATURES} signatures, in {STRIPE_MAX_HEADER} bytes"),
         );
     };
+    // A header with no usable signature, or out of time, costs nothing more.
+    if signature.1.is_empty() || (now_secs - signature.0).abs() > STRIPE_TOLERANCE_SECS {
+        return refuse(
+            app,
+            StatusCode::BAD_REQUEST,
+            "stripe-signature",
+            "does not match an endpoint secret, or its timestamp is over 300 s from now",
+        );
+    }
+    // One HMAC per endpoint secret over the body: off the async threads, and
+    // two requests at a time at most, so unsigned requests cannot take the
+    // machine's cores from everyone else.
+    static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    let Ok(_turn) = CHECKS.acquire().await else {
+        return refuse(
+            app,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stripe-signature",
+            "cannot be checked now",
+        );
+    };
     let candidates = keys_where(app, |s| !s.stripe_secret.is_empty()).await;
-    // One HMAC per endpoint secret over up to 1 MiB: off the async threads.
     let checked = body.clone();
     let found = tokio::task::spawn_blocking(move || {
         candidates
@@ -386,7 +413,12 @@ pub async fn recurly(app: &App, req: Request<Incoming>) -> Reply {
             "is not a Recurly XML notification",
         );
     };
-    let field = |name: &str| fields.get(name).cloned();
+    let field = |name: &str| {
+        fields
+            .get(name)
+            .map(|s| super::decode::clean(s, TEXT_CHARS))
+            .filter(|s| !s.is_empty())
+    };
     let Some(txn_id) = field("transaction/id") else {
         // Notifications without a transaction are not about money.
         return reply::json(StatusCode::OK, &json!({"received": true, "outcome": "ignored"}));

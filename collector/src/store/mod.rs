@@ -136,6 +136,8 @@ pub struct Signup {
 #[derive(Clone)]
 pub struct Store {
     path: PathBuf,
+    /// The file as it was opened.
+    file: writer::FileIdentity,
     readers: Arc<Mutex<Vec<Connection>>>,
     clock: Clock,
 }
@@ -146,6 +148,7 @@ impl Store {
         let mut conn = connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
         schema::migrate(&mut conn).with_context(|| format!("migrating {}", path.display()))?;
         Ok(Store {
+            file: writer::FileIdentity::of(path),
             path: path.to_path_buf(),
             readers: Arc::default(),
             clock: Clock::system(),
@@ -171,7 +174,7 @@ impl Store {
     pub fn writer(&self, queue: usize, wal_limit_mb: u64) -> Result<(Writer, WriterThread)> {
         let conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let checkpoints = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        let file = writer::FileIdentity::of(&self.path);
+        let file = self.file.clone();
         // Pages of 4 KiB.
         let wal_limit_pages = i64::try_from(wal_limit_mb.saturating_mul(256)).unwrap_or(i64::MAX);
         Ok(Writer::start(
@@ -227,8 +230,13 @@ impl Store {
     }
 
     /// Runs `f` in a write transaction on a fresh connection: for the CLI and
-    /// rare administrative writes, never for events.
+    /// rare administrative writes, never for events. Refused once the
+    /// database file was deleted or replaced since it was opened (the
+    /// writer's events stop too; see `writer::FileIdentity`).
     pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
+        if !self.file.intact() {
+            anyhow::bail!("the database file {} was deleted or replaced", self.path.display());
+        }
         let mut conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         // Immediate: reads then writes in one transaction would otherwise
         // fail at once ("database is locked") when another writer got in.
