@@ -109,14 +109,16 @@ fn a_config_file_sets_the_database_and_keys_and_flags_win() {
         assert!(row.contains(part), "{part} in {row}");
     }
     let other = dir.path().join("other.db");
-    let flag_wins = run(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--db",
-        other.to_str().unwrap(),
-        "keys",
-        "list",
-    ]);
+    let with_flag = |command: &'static [&'static str]| {
+        run(&[
+            &["--config", config.to_str().unwrap(), "--db", other.to_str().unwrap()],
+            command,
+        ]
+        .concat())
+    };
+    // A new, empty database (only `migrate` and key creation make one).
+    run(&["--db", other.to_str().unwrap(), "migrate"]);
+    let flag_wins = with_flag(&["keys", "list"]);
     assert!(!flag_wins.contains(&pk), "{flag_wins}");
     std::fs::write(&config, "db = 7\n").unwrap();
     let bad = Command::new(e2e::collector::binary())
