@@ -126,6 +126,27 @@ impl Collector {
         c
     }
 
+    /// A shop whose money moves: a live key with a 25% offer and Stripe
+    /// webhooks signed with `stripe_secret`; with a merchant API client.
+    pub fn shop_selling(stripe_secret: &str) -> (Collector, crate::http::Api) {
+        let c = Self::shop_with_key(&["--mode", "live"]);
+        let pk = c.public_key.clone();
+        c.cli(&[
+            "offers",
+            "set",
+            &pk,
+            "--key",
+            "share",
+            "--kind",
+            "percent",
+            "--percent",
+            "25",
+        ]);
+        c.cli(&["webhooks", "set", &pk, "--stripe-secret", stripe_secret]);
+        let api = crate::http::Api::new(&c.url, &pk, c.secret_key.as_deref().expect("a shop key's secret"));
+        (c, api)
+    }
+
     /// The merchant's page base on `host` over `scheme` (a `shop` test).
     pub fn page(&self, scheme: &str, host: &str) -> String {
         self.site.as_ref().expect("a shop: Collector::shop").url(scheme, host)

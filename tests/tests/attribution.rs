@@ -233,26 +233,6 @@ async fn click_id_hijack() -> String {
     format!("{}; {counted} reuses counted", c.credited(ANN))
 }
 
-/// A live key with a 25% offer and a Stripe secret: money moves.
-fn shop_with_money() -> (Collector, Api) {
-    let c = Collector::shop_with_key(&["--mode", "live"]);
-    let pk = c.public_key.clone();
-    c.cli(&[
-        "offers",
-        "set",
-        &pk,
-        "--key",
-        "share",
-        "--kind",
-        "percent",
-        "--percent",
-        "25",
-    ]);
-    c.cli(&["webhooks", "set", &pk, "--stripe-secret", "whsec_scn"]);
-    let api = Api::new(&c.url, &pk, c.secret_key.as_deref().expect("a shop key's secret"));
-    (c, api)
-}
-
 /// Rewards by partner: "alice 1225 declined, bob 1225 new".
 async fn rewards(api: &Api) -> String {
     let answer = api.call("GET", "rewards?limit=250", Value::Null).await.json();
@@ -295,7 +275,7 @@ async fn stripe_payment(c: &Collector, id: &str, email: &str) -> String {
 /// "mallory" before the merchant's API creates it for bob; then Stripe
 /// reports a payment by that email.
 async fn pre_claim_before_the_merchant() -> String {
-    let (c, api) = shop_with_money();
+    let (c, api) = Collector::shop_selling("whsec_scn");
     let forged = forge_signup(&c, "f1", "vic@example.com", "vic@example.com", "mallory").await;
     let created = api
         .call(
@@ -317,7 +297,7 @@ async fn pre_claim_before_the_merchant() -> String {
 /// customer event names its partner (metadata): the webhook is the
 /// merchant's word too. A browser-claimed provider id matches no payment.
 async fn pre_claim_before_the_webhook() -> String {
-    let (c, api) = shop_with_money();
+    let (c, api) = Collector::shop_selling("whsec_scn");
     forge_signup(&c, "f1", "vic@example.com", "vic@example.com", "mallory").await;
     let claimed = json!([{"id": "f2", "type": "signup", "ts": 0, "email": "other@example.com",
                           "customer_key": "zz-fake", "partner_key": "mallory", "provider_key": "cus_vic"}]);
@@ -340,7 +320,7 @@ async fn pre_claim_before_the_webhook() -> String {
 /// The merchant's API created the customer for bob; a forger then posts a
 /// signup for it, and another customer with its email.
 async fn pre_claim_after_the_merchant() -> String {
-    let (c, api) = shop_with_money();
+    let (c, api) = Collector::shop_selling("whsec_scn");
     api.call(
         "POST",
         "customers",
@@ -380,7 +360,7 @@ async fn pre_claim_after_the_merchant() -> String {
 /// A browser signup credited to alice pays; the merchant then says bob
 /// referred the customer, through the API or the dashboard's form.
 async fn reattributed(through_dashboard: bool) -> String {
-    let (c, api) = shop_with_money();
+    let (c, api) = Collector::shop_selling("whsec_scn");
     let c = Arc::new(c);
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {
@@ -479,7 +459,7 @@ async fn dashboard_session(c: &Collector) -> (String, String) {
 /// A link naming partner `partner`, signup and payment, then `fix`: the
 /// merchant approves, or creates the partnership.
 async fn held_for_review(partner: &'static str, email: &'static str, fix: &'static str) -> String {
-    let (c, api) = shop_with_money();
+    let (c, api) = Collector::shop_selling("whsec_scn");
     let c = Arc::new(c);
     let cc = c.clone();
     in_browser(Profile::default(), move |client| async move {

@@ -4,7 +4,7 @@
 //! (`www.shop.test`), the collector on another (`collector.test`), as the
 //! README's install has it.
 
-use e2e::http::{stripe_invoice, stripe_webhook, Api};
+use e2e::http::{stripe_invoice, stripe_webhook};
 use e2e::{b64, with_browser, Collector, Page};
 use fantoccini::{Client, Locator};
 use serde_json::json;
@@ -240,20 +240,7 @@ async fn callback_gets_the_rejected_field() {
 /// reward, read through the merchant API.
 #[tokio::test]
 async fn partner_link_signup_payment_reward() {
-    let c = Collector::shop_with_key(&["--mode", "live"]);
-    let pk = c.public_key.clone();
-    c.cli(&[
-        "offers",
-        "set",
-        &pk,
-        "--key",
-        "share",
-        "--kind",
-        "percent",
-        "--percent",
-        "25",
-    ]);
-    c.cli(&["webhooks", "set", &pk, "--stripe-secret", "whsec_story"]);
+    let (c, api) = Collector::shop_selling("whsec_story");
     let base = c.shop_url();
     with_browser(move |client| async move {
         let landing = format!("{base}/?ps_partner_key={}&ps_xid=story-1", b64("alice"));
@@ -265,7 +252,6 @@ async fn partner_link_signup_payment_reward() {
     let invoice = stripe_invoice("story", "dee@example.com", 4900);
     let answer = stripe_webhook(&c.url, "whsec_story", &invoice).await;
     assert_eq!(answer.json()["outcome"], "applied");
-    let api = Api::new(&c.url, &pk, c.secret_key.as_deref().expect("the test created the key"));
     let rewards = api
         .call("GET", "rewards?partner_key=alice", serde_json::Value::Null)
         .await
