@@ -147,6 +147,21 @@ impl Collector {
         (c, api)
     }
 
+    /// Signs in to the dashboard with `secret`; returns the session cookie
+    /// (`name=value`).
+    pub async fn dashboard_sign_in(&self, secret: &str) -> String {
+        let answer = crate::http::send(
+            "POST",
+            &format!("{}/dashboard/sign-in", self.url),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            format!("secret_key={secret}"),
+        )
+        .await;
+        assert_eq!(answer.status, 303, "{}", String::from_utf8_lossy(&answer.body));
+        let cookie = answer.headers["set-cookie"].to_str().expect("a session cookie");
+        cookie.split(';').next().unwrap_or_default().to_owned()
+    }
+
     /// The merchant's page base on `host` over `scheme` (a `shop` test).
     pub fn page(&self, scheme: &str, host: &str) -> String {
         self.site.as_ref().expect("a shop: Collector::shop").url(scheme, host)

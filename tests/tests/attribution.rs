@@ -424,21 +424,9 @@ async fn reattributed(through_dashboard: bool) -> String {
 
 /// A dashboard session for the collector's key: (cookie, CSRF token).
 async fn dashboard_session(c: &Collector) -> (String, String) {
-    let secret = c.secret_key.clone().expect("a shop key's secret");
-    let sign_in = send(
-        "POST",
-        &format!("{}/dashboard/sign-in", c.url),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        format!("secret_key={secret}"),
-    )
-    .await;
-    let cookie = sign_in.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = c
+        .dashboard_sign_in(c.secret_key.as_deref().expect("a shop key's secret"))
+        .await;
     let page = send(
         "GET",
         &format!("{}/dashboard/review", c.url),

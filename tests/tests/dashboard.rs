@@ -254,21 +254,6 @@ async fn pages_forbid_scripts_and_forms_need_the_session_token() {
     let anonymous = send("GET", &format!("{}/dashboard/customers.csv", c.url), &[], "").await;
     assert_eq!(anonymous.status, 303);
 }
-
-/// Signs in with `secret`; returns the session cookie (`name=value`).
-async fn signed_in(c: &Collector, secret: &str) -> String {
-    let answer = send(
-        "POST",
-        &format!("{}/dashboard/sign-in", c.url),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        format!("secret_key={secret}"),
-    )
-    .await;
-    assert_eq!(answer.status, 303);
-    let cookie = answer.headers["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_owned()
-}
-
 async fn customers_page(c: &Collector, session: &str) -> String {
     let page = send(
         "GET",
@@ -287,10 +272,10 @@ async fn a_live_sign_in_switches_to_its_test_key_and_never_the_reverse() {
     let c = Collector::start_with_key(&["--mode", "live"]);
     // A test key of the same name is no sibling until paired.
     let (test_pk, test_secret) = c.create_key(&["--mode", "test", "--name", "demo"]);
-    let unpaired = customers_page(&c, &signed_in(&c, c.secret_key.as_deref().unwrap()).await).await;
+    let unpaired = customers_page(&c, &c.dashboard_sign_in(c.secret_key.as_deref().unwrap()).await).await;
     assert!(!unpaired.contains("/dashboard/switch"), "a name makes no pair");
     c.cli(&["keys", "pair", &c.public_key, &test_pk]);
-    let session = signed_in(&c, c.secret_key.as_deref().unwrap()).await;
+    let session = c.dashboard_sign_in(c.secret_key.as_deref().unwrap()).await;
     let live = customers_page(&c, &session).await;
     assert!(
         live.contains("LIVE data") && live.contains("Switch to test data"),
@@ -321,7 +306,7 @@ async fn a_live_sign_in_switches_to_its_test_key_and_never_the_reverse() {
         "{test}"
     );
 
-    let test_only = signed_in(&c, &test_secret).await;
+    let test_only = c.dashboard_sign_in(&test_secret).await;
     let page = customers_page(&c, &test_only).await;
     assert!(
         page.contains("TEST data") && !page.contains("/dashboard/switch"),

@@ -152,19 +152,11 @@ async fn csp_blocks_wasm() -> String {
 
 /// The dashboard's Installation page, signed in with `secret`.
 async fn installation_page(c: &Collector, secret: &str) -> String {
-    let sign_in = send(
-        "POST",
-        &format!("{}/dashboard/sign-in", c.url),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        format!("secret_key={secret}"),
-    )
-    .await;
-    let cookie = sign_in.headers["set-cookie"].to_str().unwrap();
-    let session = cookie.split(';').next().unwrap();
+    let session = c.dashboard_sign_in(secret).await;
     let page = send(
         "GET",
         &format!("{}/dashboard/installation", c.url),
-        &[("cookie", session)],
+        &[("cookie", &session)],
         "",
     )
     .await;
