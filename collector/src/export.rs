@@ -48,7 +48,7 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                 "created_at",
             ])?;
             loop {
-                let page = store.read(|conn| merchant::customers(conn, key_id, None, cursor, PAGE))?;
+                let page = store.read(|conn| merchant::customers(conn, key_id, None, false, cursor, PAGE))?;
                 for c in &page.items {
                     let created = c.created_at.to_string();
                     let row = [

@@ -53,6 +53,8 @@ pub struct WriterMetrics {
     pub group_size: Histogram,
     /// Seconds from the group's first insert to its commit returning.
     pub commit_seconds: Histogram,
+    /// Clicks reusing a click id recorded for another partner.
+    pub click_id_conflicts: AtomicU64,
     /// Why the last group failed to commit; None once one commits again.
     /// `/readyz` is not ready meanwhile.
     pub failure: std::sync::Mutex<Option<String>>,
@@ -63,6 +65,7 @@ impl Default for WriterMetrics {
         WriterMetrics {
             group_size: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
             failure: std::sync::Mutex::default(),
+            click_id_conflicts: AtomicU64::default(),
             commit_seconds: Histogram::new(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
         }
     }
@@ -97,8 +100,6 @@ pub struct Metrics {
     pub events_rejected: AtomicU64,
     pub outbox_dropped: AtomicU64,
     pub webhooks_refused: AtomicU64,
-    /// Clicks reusing a click id recorded for another partner.
-    pub click_id_conflicts: std::sync::Arc<AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -110,7 +111,6 @@ impl Default for Metrics {
             events_rejected: AtomicU64::default(),
             outbox_dropped: AtomicU64::default(),
             webhooks_refused: AtomicU64::default(),
-            click_id_conflicts: std::sync::Arc::default(),
         }
     }
 }
@@ -164,7 +164,7 @@ impl Metrics {
             (
                 "growsumo_click_id_conflicts_total",
                 "Clicks reusing a click id recorded for another partner (squatters, shared ids).",
-                &self.click_id_conflicts,
+                &writer.click_id_conflicts,
             ),
         ] {
             let _ = writeln!(

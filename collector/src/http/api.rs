@@ -362,9 +362,8 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
                     ))
                 }
             };
-            let page = db(app, move |c| match in_review {
-                true => credit::in_review(c, key.id, cursor, limit),
-                false => merchant::customers(c, key.id, partner.as_deref(), cursor, limit),
+            let page = db(app, move |c| {
+                merchant::customers(c, key.id, partner.as_deref(), in_review, cursor, limit)
             })
             .await?;
             ok(page, "customers")

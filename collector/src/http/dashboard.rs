@@ -329,7 +329,7 @@ async fn customers(app: &App, req: &Request<Incoming>, session: Session) -> anyh
     let (rows, more) = blocking(move || {
         store.read(|conn| {
             let (items, more) = if q.is_empty() {
-                let page = merchant::customers(conn, key_id, None, cursor, PAGE)?;
+                let page = merchant::customers(conn, key_id, None, false, cursor, PAGE)?;
                 (page.items, page.has_more)
             } else {
                 (merchant::search_customers(conn, key_id, &q, PAGE)?, false)
@@ -603,7 +603,7 @@ async fn review(app: &App, req: &Request<Incoming>, session: Session) -> anyhow:
     let (waiting, changes) = blocking(move || {
         store.read(|conn| {
             Ok((
-                credit::in_review(conn, key_id, cursor, PAGE)?,
+                merchant::customers(conn, key_id, None, true, cursor, PAGE)?,
                 credit::changes(conn, key_id, None, 50)?,
             ))
         })

@@ -158,7 +158,6 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         key: key.clone(),
         server_click: server_cookie::read(headers),
         network: client.map(|c| attribution::network(c.ip)).unwrap_or_default(),
-        conflicts: app.metrics.click_id_conflicts.clone(),
     };
     let outcomes = if valid.is_empty() {
         Vec::new()

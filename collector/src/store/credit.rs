@@ -13,10 +13,9 @@
 //! customer's live transactions earn under the offers.
 
 use super::merchant::{self, Customer, CustomerRef};
-use super::page::{self, Cursor, Page};
 use super::{money, Key};
 use anyhow::Result;
-use rusqlite::{params, types::Value, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 /// Why a customer waits for the merchant's review.
@@ -66,12 +65,13 @@ pub fn review_for(conn: &Connection, key: &Key, partner_key: &str, email: &str, 
         Some(own) if !email.is_empty() && mailbox(&own) == mailbox(email) => Some(Review::SelfReferral),
         Some(_) => None,
         None if key.settings.auto_partners => {
-            conn.execute(
-                "INSERT INTO partners (key_id, partner_key, email, first_name, last_name, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, '', '', ?4, ?4)",
-                params![key.id, partner_key, format!("{partner_key}@partners.invalid"), now],
-            )?;
-            partnership_created(conn, key, partner_key, now)?;
+            // Creating it also approves the customers already waiting for it.
+            let fields = merchant::PartnerFields {
+                email: Some(format!("{partner_key}@partners.invalid")),
+                first_name: None,
+                last_name: None,
+            };
+            merchant::create_partner(conn, key, Some(partner_key.into()), fields, now)?;
             None
         }
         None => Some(Review::UnknownPartner),
@@ -223,23 +223,6 @@ pub fn partnership_created(conn: &Connection, key: &Key, partner_key: &str, now:
         approve(conn, key, &customer_key, "partnership created", now)?;
     }
     Ok(())
-}
-
-/// The customers waiting for review, newest first.
-pub fn in_review(conn: &Connection, key_id: i64, cursor: Cursor, limit: u32) -> Result<Page<Customer>> {
-    let select = format!(
-        "SELECT {} FROM customers WHERE key_id = ?1 AND review IS NOT NULL",
-        merchant::CUSTOMER_COLUMNS
-    );
-    page::fetch(
-        conn,
-        &select,
-        "id",
-        vec![Value::Integer(key_id)],
-        cursor,
-        limit,
-        merchant::customer_row,
-    )
 }
 
 /// One logged change of a customer's credit.

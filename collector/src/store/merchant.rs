@@ -208,11 +208,10 @@ pub struct CustomerFields {
     pub provider_key: Option<String>,
 }
 
-pub(super) const CUSTOMER_COLUMNS: &str =
-    "id, customer_key, email, name, partner_key, provider_key, source, created_at,
+const CUSTOMER_COLUMNS: &str = "id, customer_key, email, name, partner_key, provider_key, source, created_at,
      updated_at, confidence, review, suggested_partner";
 
-pub(super) fn customer_row(row: &Row) -> rusqlite::Result<Customer> {
+fn customer_row(row: &Row) -> rusqlite::Result<Customer> {
     Ok(Customer {
         id: row.get(0)?,
         key: row.get(1)?,
@@ -350,10 +349,13 @@ pub fn find_customer(conn: &Connection, key_id: i64, by: &CustomerRef) -> Result
     }
 }
 
+/// A key's customers, newest first: of one partner, or only those waiting
+/// for the merchant's review (see `credit`), when asked.
 pub fn customers(
     conn: &Connection,
     key_id: i64,
     partner_key: Option<&str>,
+    in_review: bool,
     cursor: Cursor,
     limit: u32,
 ) -> Result<Page<Customer>> {
@@ -362,6 +364,9 @@ pub fn customers(
     if let Some(partner_key) = partner_key {
         params.push(Value::Text(partner_key.into()));
         select += " AND partner_key = ?2";
+    }
+    if in_review {
+        select += " AND review IS NOT NULL";
     }
     page::fetch(conn, &select, "id", params, cursor, limit, customer_row)
 }

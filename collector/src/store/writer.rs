@@ -50,8 +50,6 @@ pub struct Submission {
     pub server_click: Option<ServerClick>,
     /// The client's network (`attribution::network`).
     pub network: String,
-    /// Counts clicks reusing another partner's click id (`/metrics`).
-    pub conflicts: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct Job {
@@ -268,7 +266,7 @@ fn run(
 /// it is acknowledged, and the clients retry.
 fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, now_ms: i64, metrics: &WriterMetrics) {
     let started = std::time::Instant::now();
-    let applied = apply_group(conn, group, now_ms);
+    let applied = apply_group(conn, group, now_ms, metrics);
     metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
     match applied {
         Ok(results) => {
@@ -291,7 +289,12 @@ fn fail_group(group: &mut Vec<Job>, e: &anyhow::Error, metrics: &WriterMetrics) 
     }
 }
 
-fn apply_group(conn: &mut Connection, group: &[Job], now_ms: i64) -> anyhow::Result<Vec<Vec<Outcome>>> {
+fn apply_group(
+    conn: &mut Connection,
+    group: &[Job],
+    now_ms: i64,
+    metrics: &WriterMetrics,
+) -> anyhow::Result<Vec<Vec<Outcome>>> {
     // Immediate: the group reads (click ids, partnerships) before it writes,
     // and a read transaction that must then become a write one fails at
     // once ("database is locked") if a checkpoint moved the WAL meanwhile;
@@ -300,7 +303,7 @@ fn apply_group(conn: &mut Connection, group: &[Job], now_ms: i64) -> anyhow::Res
     let mut tally = Tally::new();
     let results = group
         .iter()
-        .map(|job| apply(&tx, &job.submission, &job.events, now_ms, &mut tally))
+        .map(|job| apply(&tx, &job.submission, &job.events, now_ms, &mut tally, metrics))
         .collect::<anyhow::Result<_>>()?;
     // Partner keys no partnership has are counted in one bucket: anyone
     // can post clicks for made-up keys, and a row each would let a flood
@@ -334,6 +337,7 @@ fn apply(
     events: &[NewEvent],
     received_at: i64,
     tally: &mut Tally,
+    metrics: &WriterMetrics,
 ) -> anyhow::Result<Vec<Outcome>> {
     let key = &submission.key;
     let key_id = key.id;
@@ -348,7 +352,9 @@ fn apply(
         if let (EventKind::Click, Some(xid), Some(partner)) = (event.kind, &event.xid, &event.partner_key) {
             if attribution::xid_taken_by_another(conn, key_id, xid, partner)? {
                 tracing::warn!(xid, partner, "a click reuses a click id recorded for another partner");
-                submission.conflicts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics
+                    .click_id_conflicts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         let signup = event.signup.as_ref();
