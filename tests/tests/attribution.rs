@@ -470,6 +470,8 @@ async fn held_for_review(partner: &'static str, email: &'static str, fix: &'stat
         html.contains(&format!("id=\"{email}\"")),
         "the Review page lists {email}"
     );
+    let waiting = api.call("GET", "customers?review=true", Value::Null).await.json();
+    assert_eq!(waiting["data"]["items"][0]["key"], email, "the API lists it for review");
     let answer = match fix {
         "approve" => {
             api.call("POST", &format!("customers/{email}/approve"), Value::Null)
