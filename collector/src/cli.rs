@@ -2,9 +2,10 @@
 //! manage keys and read what was stored, straight from the database file.
 
 use crate::app::App;
+use crate::http::api::records::Partnership;
 use crate::store::merchant;
 use crate::store::money::{self, OfferKind, OfferSpec};
-use crate::store::page::Cursor;
+use crate::store::page::List;
 use crate::store::webhooks::{self, WebhookSettings};
 use crate::store::{keys, read, Clock, Key, Mode, Param, Settings, Store};
 use anyhow::{bail, Context, Result};
@@ -409,17 +410,20 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
                 email: Some(email),
                 first_name: Some(first_name),
                 last_name: Some(last_name),
+                group_key: None,
             };
             let now = store.clock().now_ms();
             let partner = store.write(|tx| merchant::create_partner(tx, &owner, partner_key, fields, now))?;
-            println!("{}", serde_json::to_string(&partner)?);
+            println!("{}", serde_json::to_string(&Partnership::new(partner, &owner))?);
             Ok(())
         }
         Command::Partners(PartnersCommand::List { public_key, limit }) => {
             let owner = key_named(&store, &public_key)?;
-            let page = store.read(|conn| merchant::partners(conn, owner.id, Cursor::First, limit.clamp(1, 250)))?;
+            let page = store.read(|conn| {
+                merchant::partners(conn, owner.id, &Default::default(), List::first(limit.clamp(1, 250)))
+            })?;
             for partner in page.items {
-                println!("{}", serde_json::to_string(&partner)?);
+                println!("{}", serde_json::to_string(&Partnership::new(partner, &owner))?);
             }
             Ok(())
         }
@@ -479,6 +483,7 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
                 percent_bp: percent.map(|p| (p * 100.0).round() as u32),
                 amounts: by_currency,
                 months,
+                group_key: None,
             };
             let now = store.clock().now_ms();
             let offer = store.write(|tx| money::set_offer(tx, owner.id, &spec, now))?;
@@ -698,6 +703,7 @@ fn demo_key(store: &Store) -> Result<(crate::store::Key, Option<String>)> {
                 email: Some(format!("{partner}@demo.invalid")),
                 first_name: Some(partner.into()),
                 last_name: None,
+                group_key: None,
             };
             store.write(|tx| merchant::create_partner(tx, &key, Some(partner.into()), fields, now))?;
         }

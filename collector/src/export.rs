@@ -8,7 +8,7 @@
 
 use crate::store::merchant;
 use crate::store::money::{self, RewardFilter};
-use crate::store::page::Cursor;
+use crate::store::page::{Cursor, List, Position};
 use crate::store::Store;
 use anyhow::Result;
 use std::io::Write;
@@ -48,7 +48,8 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                 "created_at",
             ])?;
             loop {
-                let page = store.read(|conn| merchant::customers(conn, key_id, None, false, cursor, PAGE))?;
+                let page =
+                    store.read(|conn| merchant::customers(conn, key_id, None, false, List::from(cursor, PAGE)))?;
                 for c in &page.items {
                     let created = c.created_at.to_string();
                     let row = [
@@ -63,7 +64,7 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                     csv.write_record(row.iter().map(|cell| safe(cell)))?;
                 }
                 match (page.has_more, page.items.last()) {
-                    (true, Some(last)) => cursor = Cursor::After(last.id),
+                    (true, Some(last)) => cursor = Cursor::After(Position::row(last.id)),
                     _ => break,
                 }
             }
@@ -81,7 +82,8 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                 "reversed_at",
             ])?;
             loop {
-                let page = store.read(|conn| money::transactions(conn, key_id, None, cursor, PAGE))?;
+                let page =
+                    store.read(|conn| money::transactions(conn, key_id, None, true, List::from(cursor, PAGE)))?;
                 for t in &page.items {
                     let (amount, created) = (t.amount.to_string(), t.created_at.to_string());
                     let reversed = t.reversed_at.map(|r| r.to_string()).unwrap_or_default();
@@ -99,7 +101,7 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                     csv.write_record(row.iter().map(|cell| safe(cell)))?;
                 }
                 match (page.has_more, page.items.last()) {
-                    (true, Some(last)) => cursor = Cursor::After(last.id),
+                    (true, Some(last)) => cursor = Cursor::After(Position::row(last.id)),
                     _ => break,
                 }
             }
@@ -119,7 +121,7 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
             ])?;
             loop {
                 let filter = RewardFilter::default();
-                let page = store.read(|conn| money::rewards(conn, key_id, &filter, cursor, PAGE))?;
+                let page = store.read(|conn| money::rewards(conn, key_id, &filter, List::from(cursor, PAGE)))?;
                 for r in &page.items {
                     let (amount, created) = (r.amount.to_string(), r.created_at.to_string());
                     let row = [
@@ -137,7 +139,7 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                     csv.write_record(row.iter().map(|cell| safe(cell)))?;
                 }
                 match (page.has_more, page.items.last().and_then(|r| money::reward_id(&r.key))) {
-                    (true, Some(last)) => cursor = Cursor::After(last),
+                    (true, Some(last)) => cursor = Cursor::After(Position::row(last)),
                     _ => break,
                 }
             }

@@ -13,7 +13,7 @@ use super::reply::{self, Reply};
 use crate::app::{App, Client};
 use crate::export::Table;
 use crate::store::money::{self, RewardFilter};
-use crate::store::page::Cursor;
+use crate::store::page::{Cursor, List, Position};
 use crate::store::sessions::{self, Session};
 use crate::store::{credit, daily, diagnostics, merchant};
 use crate::store::{keys, Mode};
@@ -329,7 +329,7 @@ async fn customers(app: &App, req: &Request<Incoming>, session: Session) -> anyh
     let (rows, more) = blocking(move || {
         store.read(|conn| {
             let (items, more) = if q.is_empty() {
-                let page = merchant::customers(conn, key_id, None, false, cursor, PAGE)?;
+                let page = merchant::customers(conn, key_id, None, false, List::from(cursor, PAGE))?;
                 (page.items, page.has_more)
             } else {
                 (merchant::search_customers(conn, key_id, &q, PAGE)?, false)
@@ -396,7 +396,7 @@ fn after(req: &Request<Incoming>) -> Cursor {
     query(req)
         .get("after")
         .and_then(|a| a.parse::<i64>().ok())
-        .map_or(Cursor::First, Cursor::After)
+        .map_or(Cursor::First, |id| Cursor::After(Position::row(id)))
 }
 
 fn cents(amount: i64, currency: &str) -> String {
@@ -451,7 +451,7 @@ async fn partners(app: &App, req: &Request<Incoming>, session: Session) -> anyho
     let first_day_ms = (now / daily::DAY_MS - CHART_DAYS + 1) * daily::DAY_MS;
     let (rows, more) = blocking(move || {
         store.read(|conn| {
-            let page = merchant::partners(conn, key_id, cursor, PAGE)?;
+            let page = merchant::partners(conn, key_id, &Default::default(), List::from(cursor, PAGE))?;
             let mut rows = Vec::new();
             for partner in page.items {
                 let id: i64 = conn.query_row(
@@ -501,7 +501,9 @@ async fn partners(app: &App, req: &Request<Incoming>, session: Session) -> anyho
 async fn transactions(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
     let store = app.store.clone();
     let (key_id, cursor) = (session.key.id, after(req));
-    let page_ = blocking(move || store.read(|conn| money::transactions(conn, key_id, None, cursor, PAGE))).await?;
+    let page_ =
+        blocking(move || store.read(|conn| money::transactions(conn, key_id, None, true, List::from(cursor, PAGE))))
+            .await?;
     let next = page_.items.last().map(|t| t.id).filter(|_| page_.has_more);
     let body = html! {
         p { a id="export" href="/dashboard/transactions.csv" { "Export CSV" } }
@@ -527,7 +529,8 @@ async fn rewards(app: &App, req: &Request<Incoming>, session: Session) -> anyhow
     let store = app.store.clone();
     let (key_id, cursor) = (session.key.id, after(req));
     let filter = RewardFilter::default();
-    let page_ = blocking(move || store.read(|conn| money::rewards(conn, key_id, &filter, cursor, PAGE))).await?;
+    let page_ =
+        blocking(move || store.read(|conn| money::rewards(conn, key_id, &filter, List::from(cursor, PAGE)))).await?;
     let next = page_
         .items
         .last()
@@ -603,7 +606,7 @@ async fn review(app: &App, req: &Request<Incoming>, session: Session) -> anyhow:
     let (waiting, changes) = blocking(move || {
         store.read(|conn| {
             Ok((
-                merchant::customers(conn, key_id, None, true, cursor, PAGE)?,
+                merchant::customers(conn, key_id, None, true, List::from(cursor, PAGE))?,
                 credit::changes(conn, key_id, None, 50)?,
             ))
         })

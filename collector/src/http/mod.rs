@@ -6,7 +6,7 @@
 //! clients, and shutdown stops accepting, lets in-flight requests finish,
 //! then returns so the caller can flush the writer.
 
-mod api;
+pub(crate) mod api;
 pub use api::{currency_code as currency, MAX_AMOUNT};
 pub mod assets;
 mod config;

@@ -70,6 +70,7 @@ pub fn review_for(conn: &Connection, key: &Key, partner_key: &str, email: &str, 
                 email: Some(format!("{partner_key}@partners.invalid")),
                 first_name: None,
                 last_name: None,
+                group_key: None,
             };
             merchant::create_partner(conn, key, Some(partner_key.into()), fields, now)?;
             None
@@ -226,7 +227,7 @@ pub fn partnership_created(conn: &Connection, key: &Key, partner_key: &str, now:
 }
 
 /// One logged change of a customer's credit.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Change {
     pub customer_key: String,
     pub at: i64,

@@ -225,6 +225,7 @@ pub fn create(conn: &Connection, mode: Mode, name: &str, origins: &[String], set
         ],
     )?;
     let id = conn.last_insert_rowid();
+    super::groups::create_default(conn, id, super::now_ms())?;
     update(conn, &public_key, origins, settings)?;
     Ok(KeyPair {
         key: Key {

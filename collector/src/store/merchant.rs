@@ -5,15 +5,18 @@
 //! Inputs are validated by the HTTP layer; what only the database can tell
 //! (a missing item, a duplicate key) comes back as a `Refusal`.
 
-use super::page::{self, Cursor, Page};
+use super::groups::{self, Group};
+use super::page::{self, Cursor, List, Page, Position};
 use super::Refusal;
 use anyhow::Result;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-/// The row id of the item whose key is `after` or `before` (the API's
-/// `starting_after` / `ending_before`), in `table` by column `column`.
+/// The position of the item whose key is `after` or `before` (the API's
+/// `starting_after` / `ending_before`), in `table` by column `column`. A
+/// deleted item is found by its tombstone (`tombstone`), so a sync that
+/// paged up to it goes on from where it stood.
 pub fn cursor(
     conn: &Connection,
     table: &str,
@@ -22,26 +25,51 @@ pub fn cursor(
     after: Option<&str>,
     before: Option<&str>,
 ) -> Result<Cursor> {
-    let (field, item, wrap): (&'static str, &str, fn(i64) -> Cursor) = match (after, before) {
+    let (field, item, wrap): (&'static str, &str, fn(Position) -> Cursor) = match (after, before) {
         (Some(item), _) => ("starting_after", item, Cursor::After),
         (None, Some(item)) => ("ending_before", item, Cursor::Before),
         (None, None) => return Ok(Cursor::First),
     };
-    let sql = format!("SELECT id FROM {table} WHERE key_id = ?1 AND {column} = ?2");
-    let id: Option<i64> = conn.query_row(&sql, params![key_id, item], |r| r.get(0)).optional()?;
-    match id {
-        Some(id) => Ok(wrap(id)),
+    let position = |r: &Row| {
+        Ok(Position {
+            id: r.get(0)?,
+            updated_at: r.get(1)?,
+        })
+    };
+    let sql = format!(
+        "SELECT id, updated_at FROM {table} WHERE key_id = ?1 AND {column} = ?2
+         UNION ALL SELECT row_id, updated_at FROM deleted_items WHERE key_id = ?1 AND tbl = ?3 AND item_key = ?2
+         LIMIT 1"
+    );
+    match conn
+        .query_row(&sql, params![key_id, item, table], position)
+        .optional()?
+    {
+        Some(at) => Ok(wrap(at)),
         None => Err(Refusal::not_found(field, format!("no item {item:?} to page from")).into()),
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// Keeps the position of a row about to be deleted, for `cursor`.
+fn tombstone(conn: &Connection, table: &str, key_id: i64, item_key: &str, at: Position) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO deleted_items (key_id, tbl, item_key, row_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![key_id, table, item_key, at.id, at.updated_at],
+    )?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partner {
     /// The partner key: the item key for `starting_after`.
     pub key: String,
     pub email: String,
     pub first_name: String,
     pub last_name: String,
+    /// The group it belongs to (see `groups`).
+    pub group: Group,
+    /// Archived partnerships earn no new rewards.
+    pub archived_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -63,9 +91,14 @@ pub struct PartnerFields {
     pub email: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
+    /// The group to join (or move to); the default group when creating
+    /// without one.
+    pub group_key: Option<String>,
 }
 
-const PARTNER_COLUMNS: &str = "partner_key, email, first_name, last_name, created_at, updated_at";
+const PARTNER_SELECT: &str = "SELECT p.partner_key, p.email, p.first_name, p.last_name, p.archived_at, p.created_at,
+            p.updated_at, g.id, g.group_key, g.name, g.slug, g.is_default, g.archived_at, g.created_at, g.updated_at
+     FROM partners p JOIN groups g ON g.id = p.group_id WHERE p.key_id = ?1";
 
 fn partner_row(row: &Row) -> rusqlite::Result<Partner> {
     Ok(Partner {
@@ -73,9 +106,28 @@ fn partner_row(row: &Row) -> rusqlite::Result<Partner> {
         email: row.get(1)?,
         first_name: row.get(2)?,
         last_name: row.get(3)?,
-        created_at: row.get(4)?,
-        updated_at: row.get(5)?,
+        archived_at: row.get(4)?,
+        created_at: row.get(5)?,
+        updated_at: row.get(6)?,
+        group: Group {
+            id: row.get(7)?,
+            key: row.get(8)?,
+            name: row.get(9)?,
+            slug: row.get(10)?,
+            is_default: row.get(11)?,
+            archived_at: row.get(12)?,
+            created_at: row.get(13)?,
+            updated_at: row.get(14)?,
+        },
     })
+}
+
+/// The group a partnership joins: the one named, or the default.
+fn group_to_join(conn: &Connection, key_id: i64, group_key: Option<&str>) -> Result<Group> {
+    match group_key {
+        Some(group_key) => groups::joinable(conn, key_id, group_key),
+        None => groups::default_group(conn, key_id),
+    }
 }
 
 /// Adds a partner; the partner key is generated when not given. Customers
@@ -107,15 +159,17 @@ pub fn create_partner(
         Some(_) => return Err(Refusal::conflict("email", format!("a partner with {email:?} exists")).into()),
         None => {}
     }
+    let group = group_to_join(conn, key_id, fields.group_key.as_deref())?;
     conn.execute(
-        "INSERT INTO partners (key_id, partner_key, email, first_name, last_name, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        "INSERT INTO partners (key_id, partner_key, email, first_name, last_name, group_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
         params![
             key_id,
             partner_key,
             email,
             fields.first_name.unwrap_or_default(),
             fields.last_name.unwrap_or_default(),
+            group.id,
             now
         ],
     )?;
@@ -124,23 +178,44 @@ pub fn create_partner(
 }
 
 pub fn partner(conn: &Connection, key_id: i64, partner_key: &str) -> Result<Partner> {
-    let sql = format!("SELECT {PARTNER_COLUMNS} FROM partners WHERE key_id = ?1 AND partner_key = ?2");
+    let sql = format!("{PARTNER_SELECT} AND p.partner_key = ?2");
     conn.query_row(&sql, params![key_id, partner_key], partner_row)
         .optional()?
         .ok_or_else(|| Refusal::not_found("partner_key", format!("no partner {partner_key:?}")).into())
 }
 
-pub fn partners(conn: &Connection, key_id: i64, cursor: Cursor, limit: u32) -> Result<Page<Partner>> {
-    let select = format!("SELECT {PARTNER_COLUMNS} FROM partners WHERE key_id = ?1");
-    page::fetch(
-        conn,
-        &select,
-        "id",
-        vec![Value::Integer(key_id)],
-        cursor,
-        limit,
-        partner_row,
-    )
+/// Which partnerships a list shows.
+#[derive(Debug, Default)]
+pub struct PartnerFilter {
+    /// Only those of this group.
+    pub group_key: Option<String>,
+    /// Archived ones too (PartnerStack's `include_archived`).
+    pub include_archived: bool,
+}
+
+pub fn partners(conn: &Connection, key_id: i64, filter: &PartnerFilter, list: List) -> Result<Page<Partner>> {
+    let mut select = String::from(PARTNER_SELECT);
+    let mut params = vec![Value::Integer(key_id)];
+    if let Some(group_key) = &filter.group_key {
+        params.push(Value::Text(group_key.clone()));
+        select += " AND g.group_key = ?2";
+    }
+    if !filter.include_archived {
+        select += " AND p.archived_at IS NULL";
+    }
+    page::fetch(conn, &select, "p.", params, list, partner_row)
+}
+
+/// Archives a partnership: it earns no new rewards and leaves the default
+/// list; what it earned stays. Archiving twice changes nothing.
+pub fn archive_partner(conn: &Connection, key_id: i64, partner_key: &str, now: i64) -> Result<Partner> {
+    partner(conn, key_id, partner_key)?;
+    conn.execute(
+        "UPDATE partners SET archived_at = ?3, updated_at = ?3
+         WHERE key_id = ?1 AND partner_key = ?2 AND archived_at IS NULL",
+        params![key_id, partner_key, now],
+    )?;
+    partner(conn, key_id, partner_key)
 }
 
 pub fn update_partner(
@@ -160,8 +235,12 @@ pub fn update_partner(
     if clash {
         return Err(Refusal::conflict("email", format!("a partner with {email:?} exists")).into());
     }
+    let group = match fields.group_key.as_deref() {
+        Some(group_key) if group_key != current.group.key => groups::joinable(conn, key_id, group_key)?,
+        _ => current.group,
+    };
     conn.execute(
-        "UPDATE partners SET email = ?3, first_name = ?4, last_name = ?5, updated_at = ?6
+        "UPDATE partners SET email = ?3, first_name = ?4, last_name = ?5, group_id = ?6, updated_at = ?7
          WHERE key_id = ?1 AND partner_key = ?2",
         params![
             key_id,
@@ -169,6 +248,7 @@ pub fn update_partner(
             email,
             fields.first_name.unwrap_or(current.first_name),
             fields.last_name.unwrap_or(current.last_name),
+            group.id,
             now
         ],
     )?;
@@ -198,18 +278,22 @@ pub struct Customer {
     /// The partner a fingerprint match suggests (review `fingerprint`): not
     /// credited unless the merchant approves.
     pub suggested_partner_key: Option<String>,
+    /// The merchant's own data about the customer (a JSON object).
+    pub meta: Option<serde_json::Value>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
+#[derive(Debug, Clone, Default)]
 pub struct CustomerFields {
     pub email: Option<String>,
     pub name: Option<String>,
     pub provider_key: Option<String>,
+    pub meta: Option<serde_json::Value>,
 }
 
 const CUSTOMER_COLUMNS: &str = "id, customer_key, email, name, partner_key, provider_key, source, created_at,
-     updated_at, confidence, review, suggested_partner";
+     updated_at, confidence, review, suggested_partner, meta";
 
 fn customer_row(row: &Row) -> rusqlite::Result<Customer> {
     Ok(Customer {
@@ -225,6 +309,9 @@ fn customer_row(row: &Row) -> rusqlite::Result<Customer> {
         confidence: row.get(9)?,
         review: row.get(10)?,
         suggested_partner_key: row.get(11)?,
+        meta: row
+            .get::<_, Option<String>>(12)?
+            .and_then(|text| serde_json::from_str(&text).ok()),
     })
 }
 
@@ -268,6 +355,17 @@ pub fn create_customer(
         }
         return update_customer(conn, key.id, customer_key, fields, now);
     }
+    let email = fields.email.unwrap_or_default();
+    // A customer the merchant names no partner for is the partner's whose
+    // approved lead it was (see `leads`).
+    let lead_partner = match partner_key {
+        None => super::leads::partner_of_approved_lead(conn, key.id, &email)?,
+        Some(_) => None,
+    };
+    let (partner_key, origin) = match &lead_partner {
+        Some(partner) => (Some(partner.as_str()), "lead"),
+        None => (partner_key, origin),
+    };
     // The merchant's word: only a partner key no partnership has waits.
     let review = match partner_key {
         Some(partner) => super::credit::review_for(conn, key, partner, "", now)?,
@@ -275,22 +373,24 @@ pub fn create_customer(
     };
     conn.execute(
         "INSERT INTO customers (key_id, customer_key, email, name, provider_key, partner_key, source,
-                                confidence, review, event_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '', ?10, ?10)",
+                                confidence, review, event_id, meta, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '', ?10, ?11, ?11)",
         params![
             key.id,
             customer_key,
-            fields.email.unwrap_or_default(),
+            email,
             fields.name.unwrap_or_default(),
             fields.provider_key,
             partner_key,
             partner_key.map(|_| origin),
             partner_key.map(|_| "merchant"),
             review.map(|r| r.as_str()),
+            fields.meta.map(|m| m.to_string()),
             now
         ],
     )?;
     super::daily::add(conn, key.id, partner_key, now, 0, 1)?;
+    super::leads::convert(conn, key.id, &email, customer_key, now)?;
     find_customer(conn, key.id, &by_key)
 }
 
@@ -349,15 +449,14 @@ pub fn find_customer(conn: &Connection, key_id: i64, by: &CustomerRef) -> Result
     }
 }
 
-/// A key's customers, newest first: of one partner, or only those waiting
-/// for the merchant's review (see `credit`), when asked.
+/// A key's customers: of one partner, or only those waiting for the
+/// merchant's review (see `credit`), when asked.
 pub fn customers(
     conn: &Connection,
     key_id: i64,
     partner_key: Option<&str>,
     in_review: bool,
-    cursor: Cursor,
-    limit: u32,
+    list: List,
 ) -> Result<Page<Customer>> {
     let mut select = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE key_id = ?1");
     let mut params = vec![Value::Integer(key_id)];
@@ -368,7 +467,7 @@ pub fn customers(
     if in_review {
         select += " AND review IS NOT NULL";
     }
-    page::fetch(conn, &select, "id", params, cursor, limit, customer_row)
+    page::fetch(conn, &select, "", params, list, customer_row)
 }
 
 /// Customers whose email starts with `prefix`, or whose key is `prefix`
@@ -407,12 +506,13 @@ pub fn update_customer(
 ) -> Result<Customer> {
     let current = find_customer(conn, key_id, &CustomerRef::Key(customer_key.into()))?;
     conn.execute(
-        "UPDATE customers SET email = ?2, name = ?3, provider_key = ?4, updated_at = ?5 WHERE id = ?1",
+        "UPDATE customers SET email = ?2, name = ?3, provider_key = ?4, meta = ?5, updated_at = ?6 WHERE id = ?1",
         params![
             current.id,
             fields.email.unwrap_or(current.email),
             fields.name.unwrap_or(current.name),
             fields.provider_key.or(current.provider_key),
+            fields.meta.or(current.meta).map(|m| m.to_string()),
             now
         ],
     )?;
@@ -435,6 +535,11 @@ pub fn delete_customer(conn: &Connection, key_id: i64, customer_key: &str) -> Re
         )
         .into());
     }
+    let at = Position {
+        id: customer.id,
+        updated_at: customer.updated_at,
+    };
+    tombstone(conn, "customers", key_id, customer_key, at)?;
     conn.execute("DELETE FROM customers WHERE id = ?1", [customer.id])?;
     Ok(customer)
 }

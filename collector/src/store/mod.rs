@@ -13,6 +13,8 @@
 //! - `clock`: the time events are stamped with (shiftable in tests).
 //! - `daily`: clicks and signups per day and partner, for the chart.
 //! - `keys`: public/secret key pairs and their settings.
+//! - `groups`: partner groups (tiers), which offers may be scoped to.
+//! - `leads`: leads and deals partners bring, short of a customer.
 //! - `merchant`: partners and customers, for the merchant API and webhooks.
 //! - `money`: transactions, offers and the rewards they create.
 //! - `page`: cursor pagination for the API's lists.
@@ -26,7 +28,9 @@ pub mod credit;
 pub mod daily;
 pub mod diagnostics;
 pub mod fill;
+pub mod groups;
 pub mod keys;
+pub mod leads;
 pub mod merchant;
 pub mod money;
 pub mod page;
@@ -87,6 +91,13 @@ impl Refusal {
             field,
             message: message.into(),
         }
+    }
+
+    /// Whether `error` is a refusal because something does not exist.
+    pub fn is_not_found(error: &anyhow::Error) -> bool {
+        error
+            .downcast_ref::<Refusal>()
+            .is_some_and(|r| r.kind == RefusalKind::NotFound)
     }
 }
 

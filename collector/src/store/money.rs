@@ -15,7 +15,7 @@
 //!   forever without `months`.
 
 use super::merchant::{self, Customer, CustomerRef};
-use super::page::{self, Cursor, Page};
+use super::page::{self, List, Page};
 use super::{Key, Mode, Refusal};
 use anyhow::Result;
 use rusqlite::types::Value;
@@ -44,6 +44,10 @@ impl OfferKind {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Offer {
     pub key: String,
+    /// The group whose partnerships it pays; none: every group.
+    pub group_key: Option<String>,
+    /// Archived offers create no new rewards.
+    pub archived: bool,
     pub kind: OfferKind,
     /// Percent offers: the share of each transaction, in percent.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +69,7 @@ pub struct OfferSpec {
     pub percent_bp: Option<u32>,
     pub amounts: BTreeMap<String, i64>,
     pub months: Option<u32>,
+    pub group_key: Option<String>,
 }
 
 struct OfferRow {
@@ -94,11 +99,16 @@ pub fn set_offer(conn: &Connection, key_id: i64, spec: &OfferSpec, now: i64) -> 
         }
         _ => {}
     }
+    let group_id = match &spec.group_key {
+        Some(group_key) => Some(super::groups::joinable(conn, key_id, group_key)?.id),
+        None => None,
+    };
+    // Saving an archived offer again brings it back.
     conn.execute(
-        "INSERT INTO offers (key_id, offer_key, kind, percent_bp, amounts, months, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+        "INSERT INTO offers (key_id, offer_key, kind, percent_bp, amounts, months, group_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
          ON CONFLICT (key_id, offer_key) DO UPDATE SET kind = ?3, percent_bp = ?4, amounts = ?5,
-             months = ?6, updated_at = ?7",
+             months = ?6, group_id = ?7, archived_at = NULL, updated_at = ?8",
         params![
             key_id,
             spec.key,
@@ -106,6 +116,7 @@ pub fn set_offer(conn: &Connection, key_id: i64, spec: &OfferSpec, now: i64) -> 
             spec.percent_bp,
             serde_json::to_string(&spec.amounts)?,
             spec.months,
+            group_id,
             now
         ],
     )?;
@@ -117,8 +128,9 @@ pub fn set_offer(conn: &Connection, key_id: i64, spec: &OfferSpec, now: i64) -> 
 
 pub fn offers(conn: &Connection, key_id: i64) -> Result<Vec<Offer>> {
     let mut stmt = conn.prepare(
-        "SELECT offer_key, kind, percent_bp, amounts, months, created_at, updated_at
-         FROM offers WHERE key_id = ?1 ORDER BY id",
+        "SELECT o.offer_key, o.kind, o.percent_bp, o.amounts, o.months, o.created_at, o.updated_at, g.group_key,
+                o.archived_at IS NOT NULL
+         FROM offers o LEFT JOIN groups g ON g.id = o.group_id WHERE o.key_id = ?1 ORDER BY o.id",
     )?;
     let rows = stmt.query_map([key_id], |row| {
         let amounts: String = row.get(3)?;
@@ -130,9 +142,24 @@ pub fn offers(conn: &Connection, key_id: i64) -> Result<Vec<Offer>> {
             months: row.get(4)?,
             created_at: row.get(5)?,
             updated_at: row.get(6)?,
+            group_key: row.get(7)?,
+            archived: row.get(8)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Archives an offer: it creates no new rewards; those it created stay.
+pub fn archive_offer(conn: &Connection, key_id: i64, offer_key: &str, now: i64) -> Result<Offer> {
+    conn.execute(
+        "UPDATE offers SET archived_at = ?3, updated_at = ?3
+         WHERE key_id = ?1 AND offer_key = ?2 AND archived_at IS NULL",
+        params![key_id, offer_key, now],
+    )?;
+    offers(conn, key_id)?
+        .into_iter()
+        .find(|o| o.key == offer_key)
+        .ok_or_else(|| Refusal::not_found("key", format!("no offer {offer_key:?}")).into())
 }
 
 /// Sums per currency as text: "USD 120.00, EUR -5.50"; "" for none.
@@ -194,13 +221,16 @@ pub fn partner_figures(conn: &Connection, key_id: i64, partner_key: &str) -> Res
     })
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transaction {
-    #[serde(skip)]
     pub id: i64,
     /// The merchant's idempotency key: the item key for `starting_after`.
     pub key: String,
     pub customer_key: String,
+    pub customer_email: String,
+    pub customer_name: String,
+    /// The partner the customer is credited to.
+    pub partner_key: Option<String>,
     /// Integer cents (the currency's minor unit).
     pub amount: i64,
     pub currency: String,
@@ -211,12 +241,16 @@ pub struct Transaction {
     pub created_at: i64,
     /// When it was refunded or deleted (its rewards reversed).
     pub reversed_at: Option<i64>,
+    pub updated_at: i64,
 }
 
 #[derive(Debug, Clone)]
 pub struct NewTransaction {
     pub key: String,
     pub customer: CustomerRef,
+    /// Signs the customer up when none matches `customer` (PartnerStack's
+    /// "use a transaction to sign up a customer").
+    pub sign_up: Option<SignUp>,
     pub amount: i64,
     pub currency: String,
     pub product_key: Option<String>,
@@ -224,8 +258,15 @@ pub struct NewTransaction {
     pub origin: &'static str,
 }
 
+/// The customer a transaction creates when its customer does not exist yet.
+#[derive(Debug, Clone)]
+pub struct SignUp {
+    pub partner_key: Option<String>,
+    pub fields: merchant::CustomerFields,
+}
+
 const TRANSACTION_COLUMNS: &str = "t.id, t.transaction_key, c.customer_key, t.amount, t.currency, t.product_key,
-     t.category_key, t.origin, t.created_at, t.reversed_at";
+     t.category_key, t.origin, t.created_at, t.reversed_at, t.updated_at, c.email, c.name, c.partner_key";
 
 fn transaction_row(row: &Row) -> rusqlite::Result<Transaction> {
     Ok(Transaction {
@@ -239,6 +280,10 @@ fn transaction_row(row: &Row) -> rusqlite::Result<Transaction> {
         origin: row.get(7)?,
         created_at: row.get(8)?,
         reversed_at: row.get(9)?,
+        updated_at: row.get(10)?,
+        customer_email: row.get(11)?,
+        customer_name: row.get(12)?,
+        partner_key: row.get(13)?,
     })
 }
 
@@ -252,12 +297,14 @@ pub fn transaction(conn: &Connection, key_id: i64, transaction_key: &str) -> Res
         .optional()?)
 }
 
+/// A key's transactions: of one customer if asked; reversed ones (PartnerStack's
+/// archived transactions) only with `include_archived`.
 pub fn transactions(
     conn: &Connection,
     key_id: i64,
     customer_key: Option<&str>,
-    cursor: Cursor,
-    limit: u32,
+    include_archived: bool,
+    list: List,
 ) -> Result<Page<Transaction>> {
     let mut select = format!(
         "SELECT {TRANSACTION_COLUMNS} FROM transactions t JOIN customers c ON c.id = t.customer_id
@@ -268,7 +315,10 @@ pub fn transactions(
         params.push(Value::Text(customer_key.into()));
         select += " AND c.customer_key = ?2";
     }
-    page::fetch(conn, &select, "t.id", params, cursor, limit, transaction_row)
+    if !include_archived {
+        select += " AND t.reversed_at IS NULL";
+    }
+    page::fetch(conn, &select, "t.", params, list, transaction_row)
 }
 
 /// Records a payment and creates its rewards. The same key again returns
@@ -277,11 +327,29 @@ pub fn create_transaction(conn: &Connection, key: &Key, new: &NewTransaction, no
     if let Some(existing) = transaction(conn, key.id, &new.key)? {
         return Ok((existing, false));
     }
-    let customer = merchant::find_customer(conn, key.id, &new.customer)?;
+    let customer = match (&new.sign_up, merchant::find_customer(conn, key.id, &new.customer)) {
+        (Some(sign_up), Err(e)) if Refusal::is_not_found(&e) => {
+            let customer_key = match &new.customer {
+                CustomerRef::Key(key) | CustomerRef::Email(key) => key.clone(),
+                CustomerRef::Provider(_) => sign_up.fields.email.clone().unwrap_or_default(),
+            };
+            let fields = sign_up.fields.clone();
+            merchant::create_customer(
+                conn,
+                key,
+                &customer_key,
+                sign_up.partner_key.as_deref(),
+                fields,
+                new.origin,
+                now,
+            )?
+        }
+        (_, found) => found?,
+    };
     conn.execute(
         "INSERT INTO transactions (key_id, transaction_key, customer_id, amount, currency, product_key,
-                                   category_key, origin, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                   category_key, origin, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
         params![
             key.id,
             new.key,
@@ -396,9 +464,26 @@ fn create_rewards(
         [customer.id],
         |r| r.get(0),
     )?;
+    // An archived partnership earns nothing new; a group-scoped offer pays
+    // only its group's partnerships.
+    let partnership: Option<(Option<i64>, bool)> = conn
+        .query_row(
+            "SELECT group_id, archived_at IS NOT NULL FROM partners WHERE key_id = ?1 AND partner_key = ?2",
+            params![key_id, partner_key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let group_id = match partnership {
+        Some((_, true)) => return Ok(()),
+        Some((group_id, false)) => group_id,
+        None => None,
+    };
     let offers: Vec<OfferRow> = conn
-        .prepare("SELECT id, kind, percent_bp, amounts, months FROM offers WHERE key_id = ?1 ORDER BY id")?
-        .query_map([key_id], |row| {
+        .prepare(
+            "SELECT id, kind, percent_bp, amounts, months FROM offers
+             WHERE key_id = ?1 AND archived_at IS NULL AND (group_id IS NULL OR group_id = ?2) ORDER BY id",
+        )?
+        .query_map(params![key_id, group_id], |row| {
             let amounts: String = row.get(3)?;
             Ok(OfferRow {
                 id: row.get(0)?,
@@ -472,7 +557,7 @@ pub fn reverse_transaction(conn: &Connection, key_id: i64, transaction_key: &str
     }
     withdraw_rewards(conn, found.id, now)?;
     conn.execute(
-        "UPDATE transactions SET reversed_at = ?2 WHERE id = ?1",
+        "UPDATE transactions SET reversed_at = ?2, updated_at = ?2 WHERE id = ?1",
         params![found.id, now],
     )?;
     let partner: Option<String> = conn.query_row(
@@ -484,13 +569,21 @@ pub fn reverse_transaction(conn: &Connection, key_id: i64, transaction_key: &str
     Ok(transaction(conn, key_id, transaction_key)?.expect("still there"))
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reward {
     /// `rwd_<n>`: the item key for `starting_after`.
     pub key: String,
     pub partner_key: String,
+    pub partner_email: Option<String>,
+    pub partner_first_name: Option<String>,
+    pub partner_last_name: Option<String>,
     pub customer_key: String,
+    pub customer_email: String,
+    pub customer_name: String,
     pub transaction_key: String,
+    pub transaction_amount: i64,
+    pub transaction_currency: String,
+    pub transaction_created_at: i64,
     pub offer_key: String,
     /// Integer cents; negative for a clawback.
     pub amount: i64,
@@ -499,6 +592,8 @@ pub struct Reward {
     pub status: String,
     /// For a clawback: the paid reward it takes back.
     pub reverses: Option<String>,
+    /// What earned it, in words.
+    pub description: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -508,28 +603,56 @@ pub struct RewardFilter {
     pub partner_key: Option<String>,
     pub customer_key: Option<String>,
     pub status: Option<String>,
+    pub group_key: Option<String>,
 }
 
 const REWARD_SELECT: &str = "SELECT 'rwd_' || r.id, r.partner_key, c.customer_key, t.transaction_key, o.offer_key,
             r.amount, r.currency, r.status, CASE WHEN r.reverses IS NULL THEN NULL ELSE 'rwd_' || r.reverses END,
-            r.created_at, r.updated_at
+            r.created_at, r.updated_at, p.email, p.first_name, p.last_name, c.email, c.name, t.amount, t.currency,
+            t.created_at, o.kind, o.percent_bp
      FROM rewards r JOIN customers c ON c.id = r.customer_id JOIN transactions t ON t.id = r.transaction_id
           JOIN offers o ON o.id = r.offer_id
+          LEFT JOIN partners p ON p.key_id = r.key_id AND p.partner_key = r.partner_key
+          LEFT JOIN groups g ON g.id = p.group_id
      WHERE r.key_id = ?1";
 
 fn reward_row(row: &Row) -> rusqlite::Result<Reward> {
+    let transaction_key: String = row.get(3)?;
+    let offer_key: String = row.get(4)?;
+    let (amount, currency): (i64, String) = (row.get(16)?, row.get(17)?);
+    let reverses: Option<String> = row.get(8)?;
+    let paid = amounts_text(&[(currency.clone(), amount)]);
+    let description = match (&reverses, kind_of(&row.get::<_, String>(19)?)) {
+        (Some(reversed), _) => format!("clawback of {reversed} (transaction {transaction_key:?} reversed)"),
+        (None, OfferKind::NewCustomer) => format!("offer {offer_key:?}: a new customer's first payment ({paid})"),
+        (None, OfferKind::Percent) => {
+            let bp: i64 = row.get::<_, Option<i64>>(20)?.unwrap_or(0);
+            let percent = format!("{}.{:02}", bp / 100, bp % 100);
+            let percent = percent.trim_end_matches('0').trim_end_matches('.');
+            format!("offer {offer_key:?}: {percent}% of transaction {transaction_key:?} ({paid})")
+        }
+    };
     Ok(Reward {
         key: row.get(0)?,
         partner_key: row.get(1)?,
         customer_key: row.get(2)?,
-        transaction_key: row.get(3)?,
-        offer_key: row.get(4)?,
+        transaction_key,
+        offer_key,
         amount: row.get(5)?,
         currency: row.get(6)?,
         status: row.get(7)?,
-        reverses: row.get(8)?,
+        reverses,
         created_at: row.get(9)?,
         updated_at: row.get(10)?,
+        partner_email: row.get(11)?,
+        partner_first_name: row.get(12)?,
+        partner_last_name: row.get(13)?,
+        customer_email: row.get(14)?,
+        customer_name: row.get(15)?,
+        transaction_amount: amount,
+        transaction_currency: currency,
+        transaction_created_at: row.get(18)?,
+        description,
     })
 }
 
@@ -538,26 +661,21 @@ pub fn reward_id(reward_key: &str) -> Option<i64> {
     reward_key.strip_prefix("rwd_")?.parse().ok()
 }
 
-pub fn rewards(
-    conn: &Connection,
-    key_id: i64,
-    filter: &RewardFilter,
-    cursor: Cursor,
-    limit: u32,
-) -> Result<Page<Reward>> {
+pub fn rewards(conn: &Connection, key_id: i64, filter: &RewardFilter, list: List) -> Result<Page<Reward>> {
     let mut select = String::from(REWARD_SELECT);
     let mut params = vec![Value::Integer(key_id)];
     for (column, value) in [
         ("r.partner_key", &filter.partner_key),
         ("c.customer_key", &filter.customer_key),
         ("r.status", &filter.status),
+        ("g.group_key", &filter.group_key),
     ] {
         if let Some(value) = value {
             params.push(Value::Text(value.clone()));
             select += &format!(" AND {column} = ?{}", params.len());
         }
     }
-    page::fetch(conn, &select, "r.id", params, cursor, limit, reward_row)
+    page::fetch(conn, &select, "r.", params, list, reward_row)
 }
 
 pub fn reward(conn: &Connection, key_id: i64, reward_key: &str) -> Result<Reward> {
@@ -609,12 +727,14 @@ mod tests {
             email: Some("alice@partners.example".into()),
             first_name: None,
             last_name: None,
+            group_key: None,
         };
         create_partner(&conn, &key, Some("alice".into()), partner, NOW).unwrap();
         let fields = CustomerFields {
             email: Some("ann@example.com".into()),
             name: None,
             provider_key: None,
+            meta: None,
         };
         create_customer(&conn, &key, "ann", Some("alice"), fields, "api", NOW).unwrap();
         let offer = |key: &str, kind, percent_bp, amounts: &[(&str, i64)], months| OfferSpec {
@@ -623,6 +743,7 @@ mod tests {
             percent_bp,
             amounts: amounts.iter().map(|(c, a)| (c.to_string(), *a)).collect(),
             months,
+            group_key: None,
         };
         set_offer(
             &conn,
@@ -645,6 +766,7 @@ mod tests {
         let new = NewTransaction {
             key: id.into(),
             customer: CustomerRef::Key("ann".into()),
+            sign_up: None,
             amount,
             currency: currency.into(),
             product_key: None,
@@ -655,7 +777,7 @@ mod tests {
     }
 
     fn amounts(conn: &Connection, key: &Key) -> Vec<(i64, String)> {
-        let page = rewards(conn, key.id, &RewardFilter::default(), Cursor::First, 250).unwrap();
+        let page = rewards(conn, key.id, &RewardFilter::default(), List::first(250)).unwrap();
         page.items.into_iter().rev().map(|r| (r.amount, r.status)).collect()
     }
 
@@ -681,7 +803,7 @@ mod tests {
         let (conn, key) = setup(Mode::Live);
         pay(&conn, &key, "t1", 10_000, "USD", NOW);
         assert_eq!(partner_figures(&conn, key.id, "alice").unwrap().revenue, "USD 100.00");
-        let page = rewards(&conn, key.id, &RewardFilter::default(), Cursor::First, 10).unwrap();
+        let page = rewards(&conn, key.id, &RewardFilter::default(), List::first(10)).unwrap();
         let flat = page.items.iter().find(|r| r.amount == 5000).unwrap().key.clone();
         set_reward_status(&conn, key.id, &flat, "approved", NOW).unwrap();
         set_reward_status(&conn, key.id, &flat, "paid", NOW).unwrap();

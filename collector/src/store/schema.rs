@@ -232,6 +232,88 @@ const MIGRATIONS: &[&str] = &[
         WHERE t.live = 0 AND t.name = keys.name AND t.name != '' AND abs(t.created_at - keys.created_at) < 5000
         ORDER BY t.id LIMIT 1)
     WHERE live = 1;",
+    // 13: PartnerStack's v2 resources and sync filters. Groups (every key
+    // has a default one; a partnership belongs to one; an offer may be
+    // scoped to one), archiving partnerships and offers, leads and deals,
+    // customers' `meta`, transactions' `updated_at`, tombstones so a page
+    // cursor naming a deleted customer keeps paging, and indexes for the
+    // `min_updated` filter of incremental syncs.
+    "CREATE TABLE groups (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        group_key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        slug TEXT NOT NULL,
+        is_default INTEGER NOT NULL DEFAULT 0,
+        archived_at INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (key_id, group_key)
+    );
+    CREATE UNIQUE INDEX groups_one_default ON groups(key_id) WHERE is_default = 1;
+    CREATE INDEX groups_newest ON groups(key_id, id);
+    INSERT INTO groups (key_id, group_key, name, slug, is_default, created_at, updated_at)
+        SELECT id, 'default', 'Default', 'default', 1, created_at, created_at FROM keys;
+    ALTER TABLE partners ADD COLUMN group_id INTEGER REFERENCES groups(id);
+    UPDATE partners SET group_id = (SELECT g.id FROM groups g WHERE g.key_id = partners.key_id AND g.is_default = 1);
+    ALTER TABLE partners ADD COLUMN archived_at INTEGER;
+    ALTER TABLE offers ADD COLUMN group_id INTEGER REFERENCES groups(id);
+    ALTER TABLE offers ADD COLUMN archived_at INTEGER;
+    ALTER TABLE customers ADD COLUMN meta TEXT;
+    ALTER TABLE transactions ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+    UPDATE transactions SET updated_at = coalesce(reversed_at, created_at);
+    CREATE TABLE leads (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        lead_key TEXT NOT NULL,
+        partner_key TEXT NOT NULL,
+        email TEXT NOT NULL,
+        name TEXT NOT NULL,
+        company TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('open', 'approved', 'declined', 'converted')),
+        amount INTEGER,
+        external_key TEXT,
+        customer_key TEXT,
+        archived_at INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (key_id, lead_key)
+    );
+    CREATE INDEX leads_newest ON leads(key_id, id);
+    CREATE INDEX leads_by_email ON leads(key_id, email);
+    CREATE TABLE deals (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        deal_key TEXT NOT NULL,
+        partner_key TEXT NOT NULL,
+        lead_key TEXT,
+        account_name TEXT NOT NULL,
+        contact_first_name TEXT NOT NULL,
+        contact_last_name TEXT NOT NULL,
+        amount INTEGER,
+        currency TEXT,
+        stage TEXT NOT NULL,
+        close_date TEXT,
+        lost_reason TEXT,
+        external_key TEXT,
+        archived_at INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (key_id, deal_key)
+    );
+    CREATE INDEX deals_newest ON deals(key_id, id);
+    CREATE TABLE deleted_items (
+        key_id INTEGER NOT NULL,
+        tbl TEXT NOT NULL,
+        item_key TEXT NOT NULL,
+        row_id INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (key_id, tbl, item_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX customers_updated ON customers(key_id, updated_at);
+    CREATE INDEX partners_updated ON partners(key_id, updated_at);
+    CREATE INDEX transactions_updated ON transactions(key_id, updated_at);
+    CREATE INDEX rewards_updated ON rewards(key_id, updated_at);",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -161,6 +161,7 @@ pub fn apply(
                         email: None,
                         name: None,
                         provider_key: Some(provider_key.clone()),
+                        meta: None,
                     };
                     merchant::update_customer(conn, key.id, &found.key, fields, now)?;
                     Outcome::Applied
@@ -171,6 +172,7 @@ pub fn apply(
                             email: email.clone(),
                             name: name.clone(),
                             provider_key: Some(provider_key.clone()),
+                            meta: None,
                         };
                         merchant::create_customer(conn, key, &customer_key, Some(partner_key), fields, provider, now)?;
                         Outcome::Applied
@@ -190,6 +192,7 @@ pub fn apply(
                 let new = NewTransaction {
                     key: transaction_key.clone(),
                     customer: CustomerRef::Key(found.key),
+                    sign_up: None,
                     amount: *amount,
                     currency: currency.clone(),
                     product_key: None,
