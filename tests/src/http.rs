@@ -67,10 +67,13 @@ pub async fn post_events(base: &str, body: impl Into<Bytes>) -> Answer {
     .await
 }
 
-/// A merchant API client: HTTP Basic with a key pair, JSON bodies.
+/// A merchant API client: HTTP Basic with a key pair, JSON bodies. Every
+/// answer it receives is checked against the collector's OpenAPI document
+/// (see `contract`).
 pub struct Api {
     pub base: String,
     auth: String,
+    contract: tokio::sync::OnceCell<crate::contract::Contract>,
 }
 
 impl Api {
@@ -80,6 +83,7 @@ impl Api {
         Api {
             base: base.to_owned(),
             auth: format!("Basic {auth}"),
+            contract: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -93,7 +97,18 @@ impl Api {
             headers.push(("content-type", "application/json"));
             body.to_string()
         };
-        send(method, &url, &headers, body).await
+        let answer = send(method, &url, &headers, body).await;
+        let contract = self
+            .contract
+            .get_or_init(|| async {
+                let document = get(&format!("{}/api/v2/openapi.json", self.base)).await;
+                assert_eq!(document.status, 200, "the OpenAPI document is served");
+                crate::contract::Contract::new(document.json())
+            })
+            .await;
+        let path = path.split('?').next().unwrap_or_default();
+        contract.check(method, path, answer.status.as_u16(), &answer.json());
+        answer
     }
 }
 

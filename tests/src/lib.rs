@@ -10,6 +10,7 @@
 
 pub mod browser;
 pub mod collector;
+pub mod contract;
 pub mod http;
 pub mod site;
 

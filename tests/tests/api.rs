@@ -195,7 +195,7 @@ async fn customers_are_created_read_updated_filtered_and_deleted() {
 
     let ann = api.call("GET", "customers/ann", Value::Null).await.json()["data"].clone();
     assert_eq!(
-        (ann["partner_key"].clone(), ann["source"].clone()),
+        (ann["partner_key"].clone(), ann["source_type"].clone()),
         (json!("alice"), json!("api"))
     );
     let alices = api.call("GET", "customers?partner_key=alice", Value::Null).await.json()["data"]["items"].clone();
@@ -332,7 +332,7 @@ async fn transactions_earn_rewards_once_and_reversals_take_them_back() {
         let moved = api
             .call("PATCH", &format!("rewards/{flat}"), json!({"status": status}))
             .await;
-        assert_eq!(moved.json()["data"]["status"], status);
+        assert_eq!(moved.json()["data"]["reward_status"], status);
     }
     let backwards = api
         .call("PATCH", &format!("rewards/{flat}"), json!({"status": "new"}))
@@ -351,7 +351,12 @@ async fn transactions_earn_rewards_once_and_reversals_take_them_back() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["amount"].as_i64().unwrap(), r["status"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["amount"].as_i64().unwrap(),
+                r["reward_status"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     states.sort();
     assert_eq!(

@@ -244,9 +244,9 @@ async fn rewards(api: &Api) -> String {
         .map(|r| {
             format!(
                 "{} {} {}",
-                r["partner_key"].as_str().unwrap_or("?"),
+                r["partnership"]["partner_key"].as_str().unwrap_or("?"),
                 r["amount"],
-                r["status"].as_str().unwrap_or("?")
+                r["reward_status"].as_str().unwrap_or("?")
             )
         })
         .collect();

@@ -259,11 +259,11 @@ async fn partner_link_signup_payment_reward() {
     let reward = &rewards["data"]["items"][0];
     assert_eq!(
         (
-            reward["customer_key"].clone(),
+            reward["customer"]["customer_key"].clone(),
             reward["amount"].clone(),
             reward["currency"].clone()
         ),
         (json!("dee@example.com"), json!(1225), json!("USD"))
     );
-    assert_eq!(reward["status"], "new");
+    assert_eq!(reward["reward_status"], "new");
 }

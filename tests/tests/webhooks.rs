@@ -96,7 +96,12 @@ async fn reward_amounts(api: &Api) -> Vec<(i64, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["amount"].as_i64().unwrap(), r["status"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["amount"].as_i64().unwrap(),
+                r["reward_status"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     amounts.sort();
     amounts
