@@ -2,7 +2,7 @@
 //! manage keys and read what was stored, straight from the database file.
 
 use crate::app::App;
-use crate::http::api::records::Partnership;
+use crate::http::api::records::{OfferRecord, Partnership};
 use crate::store::merchant;
 use crate::store::money::{self, OfferKind, OfferSpec};
 use crate::store::page::List;
@@ -265,7 +265,9 @@ pub enum KeysCommand {
 pub enum OffersCommand {
     /// Create or replace an offer. Examples: `--kind new-customer --amount
     /// USD:5000` (50.00 per new customer); `--kind percent --percent 20
-    /// --months 12` (20% of each payment for a year).
+    /// --months 12` (20% of each payment for a year); `--kind action
+    /// --action-key activated --amount USD:1000` (10.00 when a customer
+    /// activates).
     Set {
         public_key: String,
         /// The offer's name, unique per key.
@@ -282,6 +284,12 @@ pub enum OffersCommand {
         /// Percent offers: months it pays after the first payment (default: forever).
         #[arg(long)]
         months: Option<u32>,
+        /// Action offers: the customer action it pays for.
+        #[arg(long)]
+        action_key: Option<String>,
+        /// Pays only this group's partnerships (default: every group).
+        #[arg(long)]
+        group: Option<String>,
     },
     /// List a key's offers.
     List { public_key: String },
@@ -467,6 +475,8 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
             percent,
             amounts,
             months,
+            action_key,
+            group,
         }) => {
             let owner = key_named(&store, &public_key)?;
             let mut by_currency = std::collections::BTreeMap::new();
@@ -483,17 +493,21 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
                 percent_bp: percent.map(|p| (p * 100.0).round() as u32),
                 amounts: by_currency,
                 months,
-                group_key: None,
+                group_key: group,
+                action_key,
             };
             let now = store.clock().now_ms();
             let offer = store.write(|tx| money::set_offer(tx, owner.id, &spec, now))?;
-            println!("{}", serde_json::to_string(&offer)?);
+            println!("{}", serde_json::to_string(&OfferRecord::from(offer))?);
             Ok(())
         }
         Command::Offers(OffersCommand::List { public_key }) => {
             let owner = key_named(&store, &public_key)?;
-            for offer in store.read(|conn| money::offers(conn, owner.id))? {
-                println!("{}", serde_json::to_string(&offer)?);
+            for offer in store
+                .read(|conn| money::offers(conn, owner.id, List::first(250)))?
+                .items
+            {
+                println!("{}", serde_json::to_string(&OfferRecord::from(offer))?);
             }
             Ok(())
         }

@@ -112,6 +112,7 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                 "partner_key",
                 "customer_key",
                 "transaction_key",
+                "action_key",
                 "offer_key",
                 "amount",
                 "currency",
@@ -124,11 +125,14 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                 let page = store.read(|conn| money::rewards(conn, key_id, &filter, List::from(cursor, PAGE)))?;
                 for r in &page.items {
                     let (amount, created) = (r.amount.to_string(), r.created_at.to_string());
+                    let transaction = r.transaction.as_ref().map_or("", |t| t.key.as_str());
+                    let action = r.action.as_ref().map_or("", |a| a.action_key.as_str());
                     let row = [
                         &r.key,
                         &r.partner_key,
                         &r.customer_key,
-                        &r.transaction_key,
+                        transaction,
+                        action,
                         &r.offer_key,
                         &amount,
                         &r.currency,

@@ -11,9 +11,11 @@ use e2e::Collector;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 
-/// PartnerStack's fields of each record, with their JSON type; `?` where
+/// PartnerStack's fields of a record, with their JSON type; `?` where
 /// PartnerStack may send null (and we do, where we have nothing to fill).
-const GROUP: &[(&str, &str)] = &[
+type Fields = &'static [(&'static str, &'static str)];
+
+const GROUP: Fields = &[
     ("key", "string"),
     ("name", "string"),
     ("slug", "string"),
@@ -23,7 +25,7 @@ const GROUP: &[(&str, &str)] = &[
     ("created_at", "integer"),
     ("updated_at", "integer"),
 ];
-const PARTNERSHIP: &[(&str, &str)] = &[
+const PARTNERSHIP: Fields = &[
     ("key", "string"),
     ("partner_key", "string"),
     ("email", "string"),
@@ -39,7 +41,7 @@ const PARTNERSHIP: &[(&str, &str)] = &[
     ("created_at", "integer"),
     ("updated_at", "integer"),
 ];
-const CUSTOMER: &[(&str, &str)] = &[
+const CUSTOMER: Fields = &[
     ("key", "string"),
     ("customer_key", "string"),
     ("email", "string"),
@@ -56,7 +58,7 @@ const CUSTOMER: &[(&str, &str)] = &[
     ("created_at", "integer"),
     ("updated_at", "integer"),
 ];
-const TRANSACTION: &[(&str, &str)] = &[
+const TRANSACTION: Fields = &[
     ("key", "string"),
     ("amount", "integer"),
     ("amount_usd", "integer?"),
@@ -74,7 +76,7 @@ const TRANSACTION: &[(&str, &str)] = &[
     ("created_at", "integer"),
     ("updated_at", "integer"),
 ];
-const REWARD: &[(&str, &str)] = &[
+const REWARD: Fields = &[
     ("key", "string"),
     ("amount", "integer"),
     ("description", "string"),
@@ -89,7 +91,7 @@ const REWARD: &[(&str, &str)] = &[
     ("created_at", "integer"),
     ("updated_at", "integer"),
 ];
-const LEAD: &[(&str, &str)] = &[
+const LEAD: Fields = &[
     ("key", "string"),
     ("amount", "integer?"),
     ("approved", "boolean"),
@@ -104,7 +106,16 @@ const LEAD: &[(&str, &str)] = &[
     ("created_at", "integer"),
     ("updated_at", "integer"),
 ];
-const DEAL: &[(&str, &str)] = &[
+const ACTION: Fields = &[
+    ("key", "string"),
+    ("action_key", "string"),
+    ("customer_key", "string"),
+    ("customer", "object"),
+    ("value", "integer?"),
+    ("created_at", "integer"),
+    ("updated_at", "integer"),
+];
+const DEAL: Fields = &[
     ("key", "string"),
     ("amount", "integer?"),
     ("close_date", "string?"),
@@ -127,7 +138,7 @@ const DEAL: &[(&str, &str)] = &[
 ];
 
 /// Panics naming the field unless `record` has each of `fields` with its type.
-fn assert_fields(resource: &str, record: &Value, fields: &[(&str, &str)]) {
+fn assert_fields(resource: &str, record: &Value, fields: Fields) {
     for (name, kind) in fields {
         let value = record
             .get(*name)
@@ -219,6 +230,8 @@ async fn a_partnerstack_client_connects_and_reads_every_resource_with_its_fields
     let deal = json!({"key": "deal-1", "partner_key": "bob", "lead_key": "lead-1", "account_name": "Cy Corp",
                       "amount": 500_000, "currency": "usd", "stage": "qualified", "close_date": "2027-01-31"});
     data(&api, "POST", "deals", deal).await;
+    let activated = json!({"key": "activated", "customer_external_key": "ann@example.com", "value": 3});
+    data(&api, "POST", "actions", activated).await;
     c.advance_days(1);
 
     // The client's connection check, then each stream as it reads it.
@@ -228,7 +241,7 @@ async fn a_partnerstack_client_connects_and_reads_every_resource_with_its_fields
         (groups[1]["default"].clone(), groups[0]["default"].clone()),
         (json!(true), json!(false))
     );
-    let streams: [(&str, &[(&str, &str)], usize); 7] = [
+    let streams: [(&str, Fields, usize); 8] = [
         ("groups", GROUP, 2),
         ("partnerships", PARTNERSHIP, 2),
         ("customers", CUSTOMER, 1),
@@ -236,6 +249,7 @@ async fn a_partnerstack_client_connects_and_reads_every_resource_with_its_fields
         ("rewards", REWARD, 1),
         ("leads", LEAD, 1),
         ("deals", DEAL, 1),
+        ("actions", ACTION, 1),
     ];
     for (stream, fields, count) in streams {
         let since = if matches!(stream, "transactions" | "rewards") {
@@ -303,7 +317,16 @@ async fn a_partnerstack_client_connects_and_reads_every_resource_with_its_fields
 async fn every_list_filters_by_inclusive_time_ranges_with_paging_and_order() {
     let (c, api) = program().await;
     // Three of each resource, one per day, so each has its own times.
-    let resources = ["customers", "transactions", "leads", "deals", "partnerships", "groups"];
+    let resources = [
+        "customers",
+        "transactions",
+        "leads",
+        "deals",
+        "partnerships",
+        "groups",
+        "offers",
+        "actions",
+    ];
     let mut created: HashMap<&str, Vec<i64>> = HashMap::new();
     for day in 0..3 {
         c.advance_days(day);
@@ -315,6 +338,8 @@ async fn every_list_filters_by_inclusive_time_ranges_with_paging_and_order() {
             json!({"key": format!("d{n}"), "partner_key": "alice", "account_name": format!("D{n}")}),
             json!({"partner_key": format!("p{n}"), "email": format!("p{n}@partners.example")}),
             json!({"key": format!("g{n}"), "name": format!("Group {n}")}),
+            json!({"key": format!("o{n}"), "kind": "percent", "percent": n}),
+            json!({"key": "activated", "customer_key": format!("c{n}")}),
         ];
         for (resource, body) in resources.iter().zip(bodies) {
             let record = data(&api, "POST", resource, body).await;
@@ -324,12 +349,12 @@ async fn every_list_filters_by_inclusive_time_ranges_with_paging_and_order() {
                 .push(record["created_at"].as_i64().unwrap());
         }
     }
-    for (resource, prefix) in resources.iter().zip(["c", "t", "l", "d", "p", "g"]) {
+    for (resource, prefix) in resources.iter().zip(["c", "t", "l", "d", "p", "g", "o", "act_"]) {
         let (t1, t2) = (created[resource][0], created[resource][1]);
         let ours = |items: Vec<Value>| -> Vec<String> {
             keys(&items)
                 .into_iter()
-                .filter(|k| k.starts_with(prefix) && k.len() == 2)
+                .filter(|k| k.starts_with(prefix) && k.len() == prefix.len() + 1)
                 .collect()
         };
         let name = |n: u32| format!("{prefix}{n}");
@@ -418,7 +443,10 @@ async fn every_list_filters_by_inclusive_time_ranges_with_paging_and_order() {
         1,
     )
     .await;
-    let transactions: Vec<Value> = from.iter().map(|r| r["transaction"]["key"].clone()).collect();
+    // Each payment earns under four offers (o1-o3 and share), newest first.
+    let mut transactions: Vec<Value> = from.iter().map(|r| r["transaction"]["key"].clone()).collect();
+    assert_eq!(transactions.len(), 8);
+    transactions.dedup();
     assert_eq!(transactions, [json!("rt5"), json!("rt4")]);
     let refused = api.call("GET", "rewards?min_created=yesterday", Value::Null).await;
     assert_eq!(refused.json()["field"], "min_created");
@@ -766,6 +794,28 @@ async fn an_approved_lead_credits_the_customer_it_becomes_and_deals_move_along()
         Value::Null,
         "an open lead is not the merchant's word"
     );
+    // A prospect who became a customer before the lead was approved is
+    // credited when it is, and the change is logged.
+    data(&api, "POST", "customers", json!({"email": "hal@example.com"})).await;
+    data(
+        &api,
+        "POST",
+        "leads",
+        json!({"key": "l3", "partner_key": "alice", "email": "hal@example.com"}),
+    )
+    .await;
+    let approved = data(&api, "PATCH", "leads/l3", json!({"status": "approved"})).await;
+    assert_eq!(
+        (approved["status"].clone(), approved["customer_key"].clone()),
+        (json!("converted"), json!("hal@example.com"))
+    );
+    let hal = data(&api, "GET", "customers/hal@example.com", Value::Null).await;
+    assert_eq!(
+        (hal["partner_key"].clone(), hal["source_type"].clone()),
+        (json!("alice"), json!("lead"))
+    );
+    let changes = data(&api, "GET", "customers/hal@example.com/changes", Value::Null).await;
+    assert_eq!(changes["items"][0]["to_partner_key"], "alice");
     let bad = api.call("PATCH", "leads/l2", json!({"status": "converted"})).await;
     assert_eq!(
         (bad.status.as_u16(), bad.json()["field"].clone()),
@@ -824,4 +874,114 @@ async fn an_approved_lead_credits_the_customer_it_becomes_and_deals_move_along()
     data(&api, "DELETE", "deals/d1", Value::Null).await;
     assert!(read_all(&api, "deals", 250).await.is_empty());
     assert_eq!(keys(&read_all(&api, "deals?include_archived=true", 250).await), ["d1"]);
+}
+
+#[tokio::test]
+async fn actions_earn_what_action_offers_pay_once_per_customer_and_follow_its_partner() {
+    let (_c, api) = program().await;
+    let offer = json!({"key": "activation", "kind": "action", "action_key": "activated", "amounts": {"USD": 1500}});
+    assert_eq!(data(&api, "POST", "offers", offer).await["action_key"], "activated");
+    let gold_only = json!({"key": "gold-upgrade", "kind": "action", "action_key": "upgraded", "amounts": {"USD": 4000}, "group_key": "gold"});
+    data(&api, "POST", "offers", gold_only).await;
+    for (customer, partner) in [("ann", "alice"), ("ben", "bob")] {
+        data(
+            &api,
+            "POST",
+            "customers",
+            json!({"customer_key": customer, "email": format!("{customer}@example.com"), "partner_key": partner}),
+        )
+        .await;
+    }
+    let action = |customer: &str, key: &str| json!({"customer_key": customer, "key": key});
+    let first = data(&api, "POST", "actions", action("ann", "activated")).await;
+    assert_eq!(
+        (first["action_key"].clone(), first["customer"]["partner_key"].clone()),
+        (json!("activated"), json!("alice"))
+    );
+    data(&api, "POST", "actions", action("ann", "activated")).await;
+    data(&api, "POST", "actions", action("ann", "upgraded")).await;
+    data(
+        &api,
+        "POST",
+        "actions",
+        json!({"customer_email": "ben@example.com", "key": "upgraded", "value": 3}),
+    )
+    .await;
+    let rewards = read_all(&api, "rewards", 250).await;
+    let mut earned: Vec<(String, String, i64)> = rewards
+        .iter()
+        .map(|r| {
+            (
+                r["partnership"]["partner_key"].as_str().unwrap().to_owned(),
+                r["action"]["action_key"].as_str().unwrap().to_owned(),
+                r["amount"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    earned.sort();
+    assert_eq!(
+        earned,
+        [
+            ("alice".into(), "activated".into(), 1500),
+            ("bob".into(), "upgraded".into(), 4000)
+        ],
+        "once per customer; the gold offer pays only gold's partnerships"
+    );
+    assert!(rewards.iter().all(|r| r["transaction"].is_null()));
+    let listed = read_all(&api, "actions?customer_key=ann", 1).await;
+    assert_eq!(listed.len(), 3);
+    let activated = read_all(&api, "actions?action_key=activated", 250).await;
+    assert_eq!(activated.len(), 2);
+    // The customer moves to bob: alice's action reward is declined, bob earns it.
+    data(
+        &api,
+        "PATCH",
+        "customers/ann",
+        json!({"partner_key": "bob", "reason": "bob closed the deal"}),
+    )
+    .await;
+    let after = read_all(&api, "rewards?customer_key=ann", 250).await;
+    let mut states: Vec<(String, String)> = after
+        .iter()
+        .map(|r| {
+            (
+                r["partnership"]["partner_key"].as_str().unwrap().to_owned(),
+                r["reward_status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    states.sort();
+    assert_eq!(
+        states,
+        [
+            ("alice".into(), "declined".into()),
+            ("bob".into(), "new".into()),
+            ("bob".into(), "new".into())
+        ],
+        "bob now earns activation, and gold's upgrade too"
+    );
+    // Bad actions name their field; a customer with actions stays.
+    let nobody = api.call("POST", "actions", action("nobody", "activated")).await;
+    assert_eq!(
+        (nobody.status.as_u16(), nobody.json()["field"].clone()),
+        (404, json!("customer_key"))
+    );
+    let two = api
+        .call(
+            "POST",
+            "actions",
+            json!({"customer_key": "ann", "customer_email": "ann@example.com", "key": "x"}),
+        )
+        .await;
+    assert_eq!(two.json()["field"], "customer_key");
+    let no_currency = api
+        .call(
+            "POST",
+            "offers",
+            json!({"key": "x", "kind": "action", "action_key": "y", "amounts": {}}),
+        )
+        .await;
+    assert_eq!(no_currency.json()["field"], "amounts");
+    let kept = api.call("DELETE", "customers/ann", Value::Null).await;
+    assert_eq!(kept.status, 409);
 }

@@ -3,16 +3,19 @@
 //! - A lead is a prospect a partner submits (through the merchant's API, or
 //!   a form the merchant forwards). The merchant approves or declines it.
 //!   When the merchant creates a customer with an approved lead's email and
-//!   names no partner, the customer is credited to the lead's partner
-//!   (source `lead`) and the lead becomes `converted`, naming the customer.
+//!   names no partner, or approves the lead of a customer credited to
+//!   nobody, the customer is credited to the lead's partner (source `lead`)
+//!   and the lead becomes `converted`, naming the customer. A browser signup
+//!   alone (anyone with the public key can claim an email) does neither.
 //! - A deal is a sales opportunity a partner brings (often from a lead): an
 //!   account, a stage and an amount, moved along by the merchant's CRM.
 //!
 //! Both belong to a partnership that is not archived, and are archived,
 //! never deleted: a list with `include_archived` shows them.
 
+use super::merchant::{self, CustomerRef};
 use super::page::{self, List, Page};
-use super::Refusal;
+use super::{Key, Refusal};
 use anyhow::Result;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -75,7 +78,7 @@ fn lead_row(row: &Row) -> rusqlite::Result<Lead> {
 /// A partnership that may bring leads and deals: one that exists and is
 /// not archived.
 fn active_partner(conn: &Connection, key_id: i64, partner_key: &str) -> Result<()> {
-    let partner = super::merchant::partner(conn, key_id, partner_key)?;
+    let partner = merchant::partner(conn, key_id, partner_key)?;
     if partner.archived_at.is_some() {
         return Err(Refusal::conflict("partner_key", format!("partnership {partner_key:?} is archived")).into());
     }
@@ -145,9 +148,13 @@ pub fn leads(
     page::fetch(conn, &select, "l.", params, list, lead_row)
 }
 
-/// Changes a lead. A converted lead keeps its status.
-pub fn update_lead(conn: &Connection, key_id: i64, lead_key: &str, fields: LeadFields, now: i64) -> Result<Lead> {
+/// Changes a lead. A converted lead keeps its status. Approving a lead
+/// whose prospect is already a customer credited to nobody credits it to
+/// the lead's partner (logged as a change of credit), and converts it.
+pub fn update_lead(conn: &Connection, key: &Key, lead_key: &str, fields: LeadFields, now: i64) -> Result<Lead> {
+    let key_id = key.id;
     let current = lead(conn, key_id, lead_key)?;
+    let approving = fields.status.as_deref() == Some("approved") && current.status != "approved";
     if current.status == "converted" && fields.status.is_some() {
         return Err(Refusal::conflict("status", "the lead became a customer; its status stays converted").into());
     }
@@ -167,6 +174,17 @@ pub fn update_lead(conn: &Connection, key_id: i64, lead_key: &str, fields: LeadF
             now
         ],
     )?;
+    let updated = lead(conn, key_id, lead_key)?;
+    if approving && current.archived_at.is_none() {
+        let by_email = CustomerRef::Email(updated.email.clone());
+        if let Ok(customer) = merchant::find_customer(conn, key_id, &by_email) {
+            if customer.partner_key.is_none() {
+                let reason = format!("lead {lead_key:?} approved");
+                super::credit::reattribute(conn, key, &customer, Some(&updated.partner_key), "lead", &reason, now)?;
+            }
+            convert(conn, key_id, &updated.email, &customer.key, now)?;
+        }
+    }
     lead(conn, key_id, lead_key)
 }
 

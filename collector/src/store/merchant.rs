@@ -348,14 +348,7 @@ pub fn create_customer(
     origin: &str,
     now: i64,
 ) -> Result<Customer> {
-    let by_key = CustomerRef::Key(customer_key.into());
-    if let Ok(existing) = find_customer(conn, key.id, &by_key) {
-        if !take_over(conn, key, &existing, partner_key, origin, now)? {
-            return Err(Refusal::conflict("customer_key", format!("customer {customer_key:?} exists")).into());
-        }
-        return update_customer(conn, key.id, customer_key, fields, now);
-    }
-    let email = fields.email.unwrap_or_default();
+    let email = fields.email.clone().unwrap_or_default();
     // A customer the merchant names no partner for is the partner's whose
     // approved lead it was (see `leads`).
     let lead_partner = match partner_key {
@@ -366,6 +359,14 @@ pub fn create_customer(
         Some(partner) => (Some(partner.as_str()), "lead"),
         None => (partner_key, origin),
     };
+    let by_key = CustomerRef::Key(customer_key.into());
+    if let Ok(existing) = find_customer(conn, key.id, &by_key) {
+        if !take_over(conn, key, &existing, partner_key, origin, now)? {
+            return Err(Refusal::conflict("customer_key", format!("customer {customer_key:?} exists")).into());
+        }
+        super::leads::convert(conn, key.id, &email, customer_key, now)?;
+        return update_customer(conn, key.id, customer_key, fields, now);
+    }
     // The merchant's word: only a partner key no partnership has waits.
     let review = match partner_key {
         Some(partner) => super::credit::review_for(conn, key, partner, "", now)?,
@@ -519,8 +520,9 @@ pub fn update_customer(
     find_customer(conn, key_id, &CustomerRef::Key(customer_key.into()))
 }
 
-/// Deletes a customer without transactions (those carry rewards: delete
-/// the transactions first, which reverses them).
+/// Deletes a customer without transactions or actions (those carry
+/// rewards: delete the transactions first, which reverses them; a customer
+/// with actions stays).
 pub fn delete_customer(conn: &Connection, key_id: i64, customer_key: &str) -> Result<Customer> {
     let customer = find_customer(conn, key_id, &CustomerRef::Key(customer_key.into()))?;
     let transactions: i64 = conn.query_row(
@@ -532,6 +534,18 @@ pub fn delete_customer(conn: &Connection, key_id: i64, customer_key: &str) -> Re
         return Err(Refusal::conflict(
             "customer_key",
             format!("customer {customer_key:?} has {transactions} transactions; delete them first"),
+        )
+        .into());
+    }
+    let actions: i64 = conn.query_row(
+        "SELECT count(*) FROM actions WHERE customer_id = ?1",
+        [customer.id],
+        |r| r.get(0),
+    )?;
+    if actions > 0 {
+        return Err(Refusal::conflict(
+            "customer_key",
+            format!("customer {customer_key:?} has {actions} actions, which earned rewards; it stays"),
         )
         .into());
     }

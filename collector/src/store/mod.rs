@@ -17,11 +17,13 @@
 //! - `leads`: leads and deals partners bring, short of a customer.
 //! - `merchant`: partners and customers, for the merchant API and webhooks.
 //! - `money`: transactions, offers and the rewards they create.
+//! - `actions`: customers' conversion events, which offers may reward.
 //! - `page`: cursor pagination for the API's lists.
 //! - `webhooks`: webhook secrets, the event log, and what events do.
 //! - `sessions`: dashboard sign-in sessions.
 //! - `fill`: synthetic events for benchmarks.
 
+pub mod actions;
 pub mod attribution;
 mod clock;
 pub mod credit;

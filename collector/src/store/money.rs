@@ -7,12 +7,16 @@
 //! transaction) declines the rewards not yet paid and claws back the paid ones
 //! with a negative reward. Test-mode keys never create rewards.
 //!
-//! Offers:
+//! Offers (each for every group, or one group's partnerships; archived
+//! offers and archived partnerships earn nothing new):
 //! - `new_customer`: a flat amount, per currency, once per customer (its
 //!   first paying transaction in a currency the offer names).
 //! - `percent`: a percentage of each transaction, for `months` months after
 //!   the customer's first transaction (a month is 1/12 of 365.25 days), or
 //!   forever without `months`.
+//! - `action`: a flat amount (one currency), once per customer, for the
+//!   customer's action `action_key` (PartnerStack's actions: `activated`,
+//!   `upgraded`; see `actions`).
 
 use super::merchant::{self, Customer, CustomerRef};
 use super::page::{self, List, Page};
@@ -30,18 +34,20 @@ const MONTH_MS: i64 = 2_629_800_000;
 pub enum OfferKind {
     NewCustomer,
     Percent,
+    Action,
 }
 
 impl OfferKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             OfferKind::NewCustomer => "new_customer",
             OfferKind::Percent => "percent",
+            OfferKind::Action => "action",
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Offer {
     pub key: String,
     /// The group whose partnerships it pays; none: every group.
@@ -50,12 +56,13 @@ pub struct Offer {
     pub archived: bool,
     pub kind: OfferKind,
     /// Percent offers: the share of each transaction, in percent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub percent: Option<f64>,
     /// New-customer offers: the flat amount per currency, in cents.
     pub amounts: BTreeMap<String, i64>,
     /// Percent offers: how many months they pay; none: forever.
     pub months: Option<u32>,
+    /// Action offers: the action they pay for.
+    pub action_key: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -70,6 +77,7 @@ pub struct OfferSpec {
     pub amounts: BTreeMap<String, i64>,
     pub months: Option<u32>,
     pub group_key: Option<String>,
+    pub action_key: Option<String>,
 }
 
 struct OfferRow {
@@ -78,13 +86,14 @@ struct OfferRow {
     percent_bp: Option<i64>,
     amounts: BTreeMap<String, i64>,
     months: Option<i64>,
+    action_key: Option<String>,
 }
 
 fn kind_of(text: &str) -> OfferKind {
-    if text == "percent" {
-        OfferKind::Percent
-    } else {
-        OfferKind::NewCustomer
+    match text {
+        "percent" => OfferKind::Percent,
+        "action" => OfferKind::Action,
+        _ => OfferKind::NewCustomer,
     }
 }
 
@@ -97,6 +106,12 @@ pub fn set_offer(conn: &Connection, key_id: i64, spec: &OfferSpec, now: i64) -> 
         OfferKind::NewCustomer if spec.amounts.is_empty() => {
             return Err(Refusal::invalid("amounts", "a new-customer offer needs an amount per currency").into())
         }
+        OfferKind::Action if spec.action_key.is_none() => {
+            return Err(Refusal::invalid("action_key", "an action offer needs the action it pays for").into())
+        }
+        OfferKind::Action if spec.amounts.len() != 1 => {
+            return Err(Refusal::invalid("amounts", "an action offer pays one amount, in one currency").into())
+        }
         _ => {}
     }
     let group_id = match &spec.group_key {
@@ -105,10 +120,11 @@ pub fn set_offer(conn: &Connection, key_id: i64, spec: &OfferSpec, now: i64) -> 
     };
     // Saving an archived offer again brings it back.
     conn.execute(
-        "INSERT INTO offers (key_id, offer_key, kind, percent_bp, amounts, months, group_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+        "INSERT INTO offers (key_id, offer_key, kind, percent_bp, amounts, months, group_id, action_key,
+                             created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
          ON CONFLICT (key_id, offer_key) DO UPDATE SET kind = ?3, percent_bp = ?4, amounts = ?5,
-             months = ?6, group_id = ?7, archived_at = NULL, updated_at = ?8",
+             months = ?6, group_id = ?7, action_key = ?8, archived_at = NULL, updated_at = ?9",
         params![
             key_id,
             spec.key,
@@ -117,36 +133,43 @@ pub fn set_offer(conn: &Connection, key_id: i64, spec: &OfferSpec, now: i64) -> 
             serde_json::to_string(&spec.amounts)?,
             spec.months,
             group_id,
+            spec.action_key,
             now
         ],
     )?;
-    Ok(offers(conn, key_id)?
-        .into_iter()
-        .find(|o| o.key == spec.key)
-        .expect("just written"))
+    offer(conn, key_id, &spec.key)
 }
 
-pub fn offers(conn: &Connection, key_id: i64) -> Result<Vec<Offer>> {
-    let mut stmt = conn.prepare(
-        "SELECT o.offer_key, o.kind, o.percent_bp, o.amounts, o.months, o.created_at, o.updated_at, g.group_key,
-                o.archived_at IS NOT NULL
-         FROM offers o LEFT JOIN groups g ON g.id = o.group_id WHERE o.key_id = ?1 ORDER BY o.id",
-    )?;
-    let rows = stmt.query_map([key_id], |row| {
-        let amounts: String = row.get(3)?;
-        Ok(Offer {
-            key: row.get(0)?,
-            kind: kind_of(&row.get::<_, String>(1)?),
-            percent: row.get::<_, Option<i64>>(2)?.map(|bp| bp as f64 / 100.0),
-            amounts: serde_json::from_str(&amounts).unwrap_or_default(),
-            months: row.get(4)?,
-            created_at: row.get(5)?,
-            updated_at: row.get(6)?,
-            group_key: row.get(7)?,
-            archived: row.get(8)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+const OFFER_SELECT: &str = "SELECT o.offer_key, o.kind, o.percent_bp, o.amounts, o.months, o.created_at, o.updated_at,
+            g.group_key, o.archived_at IS NOT NULL, o.action_key
+     FROM offers o LEFT JOIN groups g ON g.id = o.group_id WHERE o.key_id = ?1";
+
+fn offer_row(row: &Row) -> rusqlite::Result<Offer> {
+    let amounts: String = row.get(3)?;
+    Ok(Offer {
+        key: row.get(0)?,
+        kind: kind_of(&row.get::<_, String>(1)?),
+        percent: row.get::<_, Option<i64>>(2)?.map(|bp| bp as f64 / 100.0),
+        amounts: serde_json::from_str(&amounts).unwrap_or_default(),
+        months: row.get(4)?,
+        created_at: row.get(5)?,
+        updated_at: row.get(6)?,
+        group_key: row.get(7)?,
+        archived: row.get(8)?,
+        action_key: row.get(9)?,
+    })
+}
+
+pub fn offer(conn: &Connection, key_id: i64, offer_key: &str) -> Result<Offer> {
+    let sql = format!("{OFFER_SELECT} AND o.offer_key = ?2");
+    conn.query_row(&sql, params![key_id, offer_key], offer_row)
+        .optional()?
+        .ok_or_else(|| Refusal::not_found("key", format!("no offer {offer_key:?}")).into())
+}
+
+/// A key's offers, archived ones too (marked).
+pub fn offers(conn: &Connection, key_id: i64, list: List) -> Result<Page<Offer>> {
+    page::fetch(conn, OFFER_SELECT, "o.", vec![Value::Integer(key_id)], list, offer_row)
 }
 
 /// Archives an offer: it creates no new rewards; those it created stay.
@@ -156,10 +179,7 @@ pub fn archive_offer(conn: &Connection, key_id: i64, offer_key: &str, now: i64) 
          WHERE key_id = ?1 AND offer_key = ?2 AND archived_at IS NULL",
         params![key_id, offer_key, now],
     )?;
-    offers(conn, key_id)?
-        .into_iter()
-        .find(|o| o.key == offer_key)
-        .ok_or_else(|| Refusal::not_found("key", format!("no offer {offer_key:?}")).into())
+    offer(conn, key_id, offer_key)
 }
 
 /// Sums per currency as text: "USD 120.00, EUR -5.50"; "" for none.
@@ -378,9 +398,9 @@ pub fn create_transaction(conn: &Connection, key: &Key, new: &NewTransaction, no
     Ok((stored, true))
 }
 
-/// Credits the customer's partner with every live transaction of the
-/// customer, oldest first: its revenue, and (live keys) the rewards each
-/// earns now. Used when a customer's partner changes or its review is
+/// Credits the customer's partner with every live transaction and action
+/// of the customer, oldest first: its revenue, and (live keys) the rewards
+/// each earns now. Used when a customer's partner changes or its review is
 /// approved; `withdraw` undid the previous partner's share.
 pub fn credit_transactions(conn: &Connection, key: &Key, customer: &Customer, now: i64) -> Result<()> {
     let live: Vec<(i64, i64, String, i64)> = conn
@@ -396,39 +416,76 @@ pub fn credit_transactions(conn: &Connection, key: &Key, customer: &Customer, no
             create_rewards(conn, key.id, customer, id, (amount, &currency, at), now)?;
         }
     }
+    let actions: Vec<(i64, String)> = conn
+        .prepare("SELECT id, action_key FROM actions WHERE customer_id = ?1 ORDER BY id")?
+        .query_map([customer.id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, action_key) in actions {
+        reward_action(conn, key, customer, id, &action_key, now)?;
+    }
     Ok(())
 }
 
 /// Takes back what the customer's partner `customer.partner_key` earned
-/// from its transactions: unpaid rewards declined, paid ones clawed back,
-/// its revenue share removed. The transactions stay.
+/// from its transactions and actions: unpaid rewards declined, paid ones
+/// clawed back, its revenue share removed. The transactions stay.
 pub fn withdraw(conn: &Connection, key_id: i64, customer: &Customer, now: i64) -> Result<()> {
     let live: Vec<(i64, i64, String)> = conn
         .prepare("SELECT id, amount, currency FROM transactions WHERE customer_id = ?1 AND reversed_at IS NULL")?
         .query_map([customer.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     for (id, amount, currency) in live {
-        withdraw_rewards(conn, id, now)?;
+        withdraw_rewards(conn, Source::Transaction(id), now)?;
         add_revenue(conn, key_id, customer.partner_key.as_deref(), &currency, -amount)?;
+    }
+    let actions: Vec<i64> = conn
+        .prepare("SELECT id FROM actions WHERE customer_id = ?1")?
+        .query_map([customer.id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in actions {
+        withdraw_rewards(conn, Source::Action(id), now)?;
     }
     Ok(())
 }
 
-/// Declines a transaction's unpaid rewards and claws back its paid ones
-/// (a negative reward), never editing a paid one.
-fn withdraw_rewards(conn: &Connection, transaction_id: i64, now: i64) -> Result<()> {
+/// What earned a reward.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Transaction(i64),
+    Action(i64),
+}
+
+impl Source {
+    /// The rewards column naming it, and its row id.
+    fn column(self) -> (&'static str, i64) {
+        match self {
+            Source::Transaction(id) => ("transaction_id", id),
+            Source::Action(id) => ("action_id", id),
+        }
+    }
+}
+
+/// Declines the unpaid rewards `source` earned and claws back its paid
+/// ones (a negative reward), never editing a paid one.
+fn withdraw_rewards(conn: &Connection, source: Source, now: i64) -> Result<()> {
+    let (column, id) = source.column();
     conn.execute(
-        "UPDATE rewards SET status = 'declined', updated_at = ?2
-         WHERE transaction_id = ?1 AND reverses IS NULL AND status IN ('new', 'approved')",
-        params![transaction_id, now],
+        &format!(
+            "UPDATE rewards SET status = 'declined', updated_at = ?2
+             WHERE {column} = ?1 AND reverses IS NULL AND status IN ('new', 'approved')"
+        ),
+        params![id, now],
     )?;
     conn.execute(
-        "INSERT INTO rewards (key_id, partner_key, customer_id, transaction_id, offer_id, amount, currency,
-                              status, reverses, created_at, updated_at)
-         SELECT key_id, partner_key, customer_id, transaction_id, offer_id, -amount, currency, 'new', id, ?2, ?2
-         FROM rewards r WHERE transaction_id = ?1 AND reverses IS NULL AND status = 'paid'
-           AND NOT EXISTS (SELECT 1 FROM rewards c WHERE c.reverses = r.id)",
-        params![transaction_id, now],
+        &format!(
+            "INSERT INTO rewards (key_id, partner_key, customer_id, transaction_id, action_id, offer_id, amount,
+                                  currency, status, reverses, created_at, updated_at)
+             SELECT key_id, partner_key, customer_id, transaction_id, action_id, offer_id, -amount, currency, 'new',
+                    id, ?2, ?2
+             FROM rewards r WHERE {column} = ?1 AND reverses IS NULL AND status = 'paid'
+               AND NOT EXISTS (SELECT 1 FROM rewards c WHERE c.reverses = r.id)"
+        ),
+        params![id, now],
     )?;
     Ok(())
 }
@@ -445,27 +502,14 @@ fn add_revenue(conn: &Connection, key_id: i64, partner_key: Option<&str>, curren
     Ok(())
 }
 
-/// The rewards a payment (`amount` cents in `currency`, paid at `paid_at`)
-/// earns its customer's partner under each offer. A customer waiting for
-/// the merchant's review earns nothing yet.
-fn create_rewards(
-    conn: &Connection,
-    key_id: i64,
-    customer: &Customer,
-    transaction_id: i64,
-    (amount, currency, paid_at): (i64, &str, i64),
-    now: i64,
-) -> Result<()> {
+/// The partner a customer's payments and actions earn for now, and the
+/// offers that pay it: none while the customer waits for the merchant's
+/// review or its partnership is archived; the live offers of its group and
+/// of every group otherwise.
+fn paying_offers(conn: &Connection, key_id: i64, customer: &Customer) -> Result<Option<(String, Vec<OfferRow>)>> {
     let (Some(partner_key), None) = (&customer.partner_key, &customer.review) else {
-        return Ok(());
+        return Ok(None);
     };
-    let first_paid: i64 = conn.query_row(
-        "SELECT min(created_at) FROM transactions WHERE customer_id = ?1 AND reversed_at IS NULL",
-        [customer.id],
-        |r| r.get(0),
-    )?;
-    // An archived partnership earns nothing new; a group-scoped offer pays
-    // only its group's partnerships.
     let partnership: Option<(Option<i64>, bool)> = conn
         .query_row(
             "SELECT group_id, archived_at IS NOT NULL FROM partners WHERE key_id = ?1 AND partner_key = ?2",
@@ -474,13 +518,13 @@ fn create_rewards(
         )
         .optional()?;
     let group_id = match partnership {
-        Some((_, true)) => return Ok(()),
+        Some((_, true)) => return Ok(None),
         Some((group_id, false)) => group_id,
         None => None,
     };
-    let offers: Vec<OfferRow> = conn
+    let offers = conn
         .prepare(
-            "SELECT id, kind, percent_bp, amounts, months FROM offers
+            "SELECT id, kind, percent_bp, amounts, months, action_key FROM offers
              WHERE key_id = ?1 AND archived_at IS NULL AND (group_id IS NULL OR group_id = ?2) ORDER BY id",
         )?
         .query_map(params![key_id, group_id], |row| {
@@ -491,23 +535,87 @@ fn create_rewards(
                 percent_bp: row.get(2)?,
                 amounts: serde_json::from_str(&amounts).unwrap_or_default(),
                 months: row.get(4)?,
+                action_key: row.get(5)?,
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
+    Ok(Some((partner_key.clone(), offers)))
+}
+
+/// What the customer earned under `offer` so far, net of declines and
+/// clawbacks (a refunded first payment leaves the customer still to be won).
+fn earned_under(conn: &Connection, customer: &Customer, offer: &OfferRow) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT coalesce(sum(amount), 0) FROM rewards WHERE customer_id = ?1 AND offer_id = ?2 AND status != 'declined'",
+        params![customer.id, offer.id],
+        |r| r.get(0),
+    )?)
+}
+
+/// Who earns a reward, under which offer, for what.
+struct Earning<'a> {
+    key_id: i64,
+    partner_key: &'a str,
+    customer: &'a Customer,
+    offer: &'a OfferRow,
+    source: Source,
+}
+
+fn insert_reward(conn: &Connection, earning: Earning, (amount, currency): (i64, &str), now: i64) -> Result<()> {
+    let Earning {
+        key_id,
+        partner_key,
+        customer,
+        offer,
+        source,
+    } = earning;
+    let (transaction_id, action_id) = match source {
+        Source::Transaction(id) => (Some(id), None),
+        Source::Action(id) => (None, Some(id)),
+    };
+    conn.execute(
+        "INSERT INTO rewards (key_id, partner_key, customer_id, transaction_id, action_id, offer_id, amount, currency,
+                              status, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'new', ?9, ?9)",
+        params![
+            key_id,
+            partner_key,
+            customer.id,
+            transaction_id,
+            action_id,
+            offer.id,
+            amount,
+            currency,
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+/// The rewards a payment (`amount` cents in `currency`, paid at `paid_at`)
+/// earns its customer's partner under each offer.
+fn create_rewards(
+    conn: &Connection,
+    key_id: i64,
+    customer: &Customer,
+    transaction_id: i64,
+    (amount, currency, paid_at): (i64, &str, i64),
+    now: i64,
+) -> Result<()> {
+    let Some((partner_key, offers)) = paying_offers(conn, key_id, customer)? else {
+        return Ok(());
+    };
+    let first_paid: i64 = conn.query_row(
+        "SELECT min(created_at) FROM transactions WHERE customer_id = ?1 AND reversed_at IS NULL",
+        [customer.id],
+        |r| r.get(0),
+    )?;
     for offer in offers {
         let reward = match offer.kind {
             OfferKind::NewCustomer => {
-                // Net of declines and clawbacks: a refunded first payment
-                // leaves the customer still to be won.
-                let earned: i64 = conn.query_row(
-                    "SELECT coalesce(sum(amount), 0) FROM rewards
-                     WHERE customer_id = ?1 AND offer_id = ?2 AND status != 'declined'",
-                    params![customer.id, offer.id],
-                    |r| r.get(0),
-                )?;
                 // A free payment (a trial's $0 invoice) wins no one.
                 match offer.amounts.get(currency) {
-                    Some(&flat) if earned <= 0 && amount > 0 => flat,
+                    Some(&flat) if amount > 0 && earned_under(conn, customer, &offer)? <= 0 => flat,
                     _ => continue,
                 }
             }
@@ -522,25 +630,57 @@ fn create_rewards(
                 // Rounded half up, in integer cents.
                 (amount * bp + 5_000) / 10_000
             }
+            OfferKind::Action => continue,
         };
         if reward == 0 {
             continue;
         }
-        conn.execute(
-            "INSERT INTO rewards (key_id, partner_key, customer_id, transaction_id, offer_id, amount, currency,
-                                  status, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'new', ?8, ?8)",
-            params![
-                key_id,
-                partner_key,
-                customer.id,
-                transaction_id,
-                offer.id,
-                reward,
-                currency,
-                now
-            ],
-        )?;
+        let earning = Earning {
+            key_id,
+            partner_key: &partner_key,
+            customer,
+            offer: &offer,
+            source: Source::Transaction(transaction_id),
+        };
+        insert_reward(conn, earning, (reward, currency), now)?;
+    }
+    Ok(())
+}
+
+/// The rewards the customer's action `action_key` (row `action_id`) earns
+/// its partner: each action offer for it pays once per customer. Test keys
+/// earn nothing.
+pub fn reward_action(
+    conn: &Connection,
+    key: &Key,
+    customer: &Customer,
+    action_id: i64,
+    action_key: &str,
+    now: i64,
+) -> Result<()> {
+    if key.mode != Mode::Live {
+        return Ok(());
+    }
+    let Some((partner_key, offers)) = paying_offers(conn, key.id, customer)? else {
+        return Ok(());
+    };
+    for offer in offers {
+        if offer.kind != OfferKind::Action || offer.action_key.as_deref() != Some(action_key) {
+            continue;
+        }
+        let Some((currency, &flat)) = offer.amounts.iter().next() else {
+            continue;
+        };
+        if flat > 0 && earned_under(conn, customer, &offer)? <= 0 {
+            let earning = Earning {
+                key_id: key.id,
+                partner_key: &partner_key,
+                customer,
+                offer: &offer,
+                source: Source::Action(action_id),
+            };
+            insert_reward(conn, earning, (flat, currency), now)?;
+        }
     }
     Ok(())
 }
@@ -555,7 +695,7 @@ pub fn reverse_transaction(conn: &Connection, key_id: i64, transaction_key: &str
     if found.reversed_at.is_some() {
         return Ok(found);
     }
-    withdraw_rewards(conn, found.id, now)?;
+    withdraw_rewards(conn, Source::Transaction(found.id), now)?;
     conn.execute(
         "UPDATE transactions SET reversed_at = ?2, updated_at = ?2 WHERE id = ?1",
         params![found.id, now],
@@ -569,6 +709,23 @@ pub fn reverse_transaction(conn: &Connection, key_id: i64, transaction_key: &str
     Ok(transaction(conn, key_id, transaction_key)?.expect("still there"))
 }
 
+/// The payment a reward was earned by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaidBy {
+    pub key: String,
+    pub amount: i64,
+    pub currency: String,
+    pub created_at: i64,
+}
+
+/// The customer action a reward was earned by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoneBy {
+    pub key: String,
+    pub action_key: String,
+    pub created_at: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reward {
     /// `rwd_<n>`: the item key for `starting_after`.
@@ -580,10 +737,9 @@ pub struct Reward {
     pub customer_key: String,
     pub customer_email: String,
     pub customer_name: String,
-    pub transaction_key: String,
-    pub transaction_amount: i64,
-    pub transaction_currency: String,
-    pub transaction_created_at: i64,
+    /// What earned it: a transaction or an action.
+    pub transaction: Option<PaidBy>,
+    pub action: Option<DoneBy>,
     pub offer_key: String,
     /// Integer cents; negative for a clawback.
     pub amount: i64,
@@ -609,37 +765,62 @@ pub struct RewardFilter {
 const REWARD_SELECT: &str = "SELECT 'rwd_' || r.id, r.partner_key, c.customer_key, t.transaction_key, o.offer_key,
             r.amount, r.currency, r.status, CASE WHEN r.reverses IS NULL THEN NULL ELSE 'rwd_' || r.reverses END,
             r.created_at, r.updated_at, p.email, p.first_name, p.last_name, c.email, c.name, t.amount, t.currency,
-            t.created_at, o.kind, o.percent_bp
-     FROM rewards r JOIN customers c ON c.id = r.customer_id JOIN transactions t ON t.id = r.transaction_id
-          JOIN offers o ON o.id = r.offer_id
+            t.created_at, o.kind, o.percent_bp, 'act_' || a.id, a.action_key, a.created_at
+     FROM rewards r JOIN customers c ON c.id = r.customer_id JOIN offers o ON o.id = r.offer_id
+          LEFT JOIN transactions t ON t.id = r.transaction_id
+          LEFT JOIN actions a ON a.id = r.action_id
           LEFT JOIN partners p ON p.key_id = r.key_id AND p.partner_key = r.partner_key
           LEFT JOIN groups g ON g.id = p.group_id
      WHERE r.key_id = ?1";
 
 fn reward_row(row: &Row) -> rusqlite::Result<Reward> {
-    let transaction_key: String = row.get(3)?;
     let offer_key: String = row.get(4)?;
-    let (amount, currency): (i64, String) = (row.get(16)?, row.get(17)?);
+    let transaction = match row.get::<_, Option<String>>(3)? {
+        Some(key) => Some(PaidBy {
+            key,
+            amount: row.get(16)?,
+            currency: row.get(17)?,
+            created_at: row.get(18)?,
+        }),
+        None => None,
+    };
+    let action = match row.get::<_, Option<String>>(21)? {
+        Some(key) => Some(DoneBy {
+            key,
+            action_key: row.get(22)?,
+            created_at: row.get(23)?,
+        }),
+        None => None,
+    };
     let reverses: Option<String> = row.get(8)?;
-    let paid = amounts_text(&[(currency.clone(), amount)]);
-    let description = match (&reverses, kind_of(&row.get::<_, String>(19)?)) {
-        (Some(reversed), _) => format!("clawback of {reversed} (transaction {transaction_key:?} reversed)"),
-        (None, OfferKind::NewCustomer) => format!("offer {offer_key:?}: a new customer's first payment ({paid})"),
-        (None, OfferKind::Percent) => {
-            let bp: i64 = row.get::<_, Option<i64>>(20)?.unwrap_or(0);
-            let percent = format!("{}.{:02}", bp / 100, bp % 100);
-            let percent = percent.trim_end_matches('0').trim_end_matches('.');
-            format!("offer {offer_key:?}: {percent}% of transaction {transaction_key:?} ({paid})")
+    let (amount, currency): (i64, String) = (row.get(5)?, row.get(6)?);
+    let description = match (&reverses, &transaction, &action) {
+        (Some(reversed), Some(t), _) => format!("clawback of {reversed} (transaction {:?} reversed)", t.key),
+        (Some(reversed), _, _) => format!("clawback of {reversed} (its partner changed)"),
+        (None, Some(t), _) => {
+            let paid = amounts_text(&[(t.currency.clone(), t.amount)]);
+            match kind_of(&row.get::<_, String>(19)?) {
+                OfferKind::Percent => {
+                    let bp: i64 = row.get::<_, Option<i64>>(20)?.unwrap_or(0);
+                    let percent = format!("{}.{:02}", bp / 100, bp % 100);
+                    let percent = percent.trim_end_matches('0').trim_end_matches('.');
+                    format!("offer {offer_key:?}: {percent}% of transaction {:?} ({paid})", t.key)
+                }
+                _ => format!("offer {offer_key:?}: a new customer's first payment ({paid})"),
+            }
         }
+        (None, None, Some(a)) => format!("offer {offer_key:?}: the customer's action {:?}", a.action_key),
+        (None, None, None) => format!("offer {offer_key:?}"),
     };
     Ok(Reward {
         key: row.get(0)?,
         partner_key: row.get(1)?,
         customer_key: row.get(2)?,
-        transaction_key,
+        transaction,
+        action,
         offer_key,
-        amount: row.get(5)?,
-        currency: row.get(6)?,
+        amount,
+        currency,
         status: row.get(7)?,
         reverses,
         created_at: row.get(9)?,
@@ -649,9 +830,6 @@ fn reward_row(row: &Row) -> rusqlite::Result<Reward> {
         partner_last_name: row.get(13)?,
         customer_email: row.get(14)?,
         customer_name: row.get(15)?,
-        transaction_amount: amount,
-        transaction_currency: currency,
-        transaction_created_at: row.get(18)?,
         description,
     })
 }
@@ -744,6 +922,7 @@ mod tests {
             amounts: amounts.iter().map(|(c, a)| (c.to_string(), *a)).collect(),
             months,
             group_key: None,
+            action_key: None,
         };
         set_offer(
             &conn,

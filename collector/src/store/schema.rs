@@ -2,7 +2,7 @@
 //! `PRAGMA user_version`. Append new steps; never edit a released one.
 
 use anyhow::Result;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 const MIGRATIONS: &[&str] = &[
     // 1: keys, the raw event log, and customers (the partner → customer line items).
@@ -234,10 +234,13 @@ const MIGRATIONS: &[&str] = &[
     WHERE live = 1;",
     // 13: PartnerStack's v2 resources and sync filters. Groups (every key
     // has a default one; a partnership belongs to one; an offer may be
-    // scoped to one), archiving partnerships and offers, leads and deals,
-    // customers' `meta`, transactions' `updated_at`, tombstones so a page
-    // cursor naming a deleted customer keeps paging, and indexes for the
-    // `min_updated` filter of incremental syncs.
+    // scoped to one), archiving partnerships and offers, actions (a
+    // customer's conversion events, which `action` offers reward: offers and
+    // rewards are rebuilt for the new kind and a reward's source being an
+    // action or a transaction), leads and deals, customers' `meta`,
+    // transactions' `updated_at`, tombstones so a page cursor naming a
+    // deleted customer keeps paging, and indexes for the `min_updated`
+    // filter of incremental syncs.
     "CREATE TABLE groups (
         id INTEGER PRIMARY KEY,
         key_id INTEGER NOT NULL REFERENCES keys(id),
@@ -257,8 +260,63 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE partners ADD COLUMN group_id INTEGER REFERENCES groups(id);
     UPDATE partners SET group_id = (SELECT g.id FROM groups g WHERE g.key_id = partners.key_id AND g.is_default = 1);
     ALTER TABLE partners ADD COLUMN archived_at INTEGER;
-    ALTER TABLE offers ADD COLUMN group_id INTEGER REFERENCES groups(id);
-    ALTER TABLE offers ADD COLUMN archived_at INTEGER;
+    CREATE TABLE offers_v13 (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        offer_key TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('new_customer', 'percent', 'action')),
+        percent_bp INTEGER,
+        amounts TEXT NOT NULL,
+        months INTEGER,
+        action_key TEXT,
+        group_id INTEGER REFERENCES groups(id),
+        archived_at INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (key_id, offer_key)
+    );
+    INSERT INTO offers_v13 (id, key_id, offer_key, kind, percent_bp, amounts, months, created_at, updated_at)
+        SELECT id, key_id, offer_key, kind, percent_bp, amounts, months, created_at, updated_at FROM offers;
+    DROP TABLE offers;
+    ALTER TABLE offers_v13 RENAME TO offers;
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        action_key TEXT NOT NULL,
+        customer_id INTEGER NOT NULL REFERENCES customers(id),
+        value INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX actions_newest ON actions(key_id, id);
+    CREATE INDEX actions_by_customer ON actions(customer_id);
+    CREATE INDEX actions_updated ON actions(key_id, updated_at);
+    CREATE TABLE rewards_v13 (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        partner_key TEXT NOT NULL,
+        customer_id INTEGER NOT NULL REFERENCES customers(id),
+        transaction_id INTEGER REFERENCES transactions(id),
+        action_id INTEGER REFERENCES actions(id),
+        offer_id INTEGER NOT NULL REFERENCES offers(id),
+        amount INTEGER NOT NULL,
+        currency TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('new', 'approved', 'declined', 'paid')),
+        reverses INTEGER REFERENCES rewards_v13(id),
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        CHECK ((transaction_id IS NULL) != (action_id IS NULL))
+    );
+    INSERT INTO rewards_v13 (id, key_id, partner_key, customer_id, transaction_id, offer_id, amount, currency,
+                             status, reverses, created_at, updated_at)
+        SELECT id, key_id, partner_key, customer_id, transaction_id, offer_id, amount, currency, status, reverses,
+               created_at, updated_at FROM rewards;
+    DROP TABLE rewards;
+    ALTER TABLE rewards_v13 RENAME TO rewards;
+    CREATE INDEX rewards_by_transaction ON rewards(transaction_id);
+    CREATE INDEX rewards_by_action ON rewards(action_id) WHERE action_id IS NOT NULL;
+    CREATE INDEX rewards_by_partner ON rewards(key_id, partner_key);
+    CREATE INDEX rewards_newest ON rewards(key_id, id);
     ALTER TABLE customers ADD COLUMN meta TEXT;
     ALTER TABLE transactions ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
     UPDATE transactions SET updated_at = coalesce(reversed_at, created_at);
@@ -316,13 +374,101 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX rewards_updated ON rewards(key_id, updated_at);",
 ];
 
+/// Applies the migrations not yet applied. Foreign keys are off while a
+/// step runs (SQLite's way to rebuild a table others refer to) and checked
+/// before it commits: a step that breaks one is rolled back.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index + 1)?;
-        tx.commit()?;
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0))?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let result = (|| -> Result<()> {
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            let broken: Option<String> = tx
+                .query_row("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(table) = broken {
+                anyhow::bail!("migration {} leaves a broken foreign key in {table}", index + 1);
+            }
+            tx.pragma_update(None, "user_version", index + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    })();
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database at `version`, as a release that stopped there made it.
+    fn at_version(version: usize) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version).unwrap();
+        conn
     }
-    Ok(())
+
+    #[test]
+    fn rebuilding_offers_and_rewards_keeps_every_row_and_reference() {
+        let mut conn = at_version(12);
+        conn.execute_batch(
+            "INSERT INTO keys (id, public_key, secret_hash, live, created_at) VALUES (1, 'pk', x'00', 1, 0);
+             INSERT INTO customers (id, key_id, customer_key, email, name, event_id, created_at)
+                 VALUES (1, 1, 'ann', 'ann@example.com', '', '', 0);
+             INSERT INTO transactions (id, key_id, transaction_key, customer_id, amount, currency, origin, created_at)
+                 VALUES (1, 1, 't1', 1, 1000, 'USD', 'api', 5);
+             INSERT INTO offers (id, key_id, offer_key, kind, percent_bp, amounts, created_at, updated_at)
+                 VALUES (1, 1, 'share', 'percent', 2000, '{}', 0, 0);
+             INSERT INTO rewards (id, key_id, partner_key, customer_id, transaction_id, offer_id, amount, currency,
+                                  status, created_at, updated_at)
+                 VALUES (1, 1, 'alice', 1, 1, 1, 200, 'USD', 'paid', 5, 5);
+             INSERT INTO rewards (id, key_id, partner_key, customer_id, transaction_id, offer_id, amount, currency,
+                                  status, reverses, created_at, updated_at)
+                 VALUES (2, 1, 'alice', 1, 1, 1, -200, 'USD', 'new', 1, 6, 6);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(i64, Option<i64>, Option<i64>)> = conn
+            .prepare("SELECT id, transaction_id, reverses FROM rewards ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows, [(1, Some(1), None), (2, Some(1), Some(1))]);
+        let referred: Vec<String> = conn
+            .prepare("SELECT \"table\" FROM pragma_foreign_key_list('rewards') ORDER BY \"table\"")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            referred,
+            ["actions", "customers", "keys", "offers", "rewards", "transactions"]
+        );
+        let default_group: String = conn
+            .query_row(
+                "SELECT group_key FROM groups WHERE key_id = 1 AND is_default = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(default_group, "default");
+        let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+        assert!(enforced, "foreign keys are enforced again after migrating");
+        let updated: i64 = conn
+            .query_row("SELECT updated_at FROM transactions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(updated, 5);
+    }
 }

@@ -25,6 +25,7 @@ use super::decode::{is_email, optional, required, FieldError};
 use super::read_body;
 use super::reply::{self, Reply};
 use crate::app::App;
+use crate::store::actions;
 use crate::store::leads::{self, DealFields, LeadFields};
 use crate::store::merchant::{self, CustomerFields, CustomerRef, PartnerFields, PartnerFilter};
 use crate::store::money::{self, NewTransaction, OfferKind, OfferSpec, RewardFilter, SignUp};
@@ -239,11 +240,17 @@ impl Query {
         };
         let limit = self.limit()?;
         let (mut after, mut before) = (self.get("starting_after"), self.get("ending_before"));
-        if table == "rewards" {
-            // Reward keys are `rwd_<row id>`: looked up by the id.
+        // Reward and action keys are `rwd_<row id>`, `act_<row id>`: looked up by the id.
+        type RowId = fn(&str) -> Option<i64>;
+        let row_key: Option<(RowId, &str)> = match table {
+            "rewards" => Some((money::reward_id, "a reward key (rwd_…)")),
+            "actions" => Some((actions::action_id, "an action key (act_…)")),
+            _ => None,
+        };
+        if let Some((parse, what)) = row_key {
             for (name, item) in [("starting_after", &mut after), ("ending_before", &mut before)] {
                 if let Some(text) = item.as_mut() {
-                    let id = money::reward_id(text).ok_or_else(|| Query::bad(name, "must be a reward key (rwd_…)"))?;
+                    let id = parse(text).ok_or_else(|| Query::bad(name, &format!("must be {what}")))?;
                     *text = id.to_string();
                 }
             }
@@ -585,14 +592,9 @@ async fn dispatch(
             ok(records::RewardRecord::from(updated), "reward updated")
         }
         Op::ListOffers => {
-            let offers = db(app, move |c| money::offers(c, key_id)).await?;
-            ok(
-                records::List {
-                    items: offers.into_iter().map(records::OfferRecord::from).collect(),
-                    has_more: false,
-                },
-                "offers",
-            )
+            let list = query.list(app, &key, "offers", "offer_key").await?;
+            let page = db(app, move |c| money::offers(c, key_id, list)).await?;
+            ok(records(page, records::OfferRecord::from), "offers")
         }
         Op::SaveOffer => {
             let spec = offer_spec(body)?;
@@ -602,6 +604,36 @@ async fn dispatch(
         Op::ArchiveOffer => {
             let archived = write(app, move |c, now| money::archive_offer(c, key_id, &item, now)).await?;
             ok(records::OfferRecord::from(archived), "offer archived")
+        }
+        Op::ListActions => {
+            let list = query.list(app, &key, "actions", "id").await?;
+            let (customer, action_key) = (query.get("customer_key"), query.get("action_key"));
+            let page = db(app, move |c| {
+                actions::list(c, key_id, customer.as_deref(), action_key.as_deref(), list)
+            })
+            .await?;
+            ok(records(page, records::ActionRecord::from), "actions")
+        }
+        Op::CreateAction => {
+            let action_key = required(body, "key", 64)?;
+            let customer = customer_ref(body, false)?;
+            let value = match body.get("value") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(
+                    v.as_i64()
+                        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "value", "must be a whole number"))?,
+                ),
+            };
+            let owner = key.clone();
+            let recorded = write(app, move |c, now| {
+                actions::record(c, &owner, &customer, &action_key, value, now)
+            })
+            .await?;
+            ok(records::ActionRecord::from(recorded), "action recorded")
+        }
+        Op::GetAction => {
+            let found = db(app, move |c| actions::get(c, key_id, &item)).await?;
+            ok(records::ActionRecord::from(found), "action")
         }
         Op::ListLeads => {
             let list = query.list(app, &key, "leads", "lead_key").await?;
@@ -628,7 +660,8 @@ async fn dispatch(
         }
         Op::UpdateLead => {
             let fields = lead_fields(body, false)?;
-            let updated = write(app, move |c, now| leads::update_lead(c, key_id, &item, fields, now)).await?;
+            let owner = key.clone();
+            let updated = write(app, move |c, now| leads::update_lead(c, &owner, &item, fields, now)).await?;
             ok(records::LeadRecord::from(updated), "lead updated")
         }
         Op::ArchiveLead => {
@@ -832,26 +865,36 @@ fn currency(text: &str, name: &str) -> Result<String, ApiError> {
     currency_code(text).map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, name, message))
 }
 
-fn new_transaction(body: &Map<String, Value>) -> Result<NewTransaction, ApiError> {
-    // PartnerStack's `customer_external_key` is the merchant's own key:
-    // our `customer_key`.
+/// The customer a body names: by exactly one of `customer_key`,
+/// `customer_external_key` (PartnerStack's name for the merchant's own key:
+/// our `customer_key`), `customer_email`, and `provider_key` where allowed.
+fn customer_ref(body: &Map<String, Value>, by_provider: bool) -> Result<CustomerRef, ApiError> {
     let refs = [
         optional(body, "customer_key", KEY_CHARS)?.map(CustomerRef::Key),
         optional(body, "customer_external_key", KEY_CHARS)?.map(CustomerRef::Key),
         email_field(body, "customer_email", false)?.map(CustomerRef::Email),
-        optional(body, "provider_key", limit::PROVIDER_KEY)?.map(CustomerRef::Provider),
+        match by_provider {
+            true => optional(body, "provider_key", limit::PROVIDER_KEY)?.map(CustomerRef::Provider),
+            false => None,
+        },
     ];
     let mut given = refs.into_iter().flatten();
-    let customer = match (given.next(), given.next()) {
-        (Some(one), None) => one,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "customer_key",
-                "give exactly one of customer_key, customer_external_key, customer_email, provider_key",
-            ))
-        }
-    };
+    match (given.next(), given.next()) {
+        (Some(one), None) => Ok(one),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "customer_key",
+            if by_provider {
+                "give exactly one of customer_key, customer_external_key, customer_email, provider_key"
+            } else {
+                "give exactly one of customer_key, customer_external_key, customer_email"
+            },
+        )),
+    }
+}
+
+fn new_transaction(body: &Map<String, Value>) -> Result<NewTransaction, ApiError> {
+    let customer = customer_ref(body, true)?;
     let sign_up = match body.get("create_customer") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => None,
         Some(Value::Bool(true)) => {
@@ -926,7 +969,8 @@ fn offer_spec(body: &Map<String, Value>) -> Result<OfferSpec, ApiError> {
     let kind = match required(body, "kind", 16)?.as_str() {
         "new_customer" => OfferKind::NewCustomer,
         "percent" => OfferKind::Percent,
-        _ => return Err(bad("kind", "must be new_customer or percent")),
+        "action" => OfferKind::Action,
+        _ => return Err(bad("kind", "must be new_customer, percent or action")),
     };
     let percent_bp = match body.get("percent") {
         None | Some(Value::Null) => None,
@@ -969,5 +1013,6 @@ fn offer_spec(body: &Map<String, Value>) -> Result<OfferSpec, ApiError> {
         amounts,
         months,
         group_key: optional(body, "group_key", KEY_CHARS)?,
+        action_key: optional(body, "action_key", 64)?,
     })
 }

@@ -10,10 +10,11 @@
 //! `customer_key` (PartnerStack keeps a second, internal key for each; we
 //! have one, and both fields carry it).
 
+use crate::store::actions::Action;
 use crate::store::groups::Group;
 use crate::store::leads::{Deal, Lead};
 use crate::store::merchant::{Customer, Partner};
-use crate::store::money::{Offer, OfferKind, Reward, Transaction};
+use crate::store::money::{Offer, Reward, Transaction};
 use crate::store::{Key, Mode};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -310,6 +311,52 @@ pub struct OfferSummary {
     pub key: String,
 }
 
+/// A customer's action, as a reward names it.
+#[derive(Serialize, ToSchema)]
+pub struct ActionSummary {
+    /// `act_<n>`.
+    pub key: String,
+    /// What the customer did (`activated`).
+    pub action_key: String,
+    pub created_at: i64,
+}
+
+/// A customer's conversion event (PartnerStack's actions).
+#[derive(Serialize, ToSchema)]
+pub struct ActionRecord {
+    /// `act_<n>` (the item key for `starting_after`).
+    pub key: String,
+    /// What the customer did (`activated`): the action `action` offers pay for.
+    pub action_key: String,
+    pub customer_key: String,
+    pub customer: CustomerSummary,
+    /// A number the merchant attached.
+    #[schema(required)]
+    pub value: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<Action> for ActionRecord {
+    fn from(a: Action) -> ActionRecord {
+        ActionRecord {
+            key: a.key,
+            action_key: a.action_key,
+            customer: CustomerSummary {
+                key: a.customer_key.clone(),
+                customer_key: a.customer_key.clone(),
+                email: a.customer_email,
+                name: a.customer_name,
+                partner_key: a.partner_key,
+            },
+            customer_key: a.customer_key,
+            value: a.value,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct RewardRecord {
     /// `rwd_<n>` (the item key for `starting_after`).
@@ -323,12 +370,13 @@ pub struct RewardRecord {
     pub description: String,
     pub partnership: PartnershipSummary,
     pub customer: CustomerSummary,
+    /// The payment that earned it (null: an action did).
     #[schema(required)]
     pub transaction: Option<TransactionSummary>,
     pub offer: OfferSummary,
-    /// PartnerStack's custom actions: rewards here come from transactions.
-    #[schema(required, value_type = Option<Object>)]
-    pub action: Option<Value>,
+    /// The customer action that earned it (null: a payment did).
+    #[schema(required)]
+    pub action: Option<ActionSummary>,
     #[schema(required, value_type = Option<Object>)]
     pub invoice: Option<Value>,
     #[schema(required, value_type = Option<Object>)]
@@ -362,14 +410,18 @@ impl From<Reward> for RewardRecord {
                 name: r.customer_name,
                 partner_key: None,
             },
-            transaction: Some(TransactionSummary {
-                key: r.transaction_key,
-                amount: r.transaction_amount,
-                currency: r.transaction_currency,
-                created_at: r.transaction_created_at,
+            transaction: r.transaction.map(|t| TransactionSummary {
+                key: t.key,
+                amount: t.amount,
+                currency: t.currency,
+                created_at: t.created_at,
             }),
             offer: OfferSummary { key: r.offer_key },
-            action: None,
+            action: r.action.map(|a| ActionSummary {
+                key: a.key,
+                action_key: a.action_key,
+                created_at: a.created_at,
+            }),
             invoice: None,
             trigger: None,
             reverses: r.reverses,
@@ -382,8 +434,9 @@ impl From<Reward> for RewardRecord {
 #[derive(Serialize, ToSchema)]
 pub struct OfferRecord {
     pub key: String,
-    /// `new_customer` (a flat amount per currency, once per customer) or
-    /// `percent` (a share of each transaction).
+    /// `new_customer` (a flat amount per currency, once per customer),
+    /// `percent` (a share of each transaction) or `action` (a flat amount,
+    /// once per customer, for its action `action_key`).
     pub kind: String,
     /// Percent offers: the share of each transaction, in percent.
     #[schema(required)]
@@ -396,6 +449,9 @@ pub struct OfferRecord {
     /// The group whose partnerships it pays; null: every group.
     #[schema(required)]
     pub group_key: Option<String>,
+    /// Action offers: the action they pay for.
+    #[schema(required)]
+    pub action_key: Option<String>,
     pub archived: bool,
     pub created_at: i64,
     pub updated_at: i64,
@@ -405,15 +461,12 @@ impl From<Offer> for OfferRecord {
     fn from(o: Offer) -> OfferRecord {
         OfferRecord {
             key: o.key,
-            kind: match o.kind {
-                OfferKind::NewCustomer => "new_customer",
-                OfferKind::Percent => "percent",
-            }
-            .into(),
+            kind: o.kind.as_str().into(),
             percent: o.percent,
             amounts: o.amounts,
             months: o.months,
             group_key: o.group_key,
+            action_key: o.action_key,
             archived: o.archived,
             created_at: o.created_at,
             updated_at: o.updated_at,
@@ -662,13 +715,29 @@ pub mod bodies {
     #[allow(dead_code)]
     pub struct SaveOffer {
         key: String,
-        /// `new_customer` or `percent`.
+        /// `new_customer`, `percent` or `action`.
         kind: String,
         percent: Option<f64>,
+        /// CURRENCY: cents (an action offer: exactly one).
         amounts: Option<BTreeMap<String, i64>>,
         months: Option<u32>,
         /// Pays only this group's partnerships.
         group_key: Option<String>,
+        /// Action offers: the action they pay for.
+        action_key: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct CreateAction {
+        /// What the customer did (`activated`).
+        key: String,
+        /// Exactly one of customer_key, customer_external_key,
+        /// customer_email names the customer.
+        customer_key: Option<String>,
+        customer_external_key: Option<String>,
+        customer_email: Option<String>,
+        value: Option<i64>,
     }
 
     #[derive(ToSchema)]
