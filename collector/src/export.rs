@@ -8,7 +8,7 @@
 
 use crate::store::merchant;
 use crate::store::money::{self, RewardFilter};
-use crate::store::page::{Cursor, List, Position};
+use crate::store::page::{Cursor, List};
 use crate::store::Store;
 use anyhow::Result;
 use std::io::Write;
@@ -64,7 +64,7 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                     csv.write_record(row.iter().map(|cell| safe(cell)))?;
                 }
                 match (page.has_more, page.items.last()) {
-                    (true, Some(last)) => cursor = Cursor::After(Position::row(last.id)),
+                    (true, Some(last)) => cursor = Cursor::After(last.id),
                     _ => break,
                 }
             }
@@ -101,7 +101,7 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                     csv.write_record(row.iter().map(|cell| safe(cell)))?;
                 }
                 match (page.has_more, page.items.last()) {
-                    (true, Some(last)) => cursor = Cursor::After(Position::row(last.id)),
+                    (true, Some(last)) => cursor = Cursor::After(last.id),
                     _ => break,
                 }
             }
@@ -143,7 +143,7 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
                     csv.write_record(row.iter().map(|cell| safe(cell)))?;
                 }
                 match (page.has_more, page.items.last().and_then(|r| money::reward_id(&r.key))) {
-                    (true, Some(last)) => cursor = Cursor::After(Position::row(last)),
+                    (true, Some(last)) => cursor = Cursor::After(last),
                     _ => break,
                 }
             }

@@ -87,6 +87,11 @@ impl Api {
         }
     }
 
+    /// The `Authorization` header value it sends.
+    pub fn authorization(&self) -> &str {
+        &self.auth
+    }
+
     /// `method /api/v2/{path}` with `body` (JSON, or nothing when null).
     pub async fn call(&self, method: &str, path: &str, body: serde_json::Value) -> Answer {
         let url = format!("{}/api/v2/{path}", self.base);

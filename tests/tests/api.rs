@@ -43,6 +43,15 @@ async fn only_a_matching_key_pair_may_call() {
     );
     let unknown = api.call("GET", "nothing", Value::Null).await;
     assert_eq!(refusal(&unknown), (404, json!("path")));
+    // The scheme's name is case-insensitive; a wrong method says which are right.
+    let lower_case = api.authorization().replacen("Basic", "basic", 1);
+    let lower = send("GET", &url, &[("authorization", &lower_case)], "").await;
+    assert_eq!(lower.status, 200);
+    let put = api.call("PUT", "customers", Value::Null).await;
+    assert_eq!(
+        (refusal(&put), put.headers["allow"].to_str().unwrap()),
+        ((405, json!("method")), "GET, POST")
+    );
 }
 
 #[tokio::test]

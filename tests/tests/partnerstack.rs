@@ -365,15 +365,11 @@ async fn every_list_filters_by_inclusive_time_ranges_with_paging_and_order() {
         assert_eq!(until, [name(2), name(1)], "{resource} max_created");
         let updated = ours(read_all(&api, &format!("{resource}?min_updated={t2}&max_updated={t2}"), 250).await);
         assert_eq!(updated, [name(2)], "{resource} updated range");
-        // Paged one by one, in either order, every item exactly once.
+        // Paged one or two at a time, in either order, every item exactly once.
         let paged = ours(read_all(&api, &format!("{resource}?min_created={t1}&order_by=created_at"), 1).await);
         assert_eq!(paged, [name(1), name(2), name(3)], "{resource} paged oldest first");
-        let by_update = ours(read_all(&api, &format!("{resource}?min_created={t1}&order_by=-updated_at"), 2).await);
-        assert_eq!(
-            by_update,
-            [name(3), name(2), name(1)],
-            "{resource} by update, newest first"
-        );
+        let newest = ours(read_all(&api, &format!("{resource}?min_created={t1}&order_by=-created_at"), 2).await);
+        assert_eq!(newest, [name(3), name(2), name(1)], "{resource} paged newest first");
         // Back from the last item with ending_before.
         let back = data(
             &api,
@@ -396,6 +392,8 @@ async fn every_list_filters_by_inclusive_time_ranges_with_paging_and_order() {
             ("max_created", "-5"),
             ("min_created", "1.5"),
             ("order_by", "sideways"),
+            ("order_by", "updated_at"),
+            ("partnr_key", "a-typo"),
         ] {
             let refused = api
                 .call("GET", &format!("{resource}?{filter}={value}"), Value::Null)
@@ -472,7 +470,7 @@ async fn an_incremental_sync_reads_exactly_what_changed_since() {
         .await;
     }
     // Read everything and note the newest change.
-    let all = read_all(&api, "customers?order_by=updated_at", 2).await;
+    let all = read_all(&api, "customers", 2).await;
     assert_eq!(all.len(), 5);
     let noted = all.iter().map(|c| c["updated_at"].as_i64().unwrap()).max().unwrap();
     let mut since = noted + 1;
@@ -483,7 +481,7 @@ async fn an_incremental_sync_reads_exactly_what_changed_since() {
     }
     c.advance_days(1);
     // Change one of each: a customer renamed, a partnership moved to gold,
-    // a transaction refunded (listed as archived with include_archived).
+    // a transaction refunded (a change: listed, as archived).
     data(&api, "PATCH", "customers/c3", json!({"name": "Renamed"})).await;
     data(&api, "PATCH", "partnerships/alice", json!({"group_key": "gold"})).await;
     data(&api, "DELETE", "transactions/t4", Value::Null).await;
@@ -497,12 +495,7 @@ async fn an_incremental_sync_reads_exactly_what_changed_since() {
         (keys(&moved), moved[0]["group"]["key"].clone()),
         (vec!["alice".to_string()], json!("gold"))
     );
-    let refunded = read_all(
-        &api,
-        &format!("transactions?min_updated={since}&include_archived=true"),
-        250,
-    )
-    .await;
+    let refunded = read_all(&api, &format!("transactions?min_updated={since}"), 250).await;
     assert_eq!(
         (
             keys(&refunded),
@@ -515,6 +508,44 @@ async fn an_incremental_sync_reads_exactly_what_changed_since() {
     assert!(
         !live.contains(&"t4".to_string()),
         "a reversed transaction is not listed as live: {live:?}"
+    );
+    // An archived partnership is a change too.
+    data(&api, "DELETE", "partnerships/bob", Value::Null).await;
+    let archived = read_all(&api, &format!("partnerships?min_updated={since}"), 250).await;
+    let states: Vec<(Value, Value)> = archived
+        .iter()
+        .map(|p| (p["key"].clone(), p["archived"].clone()))
+        .collect();
+    assert_eq!(states, [(json!("bob"), json!(true)), (json!("alice"), json!(false))]);
+}
+
+/// Rows are stamped once the write lock is held: concurrent writers commit
+/// in the order of their times, so a sync that reads `min_updated` from the
+/// newest time it saw never misses a row.
+#[tokio::test]
+async fn concurrent_writes_commit_in_time_order() {
+    let (_c, api) = program().await;
+    let api = std::sync::Arc::new(api);
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                for n in 0..25 {
+                    let body = json!({"customer_key": format!("w{w}-{n}"), "email": format!("w{w}-{n}@example.com")});
+                    assert_eq!(api.call("POST", "customers", body).await.status, 200);
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let oldest_first = read_all(&api, "customers?order_by=created_at", 250).await;
+    let times: Vec<i64> = oldest_first.iter().map(|c| c["created_at"].as_i64().unwrap()).collect();
+    assert_eq!(times.len(), 100);
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "commit order is time order: {times:?}"
     );
 }
 
@@ -748,6 +779,45 @@ async fn a_server_side_signup_with_a_partner_key_and_a_transaction_that_signs_a_
     )
     .await;
     assert_eq!(by_external["customer_key"], "u-17");
+    // The same key again: the same payment, or a conflict if its figures differ.
+    let retry = json!({"key": "d1", "customer_key": "u-17", "amount": 100, "currency": "USD"});
+    assert_eq!(api.call("POST", "transactions", retry).await.status, 200);
+    let changed = json!({"key": "d1", "customer_key": "u-17", "amount": 999, "currency": "USD"});
+    let conflict = api.call("POST", "transactions", changed).await;
+    assert_eq!(
+        (conflict.status.as_u16(), conflict.json()["field"].clone()),
+        (409, json!("key"))
+    );
+    // Emails match whatever their case.
+    let shouted = json!({"key": "d2", "customer_email": "DEE@Example.COM", "amount": 100, "currency": "USD"});
+    assert_eq!(
+        data(&api, "POST", "transactions", shouted).await["customer_key"],
+        "u-17"
+    );
+    // Signing up with the merchant's own key and the email; a customer that
+    // exists keeps its partner.
+    let keyed = json!({"key": "f1", "customer_key": "u-18", "customer_email": "fred@example.com", "amount": 100,
+                       "currency": "USD", "create_customer": true, "partner_key": "alice"});
+    let fred = data(&api, "POST", "transactions", keyed).await;
+    assert_eq!(
+        (fred["customer"]["key"].clone(), fred["customer"]["email"].clone()),
+        (json!("u-18"), json!("fred@example.com"))
+    );
+    let steal = json!({"key": "f2", "customer_key": "u-18", "customer_email": "fred@example.com", "amount": 100,
+                       "currency": "USD", "create_customer": true, "partner_key": "bob"});
+    let refused = api.call("POST", "transactions", steal).await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.json()["field"].clone()),
+        (409, json!("partner_key"))
+    );
+    let no_email = json!({"customer_key": "u-19", "amount": 100, "currency": "USD", "create_customer": true});
+    assert_eq!(
+        api.call("POST", "transactions", no_email).await.json()["field"],
+        "customer_email"
+    );
+    // A reward names the customer with its partner.
+    let reward = &read_all(&api, "rewards?customer_key=u-18", 250).await[0];
+    assert_eq!(reward["customer"]["partner_key"], "alice");
 }
 
 #[tokio::test]
@@ -787,6 +857,20 @@ async fn an_approved_lead_credits_the_customer_it_becomes_and_deals_move_along()
     assert_eq!(
         (converted["status"].clone(), converted["customer_key"].clone()),
         (json!("converted"), json!("fay@example.com"))
+    );
+    // Two partners' approved leads for one prospect: the customer is the
+    // newest one's, and only that lead converts.
+    for (key, partner) in [("l5", "alice"), ("l6", "bob")] {
+        let lead = json!({"key": key, "partner_key": partner, "email": "Ida@Example.com", "status": "approved"});
+        data(&api, "POST", "leads", lead).await;
+    }
+    let ida = data(&api, "POST", "customers", json!({"email": "ida@example.com"})).await;
+    assert_eq!(ida["partner_key"], "bob", "emails match whatever their case");
+    let l5 = data(&api, "GET", "leads/l5", Value::Null).await;
+    let l6 = data(&api, "GET", "leads/l6", Value::Null).await;
+    assert_eq!(
+        (l5["status"].clone(), l6["status"].clone()),
+        (json!("approved"), json!("converted"))
     );
     let gus = data(&api, "POST", "customers", json!({"email": "gus@example.com"})).await;
     assert_eq!(
@@ -860,6 +944,31 @@ async fn an_approved_lead_credits_the_customer_it_becomes_and_deals_move_along()
     );
     let bad_date = api.call("PATCH", "deals/d1", json!({"close_date": "March"})).await;
     assert_eq!(bad_date.json()["field"], "close_date");
+    let unknown_lead = api
+        .call(
+            "POST",
+            "deals",
+            json!({"partner_key": "bob", "lead_key": "nope", "account_name": "X"}),
+        )
+        .await;
+    assert_eq!(
+        (unknown_lead.status.as_u16(), unknown_lead.json()["field"].clone()),
+        (404, json!("lead_key"))
+    );
+    for (body, field) in [
+        (json!({"close_date": "2027-02-29"}), "close_date"),
+        (json!({"close_date": "2027-13-01"}), "close_date"),
+        (json!({"amount": 5, "currency": null}), "currency"),
+    ] {
+        let deal = json!({"partner_key": "bob", "account_name": "Y"});
+        let mut deal = deal.as_object().unwrap().clone();
+        deal.extend(body.as_object().unwrap().clone());
+        let refused = api.call("POST", "deals", Value::Object(deal)).await;
+        assert_eq!(
+            (refused.status.as_u16(), refused.json()["field"].clone()),
+            (400, json!(field))
+        );
+    }
     let foreign = api
         .call(
             "POST",

@@ -13,7 +13,7 @@ use super::reply::{self, Reply};
 use crate::app::{App, Client};
 use crate::export::Table;
 use crate::store::money::{self, RewardFilter};
-use crate::store::page::{Cursor, List, Position};
+use crate::store::page::{Cursor, List};
 use crate::store::sessions::{self, Session};
 use crate::store::{credit, daily, diagnostics, merchant};
 use crate::store::{keys, Mode};
@@ -396,7 +396,7 @@ fn after(req: &Request<Incoming>) -> Cursor {
     query(req)
         .get("after")
         .and_then(|a| a.parse::<i64>().ok())
-        .map_or(Cursor::First, |id| Cursor::After(Position::row(id)))
+        .map_or(Cursor::First, Cursor::After)
 }
 
 fn cents(amount: i64, currency: &str) -> String {
@@ -581,9 +581,11 @@ async fn set_reward(app: &App, req: Request<Incoming>, session: Session, reward_
     }
     let status = fields.get("status").cloned().unwrap_or_default();
     let store = app.store.clone();
-    let (key_id, now) = (session.key.id, store.clock().now_ms());
-    let changed =
-        blocking(move || store.write(|tx| money::set_reward_status(tx, key_id, &reward_key, &status, now))).await;
+    let key_id = session.key.id;
+    let changed = blocking(move || {
+        store.write(|tx| money::set_reward_status(tx, key_id, &reward_key, &status, store.clock().now_ms()))
+    })
+    .await;
     match changed {
         Ok(_) => Ok(redirect("/dashboard/rewards")),
         Err(e) => Ok(html_reply(
@@ -685,11 +687,11 @@ async fn decide_review(app: &App, req: Request<Incoming>, session: Session) -> a
         .unwrap_or_else(|| "changed on the dashboard".into());
     let store = app.store.clone();
     let key = session.key.clone();
-    let now = store.clock().now_ms();
     let done = blocking(move || {
-        store.write(|tx| match action.as_str() {
-            "approve" => credit::approve(tx, &key, &customer_key, "dashboard", now).map(drop),
-            "change" => {
+        // Stamped once the write lock is held, as the API's writes are.
+        store.write(|tx| match (action.as_str(), store.clock().now_ms()) {
+            ("approve", now) => credit::approve(tx, &key, &customer_key, "dashboard", now).map(drop),
+            ("change", now) => {
                 let current = merchant::find_customer(tx, key.id, &merchant::CustomerRef::Key(customer_key.clone()))?;
                 let to = Some(partner.as_str()).filter(|p| !p.is_empty());
                 // The same partner again changes nothing (as in the API).
@@ -698,7 +700,7 @@ async fn decide_review(app: &App, req: Request<Incoming>, session: Session) -> a
                 }
                 credit::reattribute(tx, &key, &current, to, "dashboard", &reason, now).map(drop)
             }
-            other => anyhow::bail!("{other:?} is not an action: approve or change"),
+            (other, _) => anyhow::bail!("{other:?} is not an action: approve or change"),
         })
     })
     .await;

@@ -58,9 +58,12 @@ async fn keys_where(app: &App, matches: impl Fn(&WebhookSettings) -> bool) -> Ve
 /// Applies the event in one transaction and answers the provider.
 async fn apply(app: &App, key: Key, provider: &'static str, id: String, kind: String, event: Event) -> Reply {
     let store = app.store.clone();
-    let now = store.clock().now_ms();
+    // Stamped once the write lock is held, as the API's writes are.
     let result = tokio::task::spawn_blocking(move || {
-        store.write(|tx| webhooks::apply(tx, &key, provider, &id, &kind, &event, now).map(|o| (o, id, kind)))
+        store.write(|tx| {
+            let now = store.clock().now_ms();
+            webhooks::apply(tx, &key, provider, &id, &kind, &event, now).map(|o| (o, id, kind))
+        })
     })
     .await;
     match result {

@@ -93,8 +93,12 @@ pub fn default_group(conn: &Connection, key_id: i64) -> Result<Group> {
     Ok(conn.query_row(&sql, [key_id], row)?)
 }
 
-pub fn list(conn: &Connection, key_id: i64, list: List) -> Result<Page<Group>> {
-    let select = format!("SELECT {COLUMNS} FROM groups WHERE key_id = ?1");
+/// A key's groups; archived ones too when asked.
+pub fn list(conn: &Connection, key_id: i64, include_archived: bool, list: List) -> Result<Page<Group>> {
+    let mut select = format!("SELECT {COLUMNS} FROM groups WHERE key_id = ?1");
+    if !include_archived {
+        select += " AND archived_at IS NULL";
+    }
     page::fetch(conn, &select, "", vec![Value::Integer(key_id)], list, row)
 }
 

@@ -182,7 +182,15 @@ pub fn update_lead(conn: &Connection, key: &Key, lead_key: &str, fields: LeadFie
                 let reason = format!("lead {lead_key:?} approved");
                 super::credit::reattribute(conn, key, &customer, Some(&updated.partner_key), "lead", &reason, now)?;
             }
-            convert(conn, key_id, &updated.email, &customer.key, now)?;
+            let credited = merchant::find_customer(conn, key_id, &CustomerRef::Key(customer.key.clone()))?;
+            convert(
+                conn,
+                key_id,
+                &updated.email,
+                &credited.key,
+                credited.partner_key.as_deref(),
+                now,
+            )?;
         }
     }
     lead(conn, key_id, lead_key)
@@ -196,7 +204,7 @@ pub fn partner_of_approved_lead(conn: &Connection, key_id: i64, email: &str) -> 
     Ok(conn
         .query_row(
             "SELECT partner_key FROM leads
-             WHERE key_id = ?1 AND email = ?2 AND status = 'approved' AND archived_at IS NULL
+             WHERE key_id = ?1 AND email = ?2 COLLATE NOCASE AND status = 'approved' AND archived_at IS NULL
              ORDER BY id DESC LIMIT 1",
             params![key_id, email],
             |r| r.get(0),
@@ -204,15 +212,25 @@ pub fn partner_of_approved_lead(conn: &Connection, key_id: i64, email: &str) -> 
         .optional()?)
 }
 
-/// Marks the approved leads with `email` converted into `customer_key`.
-pub fn convert(conn: &Connection, key_id: i64, email: &str, customer_key: &str, now: i64) -> Result<()> {
-    if email.is_empty() {
+/// Marks converted into `customer_key` the approved leads with `email` of
+/// `partner`, the partner the customer is credited to: another partner's
+/// lead for the same prospect stays approved, claiming nothing.
+pub fn convert(
+    conn: &Connection,
+    key_id: i64,
+    email: &str,
+    customer_key: &str,
+    partner: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let (false, Some(partner)) = (email.is_empty(), partner) else {
         return Ok(());
-    }
+    };
     conn.execute(
         "UPDATE leads SET status = 'converted', customer_key = ?3, updated_at = ?4
-         WHERE key_id = ?1 AND email = ?2 AND status = 'approved' AND archived_at IS NULL",
-        params![key_id, email, customer_key, now],
+         WHERE key_id = ?1 AND email = ?2 COLLATE NOCASE AND partner_key = ?5 AND status = 'approved'
+           AND archived_at IS NULL",
+        params![key_id, email, customer_key, now, partner],
     )?;
     Ok(())
 }
@@ -280,6 +298,14 @@ fn deal_row(row: &Row) -> rusqlite::Result<Deal> {
     })
 }
 
+/// An amount means nothing without its currency.
+fn priced(amount: Option<i64>, currency: &Option<String>) -> Result<()> {
+    match (amount, currency) {
+        (Some(_), None) => Err(Refusal::invalid("currency", "is required with an amount").into()),
+        _ => Ok(()),
+    }
+}
+
 pub fn create_deal(
     conn: &Connection,
     key_id: i64,
@@ -289,11 +315,15 @@ pub fn create_deal(
     now: i64,
 ) -> Result<Deal> {
     active_partner(conn, key_id, partner_key)?;
+    priced(fields.amount, &fields.currency)?;
     if find_deal(conn, key_id, deal_key)?.is_some() {
         return Err(Refusal::conflict("key", format!("deal {deal_key:?} exists")).into());
     }
     if let Some(lead_key) = &fields.lead_key {
-        if lead(conn, key_id, lead_key)?.partner_key != partner_key {
+        let Some(lead) = find_lead(conn, key_id, lead_key)? else {
+            return Err(Refusal::not_found("lead_key", format!("no lead {lead_key:?}")).into());
+        };
+        if lead.partner_key != partner_key {
             return Err(Refusal::invalid("lead_key", format!("lead {lead_key:?} is another partner's")).into());
         }
     }
@@ -352,6 +382,8 @@ pub fn deals(
 
 pub fn update_deal(conn: &Connection, key_id: i64, deal_key: &str, fields: DealFields, now: i64) -> Result<Deal> {
     let current = deal(conn, key_id, deal_key)?;
+    let (amount, currency) = (fields.amount.or(current.amount), fields.currency.or(current.currency));
+    priced(amount, &currency)?;
     conn.execute(
         "UPDATE deals SET account_name = ?3, contact_first_name = ?4, contact_last_name = ?5, amount = ?6,
                           currency = ?7, stage = ?8, close_date = ?9, lost_reason = ?10, external_key = ?11,
@@ -363,8 +395,8 @@ pub fn update_deal(conn: &Connection, key_id: i64, deal_key: &str, fields: DealF
             fields.account_name.unwrap_or(current.account_name),
             fields.contact_first_name.unwrap_or(current.contact_first_name),
             fields.contact_last_name.unwrap_or(current.contact_last_name),
-            fields.amount.or(current.amount),
-            fields.currency.or(current.currency),
+            amount,
+            currency,
             fields.stage.unwrap_or(current.stage),
             fields.close_date.or(current.close_date),
             fields.lost_reason.or(current.lost_reason),

@@ -6,7 +6,7 @@
 //! (a missing item, a duplicate key) comes back as a `Refusal`.
 
 use super::groups::{self, Group};
-use super::page::{self, Cursor, List, Page, Position};
+use super::page::{self, Cursor, List, Page};
 use super::Refusal;
 use anyhow::Result;
 use rusqlite::types::Value;
@@ -25,36 +25,30 @@ pub fn cursor(
     after: Option<&str>,
     before: Option<&str>,
 ) -> Result<Cursor> {
-    let (field, item, wrap): (&'static str, &str, fn(Position) -> Cursor) = match (after, before) {
+    let (field, item, wrap): (&'static str, &str, fn(i64) -> Cursor) = match (after, before) {
         (Some(item), _) => ("starting_after", item, Cursor::After),
         (None, Some(item)) => ("ending_before", item, Cursor::Before),
         (None, None) => return Ok(Cursor::First),
     };
-    let position = |r: &Row| {
-        Ok(Position {
-            id: r.get(0)?,
-            updated_at: r.get(1)?,
-        })
-    };
     let sql = format!(
-        "SELECT id, updated_at FROM {table} WHERE key_id = ?1 AND {column} = ?2
-         UNION ALL SELECT row_id, updated_at FROM deleted_items WHERE key_id = ?1 AND tbl = ?3 AND item_key = ?2
+        "SELECT id FROM {table} WHERE key_id = ?1 AND {column} = ?2
+         UNION ALL SELECT row_id FROM deleted_items WHERE key_id = ?1 AND tbl = ?3 AND item_key = ?2
          LIMIT 1"
     );
     match conn
-        .query_row(&sql, params![key_id, item, table], position)
+        .query_row(&sql, params![key_id, item, table], |r| r.get(0))
         .optional()?
     {
-        Some(at) => Ok(wrap(at)),
+        Some(id) => Ok(wrap(id)),
         None => Err(Refusal::not_found(field, format!("no item {item:?} to page from")).into()),
     }
 }
 
-/// Keeps the position of a row about to be deleted, for `cursor`.
-fn tombstone(conn: &Connection, table: &str, key_id: i64, item_key: &str, at: Position) -> Result<()> {
+/// Keeps the position (row id) of a row about to be deleted, for `cursor`.
+fn tombstone(conn: &Connection, table: &str, key_id: i64, item_key: &str, row_id: i64) -> Result<()> {
     conn.execute(
-        "INSERT OR REPLACE INTO deleted_items (key_id, tbl, item_key, row_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![key_id, table, item_key, at.id, at.updated_at],
+        "INSERT OR REPLACE INTO deleted_items (key_id, tbl, item_key, row_id) VALUES (?1, ?2, ?3, ?4)",
+        params![key_id, table, item_key, row_id],
     )?;
     Ok(())
 }
@@ -149,7 +143,7 @@ pub fn create_partner(
     let taken: Option<String> = conn
         .query_row(
             "SELECT CASE WHEN partner_key = ?2 THEN 'key' ELSE 'email' END FROM partners
-             WHERE key_id = ?1 AND (partner_key = ?2 OR email = ?3)",
+             WHERE key_id = ?1 AND (partner_key = ?2 OR email = ?3 COLLATE NOCASE)",
             params![key_id, partner_key, email],
             |r| r.get(0),
         )
@@ -228,7 +222,7 @@ pub fn update_partner(
     let current = partner(conn, key_id, partner_key)?;
     let email = fields.email.unwrap_or(current.email);
     let clash: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM partners WHERE key_id = ?1 AND email = ?2 AND partner_key != ?3",
+        "SELECT count(*) > 0 FROM partners WHERE key_id = ?1 AND email = ?2 COLLATE NOCASE AND partner_key != ?3",
         params![key_id, email, partner_key],
         |r| r.get(0),
     )?;
@@ -364,7 +358,7 @@ pub fn create_customer(
         if !take_over(conn, key, &existing, partner_key, origin, now)? {
             return Err(Refusal::conflict("customer_key", format!("customer {customer_key:?} exists")).into());
         }
-        super::leads::convert(conn, key.id, &email, customer_key, now)?;
+        super::leads::convert(conn, key.id, &email, customer_key, partner_key, now)?;
         return update_customer(conn, key.id, customer_key, fields, now);
     }
     // The merchant's word: only a partner key no partnership has waits.
@@ -391,7 +385,7 @@ pub fn create_customer(
         ],
     )?;
     super::daily::add(conn, key.id, partner_key, now, 0, 1)?;
-    super::leads::convert(conn, key.id, &email, customer_key, now)?;
+    super::leads::convert(conn, key.id, &email, customer_key, partner_key, now)?;
     find_customer(conn, key.id, &by_key)
 }
 
@@ -429,12 +423,14 @@ pub fn take_over(
 /// browser signup may claim any email), so the merchant names the customer
 /// by its key instead.
 pub fn find_customer(conn: &Connection, key_id: i64, by: &CustomerRef) -> Result<Customer> {
-    let (column, value) = match by {
-        CustomerRef::Key(v) => ("customer_key", v),
-        CustomerRef::Email(v) => ("email", v),
-        CustomerRef::Provider(v) => ("provider_key", v),
+    // Emails match whatever their case (`Ann@Example.com` is ann@example.com).
+    let (column, value, collation) = match by {
+        CustomerRef::Key(v) => ("customer_key", v, ""),
+        CustomerRef::Email(v) => ("email", v, " COLLATE NOCASE"),
+        CustomerRef::Provider(v) => ("provider_key", v, ""),
     };
-    let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE key_id = ?1 AND {column} = ?2 LIMIT 2");
+    let sql =
+        format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE key_id = ?1 AND {column} = ?2{collation} LIMIT 2");
     let mut found: Vec<Customer> = conn
         .prepare_cached(&sql)?
         .query_map(params![key_id, value], customer_row)?
@@ -520,9 +516,8 @@ pub fn update_customer(
     find_customer(conn, key_id, &CustomerRef::Key(customer_key.into()))
 }
 
-/// Deletes a customer without transactions or actions (those carry
-/// rewards: delete the transactions first, which reverses them; a customer
-/// with actions stays).
+/// Deletes a customer without transactions or actions: those carry rewards
+/// and revenue, so a customer with any (refunded ones too) stays.
 pub fn delete_customer(conn: &Connection, key_id: i64, customer_key: &str) -> Result<Customer> {
     let customer = find_customer(conn, key_id, &CustomerRef::Key(customer_key.into()))?;
     let transactions: i64 = conn.query_row(
@@ -533,7 +528,10 @@ pub fn delete_customer(conn: &Connection, key_id: i64, customer_key: &str) -> Re
     if transactions > 0 {
         return Err(Refusal::conflict(
             "customer_key",
-            format!("customer {customer_key:?} has {transactions} transactions; delete them first"),
+            format!(
+                "customer {customer_key:?} has {transactions} transactions (refunded ones too), which its \
+                 partner's rewards refer to; it stays"
+            ),
         )
         .into());
     }
@@ -549,11 +547,7 @@ pub fn delete_customer(conn: &Connection, key_id: i64, customer_key: &str) -> Re
         )
         .into());
     }
-    let at = Position {
-        id: customer.id,
-        updated_at: customer.updated_at,
-    };
-    tombstone(conn, "customers", key_id, customer_key, at)?;
+    tombstone(conn, "customers", key_id, customer_key, customer.id)?;
     conn.execute("DELETE FROM customers WHERE id = ?1", [customer.id])?;
     Ok(customer)
 }

@@ -345,13 +345,28 @@ pub fn transactions(
 /// the transaction stored first (`false`: nothing new was written).
 pub fn create_transaction(conn: &Connection, key: &Key, new: &NewTransaction, now: i64) -> Result<(Transaction, bool)> {
     if let Some(existing) = transaction(conn, key.id, &new.key)? {
+        // The same key again is the same payment (a retry); other figures
+        // under it are a mistake, not a second payment.
+        if (existing.amount, existing.currency.as_str()) != (new.amount, new.currency.as_str()) {
+            return Err(Refusal::conflict(
+                "key",
+                format!("transaction {:?} exists with another amount or currency", new.key),
+            )
+            .into());
+        }
         return Ok((existing, false));
     }
     let customer = match (&new.sign_up, merchant::find_customer(conn, key.id, &new.customer)) {
+        (Some(sign_up), Ok(found)) if sign_up.partner_key.is_some() && found.partner_key != sign_up.partner_key => {
+            return Err(Refusal::conflict(
+                "partner_key",
+                format!("the customer exists, credited to {:?}", found.partner_key),
+            )
+            .into())
+        }
         (Some(sign_up), Err(e)) if Refusal::is_not_found(&e) => {
             let customer_key = match &new.customer {
-                CustomerRef::Key(key) | CustomerRef::Email(key) => key.clone(),
-                CustomerRef::Provider(_) => sign_up.fields.email.clone().unwrap_or_default(),
+                CustomerRef::Key(key) | CustomerRef::Email(key) | CustomerRef::Provider(key) => key.clone(),
             };
             let fields = sign_up.fields.clone();
             merchant::create_customer(
@@ -737,6 +752,8 @@ pub struct Reward {
     pub customer_key: String,
     pub customer_email: String,
     pub customer_name: String,
+    /// The partner the customer is credited to now.
+    pub customer_partner_key: Option<String>,
     /// What earned it: a transaction or an action.
     pub transaction: Option<PaidBy>,
     pub action: Option<DoneBy>,
@@ -765,7 +782,7 @@ pub struct RewardFilter {
 const REWARD_SELECT: &str = "SELECT 'rwd_' || r.id, r.partner_key, c.customer_key, t.transaction_key, o.offer_key,
             r.amount, r.currency, r.status, CASE WHEN r.reverses IS NULL THEN NULL ELSE 'rwd_' || r.reverses END,
             r.created_at, r.updated_at, p.email, p.first_name, p.last_name, c.email, c.name, t.amount, t.currency,
-            t.created_at, o.kind, o.percent_bp, 'act_' || a.id, a.action_key, a.created_at
+            t.created_at, o.kind, o.percent_bp, 'act_' || a.id, a.action_key, a.created_at, c.partner_key
      FROM rewards r JOIN customers c ON c.id = r.customer_id JOIN offers o ON o.id = r.offer_id
           LEFT JOIN transactions t ON t.id = r.transaction_id
           LEFT JOIN actions a ON a.id = r.action_id
@@ -830,6 +847,7 @@ fn reward_row(row: &Row) -> rusqlite::Result<Reward> {
         partner_last_name: row.get(13)?,
         customer_email: row.get(14)?,
         customer_name: row.get(15)?,
+        customer_partner_key: row.get(24)?,
         description,
     })
 }
@@ -955,6 +973,20 @@ mod tests {
         create_transaction(conn, key, &new, at).unwrap()
     }
 
+    /// A new transaction with `stored`'s key and figures.
+    fn again_of(stored: &Transaction) -> NewTransaction {
+        NewTransaction {
+            key: stored.key.clone(),
+            customer: CustomerRef::Key(stored.customer_key.clone()),
+            sign_up: None,
+            amount: stored.amount,
+            currency: stored.currency.clone(),
+            product_key: None,
+            category_key: None,
+            origin: "api",
+        }
+    }
+
     fn amounts(conn: &Connection, key: &Key) -> Vec<(i64, String)> {
         let page = rewards(conn, key.id, &RewardFilter::default(), List::first(250)).unwrap();
         page.items.into_iter().rev().map(|r| (r.amount, r.status)).collect()
@@ -965,10 +997,16 @@ mod tests {
         let (conn, key) = setup(Mode::Live);
         pay(&conn, &key, "t1", 10_000, "USD", NOW);
         pay(&conn, &key, "t2", 10_001, "USD", NOW + 5 * MONTH_MS);
-        // The same key again: the first transaction, nothing new.
-        let (again, created) = pay(&conn, &key, "t2", 99, "USD", NOW + 6 * MONTH_MS);
+        // The same key again: the first transaction, nothing new; with
+        // other figures, refused.
+        let (again, created) = pay(&conn, &key, "t2", 10_001, "USD", NOW + 6 * MONTH_MS);
         assert!(!created);
-        assert_eq!(again.amount, 10_001);
+        assert_eq!(again.created_at, NOW + 5 * MONTH_MS);
+        let other = NewTransaction {
+            amount: 99,
+            ..again_of(&again)
+        };
+        assert!(create_transaction(&conn, &key, &other, NOW).is_err());
         // Past the percent offer's 12 months, and a currency without a flat amount.
         pay(&conn, &key, "t3", 10_000, "USD", NOW + 13 * MONTH_MS);
         assert_eq!(

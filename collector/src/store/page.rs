@@ -1,38 +1,26 @@
 //! Cursor pagination for the merchant API's lists, shaped like PartnerStack's:
-//! newest first unless `order_by` says otherwise; `starting_after=<item key>`
-//! continues after that item, `ending_before=<item key>` goes back towards
-//! the first; `limit` 1-250; `min_created`, `max_created`, `min_updated`,
-//! `max_updated` (epoch ms, inclusive) narrow any list.
+//! newest first, or oldest first with `order_by=created_at`;
+//! `starting_after=<item key>` continues after that item, `ending_before=<item
+//! key>` goes back towards the first; `limit` 1-250; `min_created`,
+//! `max_created`, `min_updated`, `max_updated` (epoch ms, inclusive) narrow
+//! any list.
 //!
-//! A cursor is the position of an item in the list's order (its sort value
-//! and row id), so a page can continue from an item that was deleted since
-//! (see `merchant::cursor`) or that no longer matches the filters.
+//! A cursor is the position of an item in created order, its row id, which
+//! never changes: a page continues from an item that was changed, deleted
+//! (see `merchant::cursor`) or no longer matches the filters since. (An
+//! order by `updated_at` would move its cursor item whenever it changes, and
+//! a sync paging by it would skip or repeat items: not offered.)
 
 use anyhow::Result;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row};
 
-/// Where an item stands: its row id and `updated_at` (the two orders a list
-/// can be read in).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    pub id: i64,
-    pub updated_at: i64,
-}
-
-impl Position {
-    /// A row's place in created order (the default), where only its id counts.
-    pub fn row(id: i64) -> Position {
-        Position { id, updated_at: 0 }
-    }
-}
-
-/// Where a page starts.
+/// Where a page starts, as the row id of the item named by the cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cursor {
     First,
-    After(Position),
-    Before(Position),
+    After(i64),
+    Before(i64),
 }
 
 /// The order a list is read in (`order_by`).
@@ -40,25 +28,19 @@ pub enum Cursor {
 pub enum Order {
     /// `-created_at`, the default: newest first.
     #[default]
-    NewestCreated,
+    Newest,
     /// `created_at`: oldest first.
-    OldestCreated,
-    /// `-updated_at`: most recently changed first.
-    NewestUpdated,
-    /// `updated_at`: least recently changed first (an incremental sync).
-    OldestUpdated,
+    Oldest,
 }
 
 impl Order {
     /// The `order_by` values, as the API names them.
-    pub const NAMES: [&'static str; 4] = ["-created_at", "created_at", "-updated_at", "updated_at"];
+    pub const NAMES: [&'static str; 2] = ["-created_at", "created_at"];
 
     pub fn parse(text: &str) -> Option<Order> {
         match text {
-            "-created_at" => Some(Order::NewestCreated),
-            "created_at" => Some(Order::OldestCreated),
-            "-updated_at" => Some(Order::NewestUpdated),
-            "updated_at" => Some(Order::OldestUpdated),
+            "-created_at" => Some(Order::Newest),
+            "created_at" => Some(Order::Oldest),
             _ => None,
         }
     }
@@ -136,34 +118,22 @@ pub fn fetch<T>(
             sql += &format!(" AND {alias}{column} {op} ?{n}");
         }
     }
-    // Created order is row order (ids grow with time); updated order ties
-    // on the row id, so every item has one place.
-    let by_updated = matches!(list.order, Order::NewestUpdated | Order::OldestUpdated);
-    let descending = matches!(list.order, Order::NewestCreated | Order::NewestUpdated);
+    // Created order is row order (ids grow with time). Reading back
+    // (`ending_before`) walks the order in reverse, then flips the page.
     let (bound, reading_back) = match list.cursor {
         Cursor::First => (None, false),
-        Cursor::After(at) => (Some(at), false),
-        Cursor::Before(at) => (Some(at), true),
+        Cursor::After(id) => (Some(id), false),
+        Cursor::Before(id) => (Some(id), true),
     };
-    // Reading back (`ending_before`) walks the order in reverse, then flips the page.
-    let walk_descending = descending != reading_back;
-    if let Some(at) = bound {
+    let walk_descending = (list.order == Order::Newest) != reading_back;
+    if let Some(id) = bound {
         let op = if walk_descending { "<" } else { ">" };
-        let id = bind(&mut params, at.id);
-        if by_updated {
-            let updated = bind(&mut params, at.updated_at);
-            sql += &format!(" AND ({alias}updated_at, {alias}id) {op} (?{updated}, ?{id})");
-        } else {
-            sql += &format!(" AND {alias}id {op} ?{id}");
-        }
+        let n = bind(&mut params, id);
+        sql += &format!(" AND {alias}id {op} ?{n}");
     }
     let direction = if walk_descending { "DESC" } else { "ASC" };
     let n = bind(&mut params, i64::from(list.limit) + 1);
-    if by_updated {
-        sql += &format!(" ORDER BY {alias}updated_at {direction}, {alias}id {direction} LIMIT ?{n}");
-    } else {
-        sql += &format!(" ORDER BY {alias}id {direction} LIMIT ?{n}");
-    }
+    sql += &format!(" ORDER BY {alias}id {direction} LIMIT ?{n}");
     let mut items: Vec<T> = conn
         .prepare(&sql)?
         .query_map(rusqlite::params_from_iter(params), map)?

@@ -239,8 +239,8 @@ const MIGRATIONS: &[&str] = &[
     // rewards are rebuilt for the new kind and a reward's source being an
     // action or a transaction), leads and deals, customers' `meta`,
     // transactions' `updated_at`, tombstones so a page cursor naming a
-    // deleted customer keeps paging, and indexes for the `min_updated`
-    // filter of incremental syncs.
+    // deleted customer keeps paging, indexes for the `min_updated` filter of
+    // incremental syncs, and for emails matched without regard to case.
     "CREATE TABLE groups (
         id INTEGER PRIMARY KEY,
         key_id INTEGER NOT NULL REFERENCES keys(id),
@@ -338,7 +338,7 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (key_id, lead_key)
     );
     CREATE INDEX leads_newest ON leads(key_id, id);
-    CREATE INDEX leads_by_email ON leads(key_id, email);
+    CREATE INDEX leads_by_email ON leads(key_id, email COLLATE NOCASE);
     CREATE TABLE deals (
         id INTEGER PRIMARY KEY,
         key_id INTEGER NOT NULL REFERENCES keys(id),
@@ -365,10 +365,11 @@ const MIGRATIONS: &[&str] = &[
         tbl TEXT NOT NULL,
         item_key TEXT NOT NULL,
         row_id INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL,
         PRIMARY KEY (key_id, tbl, item_key)
     ) WITHOUT ROWID;
     CREATE INDEX customers_updated ON customers(key_id, updated_at);
+    CREATE INDEX customers_by_email_nocase ON customers(key_id, email COLLATE NOCASE);
+    CREATE INDEX partners_by_email_nocase ON partners(key_id, email COLLATE NOCASE);
     CREATE INDEX partners_updated ON partners(key_id, updated_at);
     CREATE INDEX transactions_updated ON transactions(key_id, updated_at);
     CREATE INDEX rewards_updated ON rewards(key_id, updated_at);",

@@ -254,7 +254,7 @@ fn run(
             fail_group(&mut group, &e, metrics);
             continue;
         }
-        commit_group(&mut conn, &mut group, clock.now_ms(), metrics);
+        commit_group(&mut conn, &mut group, clock, metrics);
     }
 }
 
@@ -264,9 +264,9 @@ fn run(
 /// before they reach the writer and every insert is conflict-free, so an error
 /// here is the database's (disk full, I/O): the whole group fails, nothing in
 /// it is acknowledged, and the clients retry.
-fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, now_ms: i64, metrics: &WriterMetrics) {
+fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, clock: &Clock, metrics: &WriterMetrics) {
     let started = std::time::Instant::now();
-    let applied = apply_group(conn, group, now_ms, metrics);
+    let applied = apply_group(conn, group, clock, metrics);
     metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
     match applied {
         Ok(results) => {
@@ -292,7 +292,7 @@ fn fail_group(group: &mut Vec<Job>, e: &anyhow::Error, metrics: &WriterMetrics) 
 fn apply_group(
     conn: &mut Connection,
     group: &[Job],
-    now_ms: i64,
+    clock: &Clock,
     metrics: &WriterMetrics,
 ) -> anyhow::Result<Vec<Vec<Outcome>>> {
     // Immediate: the group reads (click ids, partnerships) before it writes,
@@ -300,6 +300,10 @@ fn apply_group(
     // once ("database is locked") if a checkpoint moved the WAL meanwhile;
     // taking the write lock first waits (busy timeout) instead.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Stamped once the write lock is held: rows commit in the order of
+    // their times, so a sync reading `min_updated` from the newest time it
+    // saw never misses a row committed later with an earlier time.
+    let now_ms = clock.now_ms();
     let mut tally = Tally::new();
     let results = group
         .iter()

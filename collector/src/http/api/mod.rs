@@ -55,6 +55,8 @@ pub struct ApiError {
     status: StatusCode,
     field: String,
     message: String,
+    /// A 405's `Allow` header: the methods the path takes.
+    allow: Option<String>,
 }
 
 impl ApiError {
@@ -63,6 +65,7 @@ impl ApiError {
             status,
             field: field.into(),
             message: message.into(),
+            allow: None,
         }
     }
 
@@ -75,6 +78,9 @@ impl ApiError {
             reply
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"growsumo\""));
+        }
+        if let Some(allow) = self.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+            reply.headers_mut().insert(hyper::header::ALLOW, allow);
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             reply
@@ -144,7 +150,12 @@ async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Key, ApiErro
     let refused = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "authorization", message);
     let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
     let encoded = header
-        .and_then(|h| h.strip_prefix("Basic "))
+        // The scheme's name is case-insensitive (RFC 9110).
+        .and_then(|h| {
+            h.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        })
+        .map(|(_, credentials)| credentials)
         .ok_or_else(|| refused("send HTTP Basic credentials: the public key as user, the secret key as password"))?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
@@ -175,8 +186,10 @@ async fn write<T: Send + 'static>(
     f: impl FnOnce(&Connection, i64) -> anyhow::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     let store = app.store.clone();
-    let now = store.clock().now_ms();
-    let result = tokio::task::spawn_blocking(move || store.write(|tx| f(tx, now))).await;
+    // The time is read once the write lock is held (`Store::write` begins
+    // immediately): rows commit in the order of their times, so a sync
+    // reading `min_updated` from the newest time it saw misses nothing.
+    let result = tokio::task::spawn_blocking(move || store.write(|tx| f(tx, store.clock().now_ms()))).await;
     Ok(result.map_err(|e| anyhow::anyhow!("{e}"))??)
 }
 
@@ -201,6 +214,14 @@ impl Query {
                 .filter(|n| (1..=250).contains(n))
                 .ok_or_else(|| Query::bad("limit", "must be a whole number from 1 to 250")),
         }
+    }
+
+    /// `include_archived`: archived (or refunded) records too. A list of what
+    /// changed (`min_updated`, `max_updated`) includes them without asking:
+    /// an archival is a change a sync must see.
+    fn archived_too(&self, list: &List) -> Result<bool, ApiError> {
+        let changes = list.range.min_updated.is_some() || list.range.max_updated.is_some();
+        Ok(self.flag("include_archived")? || changes)
     }
 
     /// A true/false parameter; false when absent.
@@ -275,7 +296,8 @@ async fn json_body(app: &App, req: Request<Incoming>) -> Result<Map<String, Valu
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !content_type.starts_with("application/json") {
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "content-type",
@@ -335,12 +357,14 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let (route, item) = match openapi::find(method.as_str(), &segments) {
         Found::Route(route, item) => (route, item.unwrap_or_default()),
-        Found::WrongMethod => {
-            return Err(ApiError::new(
+        Found::WrongMethod(allowed) => {
+            let mut refused = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method",
                 format!("{method} is not allowed on /api/v2/{path}"),
-            ))
+            );
+            refused.allow = Some(allowed.join(", "));
+            return Err(refused);
         }
         Found::Nothing => {
             return Err(ApiError::new(
@@ -350,6 +374,15 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
             ))
         }
     };
+    // A parameter the route does not take is refused, naming it: silently
+    // ignoring a filter would answer with what was not asked for.
+    if let Some(unknown) = query.0.keys().find(|name| !route.takes(name)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            unknown,
+            format!("is not a parameter of {method} /api/v2/{path}"),
+        ));
+    }
     let fields = route.fields();
     let body = if fields.is_empty() {
         Map::new()
@@ -380,7 +413,8 @@ async fn dispatch(
     match route.op {
         Op::ListGroups => {
             let list = query.list(app, &key, "groups", "group_key").await?;
-            let page = db(app, move |c| groups::list(c, key_id, list)).await?;
+            let archived = query.archived_too(&list)?;
+            let page = db(app, move |c| groups::list(c, key_id, archived, list)).await?;
             ok(records(page, records::GroupRecord::from), "groups")
         }
         Op::CreateGroup => {
@@ -423,7 +457,7 @@ async fn dispatch(
             let list = query.list(app, &key, "partners", "partner_key").await?;
             let filter = PartnerFilter {
                 group_key: query.get("group_key"),
-                include_archived: query.flag("include_archived")?,
+                include_archived: query.archived_too(&list)?,
             };
             let page = db(app, move |c| merchant::partners(c, key_id, &filter, list)).await?;
             ok(records(page, |p| Partnership::new(p, &key)), "partnerships")
@@ -533,7 +567,7 @@ async fn dispatch(
         Op::ListTransactions => {
             let list = query.list(app, &key, "transactions", "transaction_key").await?;
             let customer = query.get("customer_key");
-            let include_archived = query.flag("include_archived")?;
+            let include_archived = query.archived_too(&list)?;
             let page = db(app, move |c| {
                 money::transactions(c, key_id, customer.as_deref(), include_archived, list)
             })
@@ -637,7 +671,7 @@ async fn dispatch(
         }
         Op::ListLeads => {
             let list = query.list(app, &key, "leads", "lead_key").await?;
-            let (partner, archived) = (query.get("partner_key"), query.flag("include_archived")?);
+            let (partner, archived) = (query.get("partner_key"), query.archived_too(&list)?);
             let page = db(app, move |c| {
                 leads::leads(c, key_id, partner.as_deref(), archived, list)
             })
@@ -674,7 +708,7 @@ async fn dispatch(
         }
         Op::ListDeals => {
             let list = query.list(app, &key, "deals", "deal_key").await?;
-            let (partner, archived) = (query.get("partner_key"), query.flag("include_archived")?);
+            let (partner, archived) = (query.get("partner_key"), query.archived_too(&list)?);
             let page = db(app, move |c| {
                 leads::deals(c, key_id, partner.as_deref(), archived, list)
             })
@@ -748,17 +782,40 @@ fn lead_fields(body: &Map<String, Value>, creating: bool) -> Result<LeadFields, 
     })
 }
 
+/// A calendar date `YYYY-MM-DD` (Gregorian: 2024-02-29, not 2023-02-29).
+fn is_date(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let shaped = bytes.len() == 10
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit());
+    if !shaped {
+        return false;
+    }
+    let number = |range: std::ops::Range<usize>| text[range].parse::<u32>().unwrap_or(0);
+    let (year, month, day) = (number(0..4), number(5..7), number(8..10));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => 0,
+    };
+    (1..=days).contains(&day)
+}
+
 fn deal_fields(body: &Map<String, Value>, creating: bool) -> Result<DealFields, ApiError> {
     let close_date = optional(body, "close_date", 10)?;
     if let Some(date) = &close_date {
-        let digits =
-            |range: std::ops::Range<usize>| date.get(range).is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()));
-        let shaped = date.len() == 10 && &date[4..5] == "-" && &date[7..8] == "-";
-        if !(shaped && digits(0..4) && digits(5..7) && digits(8..10)) {
+        if !is_date(date) {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "close_date",
-                "must be a date, YYYY-MM-DD",
+                format!("{date:?} is not a calendar date, YYYY-MM-DD"),
             ));
         }
     }
@@ -766,6 +823,7 @@ fn deal_fields(body: &Map<String, Value>, creating: bool) -> Result<DealFields, 
         Some(code) => Some(currency(&code, "currency")?),
         None => None,
     };
+    let amount = optional_amount(body, "amount")?;
     let account_name = match creating {
         true => Some(required(body, "account_name", limit::NAME)?),
         false => optional(body, "account_name", limit::NAME)?,
@@ -775,7 +833,7 @@ fn deal_fields(body: &Map<String, Value>, creating: bool) -> Result<DealFields, 
         account_name,
         contact_first_name: optional(body, "contact_first_name", limit::NAME)?,
         contact_last_name: optional(body, "contact_last_name", limit::NAME)?,
-        amount: optional_amount(body, "amount")?,
+        amount,
         currency: currency_,
         stage: optional(body, "stage", 64)?,
         close_date,
@@ -894,23 +952,9 @@ fn customer_ref(body: &Map<String, Value>, by_provider: bool) -> Result<Customer
 }
 
 fn new_transaction(body: &Map<String, Value>) -> Result<NewTransaction, ApiError> {
-    let customer = customer_ref(body, true)?;
-    let sign_up = match body.get("create_customer") {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => None,
-        Some(Value::Bool(true)) => {
-            let email = match &customer {
-                CustomerRef::Email(email) => Some(email.clone()),
-                _ => None,
-            };
-            Some(SignUp {
-                partner_key: optional(body, "partner_key", KEY_CHARS)?,
-                fields: CustomerFields {
-                    email,
-                    name: optional(body, "customer_name", limit::NAME)?,
-                    ..CustomerFields::default()
-                },
-            })
-        }
+    let signing_up = match body.get("create_customer") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
         Some(_) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -919,7 +963,44 @@ fn new_transaction(body: &Map<String, Value>) -> Result<NewTransaction, ApiError
             ))
         }
     };
-    if sign_up.is_none() {
+    let (customer, sign_up) = if signing_up {
+        // The customer to sign up: its email (required), and its key if the
+        // merchant has one (else the email is the key).
+        if body.contains_key("provider_key") {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "provider_key",
+                "a customer signed up by a transaction is named by customer_key and customer_email",
+            ));
+        }
+        let email = email_field(body, "customer_email", true)?;
+        let by_key = match (
+            optional(body, "customer_key", KEY_CHARS)?,
+            optional(body, "customer_external_key", KEY_CHARS)?,
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "customer_key",
+                    "give customer_key or customer_external_key, not both",
+                ))
+            }
+            (key, external) => key.or(external),
+        };
+        let customer = match by_key {
+            Some(key) => CustomerRef::Key(key),
+            None => CustomerRef::Email(email.clone().unwrap_or_default()),
+        };
+        let sign_up = SignUp {
+            partner_key: optional(body, "partner_key", KEY_CHARS)?,
+            fields: CustomerFields {
+                email,
+                name: optional(body, "customer_name", limit::NAME)?,
+                ..CustomerFields::default()
+            },
+        };
+        (customer, Some(sign_up))
+    } else {
         for name in ["partner_key", "customer_name"] {
             if body.contains_key(name) {
                 return Err(ApiError::new(
@@ -929,14 +1010,8 @@ fn new_transaction(body: &Map<String, Value>) -> Result<NewTransaction, ApiError
                 ));
             }
         }
-    }
-    if sign_up.is_some() && matches!(customer, CustomerRef::Provider(_)) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "create_customer",
-            "a customer signed up by a transaction is named by customer_key or customer_email",
-        ));
-    }
+        (customer_ref(body, true)?, None)
+    };
     let key = match optional(body, "key", KEY_CHARS)? {
         Some(key) => key,
         None => format!("txn_{}", keys::random_token(20)?),

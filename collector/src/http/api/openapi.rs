@@ -77,8 +77,8 @@ pub struct Route {
     summary: &'static str,
     /// A list: takes the paging, range and order parameters.
     list: bool,
-    /// Further query parameters (filters), with what they do.
-    filters: &'static [(&'static str, &'static str)],
+    /// Further query parameters (filters).
+    filters: &'static [Filter],
     body: Option<SchemaFn>,
     answer: SchemaFn,
     referred: SchemasFn,
@@ -117,23 +117,50 @@ macro_rules! route {
     };
 }
 
-const NONE: &[(&str, &str)] = &[];
-const ARCHIVED: (&str, &str) = ("include_archived", "true: archived ones too");
+/// A query parameter a route takes beyond paging: its name, what it does,
+/// and its values when they are a fixed set.
+pub struct Filter {
+    name: &'static str,
+    about: &'static str,
+    values: &'static [&'static str],
+}
+
+const fn by(name: &'static str, about: &'static str) -> Filter {
+    Filter {
+        name,
+        about,
+        values: &[],
+    }
+}
+
+const fn flag(name: &'static str, about: &'static str) -> Filter {
+    Filter {
+        name,
+        about,
+        values: &["true", "false"],
+    }
+}
+
+const NONE: &[Filter] = &[];
+const ARCHIVED: Filter = flag(
+    "include_archived",
+    "true: archived ones too (a list filtered by min_updated or max_updated has them anyway)",
+);
 
 pub static ROUTES: &[Route] = &[
-    route!(ListGroups, "GET", "/groups", "List groups", list: true, filters: NONE, answer: List<GroupRecord>),
+    route!(ListGroups, "GET", "/groups", "List groups", list: true, filters: &[ARCHIVED], answer: List<GroupRecord>),
     route!(CreateGroup, "POST", "/groups", "Create a group", list: false, filters: NONE, body: bodies::CreateGroup, answer: GroupRecord),
     route!(GetGroup, "GET", "/groups/{key}", "Retrieve a group", list: false, filters: NONE, answer: GroupRecord),
     route!(UpdateGroup, "PATCH", "/groups/{key}", "Rename a group or make it the default", list: false, filters: NONE, body: bodies::UpdateGroup, answer: GroupRecord),
     route!(ArchiveGroup, "DELETE", "/groups/{key}", "Archive a group", list: false, filters: NONE, answer: GroupRecord),
     route!(ListPartnerships, "GET", "/partnerships", "List partnerships", list: true,
-        filters: &[("group_key", "only this group's"), ARCHIVED], answer: List<Partnership>),
+        filters: &[by("group_key", "only this group's"), ARCHIVED], answer: List<Partnership>),
     route!(CreatePartnership, "POST", "/partnerships", "Create a partnership", list: false, filters: NONE, body: bodies::CreatePartnership, answer: Partnership),
     route!(GetPartnership, "GET", "/partnerships/{key}", "Retrieve a partnership", list: false, filters: NONE, answer: Partnership),
     route!(UpdatePartnership, "PATCH", "/partnerships/{key}", "Update a partnership or move it to another group", list: false, filters: NONE, body: bodies::UpdatePartnership, answer: Partnership),
     route!(ArchivePartnership, "DELETE", "/partnerships/{key}", "Archive a partnership: it earns no new rewards", list: false, filters: NONE, answer: Partnership),
     route!(ListCustomers, "GET", "/customers", "List customers", list: true,
-        filters: &[("partner_key", "only this partner's"), ("review", "true: only those waiting for review")], answer: List<CustomerRecord>),
+        filters: &[by("partner_key", "only this partner's"), flag("review", "true: only those waiting for review")], answer: List<CustomerRecord>),
     route!(CreateCustomer, "POST", "/customers", "Create a customer, credited to partner_key", list: false, filters: NONE, body: bodies::CreateCustomer, answer: CustomerRecord),
     route!(GetCustomer, "GET", "/customers/{key}", "Retrieve a customer", list: false, filters: NONE, answer: CustomerRecord),
     route!(UpdateCustomer, "PATCH", "/customers/{key}", "Update or re-attribute a customer", list: false, filters: NONE, body: bodies::UpdateCustomer, answer: CustomerRecord),
@@ -141,12 +168,13 @@ pub static ROUTES: &[Route] = &[
     route!(ApproveCustomer, "POST", "/customers/{key}/approve", "Approve a customer held for review", list: false, filters: NONE, answer: CustomerRecord),
     route!(CustomerChanges, "GET", "/customers/{key}/changes", "A customer's changes of credit", list: false, filters: NONE, answer: List<Change>),
     route!(ListTransactions, "GET", "/transactions", "List transactions", list: true,
-        filters: &[("customer_key", "only this customer's"), ("include_archived", "true: refunded and deleted ones too")], answer: List<TransactionRecord>),
+        filters: &[by("customer_key", "only this customer's"), flag("include_archived", "true: refunded and deleted ones too (a list filtered by min_updated or max_updated has them anyway)")], answer: List<TransactionRecord>),
     route!(CreateTransaction, "POST", "/transactions", "Record a payment (or a refund) and its rewards", list: false, filters: NONE, body: bodies::CreateTransaction, answer: TransactionRecord),
     route!(GetTransaction, "GET", "/transactions/{key}", "Retrieve a transaction", list: false, filters: NONE, answer: TransactionRecord),
     route!(DeleteTransaction, "DELETE", "/transactions/{key}", "Reverse a transaction: its rewards are declined or clawed back", list: false, filters: NONE, answer: TransactionRecord),
     route!(ListRewards, "GET", "/rewards", "List rewards", list: true,
-        filters: &[("partner_key", "only this partner's"), ("customer_key", "only this customer's"), ("group_key", "only this group's partners'"), ("status", "new, approved, declined or paid")],
+        filters: &[by("partner_key", "only this partner's"), by("customer_key", "only this customer's"), by("group_key", "only this group's partners'"),
+            Filter { name: "status", about: "only rewards in this status", values: &["new", "approved", "declined", "paid"] }],
         answer: List<RewardRecord>),
     route!(GetReward, "GET", "/rewards/{key}", "Retrieve a reward", list: false, filters: NONE, answer: RewardRecord),
     route!(UpdateReward, "PATCH", "/rewards/{key}", "Approve, decline or pay a reward", list: false, filters: NONE, body: bodies::UpdateReward, answer: RewardRecord),
@@ -154,22 +182,39 @@ pub static ROUTES: &[Route] = &[
     route!(SaveOffer, "POST", "/offers", "Create or replace an offer", list: false, filters: NONE, body: bodies::SaveOffer, answer: OfferRecord),
     route!(ArchiveOffer, "DELETE", "/offers/{key}", "Archive an offer: it creates no new rewards", list: false, filters: NONE, answer: OfferRecord),
     route!(ListActions, "GET", "/actions", "List customers' actions", list: true,
-        filters: &[("customer_key", "only this customer's"), ("action_key", "only this action's")], answer: List<ActionRecord>),
+        filters: &[by("customer_key", "only this customer's"), by("action_key", "only this action's")], answer: List<ActionRecord>),
     route!(CreateAction, "POST", "/actions", "Record a customer's action and the rewards it earns", list: false, filters: NONE, body: bodies::CreateAction, answer: ActionRecord),
     route!(GetAction, "GET", "/actions/{key}", "Retrieve an action", list: false, filters: NONE, answer: ActionRecord),
-    route!(ListLeads, "GET", "/leads", "List leads", list: true, filters: &[("partner_key", "only this partner's"), ARCHIVED], answer: List<LeadRecord>),
+    route!(ListLeads, "GET", "/leads", "List leads", list: true, filters: &[by("partner_key", "only this partner's"), ARCHIVED], answer: List<LeadRecord>),
     route!(CreateLead, "POST", "/leads", "Submit a partner's lead", list: false, filters: NONE, body: bodies::CreateLead, answer: LeadRecord),
     route!(GetLead, "GET", "/leads/{key}", "Retrieve a lead", list: false, filters: NONE, answer: LeadRecord),
     route!(UpdateLead, "PATCH", "/leads/{key}", "Update, approve or decline a lead", list: false, filters: NONE, body: bodies::UpdateLead, answer: LeadRecord),
     route!(ArchiveLead, "DELETE", "/leads/{key}", "Archive a lead", list: false, filters: NONE, answer: LeadRecord),
-    route!(ListDeals, "GET", "/deals", "List deals", list: true, filters: &[("partner_key", "only this partner's"), ARCHIVED], answer: List<DealRecord>),
+    route!(ListDeals, "GET", "/deals", "List deals", list: true, filters: &[by("partner_key", "only this partner's"), ARCHIVED], answer: List<DealRecord>),
     route!(CreateDeal, "POST", "/deals", "Create a partner's deal", list: false, filters: NONE, body: bodies::CreateDeal, answer: DealRecord),
     route!(GetDeal, "GET", "/deals/{key}", "Retrieve a deal", list: false, filters: NONE, answer: DealRecord),
     route!(UpdateDeal, "PATCH", "/deals/{key}", "Move a deal along", list: false, filters: NONE, body: bodies::UpdateDeal, answer: DealRecord),
     route!(ArchiveDeal, "DELETE", "/deals/{key}", "Archive a deal", list: false, filters: NONE, answer: DealRecord),
 ];
 
+/// The paging, range and order parameters every list takes.
+const LIST_PARAMETERS: [&str; 8] = [
+    "limit",
+    "starting_after",
+    "ending_before",
+    "min_created",
+    "max_created",
+    "min_updated",
+    "max_updated",
+    "order_by",
+];
+
 impl Route {
+    /// Whether it takes query parameter `name`.
+    pub fn takes(&self, name: &str) -> bool {
+        (self.list && LIST_PARAMETERS.contains(&name)) || self.filters.iter().any(|f| f.name == name)
+    }
+
     /// The fields its body may hold: its body schema's properties.
     pub fn fields(&self) -> Vec<String> {
         let Some(body) = self.body else {
@@ -186,15 +231,15 @@ impl Route {
 /// How a path matched a route.
 pub enum Found {
     Route(&'static Route, Option<String>),
-    /// The path exists, not with this method.
-    WrongMethod,
+    /// The path exists with these methods, not with the one asked.
+    WrongMethod(Vec<&'static str>),
     Nothing,
 }
 
 /// The route for `method` and `segments` (the path under `/api/v2/`,
 /// percent-decoded), and the item key it names.
 pub fn find(method: &str, segments: &[&str]) -> Found {
-    let mut path_exists = false;
+    let mut allowed = Vec::new();
     for route in ROUTES {
         let pattern: Vec<&str> = route.path.trim_start_matches('/').split('/').collect();
         if pattern.len() != segments.len() {
@@ -214,12 +259,12 @@ pub fn find(method: &str, segments: &[&str]) -> Found {
         if route.method == method {
             return Found::Route(route, item);
         }
-        path_exists = true;
+        allowed.push(route.method);
     }
-    if path_exists {
-        Found::WrongMethod
-    } else {
+    if allowed.is_empty() {
         Found::Nothing
+    } else {
+        Found::WrongMethod(allowed)
     }
 }
 
@@ -252,6 +297,7 @@ fn json_content(schema: RefOr<Schema>) -> utoipa::openapi::Content {
 /// The paging, range and order parameters every list takes.
 fn list_parameters() -> Vec<utoipa::openapi::path::Parameter> {
     let order_names: Vec<Value> = Order::NAMES.iter().map(|n| json!(n)).collect();
+    let time = || integer().minimum(Some(0));
     vec![
         query(
             "limit",
@@ -260,13 +306,13 @@ fn list_parameters() -> Vec<utoipa::openapi::path::Parameter> {
         ),
         query("starting_after", "the key of the item the page follows", text()),
         query("ending_before", "the key of the item the page precedes", text()),
-        query("min_created", "created at or after (epoch ms)", integer()),
-        query("max_created", "created at or before (epoch ms)", integer()),
-        query("min_updated", "updated at or after (epoch ms)", integer()),
-        query("max_updated", "updated at or before (epoch ms)", integer()),
+        query("min_created", "created at or after (epoch ms)", time()),
+        query("max_created", "created at or before (epoch ms)", time()),
+        query("min_updated", "updated at or after (epoch ms)", time()),
+        query("max_updated", "updated at or before (epoch ms)", time()),
         query(
             "order_by",
-            "-created_at (default), created_at, -updated_at or updated_at",
+            "-created_at (newest first, the default) or created_at",
             text().enum_values(Some(order_names)),
         ),
     ]
@@ -304,8 +350,12 @@ fn build() -> OpenApi {
         if route.list {
             parameters.extend(list_parameters());
         }
-        for (name, description) in route.filters {
-            parameters.push(query(name, description, text()));
+        for filter in route.filters {
+            let mut schema = text();
+            if !filter.values.is_empty() {
+                schema = schema.enum_values(Some(filter.values.iter().copied()));
+            }
+            parameters.push(query(filter.name, filter.about, schema));
         }
         let mut operation = OperationBuilder::new()
             .operation_id(Some(format!("{:?}", route.op)))
@@ -430,7 +480,7 @@ mod tests {
         assert!(
             matches!(find("GET", &["customers", "ann"]), Found::Route(r, Some(k)) if r.op == Op::GetCustomer && k == "ann")
         );
-        assert!(matches!(find("PUT", &["customers", "ann"]), Found::WrongMethod));
+        assert!(matches!(find("PUT", &["customers", "ann"]), Found::WrongMethod(m) if m == ["GET", "PATCH", "DELETE"]));
         assert!(matches!(find("GET", &["customers", "ann", "x"]), Found::Nothing));
         assert!(matches!(find("GET", &["customers", ""]), Found::Nothing));
     }

@@ -408,7 +408,7 @@ impl From<Reward> for RewardRecord {
                 customer_key: r.customer_key,
                 email: r.customer_email,
                 name: r.customer_name,
-                partner_key: None,
+                partner_key: r.customer_partner_key,
             },
             transaction: r.transaction.map(|t| TransactionSummary {
                 key: t.key,
@@ -615,6 +615,7 @@ pub mod bodies {
     use super::*;
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)] // read through its schema only
     pub struct CreatePartnership {
         /// Generated when not given.
@@ -627,6 +628,7 @@ pub mod bodies {
     }
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub struct UpdatePartnership {
         email: Option<String>,
@@ -636,6 +638,7 @@ pub mod bodies {
     }
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub struct CreateGroup {
         /// Generated from the name when not given.
@@ -644,6 +647,7 @@ pub mod bodies {
     }
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub struct UpdateGroup {
         name: Option<String>,
@@ -652,6 +656,7 @@ pub mod bodies {
     }
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub struct CreateCustomer {
         /// The email when not given.
@@ -667,6 +672,7 @@ pub mod bodies {
     }
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub struct UpdateCustomer {
         email: Option<String>,
@@ -680,12 +686,14 @@ pub mod bodies {
     }
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub struct CreateTransaction {
         /// Idempotency: the same key again returns the first transaction.
         key: Option<String>,
         /// Exactly one of customer_key, customer_external_key,
-        /// customer_email, provider_key names the customer.
+        /// customer_email, provider_key names the customer (signing one up:
+        /// customer_email, and customer_key if it has one).
         customer_key: Option<String>,
         /// The same as customer_key here (PartnerStack's name for the
         /// merchant's own key).
@@ -698,13 +706,15 @@ pub mod bodies {
         product_key: Option<String>,
         category_key: Option<String>,
         /// true: sign the customer up when none matches (credited to
-        /// `partner_key`, named `customer_name`).
+        /// `partner_key`, named `customer_name`); one that exists keeps its
+        /// partner (another `partner_key` is a 409).
         create_customer: Option<bool>,
         partner_key: Option<String>,
         customer_name: Option<String>,
     }
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub struct UpdateReward {
         /// `approved`, `declined` or `paid`.
@@ -712,6 +722,7 @@ pub mod bodies {
     }
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub struct SaveOffer {
         key: String,
@@ -728,6 +739,7 @@ pub mod bodies {
     }
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub struct CreateAction {
         /// What the customer did (`activated`).
@@ -741,6 +753,7 @@ pub mod bodies {
     }
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub struct CreateLead {
         key: Option<String>,
@@ -755,6 +768,7 @@ pub mod bodies {
     }
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub struct UpdateLead {
         email: Option<String>,
@@ -766,6 +780,7 @@ pub mod bodies {
     }
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub struct CreateDeal {
         key: Option<String>,
@@ -778,10 +793,12 @@ pub mod bodies {
         currency: Option<String>,
         stage: Option<String>,
         close_date: Option<String>,
+        lost_reason: Option<String>,
         external_key: Option<String>,
     }
 
     #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub struct UpdateDeal {
         account_name: Option<String>,
