@@ -213,16 +213,20 @@ impl Store {
         result
     }
 
-    /// Whether the database takes writes now: a row as large as the
-    /// largest batch of events (64 KiB) is really written and committed, so
-    /// a disk too full for a batch fails here too (taking the write lock
+    /// Whether the database takes writes now: a row larger than the largest
+    /// batch of events takes on disk is really written and committed, so a
+    /// disk too full for a batch fails here too (taking the write lock
     /// alone would not), waiting at most the busy timeout.
     pub fn check_writable(&self) -> Result<()> {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO health (id, at, pad) VALUES (1, ?1, zeroblob(?2))
                  ON CONFLICT (id) DO UPDATE SET at = excluded.at, pad = excluded.pad",
-                rusqlite::params![now_ms(), wire::limit::BODY_BYTES],
+                // Twice the largest body (64 KiB): a full batch takes more
+                // room on disk than its JSON (row headers, indexes), and a
+                // probe smaller than the batch that failed could find room
+                // the batch did not, and call a full disk ready.
+                rusqlite::params![now_ms(), 2 * wire::limit::BODY_BYTES],
             )?;
             Ok(())
         })
