@@ -47,36 +47,43 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 
 fn snippet(dist: &Path) -> String {
     let loader = dist.join("growsumo.js");
-    let wasm = files(dist)
+    // Stage 2 (`growsumo-<hash>.js`) and the wasm, named by content.
+    let hashed: Vec<PathBuf> = files(dist)
         .into_iter()
-        .find(|p| p.extension().is_some_and(|e| e == "wasm"));
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with("growsumo-") && (name.ends_with(".wasm") || name.ends_with(".js"))
+        })
+        .collect();
     let complete = |file: &Path| {
         [".gz", ".br"]
             .iter()
             .all(|s| Path::new(&format!("{}{s}", file.display())).exists())
     };
-    let (Some(wasm), true) = (wasm, loader.exists() && complete(&loader)) else {
+    let built = loader.exists() && hashed.len() == 2 && complete(&loader) && hashed.iter().all(|f| complete(f));
+    if !built {
         println!(
-            "cargo:warning=no built snippet in {}: run `cargo xtask build` (the collector will answer /v1/ with an error)",
-            dist.display()
-        );
-        return "pub const SNIPPET: Option<Snippet> = None;\n".into();
-    };
-    if !complete(&wasm) {
-        println!(
-            "cargo:warning=the snippet in {} lacks its .gz/.br files: run `cargo xtask build`",
+            "cargo:warning=no complete built snippet in {}: run `cargo xtask build` (the collector will answer /v1/ with an error)",
             dist.display()
         );
         return "pub const SNIPPET: Option<Snippet> = None;\n".into();
     }
     let mut hasher = DefaultHasher::new();
     hasher.write(&fs::read(&loader).unwrap());
+    let mut immutable = String::new();
+    for file in &hashed {
+        let name = file.file_name().unwrap().to_string_lossy();
+        let content_type = if name.ends_with(".wasm") {
+            "application/wasm"
+        } else {
+            "application/javascript; charset=utf-8"
+        };
+        write!(immutable, "({name:?}, {content_type:?}, {}), ", encoded(file)).unwrap();
+    }
     format!(
-        "pub const SNIPPET: Option<Snippet> = Some(Snippet {{ loader: {}, loader_etag: \"\\\"{:016x}\\\"\", wasm_name: {:?}, wasm: {} }});\n",
+        "pub const SNIPPET: Option<Snippet> = Some(Snippet {{ loader: {}, loader_etag: \"\\\"{:016x}\\\"\", immutable: &[{immutable}] }});\n",
         encoded(&loader),
         hasher.finish(),
-        wasm.file_name().unwrap().to_string_lossy(),
-        encoded(&wasm),
     )
 }
 

@@ -34,7 +34,7 @@ pub fn decide(window: &Window, state: &Object, config: &Config) -> bool {
             let granted = local_storage()
                 .and_then(|s| s.get_item(CONSENT_KEY).ok().flatten())
                 .is_some();
-            let gpc = config.honor_gpc && get(&window.navigator(), "globalPrivacyControl").is_truthy();
+            let gpc = config.honor_gpc && get(&get(window, "navigator"), "globalPrivacyControl").is_truthy();
             granted || !(config.require_consent || gpc)
         }
     };

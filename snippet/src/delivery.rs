@@ -1,6 +1,10 @@
-//! Delivery: sends what the outbox holds, oldest first, one batch at a time,
-//! and settles each event by the collector's answer.
+//! Delivery: decides what to send and settles each event by the collector's
+//! answer; `core.js` puts the batches on the wire (`fetch`, or
+//! `navigator.sendBeacon` when the page is being hidden). The wasm holds no
+//! promise and no async executor: wasm-bindgen-futures cost the snippet
+//! about 5 KB of wasm for the one `fetch` it awaited.
 //!
+//! One batch at a time, oldest events first:
 //! - accepted / duplicate / rejected (per event), or any other 4xx for the
 //!   whole batch: final. The events leave the outbox and their `createSignup`
 //!   callbacks, if still waiting, are called.
@@ -8,60 +12,85 @@
 //!   backoff (1 s doubling to 60 s) on this page; later page loads of the site
 //!   retry too.
 //!
-//! `state` is a plain object the loader keeps for this page: `busy` (a send is
-//! in flight), `delay` (the current backoff), `cbs` (waiting callbacks by event
-//! id), `retry(ms)` (a loader function that calls `flush` again later), and
-//! the outbox's memory copy.
+//! `state` is a plain object `core.js` keeps for the page: `f()` (send what
+//! the outbox holds, one batch after another), `delay` (the current
+//! backoff), `cbs` (waiting callbacks by event id), `retry(ms)` (call `f`
+//! again later), `sent` (the ids and drop count of the batch in flight),
+//! and the outbox's memory copy.
 
 use crate::js::{array, get, get_num, get_or_new, get_str, set};
-use crate::{outbox, send};
+use crate::outbox;
 use alloc::string::String;
-use js_sys::{Function, Object, Reflect};
+use alloc::vec::Vec;
+use js_sys::{Array, Function, Object, Reflect, JSON};
 use wasm_bindgen::{JsCast, JsValue};
 use wire::{field, status};
 
 const FIRST_RETRY_MS: f64 = 1000.0;
 const LAST_RETRY_MS: f64 = 60_000.0;
 
-/// Sends everything in the outbox, unless a send is already in flight.
-pub fn flush(base: String, state: Object) {
-    if get(&state, "busy").is_truthy() {
-        return;
+/// Asks `core.js` to send what the outbox holds.
+pub fn flush(state: &Object) {
+    if let Ok(flush) = get(state, "f").dyn_into::<Function>() {
+        let _ = flush.call0(&JsValue::NULL);
     }
-    set(&state, "busy", &JsValue::TRUE);
-    wasm_bindgen_futures::spawn_local(async move {
-        drain(&base, &state).await;
-        set(&state, "busy", &JsValue::FALSE);
-    });
 }
 
-async fn drain(base: &str, state: &Object) {
-    loop {
-        let outbox = outbox::load(state);
-        let Some(outbox::Batch { pk, events, ids }) = outbox::batches(&outbox).into_iter().next() else {
-            return;
-        };
-        let dropped = get_num(&outbox, "dropped");
-        let answer = match send::post(base, &pk, &events, dropped).await {
-            Ok(answer) if !matches!(answer.status, 408 | 429 | 500..=599) => answer,
-            _ => return retry_later(state),
-        };
-        set(state, "delay", &0.into());
-        outbox::remove(state, &ids, dropped);
-        let results = array(get(&answer.body, "results"));
-        for id in &ids {
-            let result = results.iter().find(|r| get_str(r, field::ID) == *id);
-            let outcome = match result {
-                Some(r) if get_str(&r, "status") != status::REJECTED => Ok(r),
-                Some(r) => Err(error(&get_str(&r, "message"), &get_str(&r, "field"))),
-                None => Err(error(
-                    &get_str(&answer.body, "message"),
-                    &get_str(&answer.body, "field"),
-                )),
-            };
-            settle(state, id, outcome);
-        }
+/// `{"pk": pk, "events": events, "dropped": dropped}` as JSON text.
+fn body(pk: &str, events: &Array, dropped: f64) -> JsValue {
+    let batch = Object::new();
+    set(&batch, "pk", &pk.into());
+    set(&batch, "events", events);
+    if dropped > 0.0 {
+        set(&batch, "dropped", &dropped.into());
     }
+    JSON::stringify(&batch).map(JsValue::from).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// The next batch to post, as its JSON body (`undefined`: nothing to send);
+/// its ids and drop count are kept in `state.sent` until `settle`.
+pub fn next(state: &Object) -> JsValue {
+    let outbox = outbox::load(state);
+    let Some(batch) = outbox::batches(&outbox).into_iter().next() else {
+        return JsValue::UNDEFINED;
+    };
+    let dropped = get_num(&outbox, "dropped");
+    let sent = Object::new();
+    set(
+        &sent,
+        "ids",
+        &batch.ids.iter().map(|id| JsValue::from(id.as_str())).collect::<Array>(),
+    );
+    set(&sent, "dropped", &dropped.into());
+    set(state, "sent", &sent);
+    body(&batch.pk, &batch.events, dropped)
+}
+
+/// Settles the batch in flight by the collector's answer: its HTTP `status`
+/// (0: none came) and JSON `body`. True when the next batch may be sent.
+pub fn settle(state: &Object, status: u16, body: &JsValue) -> bool {
+    if matches!(status, 0 | 408 | 429 | 500..=599) {
+        retry_later(state);
+        return false;
+    }
+    let sent = get(state, "sent");
+    let ids: Vec<String> = array(get(&sent, "ids"))
+        .iter()
+        .filter_map(|id| id.as_string())
+        .collect();
+    set(state, "delay", &0.into());
+    outbox::remove(state, &ids, get_num(&sent, "dropped"));
+    let results = array(get(body, "results"));
+    for id in &ids {
+        let result = results.iter().find(|r| get_str(r, field::ID) == *id);
+        let outcome = match result {
+            Some(r) if get_str(&r, "status") != status::REJECTED => Ok(r),
+            Some(r) => Err(error(&get_str(&r, "message"), &get_str(&r, "field"))),
+            None => Err(error(&get_str(body, "message"), &get_str(body, "field"))),
+        };
+        finish(state, id, outcome);
+    }
+    true
 }
 
 fn retry_later(state: &Object) {
@@ -81,7 +110,7 @@ pub fn wait_for(state: &Object, id: &str, cb: &JsValue) {
 }
 
 /// Calls the callback waiting for `id`, once, as `cb(error, result)`.
-fn settle(state: &Object, id: &str, outcome: Result<JsValue, JsValue>) {
+fn finish(state: &Object, id: &str, outcome: Result<JsValue, JsValue>) {
     let cbs = get_or_new(state, "cbs");
     let Ok(cb) = get(&cbs, id).dyn_into::<Function>() else {
         return;
@@ -94,15 +123,20 @@ fn settle(state: &Object, id: &str, outcome: Result<JsValue, JsValue>) {
     };
 }
 
-/// Beacons everything in the outbox: the page is being hidden or unloaded.
-/// The outbox's bounds keep each beacon under the browser's 64 KB.
-pub fn beacon(base: &str, state: &Object) {
+/// Every batch the outbox holds, as JSON bodies, for `navigator.sendBeacon`
+/// (the page is being hidden). There is no answer: the events stay in the
+/// outbox and a later page load re-sends them (the collector answers
+/// `duplicate` if the beacon got through). The outbox's bounds keep each
+/// beacon under the browser's 64 KB.
+pub fn beacons(state: &Object) -> Array {
     let outbox = outbox::load(state);
     let mut dropped = get_num(&outbox, "dropped");
+    let bodies = Array::new();
     for batch in outbox::batches(&outbox) {
-        send::beacon(base, &batch.pk, &batch.events, dropped);
+        bodies.push(&body(&batch.pk, &batch.events, dropped));
         dropped = 0.0;
     }
+    bodies
 }
 
 /// A JS `Error` with an optional `field` property naming the rejected field.

@@ -59,7 +59,7 @@ impl Hash {
 /// The fingerprint of this browser, as 16 hex digits.
 pub fn compute(window: &Window) -> String {
     let mut hash = Hash(0xcbf2_9ce4_8422_2325);
-    let navigator: JsValue = window.navigator().into();
+    let navigator = get(window, "navigator");
     for name in [
         "userAgent",
         "languages",

@@ -1,8 +1,9 @@
 //! The growsumo snippet, wasm side: the work behind PartnerStack's `growsumo` object.
 //!
-//! `loader.js` defines the `growsumo` global synchronously (PartnerStack's embed
-//! code calls it as soon as the script loads), queues calls until this module is
-//! ready, then calls the entry points below, passing `state`, a plain object it
+//! `stage1.js` defines the `growsumo` global synchronously (PartnerStack's
+//! embed code calls it as soon as the script loads) and queues calls; only
+//! when a page view has work does it load stage 2, `core.js` with this module,
+//! which calls the entry points below, passing `state`, a plain object it
 //! keeps for the page (see `delivery`). No entry point returns an error or
 //! throws: nothing here may break the host page.
 //!
@@ -22,7 +23,6 @@ mod fingerprint;
 mod js;
 mod outbox;
 mod params;
-mod send;
 mod storage;
 
 use alloc::string::String;
@@ -54,16 +54,7 @@ pub fn stored() -> bool {
 /// query), with the page's `referrer`.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
-pub fn init(
-    base: String,
-    pk: String,
-    data: Object,
-    state: Object,
-    config: JsValue,
-    page: String,
-    search: String,
-    referrer: String,
-) {
+pub fn init(pk: String, data: Object, state: Object, config: JsValue, page: String, search: String, referrer: String) {
     let Some(window) = web_sys::window() else {
         return;
     };
@@ -102,7 +93,7 @@ pub fn init(
     set(&data, field::PARTNER_KEY, &partner_key.into());
     set(&data, field::XID, &xid.into());
     // Sends the click, and whatever earlier page views left in the outbox.
-    delivery::flush(base, state);
+    delivery::flush(&state);
 }
 
 /// Queues a signup built from `data` (a snapshot of `growsumo.data` taken when
@@ -113,7 +104,7 @@ pub fn init(
 /// `queued`, if no answer comes soon). Without consent nothing is sent and
 /// `cb` hears status `consent_denied` at once.
 #[wasm_bindgen]
-pub fn signup(base: String, pk: String, data: Object, cb: JsValue, state: Object) -> String {
+pub fn signup(pk: String, data: Object, cb: JsValue, state: Object) -> String {
     if consent::denied(&state) {
         let result = Object::new();
         set(&result, "status", &"consent_denied".into());
@@ -137,20 +128,29 @@ pub fn signup(base: String, pk: String, data: Object, cb: JsValue, state: Object
     let id = get_str(&event, field::ID);
     outbox::push(&state, &pk, &event);
     delivery::wait_for(&state, &id, &cb);
-    delivery::flush(base, state);
+    delivery::flush(&state);
     id
 }
 
-/// Sends what the outbox holds (the loader's retry timer and `online` event).
+/// The next batch to send, as its JSON body; `undefined` when the outbox is
+/// empty (see `delivery`).
 #[wasm_bindgen]
-pub fn flush(base: String, state: Object) {
-    delivery::flush(base, state);
+pub fn next(state: Object) -> JsValue {
+    delivery::next(&state)
 }
 
-/// Hands the outbox to `navigator.sendBeacon` (the page is being hidden).
+/// Settles the batch in flight by the collector's answer (`status` 0: none
+/// came); true when the next may be sent.
 #[wasm_bindgen]
-pub fn beacon(base: String, state: Object) {
-    delivery::beacon(&base, &state);
+pub fn settle(state: Object, status: u16, body: JsValue) -> bool {
+    delivery::settle(&state, status, &body)
+}
+
+/// Every batch in the outbox as JSON bodies, for `navigator.sendBeacon`
+/// (the page is being hidden).
+#[wasm_bindgen]
+pub fn beacons(state: Object) -> js_sys::Array {
+    delivery::beacons(&state)
 }
 
 /// A click for a landing that carries a partner link.

@@ -63,6 +63,10 @@ enum Bench {
         #[arg(long)]
         quick: bool,
     },
+    /// The snippet in headless Chromium: time to `growsumo` and to the
+    /// referral, long tasks, and requests, on a plain page view and a partner
+    /// landing.
+    Snippet,
 }
 
 fn main() -> std::process::ExitCode {
@@ -107,6 +111,14 @@ fn run(task: Task) -> Result<()> {
         Task::Bench {
             which: Bench::Pages { quick },
         } => pages::run(quick),
+        Task::Bench { which: Bench::Snippet } => {
+            tools::ensure_browser()?;
+            tools::ensure_web_server()?;
+            snippet::build()?;
+            snippet::print_sizes()?;
+            cargo(&["build", "-p", "collector"])?;
+            cargo(&["run", "-p", "e2e", "--example", "snippet_bench"])
+        }
         Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Size => {
             snippet::build()?;

@@ -1,7 +1,12 @@
 //! Builds the shipped snippet into `target/snippet-dist/`:
-//! `growsumo.js` (the loader and wasm-bindgen's glue in one closure, served at
-//! `/v1/`) and `growsumo-<hash>.wasm` (optimised, named by its content so it can
-//! be cached forever), each beside its precompressed `.gz` and `.br` (made once
+//! - `growsumo.js`, stage 1 (`snippet/stage1.js`, minified), served at `/v1/`
+//!   on every page view;
+//! - `growsumo-<hash>.js`, stage 2: `snippet/core.js` and wasm-bindgen's
+//!   glue in one closure, loaded by stage 1 when a page view has work;
+//! - `growsumo-<hash>.wasm` (optimised).
+//!
+//! Stage 2 and the wasm are named by their content, so they can be cached
+//! forever. Each file sits beside its precompressed `.gz` and `.br` (made once
 //! here, at maximum quality, so the collector never compresses per request).
 
 use anyhow::{Context, Result};
@@ -64,15 +69,19 @@ pub fn build() -> Result<()> {
     let wasm_file = format!("growsumo-{}.wasm", hex(&hash[..8]));
 
     let glue = fs::read_to_string(bindgen_dir.join("snippet.js"))?;
-    let loader = fs::read_to_string(root().join("snippet/loader.js"))?.replace("__WASM_FILE__", &wasm_file);
-    let script = minify(&format!("(function(){{\n{glue}\n{loader}}})();\n"))?;
+    let core = fs::read_to_string(root().join("snippet/core.js"))?.replace("__WASM_FILE__", &wasm_file);
+    let core = minify(&format!("(function(){{\n{glue}\n{core}}})();\n"), "core")?;
+    let core_file = format!("growsumo-{}.js", hex(&Sha256::digest(core.as_bytes())[..6]));
+    let stage1 = fs::read_to_string(root().join("snippet/stage1.js"))?.replace("__CORE_FILE__", &core_file);
+    let stage1 = minify(&stage1, "stage1")?;
 
     let dist = dist_dir();
     if dist.exists() {
         fs::remove_dir_all(&dist)?;
     }
     fs::create_dir_all(&dist)?;
-    write_shipped(&dist.join(LOADER_FILE), script.as_bytes())?;
+    write_shipped(&dist.join(LOADER_FILE), stage1.as_bytes())?;
+    write_shipped(&dist.join(&core_file), core.as_bytes())?;
     write_shipped(&dist.join(&wasm_file), &wasm)?;
     Ok(())
 }
@@ -93,10 +102,11 @@ fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Minifies the loader script with terser (compress + mangle): the glue is
-/// written for reading, and its comments and names are most of its bytes.
-fn minify(script: &str) -> Result<String> {
-    let source = target_dir().join("snippet-bindgen/growsumo.full.js");
+/// Minifies a script with terser (compress + mangle): the sources and the
+/// glue are written for reading, and their comments and names are most of
+/// their bytes. `name` names the unminified copy kept for reading.
+fn minify(script: &str, name: &str) -> Result<String> {
+    let source = target_dir().join(format!("snippet-bindgen/{name}.full.js"));
     fs::write(&source, script)?;
     let out = Command::new(tools::terser()?)
         .arg(&source)
@@ -129,33 +139,40 @@ fn brotli(bytes: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Prints raw, gzip -9 and brotli bytes of every shipped file (the bytes on
-/// the wire for each `Accept-Encoding`) and their total.
+/// the wire for each `Accept-Encoding`), and of each stage: stage 1 is what
+/// every page view downloads, stages 1 and 2 what a page view with work does.
 pub fn print_sizes() -> Result<()> {
     let mut files: Vec<PathBuf> = fs::read_dir(dist_dir())?
         .map(|entry| entry.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
     files.retain(|p| p.extension().is_some_and(|e| e == "js" || e == "wasm"));
-    files.sort();
-    let mut totals = [0; 3];
-    println!("{:<32} {:>8} {:>8} {:>8}", "file", "raw", "gzip -9", "brotli");
+    files.sort_by_key(|p| !p.ends_with(LOADER_FILE));
+    let (mut stage1, mut both) = ([0; 3], [0; 3]);
+    let row = |label: &str, sizes: [u64; 3]| {
+        println!("{label:<40} {:>8} {:>8} {:>8}", sizes[0], sizes[1], sizes[2]);
+    };
+    println!("{:<40} {:>8} {:>8} {:>8}", "file", "raw", "gzip -9", "brotli");
     for file in files {
         let size = |path: &PathBuf| fs::metadata(path).map(|m| m.len());
-        let (raw, gz, br) = (
+        let sizes = [
             size(&file)?,
             size(&with_suffix(&file, "gz"))?,
             size(&with_suffix(&file, "br"))?,
+        ];
+        let first = file.ends_with(LOADER_FILE);
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        row(
+            &format!("{} {name}", if first { "stage 1:" } else { "stage 2:" }),
+            sizes,
         );
-        println!(
-            "{:<32} {:>8} {:>8} {:>8}",
-            file.file_name().unwrap_or_default().to_string_lossy(),
-            raw,
-            gz,
-            br
-        );
-        for (total, n) in totals.iter_mut().zip([raw, gz, br]) {
-            *total += n;
+        for i in 0..3 {
+            both[i] += sizes[i];
+            if first {
+                stage1[i] += sizes[i];
+            }
         }
     }
-    println!("{:<32} {:>8} {:>8} {:>8}", "total", totals[0], totals[1], totals[2]);
+    row("stage 1 (every page view)", stage1);
+    row("stage 1 + 2 (a page view with work)", both);
     Ok(())
 }

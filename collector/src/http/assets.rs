@@ -1,15 +1,16 @@
-//! Static files compiled into the binary: the snippet (loader + wasm) and the
-//! demo merchant site. See `build.rs` for how they get here.
+//! Static files compiled into the binary: the snippet (stage 1, stage 2 and
+//! the wasm) and the demo merchant site. See `build.rs` for how they get here.
 
 /// The shipped snippet, when it was built before the collector.
 pub struct Snippet {
-    /// `growsumo.js`: served at `/v1/`, revalidated on every use (ETag), since
-    /// its URL never changes.
+    /// `growsumo.js`, stage 1: served at `/v1/` on every page view, under a
+    /// URL that never changes (see `http::loader` for its caching).
     pub loader: Encoded,
     pub loader_etag: &'static str,
-    /// `growsumo-<content hash>.wasm`: cached forever, its name changes with it.
-    pub wasm_name: &'static str,
-    pub wasm: Encoded,
+    /// Stage 2 (`growsumo-<hash>.js`) and the wasm
+    /// (`growsumo-<hash>.wasm`), each `(name, content type, file)`: cached
+    /// forever, their names change with their content.
+    pub immutable: &'static [(&'static str, &'static str, Encoded)],
 }
 
 /// One shipped file, precompressed at build time (`cargo xtask build`).

@@ -343,7 +343,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Reply {
         }
         // HEAD too (monitors, CDNs): hyper sends the headers only.
         (&Method::GET | &Method::HEAD, "/v1/" | "/v1/growsumo.js") => loader(&req),
-        (&Method::GET | &Method::HEAD, p) if p.starts_with("/v1/") && p.ends_with(".wasm") => wasm(&req, &p[4..]),
+        (&Method::GET | &Method::HEAD, p) if p.starts_with("/v1/growsumo-") => immutable(&req, &p[4..]),
         (_, p) if p.starts_with("/api/v2/") => api::handle(app, req).await,
         (_, p) if p == "/dashboard" || p.starts_with("/dashboard/") => dashboard::handle(app, req).await,
         (&Method::POST, "/webhooks/stripe") => webhooks::stripe(app, req).await,
@@ -401,7 +401,11 @@ fn missing_snippet() -> Reply {
     )
 }
 
-/// `GET /v1/`: the loader, revalidated on every use (its URL never changes).
+/// `GET /v1/`: stage 1, on every page view of every merchant page. Its URL
+/// never changes, so a browser may use its copy for 5 minutes, then for a
+/// day more while it revalidates in the background (ETag: a 304 of no
+/// body): a release reaches every visitor within minutes, and a page view
+/// almost never waits on the collector for it.
 fn loader(req: &Request<Incoming>) -> Reply {
     let Some(snippet) = &assets::SNIPPET else {
         return missing_snippet();
@@ -410,23 +414,22 @@ fn loader(req: &Request<Incoming>) -> Reply {
         req,
         &snippet.loader,
         "application/javascript; charset=utf-8",
-        "no-cache",
+        "public, max-age=300, stale-while-revalidate=86400",
         snippet.loader_etag,
     )
 }
 
-/// `GET /v1/growsumo-<hash>.wasm`: cached forever, its name changes with it.
-fn wasm(req: &Request<Incoming>, name: &str) -> Reply {
-    match &assets::SNIPPET {
-        Some(snippet) if snippet.wasm_name == name => shipped(
-            req,
-            &snippet.wasm,
-            "application/wasm",
-            "public, max-age=31536000, immutable",
-            snippet.wasm_name,
-        ),
-        Some(_) => reply::not_found(name),
-        None => missing_snippet(),
+/// `GET /v1/growsumo-<hash>.{js,wasm}`: stage 2 and the wasm, cached
+/// forever: their names change with their content.
+fn immutable(req: &Request<Incoming>, name: &str) -> Reply {
+    let Some(snippet) = &assets::SNIPPET else {
+        return missing_snippet();
+    };
+    match snippet.immutable.iter().find(|(file, _, _)| *file == name) {
+        Some((file, content_type, bytes)) => {
+            shipped(req, bytes, content_type, "public, max-age=31536000, immutable", file)
+        }
+        None => reply::not_found(name),
     }
 }
 
@@ -477,6 +480,8 @@ fn shipped(
         HeaderValue::from_static("*"),
     );
     headers.insert("cross-origin-resource-policy", HeaderValue::from_static("cross-origin"));
+    // The merchant's own page-speed measurements may see what it costs.
+    headers.insert("timing-allow-origin", HeaderValue::from_static("*"));
     if let (Some(encoding), false) = (encoding, fresh) {
         headers.insert(hyper::header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
     }

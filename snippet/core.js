@@ -1,0 +1,239 @@
+// growsumo, stage 2: loaded by stage 1 (`stage1.js`) only when a page view has
+// work. The build wraps this file and wasm-bindgen's glue in one function
+// (served content-hashed and immutable), so nothing else leaks into the page.
+// It fetches the wasm, then takes over stage 1's queue (`growsumo._q`: the
+// key's initialisation, signups, consent calls, single-page-app landings and
+// the page's growsumoInit) and runs it in order. Nothing here may throw into
+// the host page.
+var w = window;
+var doc = document;
+var gs = w.growsumo;
+var s = gs._s; // from stage 1: b (base URL), p (public key), l (landing URL), c (settings)
+// A landing URL as the wasm takes it: [origin and path, query, referrer].
+var split = function (href) {
+  var u = new URL(href);
+  return [u.origin + u.pathname, u.search, doc.referrer];
+};
+var landing = split(s.l);
+var queue = [];
+var ready = 0; // 0 loading, 1 ready, 2 failed
+var busy = 0; // an async call (init, consent) runs: later calls wait for it
+var cfg = null;
+var failure = ""; // why the wasm could not start (see fail)
+var wasm = wasm_bindgen;
+// Sends what the outbox holds, a batch at a time, each settled by the
+// collector's answer (see delivery.rs). JSON as `text/plain`: a CORS simple
+// request, no preflight; `keepalive` outlives a page that navigates away;
+// credentials carry the server cookie, which a click's answer may set.
+var sending = 0;
+var flush = function () {
+  var body = !sending && wasm.next(st);
+  if (!body) return;
+  sending = 1;
+  fetch(s.b + "events", { method: "POST", body: body, keepalive: true, credentials: "include" })
+    .then(function (r) {
+      return r.json().catch(function () {}).then(function (json) { return [r.status, json]; });
+    }, function () { return [0]; })
+    .then(function (answer) {
+      sending = 0;
+      if (wasm.settle(st, answer[0], answer[1])) flush();
+    });
+};
+// The wasm side's per-page state (see delivery.rs, consent.rs). `retry` is
+// its timer: one at a time, however many sends failed meanwhile.
+var st = {
+  f: flush,
+  retry: function (ms) {
+    if (st.t) return;
+    st.t = setTimeout(function () {
+      st.t = 0;
+      run(flush);
+    }, ms);
+  },
+};
+// Queues `job`, and runs the queue in order once the module is ready. A job
+// that returns a promise holds the queue until it settles, so a signup
+// never overtakes the init that reads the referral. `cb`, if any, is told
+// of the failure when the module cannot start or the job throws.
+var run = function (job, cb) {
+  queue.push([job, cb]);
+  pump();
+};
+var pump = function () {
+  while (ready && !busy && queue.length) {
+    var item = queue.shift();
+    try {
+      if (ready == 1) {
+        var p = item[0]();
+        if (p && p.then) {
+          busy = 1;
+          p.then(resume, resume);
+        }
+        continue;
+      }
+    } catch (e) {}
+    try {
+      if (typeof item[1] == "function") item[1](new Error("growsumo could not start: " + (failure || "it failed")));
+    } catch (e) {}
+  }
+};
+var resume = function () {
+  busy = 0;
+  pump();
+};
+// Sends a signup. The callback runs once: with the collector's answer, or,
+// if none came within 1.5 s, with status "queued" (the signup is in the
+// outbox and will be delivered), so a page waiting on it can move on.
+var signup = function (data, cb) {
+  var called = 0;
+  var done = function (error, result) {
+    if (!called++ && typeof cb == "function") cb(error, result);
+  };
+  run(function () {
+    // Called before the referral was read (right after _initialize): the
+    // referral is known now.
+    if (!data.partner_key) data.partner_key = gs.data.partner_key;
+    if (!data.xid) data.xid = gs.data.xid;
+    var id = wasm.signup(s.p, data, done, st);
+    setTimeout(function () {
+      try { done(null, { id: id, status: "queued" }); } catch (e) {}
+    }, 1500);
+  }, done);
+};
+// The key's settings from the collector (see config.rs), or null when it
+// does not answer within 3 s: the page is never held up. The request
+// carries credentials, so the collector's server cookie travels with it.
+var config = function (query) {
+  var late = new Promise(function (resolve) { setTimeout(resolve, 3000, null); });
+  var answer = fetch(s.b + "config?pk=" + encodeURIComponent(s.p) + query, { credentials: "include" })
+    .then(function (r) { return r.ok ? r.json() : null; });
+  return Promise.race([answer, late]).catch(function () { return null; });
+};
+// A landing kept by an earlier page whose wasm could not start (see fail).
+var PENDING = "growsumo_landing";
+var store = function (value) {
+  try {
+    if (value) localStorage.setItem(PENDING, JSON.stringify(value));
+    else localStorage.removeItem(PENDING);
+  } catch (e) {}
+};
+var pending = function () {
+  try {
+    return JSON.parse(localStorage.getItem(PENDING));
+  } catch (e) {}
+};
+var init = function (view) {
+  wasm.init(s.p, gs.data, st, cfg, view[0], view[1], view[2]);
+};
+// The key's settings kept for this session (by stage 1 or here).
+var kept = function () {
+  try {
+    return JSON.parse(sessionStorage.getItem("growsumo_cfg_" + s.p));
+  } catch (e) {}
+};
+// Reads the settings (stage 1's answer, when it asked this page view; the
+// session's, when this browser stores the referral; else the collector's,
+// asking for a restore when nothing is stored), then starts the wasm side
+// on this page: first with a landing an earlier page could not record,
+// then with this page's own (the later link wins).
+var start = function () {
+  var stored = wasm.stored();
+  var asked = s.c || (stored && kept());
+  s.c = 0;
+  return (asked ? Promise.resolve(asked) : config(stored ? "" : "&restore=1")).then(function (c) {
+    cfg = c;
+    try {
+      if (c && c.params && !c.referral) sessionStorage.setItem("growsumo_cfg_" + s.p, JSON.stringify(c));
+    } catch (e) {}
+    var kept = pending();
+    store();
+    if (kept && kept.v && Date.now() - kept.t < 864e5 * 90) init(kept.v);
+    init(landing);
+  });
+};
+// The wasm could not start: say why to the page's callbacks and, once per
+// tab, to the collector (the dashboard's Installation page shows it), and
+// keep a landing's partner link for a later page that can record it,
+// unless the visitor refused consent or must give it first.
+var fail = function (e) {
+  var text = String(e && e.message);
+  var reason = typeof WebAssembly != "object" ? "wasm_start"
+    : /Content.Security.Policy|unsafe-eval|\bCSP\b/i.test(text) ? "csp_wasm"
+    : e instanceof TypeError ? "wasm_fetch" : "wasm_start";
+  failure = {
+    csp_wasm: "the page's Content-Security-Policy blocks WebAssembly (add 'wasm-unsafe-eval' to script-src)",
+    wasm_fetch: "the wasm file could not be fetched from " + s.b,
+    wasm_start: "this browser cannot run WebAssembly",
+  }[reason];
+  ready = 2;
+  pump();
+  try {
+    if (sessionStorage.getItem("growsumo_diag") != reason) {
+      sessionStorage.setItem("growsumo_diag", reason);
+      fetch(s.b + "diagnostics", { method: "POST", keepalive: true, body: JSON.stringify({ pk: s.p, reason: reason }) }).catch(function () {});
+    }
+  } catch (x) {}
+  if (landing[1] && st.c !== false) {
+    config("").then(function (c) {
+      var query = new URLSearchParams(landing[1]);
+      var names = ["ps_partner_key", "gspk"].concat(((c && c.params) || []).map(function (p) { return p.name; }));
+      var linked = names.some(function (name) { return query.get(name); });
+      if (linked && c && !c.require_consent && !(c.honor_gpc && navigator.globalPrivacyControl) && st.c !== false) {
+        store({ v: landing, t: Date.now() });
+      }
+    });
+  }
+};
+// Stage 1's queue, as it was and as it grows: the key's initialisation, a
+// signup [data, callback], a consent call, a single-page-app landing, the
+// page's own growsumoInit (run whether or not the module starts, once).
+var handle = function (item) {
+  var kind = item[0];
+  if (kind == "i") run(start);
+  if (kind == "s") signup(item[1], item[2]);
+  if (kind == "v") run(function () { init(split(item[1])); });
+  if (kind == "g") run(function () { try { item[1](); } catch (e) {} }, item[1]);
+  if (kind == "c") {
+    // false deletes what is stored (also the collector's server cookie) and
+    // stops storing and sending; true allows it, and is remembered.
+    st.c = item[1];
+    if (!s.p) return;
+    if (!st.c) store();
+    run(start);
+    if (!st.c) config("&forget=1");
+  }
+};
+var q = gs._q;
+q.push = handle;
+q.splice(0).forEach(handle);
+// An answer that is not the wasm (a 404 page, a proxy's error) is a failed
+// fetch, not a browser without WebAssembly.
+try {
+  var answer = fetch(s.b + "__WASM_FILE__").then(function (r) {
+    if (!r.ok) throw new TypeError("HTTP " + r.status);
+    return r;
+  });
+  wasm({ module_or_path: answer }).then(function () {
+    ready = 1;
+    pump();
+  }, fail);
+} catch (e) {
+  fail(e);
+}
+// Leaving or hiding the page: beacon what is still unsent, once per hiding
+// (a navigation fires both visibilitychange and pagehide). Back online: retry.
+var hidden = 0;
+var hide = function () {
+  try {
+    if (ready == 1 && !hidden++) wasm.beacons(st).forEach(function (body) { navigator.sendBeacon(s.b + "events", body); });
+  } catch (e) {}
+};
+w.addEventListener("pagehide", hide);
+w.addEventListener("pageshow", function () { hidden = 0; });
+doc.addEventListener("visibilitychange", function () {
+  if (doc.visibilityState == "hidden") hide();
+  else hidden = 0;
+});
+w.addEventListener("online", function () {
+  run(flush);
+});
