@@ -9,10 +9,17 @@ var w = window;
 var doc = document;
 var gs = w.growsumo;
 var s = gs._s; // from stage 1: b (base URL), p (public key), l (landing URL), c (settings)
-// A landing URL as the wasm takes it: [origin and path, query, referrer].
+// A landing URL as the wasm takes it: [the URL without the partner
+// parameters (a click carries them as fields of its own), its parameters
+// (the first value of each), the referrer].
 var split = function (href) {
   var u = new URL(href);
-  return [u.origin + u.pathname, u.search, doc.referrer];
+  var query = {};
+  u.searchParams.forEach(function (value, name) {
+    if (!(name in query)) query[name] = value;
+  });
+  ["ps_partner_key", "gspk", "ps_xid", "gsxid"].forEach(function (name) { u.searchParams.delete(name); });
+  return [u.origin + u.pathname + u.search, query, doc.referrer];
 };
 var landing = split(s.l);
 var queue = [];
@@ -43,6 +50,10 @@ var flush = function () {
 // its timer: one at a time, however many sends failed meanwhile.
 var st = {
   f: flush,
+  // A new event's id: 128 random bits as 32 hex digits.
+  id: function () {
+    return Array.from(crypto.getRandomValues(new Uint8Array(16)), function (b) { return (b + 256).toString(16).slice(1); }).join("");
+  },
   retry: function (ms) {
     if (st.t) return;
     st.t = setTimeout(function () {
@@ -126,7 +137,7 @@ var init = function (view) {
   wasm.init(s.p, gs.data, st, cfg, view[0], view[1], view[2]);
 };
 // The key's settings kept for this session (by stage 1 or here).
-var kept = function () {
+var sessionSettings = function () {
   try {
     return JSON.parse(sessionStorage.getItem("growsumo_cfg_" + s.p));
   } catch (e) {}
@@ -138,17 +149,20 @@ var kept = function () {
 // then with this page's own (the later link wins).
 var start = function () {
   var stored = wasm.stored();
-  var asked = s.c || (stored && kept());
+  var asked = s.c || (stored && sessionSettings());
   s.c = 0;
   return (asked ? Promise.resolve(asked) : config(stored ? "" : "&restore=1")).then(function (c) {
     cfg = c;
-    try {
-      if (c && c.params && !c.referral) sessionStorage.setItem("growsumo_cfg_" + s.p, JSON.stringify(c));
-    } catch (e) {}
     var kept = pending();
     store();
-    if (kept && kept.v && Date.now() - kept.t < 864e5 * 90) init(kept.v);
+    // (Kept as a URL; by earlier versions as [origin and path, query, referrer].)
+    if (kept && kept.v && Date.now() - kept.t < 864e5 * 90) init(split(kept.v.join ? kept.v[0] + kept.v[1] : kept.v));
     init(landing);
+    // Kept for the session, with whether a referral is stored now: a later
+    // page that finds none asks the collector again (storage wiped).
+    try {
+      if (c && c.params && !c.referral) sessionStorage.setItem("growsumo_cfg_" + s.p, JSON.stringify(Object.assign({ s: wasm.stored() }, c)));
+    } catch (e) {}
   });
 };
 // The wasm could not start: say why to the page's callbacks and, once per
@@ -173,13 +187,13 @@ var fail = function (e) {
       fetch(s.b + "diagnostics", { method: "POST", keepalive: true, body: JSON.stringify({ pk: s.p, reason: reason }) }).catch(function () {});
     }
   } catch (x) {}
-  if (landing[1] && st.c !== false) {
+  if (new URL(s.l).search && st.c !== false) {
     config("").then(function (c) {
-      var query = new URLSearchParams(landing[1]);
+      var query = new URL(s.l).searchParams;
       var names = ["ps_partner_key", "gspk"].concat(((c && c.params) || []).map(function (p) { return p.name; }));
       var linked = names.some(function (name) { return query.get(name); });
       if (linked && c && !c.require_consent && !(c.honor_gpc && navigator.globalPrivacyControl) && st.c !== false) {
-        store({ v: landing, t: Date.now() });
+        store({ v: s.l, t: Date.now() });
       }
     });
   }

@@ -46,6 +46,7 @@
   if (tagged) s.b = at(tagged);
   const q = [];
   let state = 0; // 0 deciding, 1 nothing to do, 2 stage 2 loading or running
+  let last = 0; // the place of the newest kept signup
   // No stage 2 (nothing to do, or it could not load): the page's
   // growsumoInit runs now; `rest` has the other queued items.
   const idle = (rest) => {
@@ -80,7 +81,10 @@
     try {
       const refused = !ls.growsumo_consent && (c.require_consent || (c.honor_gpc != false && navigator.globalPrivacyControl));
       if (!refused) {
-        ls["growsumo_ev_" + e.id] = JSON.stringify({ pk: s.p, s: performance.timeOrigin + performance.now(), e });
+        // Places strictly increase, as stage 2 makes them: signups kept in
+        // one millisecond keep their order.
+        last = Math.max(Date.now(), last + 1e-3);
+        ls["growsumo_ev_" + e.id] = JSON.stringify({ pk: s.p, s: last, e });
         const all = Object.keys(ls)
           .filter((k) => k.startsWith("growsumo_ev_"))
           .map((k) => [JSON.parse(ls[k]).s, k])
@@ -146,11 +150,13 @@
         // cookies and the storage keys, in one string).
         if (/(^|[ ,])(growSumoPartnerKey|growsumo_[eold])/.test(d.cookie + "," + Object.keys(ls || {})) || linked(s.l)) work();
         else {
-          const kept = JSON.parse(ss?.getItem(name) || 0);
+          // (Settings kept while a referral was stored, and none is now: this
+        // browser's storage was wiped, so the collector is asked to restore.)
+        const kept = JSON.parse(ss?.getItem(name) || 0);
           // The first page view of a session asks (and asks the collector
           // to restore a referral its server cookie keeps); none when it
           // does not answer within 3 s: the page is never held up.
-          kept ? decide(kept) : fetch(s.b + "config?restore=1&pk=" + s.p, { credentials: "include", signal: AbortSignal.timeout?.(3e3) })
+          kept && !kept.s ? decide(kept) : fetch(s.b + "config?restore=1&pk=" + s.p, { credentials: "include", signal: AbortSignal.timeout?.(3e3) })
             .then((r) => r.json())
             .catch(() => ({}))
             .then(decide);

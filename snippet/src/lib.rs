@@ -30,8 +30,7 @@ use js::{get_str, set};
 use js_sys::Object;
 use params::Referral;
 use wasm_bindgen::prelude::*;
-use web_sys::UrlSearchParams;
-use wire::{field, PARTNER_KEY_PARAMS, REFERRAL_MAX_AGE_SECS, XID_PARAMS};
+use wire::{field, REFERRAL_MAX_AGE_SECS};
 
 /// Whether an earlier landing's referral is stored in this browser (if not,
 /// the loader asks the collector to restore it from its server cookie).
@@ -49,21 +48,19 @@ pub fn stored() -> bool {
 /// collector's server cookie kept. Without consent the referral stays in page
 /// memory only: nothing is stored or sent, and what was stored is deleted.
 ///
-/// The loader reads the landing URL when it runs (before a router can
-/// rewrite it) and passes it as `page` (origin and path) and `search` (its
-/// query), with the page's `referrer`.
+/// Stage 1 reads the landing URL when it runs (before a router can rewrite
+/// it); `core.js` passes it as `url` (without the partner parameters, which
+/// a click carries as fields of their own) and `query` (its parameters, an
+/// object of the first value of each), with the page's `referrer`.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
-pub fn init(pk: String, data: Object, state: Object, config: JsValue, page: String, search: String, referrer: String) {
+pub fn init(pk: String, data: Object, state: Object, config: JsValue, url: String, query: Object, referrer: String) {
     let Some(window) = web_sys::window() else {
         return;
     };
     let config = config::parse(&config);
     let stored = storage::load(&window);
-    let query = UrlSearchParams::new_with_str(&search).ok();
-    let landing = query
-        .as_ref()
-        .and_then(|q| params::from_query(|name| q.get(name), &config.aliases));
+    let landing = params::from_query(|name| Some(get_str(&query, name)), &config.aliases);
     let allowed = consent::decide(&window, &state, &config);
     // (the referral, seconds it has left, whether storage must be written)
     let current = match (landing, stored, config.referral) {
@@ -71,7 +68,6 @@ pub fn init(pk: String, data: Object, state: Object, config: JsValue, page: Stri
             // A reload or in-site navigation keeps the link: not a new click.
             let known = stored.as_ref().is_some_and(|(s, _)| *s == landing);
             if allowed && !known {
-                let url = landing_url(page, query.as_ref());
                 outbox::push(&state, &pk, &click(&state, &landing, url, referrer));
             }
             let restore = stored.is_some_and(|(_, restore)| restore.is_some());
@@ -113,7 +109,7 @@ pub fn signup(pk: String, data: Object, cb: JsValue, state: Object) -> String {
         }
         return String::new();
     }
-    let event = new_event(wire::EVENT_SIGNUP);
+    let event = new_event(&state, wire::EVENT_SIGNUP);
     for name in [
         field::EMAIL,
         field::NAME,
@@ -155,7 +151,7 @@ pub fn beacons(state: Object) -> js_sys::Array {
 
 /// A click for a landing that carries a partner link.
 fn click(state: &Object, referral: &Referral, url: String, referrer: String) -> Object {
-    let event = new_event(wire::EVENT_CLICK);
+    let event = new_event(state, wire::EVENT_CLICK);
     set_nonempty(&event, field::PARTNER_KEY, referral.partner_key.clone());
     set_nonempty(&event, field::XID, referral.xid.clone());
     set_nonempty(&event, field::FINGERPRINT, consent::fingerprint(state));
@@ -164,27 +160,12 @@ fn click(state: &Object, referral: &Referral, url: String, referrer: String) -> 
     event
 }
 
-/// The landing URL (`page`, its origin and path) without its partner
-/// parameters: the partner key and click id are sent as fields of their own.
-fn landing_url(mut url: String, query: Option<&UrlSearchParams>) -> String {
-    if let Some(query) = query {
-        for name in PARTNER_KEY_PARAMS.iter().chain(XID_PARAMS.iter()) {
-            query.delete(name);
-        }
-        let rest = String::from(query.to_string());
-        if !rest.is_empty() {
-            url.push('?');
-            url.push_str(&rest);
-        }
-    }
-    url
-}
-
 /// A new event object with a browser-generated unique id (the collector's
-/// idempotency key), its type and the client's clock.
-fn new_event(kind: &str) -> Object {
+/// idempotency key: 128 random bits from `crypto.getRandomValues`, which
+/// `core.js`'s `state.id()` hands over), its type and the client's clock.
+fn new_event(state: &Object, kind: &str) -> Object {
     let event = Object::new();
-    set(&event, field::ID, &random_id().into());
+    set(&event, field::ID, &js::call(state, "id", &[]));
     set(&event, field::TYPE, &kind.into());
     set(&event, field::TS, &js_sys::Date::now().into());
     event
@@ -194,15 +175,6 @@ fn set_nonempty(event: &Object, name: &str, value: String) {
     if !value.is_empty() {
         set(event, name, &value.into());
     }
-}
-
-/// 128 random bits from `crypto.getRandomValues`, as 32 hex digits.
-fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    if let Some(crypto) = web_sys::window().and_then(|w| w.crypto().ok()) {
-        let _ = crypto.get_random_values_with_u8_array(&mut bytes);
-    }
-    js::hex(&bytes)
 }
 
 // A small allocator: the default (dlmalloc) costs about 7 KB of wasm. Safety:
