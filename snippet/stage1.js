@@ -47,6 +47,7 @@
   const q = [];
   let state = 0; // 0 deciding, 1 nothing to do, 2 stage 2 loading or running
   let last = 0; // the place of the newest kept signup
+  let wait = 2500; // before stage 2 is tried again, doubling
   // No stage 2 (nothing to do, or it could not load): the page's
   // growsumoInit runs now; `rest` has the other queued items.
   const idle = (rest) => {
@@ -60,10 +61,11 @@
       tag.src = s.b + "__CORE_FILE__";
       // Stage 2 unreachable (the collector down, the network): the page's
       // growsumoInit runs, queued signups wait in the outbox (`keep`), and
-      // stage 2 is tried again in 5 s.
+      // stage 2 is tried again after 5 s, 10 s, 20 s…
       tag.onerror = () => {
+        tag.remove();
         idle((item) => (item[0] == "s" ? keep(item[1], item[2]) : q.push(item)));
-        setTimeout(work, 5e3);
+        setTimeout(work, (wait *= 2));
       };
       d.head.append(tag);
     }
@@ -79,7 +81,11 @@
     for (const k in data) if (data[k]) e[k] = data[k];
     let answer;
     try {
-      const refused = !ls.growsumo_consent && (c.require_consent || (c.honor_gpc != false && navigator.globalPrivacyControl));
+      // The referral an earlier landing stored, as stage 2 would fill it.
+      for (const [name, field] of [["growSumoPartnerKey", "partner_key"], ["gsxid", "xid"]])
+        e[field] ||= decodeURIComponent(d.cookie.match("(^|; )" + name + "=([^;]*)")?.[2] || "") || ls[name] || undefined;
+      const refused =
+        q.some((i) => i[0] == "c" && !i[1]) || (!ls.growsumo_consent && (c.require_consent || (c.honor_gpc != false && navigator.globalPrivacyControl)));
       if (!refused) {
         // Places strictly increase, as stage 2 makes them: signups kept in
         // one millisecond keep their order.
@@ -98,7 +104,9 @@
     } catch {
       answer = [Error("growsumo: the signup could not be kept")];
     }
-    cb?.(...answer);
+    try {
+      cb(...answer);
+    } catch {}
   };
   const push = (...item) => {
     q.push(item);
@@ -137,7 +145,9 @@
         // alias in the URL), and are kept for the session.
         const name = "growsumo_cfg_" + s.p;
         const decide = (c) => {
-          s.c = c;
+          // Only a real answer is the key's settings: stage 2 asks again
+          // (and applies its defaults) after a failure.
+          if (c.params) s.c = c;
           try {
             if (c.params && !c.referral) ss.setItem(name, JSON.stringify(c));
           } catch {}
@@ -161,11 +171,19 @@
             .catch(() => ({}))
             .then(decide);
         }
-      } catch {}
+      } catch {
+        // (A sandboxed frame refuses `document.cookie`: nothing to do.)
+        idle((item) => q.push(item));
+      }
     },
     createSignup: (cb) => push("s", snapshot(), cb),
     consent: (granted) => push("c", !!granted),
   };
+  // The page goes away before stage 2 took the queue (a form that calls
+  // createSignup and navigates at once): its signups wait in the outbox.
+  w.addEventListener("pagehide", () => {
+    if (q.push == [].push) for (const item of q.splice(0)) item[0] == "s" ? keep(item[1], item[2]) : q.push(item);
+  });
   // A single-page app's navigation to a partner link is a landing too.
   const moved = () => s.p && linked(loc.href) && push("v", loc.href);
   for (const name of ["pushState", "replaceState"]) {
@@ -180,7 +198,7 @@
   // A signup form in use is work: stage 2 loads while the visitor types, so
   // it is ready when the form is sent (a submit that navigates at once
   // leaves no time to load it then).
-  d.addEventListener("focusin", (e) => e.target.form?.dataset.growsumoSignup != null && s.p && work());
+  d.addEventListener("focusin", (e) => e.target.form?.dataset?.growsumoSignup != null && s.p && work());
   // A form marked `data-growsumo-signup` sends a signup when submitted: one
   // capture-phase listener sees every submit before the page's handlers; it
   // never cancels nor re-submits the form. `data-growsumo-email`, `-name`

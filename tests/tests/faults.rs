@@ -252,3 +252,22 @@ async fn an_earlier_versions_outbox_is_delivered_in_order() {
     })
     .await;
 }
+
+/// A page that calls `createSignup` and navigates at once, before stage 2
+/// has loaded (a visitor with nothing stored: stage 1 only): the signup is
+/// kept as the page goes away and delivered by the next page.
+#[tokio::test]
+async fn a_signup_sent_as_the_page_navigates_away_is_delivered() {
+    with_browser(|client| async move {
+        let c = Collector::shop();
+        let shop = c.shop_url();
+        client.goto(&format!("{shop}/")).await.unwrap();
+        Page::ready(&client).await;
+        let script = "growsumo.data.email = 'gone@example.com'; growsumo.createSignup(); location.href = '/?next';";
+        client.execute(script, vec![]).await.unwrap();
+        c.wait_for_count(CUSTOMERS, 1);
+        assert_eq!(c.customers()[0].email, "gone@example.com");
+        assert_eq!(c.count(SIGNUPS), 1, "delivered once");
+    })
+    .await;
+}
