@@ -217,9 +217,13 @@ var handle = function (item) {
     if (!st.c) config("&forget=1");
   }
 };
-var q = gs._q;
-q.push = handle;
-q.splice(0).forEach(handle);
+// Taken over once the wasm has started (or could not): until then stage 1
+// holds the queue, and keeps its signups if the page goes away meanwhile.
+var takeOver = function () {
+  var q = gs._q;
+  q.push = handle;
+  q.splice(0).forEach(handle);
+};
 // An answer that is not the wasm (a 404 page, a proxy's error) is a failed
 // fetch, not a browser without WebAssembly.
 try {
@@ -229,9 +233,13 @@ try {
   });
   wasm({ module_or_path: answer }).then(function () {
     ready = 1;
-    pump();
-  }, fail);
+    takeOver();
+  }, function (e) {
+    takeOver();
+    fail(e);
+  });
 } catch (e) {
+  takeOver();
   fail(e);
 }
 // Leaving or hiding the page: beacon what is still unsent, once per hiding
