@@ -583,7 +583,7 @@ async fn set_reward(app: &App, req: Request<Incoming>, session: Session, reward_
     let store = app.store.clone();
     let key_id = session.key.id;
     let changed = blocking(move || {
-        store.write(|tx| money::set_reward_status(tx, key_id, &reward_key, &status, store.clock().now_ms()))
+        store.write_stamped(|tx, now| money::set_reward_status(tx, key_id, &reward_key, &status, now))
     })
     .await;
     match changed {
@@ -688,8 +688,7 @@ async fn decide_review(app: &App, req: Request<Incoming>, session: Session) -> a
     let store = app.store.clone();
     let key = session.key.clone();
     let done = blocking(move || {
-        // Stamped once the write lock is held, as the API's writes are.
-        store.write(|tx| match (action.as_str(), store.clock().now_ms()) {
+        store.write_stamped(|tx, now| match (action.as_str(), now) {
             ("approve", now) => credit::approve(tx, &key, &customer_key, "dashboard", now).map(drop),
             ("change", now) => {
                 let current = merchant::find_customer(tx, key.id, &merchant::CustomerRef::Key(customer_key.clone()))?;

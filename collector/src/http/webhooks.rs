@@ -58,10 +58,8 @@ async fn keys_where(app: &App, matches: impl Fn(&WebhookSettings) -> bool) -> Ve
 /// Applies the event in one transaction and answers the provider.
 async fn apply(app: &App, key: Key, provider: &'static str, id: String, kind: String, event: Event) -> Reply {
     let store = app.store.clone();
-    // Stamped once the write lock is held, as the API's writes are.
     let result = tokio::task::spawn_blocking(move || {
-        store.write(|tx| {
-            let now = store.clock().now_ms();
+        store.write_stamped(|tx, now| {
             webhooks::apply(tx, &key, provider, &id, &kind, &event, now).map(|o| (o, id, kind))
         })
     })

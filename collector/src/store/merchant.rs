@@ -11,7 +11,6 @@ use super::Refusal;
 use anyhow::Result;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
 
 /// The position of the item whose key is `after` or `before` (the API's
 /// `starting_after` / `ending_before`), in `table` by column `column`. A
@@ -249,9 +248,8 @@ pub fn update_partner(
     partner(conn, key_id, partner_key)
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
-    #[serde(skip)]
     pub id: i64,
     /// The customer key: the item key for `starting_after`.
     pub key: String,

@@ -262,6 +262,13 @@ impl Store {
         tx.commit()?;
         Ok(value)
     }
+
+    /// Like `write`, with the time read once the write lock is held: rows
+    /// commit in the order of their times, so a sync reading `min_updated`
+    /// from the newest time it saw never misses a row committed later.
+    pub fn write_stamped<T>(&self, f: impl FnOnce(&rusqlite::Transaction, i64) -> Result<T>) -> Result<T> {
+        self.write(|tx| f(tx, self.clock.now_ms()))
+    }
 }
 
 fn connect(path: &Path, flags: OpenFlags) -> Result<Connection> {

@@ -24,13 +24,11 @@ use super::{Key, Mode, Refusal};
 use anyhow::Result;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
 use std::collections::BTreeMap;
 
 const MONTH_MS: i64 = 2_629_800_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OfferKind {
     NewCustomer,
     Percent,
@@ -959,8 +957,8 @@ mod tests {
         (conn, key)
     }
 
-    fn pay(conn: &Connection, key: &Key, id: &str, amount: i64, currency: &str, at: i64) -> (Transaction, bool) {
-        let new = NewTransaction {
+    fn payment(id: &str, amount: i64, currency: &str) -> NewTransaction {
+        NewTransaction {
             key: id.into(),
             customer: CustomerRef::Key("ann".into()),
             sign_up: None,
@@ -969,22 +967,11 @@ mod tests {
             product_key: None,
             category_key: None,
             origin: "api",
-        };
-        create_transaction(conn, key, &new, at).unwrap()
+        }
     }
 
-    /// A new transaction with `stored`'s key and figures.
-    fn again_of(stored: &Transaction) -> NewTransaction {
-        NewTransaction {
-            key: stored.key.clone(),
-            customer: CustomerRef::Key(stored.customer_key.clone()),
-            sign_up: None,
-            amount: stored.amount,
-            currency: stored.currency.clone(),
-            product_key: None,
-            category_key: None,
-            origin: "api",
-        }
+    fn pay(conn: &Connection, key: &Key, id: &str, amount: i64, currency: &str, at: i64) -> (Transaction, bool) {
+        create_transaction(conn, key, &payment(id, amount, currency), at).unwrap()
     }
 
     fn amounts(conn: &Connection, key: &Key) -> Vec<(i64, String)> {
@@ -1002,11 +989,7 @@ mod tests {
         let (again, created) = pay(&conn, &key, "t2", 10_001, "USD", NOW + 6 * MONTH_MS);
         assert!(!created);
         assert_eq!(again.created_at, NOW + 5 * MONTH_MS);
-        let other = NewTransaction {
-            amount: 99,
-            ..again_of(&again)
-        };
-        assert!(create_transaction(&conn, &key, &other, NOW).is_err());
+        assert!(create_transaction(&conn, &key, &payment("t2", 99, "USD"), NOW).is_err());
         // Past the percent offer's 12 months, and a currency without a flat amount.
         pay(&conn, &key, "t3", 10_000, "USD", NOW + 13 * MONTH_MS);
         assert_eq!(

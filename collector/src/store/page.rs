@@ -84,7 +84,7 @@ impl List {
     }
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// More items lie beyond this page, in the direction it was read.

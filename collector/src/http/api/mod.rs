@@ -186,10 +186,7 @@ async fn write<T: Send + 'static>(
     f: impl FnOnce(&Connection, i64) -> anyhow::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     let store = app.store.clone();
-    // The time is read once the write lock is held (`Store::write` begins
-    // immediately): rows commit in the order of their times, so a sync
-    // reading `min_updated` from the newest time it saw misses nothing.
-    let result = tokio::task::spawn_blocking(move || store.write(|tx| f(tx, store.clock().now_ms()))).await;
+    let result = tokio::task::spawn_blocking(move || store.write_stamped(|tx, now| f(tx, now))).await;
     Ok(result.map_err(|e| anyhow::anyhow!("{e}"))??)
 }
 

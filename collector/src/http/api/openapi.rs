@@ -215,12 +215,12 @@ impl Route {
         (self.list && LIST_PARAMETERS.contains(&name)) || self.filters.iter().any(|f| f.name == name)
     }
 
-    /// The fields its body may hold: its body schema's properties.
+    /// The fields its body may hold: its body schema's properties, read
+    /// from the document (built once).
     pub fn fields(&self) -> Vec<String> {
-        let Some(body) = self.body else {
-            return Vec::new();
-        };
-        let schema = serde_json::to_value(body()).unwrap_or(Value::Null);
+        let method = self.method.to_ascii_lowercase();
+        let schema =
+            &document()["paths"][self.path][method.as_str()]["requestBody"]["content"]["application/json"]["schema"];
         schema["properties"]
             .as_object()
             .map(|p| p.keys().cloned().collect())
