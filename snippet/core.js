@@ -92,24 +92,60 @@ var resume = function () {
   busy = 0;
   pump();
 };
+// Signups stage 1 wrote ahead (`growsumo_q<id>` = [pk, when, data, the
+// stored referral's partner key and xid]), as [storage key, entry], oldest
+// first. This page's own are in `mine` once queued here.
+var mine = {};
+var written = function () {
+  try {
+    return Object.keys(localStorage)
+      .filter(function (k) { return !k.indexOf("growsumo_q") && !mine[k]; })
+      .map(function (k) { return [k, JSON.parse(localStorage[k])]; })
+      .sort(function (a, b) { return a[1][1] - b[1][1]; });
+  } catch (e) {
+    return [];
+  }
+};
+var unwrite = function (k) {
+  try { localStorage.removeItem(k); } catch (e) {}
+};
 // Sends a signup. The callback runs once: with the collector's answer, or,
 // if none came within 1.5 s, with status "queued" (the signup is in the
-// outbox and will be delivered), so a page waiting on it can move on.
+// outbox and will be delivered), so a page waiting on it can move on. Its
+// copy written ahead by stage 1 goes once the outbox holds it (the same id:
+// sent twice, the collector answers the second `duplicate`).
 var signup = function (data, cb) {
   var called = 0;
   var done = function (error, result) {
     if (!called++ && typeof cb == "function") cb(error, result);
   };
+  var k = "growsumo_q" + data.id;
+  mine[k] = 1;
   run(function () {
     // Called before the referral was read (right after _initialize): the
     // referral is known now.
     if (!data.partner_key) data.partner_key = gs.data.partner_key;
     if (!data.xid) data.xid = gs.data.xid;
     var id = wasm.signup(s.p, data, done, st);
+    unwrite(k);
     setTimeout(function () {
       try { done(null, { id: id, status: "queued" }); } catch (e) {}
     }, 1500);
   }, done);
+};
+// Signups written ahead that no page sent (its stage 2 could not load, or
+// it went away first): sent as they were made, with the referral stored
+// then, once this page has decided consent.
+var replay = function () {
+  written().forEach(function (item) {
+    var e = item[1];
+    var data = e[2];
+    data.partner_key = data.partner_key || e[3] || "";
+    data.xid = data.xid || e[4] || "";
+    data.ts = e[1];
+    wasm.signup(e[0], data, null, st);
+    unwrite(item[0]);
+  });
 };
 // The key's settings from the collector (see config.rs), or null when it
 // does not answer within 3 s: the page is never held up. The request
@@ -158,6 +194,7 @@ var start = function () {
     // (Kept as a URL; by earlier versions as [origin and path, query, referrer].)
     if (kept && kept.v && Date.now() - kept.t < 864e5 * 90) init(split(kept.v.join ? kept.v[0] + kept.v[1] : kept.v));
     init(landing);
+    replay();
     // Kept for the session, with whether a referral is stored now: a later
     // page that finds none asks the collector again (storage wiped).
     try {
@@ -212,7 +249,10 @@ var handle = function (item) {
     // stops storing and sending; true allows it, and is remembered.
     st.c = item[1];
     if (!s.p) return;
-    if (!st.c) store();
+    if (!st.c) {
+      store();
+      written().forEach(function (item) { unwrite(item[0]); });
+    }
     run(start);
     if (!st.c) config("&forget=1");
   }

@@ -46,67 +46,53 @@
   if (tagged) s.b = at(tagged);
   const q = [];
   let state = 0; // 0 deciding, 1 nothing to do, 2 stage 2 loading or running
-  let last = 0; // the place of the newest kept signup
   let wait = 2500; // before stage 2 is tried again, doubling
   // No stage 2 (nothing to do, or it could not load): the page's
-  // growsumoInit runs now; `rest` has the other queued items.
-  const idle = (rest) => {
+  // growsumoInit runs now, the callbacks of signups written ahead (`keep`)
+  // hear `queued`, of the others an error; the rest stays queued.
+  const idle = () => {
     state = 1;
-    for (const item of q.splice(0)) item[0] == "g" ? item[1]() : rest(item);
+    for (const [kind, arg, cb] of q.splice(0))
+      try {
+        kind == "g"
+          ? arg()
+          : kind == "s"
+            ? cb(...(arg.id ? [null, { id: arg.id, status: "queued" }] : [Error("growsumo: the signup could not be kept")]))
+            : q.push([kind, arg, cb]);
+      } catch {}
   };
   const work = () => {
     if (state < 2) {
       state = 2;
       const tag = d.createElement("script");
       tag.src = s.b + "__CORE_FILE__";
-      // Stage 2 unreachable (the collector down, the network): the page's
-      // growsumoInit runs, queued signups wait in the outbox (`keep`), and
+      // Stage 2 unreachable (the collector down, the network): idle, and
       // stage 2 is tried again after 5 s, 10 s, 20 s…
       tag.onerror = () => {
         tag.remove();
-        idle((item) => (item[0] == "s" ? keep(item[1], item[2]) : q.push(item)));
+        idle();
         setTimeout(work, (wait *= 2));
       };
       d.head.append(tag);
     }
   };
-  // A signup kept for stage 2 to send, as it keeps them: an outbox entry
-  // `growsumo_ev_<id>` = {pk, s (its place), e (the event)}, the 50 newest
-  // kept, the others counted in `growsumo_dropped`; none without consent
-  // (a consent refused later on this page: stage 2 discards the outbox).
-  // The callback hears `queued` (or `consent_denied`), as from stage 2.
-  const keep = (data, cb) => {
-    const c = s.c || {};
-    const e = { id: (Math.random() + "" + Date.now()).slice(2), type: "signup", ts: Date.now() };
-    for (const k in data) if (data[k]) e[k] = data[k];
-    let answer;
+  // Every signup is written ahead to localStorage, so that none is lost
+  // when stage 2 cannot load or the page goes away before stage 2 took it:
+  // `growsumo_q<id>` = [pk, when, data, the stored referral's partner key
+  // and xid (their localStorage mirror)]. Stage 2 removes it once its
+  // outbox holds the signup, and sends those no page took (see core.js).
+  // None after a consent refused on this page, and at most 50 waiting (a
+  // page calling createSignup in a loop cannot fill the site's storage):
+  // `data.id` says it was written.
+  const keep = (data) => {
     try {
-      // The referral an earlier landing stored, as stage 2 would fill it.
-      for (const [name, field] of [["growSumoPartnerKey", "partner_key"], ["gsxid", "xid"]])
-        e[field] ||= decodeURIComponent(d.cookie.match("(^|; )" + name + "=([^;]*)")?.[2] || "") || ls[name] || undefined;
-      const refused =
-        q.some((i) => i[0] == "c" && !i[1]) || (!ls.growsumo_consent && (c.require_consent || (c.honor_gpc != false && navigator.globalPrivacyControl)));
-      if (!refused) {
-        // Places strictly increase, as stage 2 makes them: signups kept in
-        // one millisecond keep their order.
-        last = Math.max(Date.now(), last + 1e-3);
-        ls["growsumo_ev_" + e.id] = JSON.stringify({ pk: s.p, s: last, e });
-        const all = Object.keys(ls)
-          .filter((k) => k.startsWith("growsumo_ev_"))
-          .map((k) => [JSON.parse(ls[k]).s, k])
-          .sort((a, b) => a[0] - b[0]);
-        while (all.length > 50) {
-          delete ls[all.shift()[1]];
-          ls.growsumo_dropped = +(ls.growsumo_dropped || 0) + 1;
-        }
+      const id = (Math.random() + "" + Date.now()).slice(2);
+      if (!q.some((i) => i[0] == "c" && !i[1]) && !(Object.keys(ls) + "").split("growsumo_q")[50]) {
+        ls["growsumo_q" + id] = JSON.stringify([s.p, Date.now(), data, ls.growSumoPartnerKey, ls.gsxid]);
+        data.id = id;
       }
-      answer = [null, { id: e.id, status: refused ? "consent_denied" : "queued" }];
-    } catch {
-      answer = [Error("growsumo: the signup could not be kept")];
-    }
-    try {
-      cb(...answer);
     } catch {}
+    return data;
   };
   const push = (...item) => {
     q.push(item);
@@ -147,18 +133,20 @@
         const decide = (c) => {
           // Only a real answer is the key's settings: stage 2 asks again
           // (and applies its defaults) after a failure.
-          if (c.params) s.c = c;
-          try {
-            if (c.params && !c.referral) ss.setItem(name, JSON.stringify(c));
-          } catch {}
+          if (c.params) {
+            s.c = c;
+            try {
+              ss[name] = JSON.stringify(c);
+            } catch {}
+          }
           if (c.referral || linked(s.l)) work();
-          else if (!state) idle((item) => q.push(item));
+          else if (!state) idle();
         };
         // A referral or unsent events an earlier page left in this browser:
         // the referral's cookie or its localStorage mirror, outbox entries
-        // (`growsumo_ev_…`, `_outbox`), a kept landing, a drop count (the
-        // cookies and the storage keys, in one string).
-        if (/(^|[ ,])(growSumoPartnerKey|growsumo_[eold])/.test(d.cookie + "," + Object.keys(ls || {})) || linked(s.l)) work();
+        // (`growsumo_ev_…`, `_outbox`), a kept landing, a drop count, kept
+        // signups (the cookies and the storage keys, in one string).
+        if (/(^|[ ,])(growSumoPartnerKey|growsumo_[eoldq])/.test(d.cookie + "," + Object.keys(ls || {})) || linked(s.l)) work();
         else {
           // (Settings kept while a referral was stored, and none is now: this
         // browser's storage was wiped, so the collector is asked to restore.)
@@ -173,28 +161,18 @@
         }
       } catch {
         // (A sandboxed frame refuses `document.cookie`: nothing to do.)
-        idle((item) => q.push(item));
+        idle();
       }
     },
-    createSignup: (cb) => push("s", snapshot(), cb),
+    createSignup: (cb) => push("s", keep(snapshot()), cb),
     consent: (granted) => push("c", !!granted),
   };
-  // The page goes away before stage 2 took the queue (a form that calls
-  // createSignup and navigates at once): its signups wait in the outbox.
-  w.addEventListener("pagehide", () => {
-    if (q.push == [].push) for (const item of q.splice(0)) item[0] == "s" ? keep(item[1], item[2]) : q.push(item);
-  });
-  // A single-page app's navigation to a partner link is a landing too.
-  const moved = () => s.p && linked(loc.href) && push("v", loc.href);
-  for (const name of ["pushState", "replaceState"]) {
-    const original = history[name];
-    history[name] = function () {
-      const result = original.apply(this, arguments);
-      moved(); // cannot throw: parses the URL the browser holds
-      return result;
-    };
-  }
-  w.addEventListener("popstate", moved);
+  // A single-page app's navigation to a partner link is a landing too:
+  // pushState, replaceState, back and forward change the Navigation API's
+  // current entry (Baseline 2026: Chromium 102, Safari 26.2, Firefox 147;
+  // older browsers see only the landing a page loads with, which is where
+  // partner links from other sites arrive).
+  w.navigation?.addEventListener("currententrychange", () => s.p && linked(loc.href) && push("v", loc.href));
   // A signup form in use is work: stage 2 loads while the visitor types, so
   // it is ready when the form is sent (a submit that navigates at once
   // leaves no time to load it then).
@@ -213,10 +191,10 @@
           (form.elements[marks["growsumo" + mark]] || (fallback && form.querySelector(fallback)))?.value || "";
         if (marks.growsumoSignup != null) {
           const data = snapshot();
-          data.email = value("Email", "input[type=email],input[name*=email i]");
-          data.name = value("Name", "input[autocomplete=name],input[name=name]");
+          data.email = value("Email", "[type=email],[name*=email i]");
+          data.name = value("Name", "[autocomplete=name],[name=name]");
           data.customer_key = value("CustomerKey") || data.email;
-          push("s", data);
+          push("s", keep(data));
         }
       } catch {}
     },

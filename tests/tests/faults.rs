@@ -10,6 +10,7 @@ use std::time::Duration;
 
 const SIGNUPS: &str = "SELECT count(*) FROM events WHERE type = 'signup'";
 const CUSTOMERS: &str = "SELECT count(*) FROM customers";
+const CLICKS: &str = "SELECT count(*) FROM events WHERE type = 'click'";
 
 async fn land(client: &Client, base: &str) {
     client
@@ -132,8 +133,16 @@ async fn a_signup_made_while_the_collector_is_down_is_delivered_once_after_resta
 async fn a_full_outbox_drops_the_oldest_counts_them_and_throws_nothing() {
     with_browser(|client| async move {
         let mut c = Collector::shop();
+        // A stored referral: the signup page runs stage 2 (the outbox's).
+        land(&client, &c.shop_url()).await;
+        c.wait_for_count(CLICKS, 1);
         client.goto(&format!("{}/signup.html", c.shop_url())).await.unwrap();
         Page::ready(&client).await;
+        assert_eq!(
+            Page::eval(&client, "growsumo._q.push != [].push").await,
+            json!(true),
+            "stage 2 runs"
+        );
         c.kill();
 
         let emails: Vec<String> = (0..60).map(|i| format!("user{i}@example.com")).collect();
@@ -268,6 +277,52 @@ async fn a_signup_sent_as_the_page_navigates_away_is_delivered() {
         c.wait_for_count(CUSTOMERS, 1);
         assert_eq!(c.customers()[0].email, "gone@example.com");
         assert_eq!(c.count(SIGNUPS), 1, "delivered once");
+    })
+    .await;
+}
+
+/// Stage 2 cannot load (the collector is down) on a plain page: stage 1
+/// writes each signup ahead, at most 50 (a page calling createSignup in a
+/// loop cannot fill the site's storage); the 10 others are refused to their
+/// callbacks. A later page delivers the 50, each once.
+#[tokio::test]
+async fn stage_1_keeps_at_most_50_signups_while_stage_2_cannot_load() {
+    with_browser(|client| async move {
+        let mut c = Collector::shop();
+        client.goto(&format!("{}/signup.html", c.shop_url())).await.unwrap();
+        Page::ready(&client).await;
+        assert_eq!(
+            Page::eval(&client, "growsumo._q.push != [].push").await,
+            json!(false),
+            "stage 1 only"
+        );
+        c.kill();
+
+        let emails: Vec<String> = (0..60).map(|i| format!("user{i}@example.com")).collect();
+        let answers = client.execute_async(SIGN_UP_MANY, vec![json!(emails)]).await.unwrap();
+        let answers = answers.as_array().unwrap();
+        let queued = answers.iter().filter(|a| *a == "queued").count();
+        assert_eq!(
+            (answers.len(), queued),
+            (60, 50),
+            "every callback was called: {answers:?}"
+        );
+        assert!(answers[50..].iter().all(|a| a.as_str().unwrap().starts_with("error: ")));
+        assert_eq!(Page::eval(&client, "pageErrors").await, json!([]));
+
+        c.restart();
+        client.goto(&format!("{}/", c.shop_url())).await.unwrap();
+        Page::ready(&client).await;
+        c.wait_for_count(SIGNUPS, 50);
+        let mut emails: Vec<String> = c.customers().into_iter().map(|c| c.email).collect();
+        emails.sort_by_key(|e| {
+            e.trim_start_matches("user")
+                .trim_end_matches("@example.com")
+                .parse::<u32>()
+                .unwrap()
+        });
+        let expected: Vec<String> = (0..50).map(|i| format!("user{i}@example.com")).collect();
+        assert_eq!(emails, expected, "the 50 written ahead, each once");
     })
     .await;
 }

@@ -9,7 +9,7 @@
 //! forever. Each file sits beside its precompressed `.gz` and `.br` (made once
 //! here, at maximum quality, so the collector never compresses per request).
 
-use anyhow::{Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
@@ -50,8 +50,14 @@ pub fn build() -> Result<()> {
         .context("wasm-bindgen")?;
 
     let optimised = bindgen_dir.join("snippet_opt.wasm");
-    let status = Command::new(tools::wasm_opt()?)
+    let out = Command::new(tools::wasm_opt()?)
         .arg("-Oz")
+        // wasm-bindgen's import names are hashed (`__wbg_get_e6325ad374eff861`),
+        // 54 of them, each in the wasm and the glue: about 2.5 KB gzip.
+        // Binaryen renames imports, exports and the module to one or two
+        // letters and prints the mapping, which `shorten_names` applies to
+        // the glue.
+        .arg("--minify-imports-and-exports-and-modules")
         .args([
             "--enable-bulk-memory",
             "--enable-reference-types",
@@ -61,14 +67,14 @@ pub fn build() -> Result<()> {
         .arg(bindgen_dir.join("snippet_bg.wasm"))
         .arg("-o")
         .arg(&optimised)
-        .status()
+        .output()
         .context("running wasm-opt")?;
-    check(status, "wasm-opt")?;
+    check(out.status, "wasm-opt")?;
     let wasm = fs::read(&optimised)?;
     let hash = Sha256::digest(&wasm);
     let wasm_file = format!("growsumo-{}.wasm", hex(&hash[..8]));
 
-    let glue = fs::read_to_string(bindgen_dir.join("snippet.js"))?;
+    let glue = shorten_names(&fs::read_to_string(bindgen_dir.join("snippet.js"))?, &out.stdout)?;
     let core = fs::read_to_string(root().join("snippet/core.js"))?.replace("__WASM_FILE__", &wasm_file);
     let core = minify(&format!("(function(){{\n{glue}\n{core}}})();\n"), "core")?;
     let core_file = format!("growsumo-{}.js", hex(&Sha256::digest(core.as_bytes())[..6]));
@@ -84,6 +90,63 @@ pub fn build() -> Result<()> {
     write_shipped(&dist.join(&core_file), core.as_bytes())?;
     write_shipped(&dist.join(&wasm_file), &wasm)?;
     Ok(())
+}
+
+/// Applies binaryen's mapping (`{"imports": [[module, name, short]…],
+/// "exports": [[name, short]…]}`) to wasm-bindgen's glue: the import
+/// object's keys, its module (one, renamed `a`), and the glue's `wasm.<export>`
+/// calls. Each name must be found where expected: a glue that changed shape
+/// fails the build rather than shipping a module that cannot link.
+fn shorten_names(glue: &str, mapping: &[u8]) -> Result<String> {
+    let mapping: serde_json::Value = serde_json::from_slice(mapping).context("wasm-opt's name mapping")?;
+    let pairs = |list: &str, from: usize| -> Result<Vec<(String, String)>> {
+        let entries = mapping[list]
+            .as_array()
+            .with_context(|| format!("no {list} in wasm-opt's mapping"))?;
+        entries
+            .iter()
+            .map(|e| Some((e[from].as_str()?.to_owned(), e[from + 1].as_str()?.to_owned())))
+            .collect::<Option<Vec<_>>>()
+            .with_context(|| format!("malformed {list} in wasm-opt's mapping"))
+    };
+    let mut glue = glue.to_owned();
+    let mut modules = std::collections::BTreeSet::new();
+    for entry in mapping["imports"].as_array().into_iter().flatten() {
+        modules.insert(entry[0].as_str().unwrap_or_default().to_owned());
+    }
+    let mut modules = modules.into_iter();
+    let (Some(module), None) = (modules.next(), modules.next()) else {
+        bail!("the wasm should import from one module: shorten_names renames one");
+    };
+    glue = replace_once(&glue, &format!("\"{module}\": import0"), "\"a\": import0")?;
+    for (name, short) in pairs("imports", 1)? {
+        glue = replace_once(&glue, &format!(" {name}: function"), &format!(" {short}: function"))?;
+    }
+    for (name, short) in pairs("exports", 0)? {
+        let from = format!("wasm.{name}");
+        let mut out = String::with_capacity(glue.len());
+        let mut rest = glue.as_str();
+        while let Some(at) = rest.find(&from) {
+            let after = &rest[at + from.len()..];
+            out.push_str(&rest[..at]);
+            // `wasm.init` but not `wasm.init_x`.
+            if after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                out.push_str(&from);
+            } else {
+                out.push_str("wasm.");
+                out.push_str(&short);
+            }
+            rest = after;
+        }
+        out.push_str(rest);
+        glue = out;
+    }
+    Ok(glue)
+}
+
+fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
+    ensure!(text.matches(from).count() == 1, "the glue should hold `{from}` once");
+    Ok(text.replacen(from, to, 1))
 }
 
 /// Writes a shipped file and its `.gz` (gzip -9) and `.br` (brotli quality 11)
