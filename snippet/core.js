@@ -94,20 +94,25 @@ var resume = function () {
 };
 // Signups stage 1 wrote ahead (`growsumo_q<id>` = [pk, when, data, the
 // stored referral's partner key and xid]), as [storage key, entry], oldest
-// first. This page's own are in `mine` once queued here.
+// first: all of them, or (`all` false) those no page of this tab queued.
+// An entry another tab removes meanwhile, or that does not parse, is skipped.
 var mine = {};
-var written = function () {
+var written = function (all) {
+  var found = [];
   try {
-    return Object.keys(localStorage)
-      .filter(function (k) { return !k.indexOf("growsumo_q") && !mine[k]; })
-      .map(function (k) { return [k, JSON.parse(localStorage[k])]; })
-      .sort(function (a, b) { return a[1][1] - b[1][1]; });
-  } catch (e) {
-    return [];
-  }
+    Object.keys(localStorage).forEach(function (k) {
+      try {
+        var entry = !k.indexOf("growsumo_q") && (all || !mine[k]) && JSON.parse(localStorage[k]);
+        if (entry && entry[2]) found.push([k, entry]);
+      } catch (e) {
+        unwrite([k]); // unreadable: it would load stage 2 on every page
+      }
+    });
+  } catch (e) {}
+  return found.sort(function (a, b) { return a[1][1] - b[1][1]; });
 };
-var unwrite = function (k) {
-  try { localStorage.removeItem(k); } catch (e) {}
+var unwrite = function (item) {
+  try { localStorage.removeItem(item[0]); } catch (e) {}
 };
 // Sends a signup. The callback runs once: with the collector's answer, or,
 // if none came within 1.5 s, with status "queued" (the signup is in the
@@ -119,7 +124,7 @@ var signup = function (data, cb) {
   var done = function (error, result) {
     if (!called++ && typeof cb == "function") cb(error, result);
   };
-  var k = "growsumo_q" + data.id;
+  var k = "growsumo_q" + data._id;
   mine[k] = 1;
   run(function () {
     // Called before the referral was read (right after _initialize): the
@@ -127,7 +132,7 @@ var signup = function (data, cb) {
     if (!data.partner_key) data.partner_key = gs.data.partner_key;
     if (!data.xid) data.xid = gs.data.xid;
     var id = wasm.signup(s.p, data, done, st);
-    unwrite(k);
+    unwrite([k]);
     setTimeout(function () {
       try { done(null, { id: id, status: "queued" }); } catch (e) {}
     }, 1500);
@@ -142,9 +147,9 @@ var replay = function () {
     var data = e[2];
     data.partner_key = data.partner_key || e[3] || "";
     data.xid = data.xid || e[4] || "";
-    data.ts = e[1];
+    data._ts = e[1];
     wasm.signup(e[0], data, null, st);
-    unwrite(item[0]);
+    unwrite(item);
   });
 };
 // The key's settings from the collector (see config.rs), or null when it
@@ -218,6 +223,11 @@ var fail = function (e) {
   }[reason];
   ready = 2;
   pump();
+  // This browser cannot run the wasm (CSP, no WebAssembly): the signups
+  // written ahead could never be sent from it, and would load stage 2 on
+  // every page (their callbacks heard the failure). A failed fetch may
+  // pass: they wait.
+  if (reason != "wasm_fetch") written(1).forEach(unwrite);
   try {
     if (sessionStorage.getItem("growsumo_diag") != reason) {
       sessionStorage.setItem("growsumo_diag", reason);
@@ -251,7 +261,7 @@ var handle = function (item) {
     if (!s.p) return;
     if (!st.c) {
       store();
-      written().forEach(function (item) { unwrite(item[0]); });
+      written(1).forEach(unwrite);
     }
     run(start);
     if (!st.c) config("&forget=1");

@@ -45,11 +45,13 @@
   const tagged = d.querySelector("[data-collector]")?.dataset.collector;
   if (tagged) s.b = at(tagged);
   const q = [];
+  let refused; // consent refused on this page
   let state = 0; // 0 deciding, 1 nothing to do, 2 stage 2 loading or running
   let wait = 2500; // before stage 2 is tried again, doubling
   // No stage 2 (nothing to do, or it could not load): the page's
   // growsumoInit runs now, the callbacks of signups written ahead (`keep`)
-  // hear `queued`, of the others an error; the rest stays queued.
+  // hear `queued`, of those consent refused `consent_denied`, of the others
+  // an error; the rest stays queued.
   const idle = () => {
     state = 1;
     for (const [kind, arg, cb] of q.splice(0))
@@ -57,7 +59,11 @@
         kind == "g"
           ? arg()
           : kind == "s"
-            ? cb(...(arg.id ? [null, { id: arg.id, status: "queued" }] : [Error("growsumo: the signup could not be kept")]))
+            ? cb(
+                ...(arg._id || arg._no
+                  ? [null, { id: arg._id, status: arg._id ? "queued" : "consent_denied" }]
+                  : [Error("growsumo: the signup could not be kept")]),
+              )
             : q.push([kind, arg, cb]);
       } catch {}
   };
@@ -78,18 +84,22 @@
   };
   // Every signup is written ahead to localStorage, so that none is lost
   // when stage 2 cannot load or the page goes away before stage 2 took it:
-  // `growsumo_q<id>` = [pk, when, data, the stored referral's partner key
-  // and xid (their localStorage mirror)]. Stage 2 removes it once its
-  // outbox holds the signup, and sends those no page took (see core.js).
-  // None after a consent refused on this page, and at most 50 waiting (a
-  // page calling createSignup in a loop cannot fill the site's storage):
-  // `data.id` says it was written.
+  // `growsumo_q<id>` = [pk, when, data with its `_id`, the stored referral's
+  // partner key and xid (the cookie, else its localStorage mirror)]. Stage 2
+  // removes it once its outbox holds the signup (the same event id), and
+  // sends those no page took (see core.js). None without consent (refused
+  // on this page, GPC, or a key that requires it: `_no`), and at most 50
+  // waiting (a page calling createSignup in a loop cannot fill the site's
+  // storage). `data._id` says it was written.
+  const stored = (name) => decodeURIComponent(d.cookie.match("(^|; )" + name + "=([^;]*)")?.[2] || "") || ls[name];
   const keep = (data) => {
     try {
+      const c = s.c || {};
       const id = (Math.random() + "" + Date.now()).slice(2);
-      if (!q.some((i) => i[0] == "c" && !i[1]) && !(Object.keys(ls) + "").split("growsumo_q")[50]) {
-        ls["growsumo_q" + id] = JSON.stringify([s.p, Date.now(), data, ls.growSumoPartnerKey, ls.gsxid]);
-        data.id = id;
+      if ((data._no = refused || (!ls.growsumo_consent && (c.require_consent || (c.honor_gpc != false && navigator.globalPrivacyControl)))));
+      else if (!(Object.keys(ls) + "").split("growsumo_q")[50]) {
+        ls["growsumo_q" + id] = JSON.stringify([s.p, Date.now(), { ...data, _id: id }, stored("growSumoPartnerKey"), stored("gsxid")]);
+        data._id = id;
       }
     } catch {}
     return data;
@@ -164,8 +174,14 @@
         idle();
       }
     },
-    createSignup: (cb) => push("s", keep(snapshot()), cb),
-    consent: (granted) => push("c", !!granted),
+    createSignup(cb) {
+      try {
+        push("s", keep(snapshot()), cb);
+      } catch {}
+    },
+    // A refusal is remembered for the page: no signup is written ahead
+    // after it (stage 2 runs the queue in order).
+    consent: (granted) => push("c", !(refused = !granted)),
   };
   // A single-page app's navigation to a partner link is a landing too:
   // pushState, replaceState, back and forward change the Navigation API's

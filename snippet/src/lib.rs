@@ -94,7 +94,7 @@ pub fn init(pk: String, data: Object, state: Object, config: JsValue, url: Strin
 
 /// Queues a signup built from `data` (a snapshot of `growsumo.data` taken when
 /// the page called `createSignup`, or read from a captured form, with the
-/// `id` stage 1 gave it, and its `ts` when an earlier page made it) and
+/// `_id` stage 1 gave it, and its `_ts` when an earlier page made it) and
 /// sends it.
 /// `cb(error, result)` is called when the collector answers: `error` is null
 /// once it is stored, else an `Error` whose `field` names the rejected field.
@@ -114,8 +114,8 @@ pub fn signup(pk: String, data: Object, cb: JsValue, state: Object) -> String {
     let event = new_event(&state, wire::EVENT_SIGNUP);
     // Written ahead by stage 1, a signup keeps its id (sent twice, the
     // collector answers `duplicate`); replayed by a later page, its time.
-    set_nonempty(&event, field::ID, get_str(&data, field::ID));
-    let ts = js::get(&data, field::TS);
+    set_nonempty(&event, field::ID, get_str(&data, "_id"));
+    let ts = js::get(&data, "_ts");
     if ts.as_f64().is_some() {
         set(&event, field::TS, &ts);
     }

@@ -141,6 +141,20 @@ fn shorten_names(glue: &str, mapping: &[u8]) -> Result<String> {
         out.push_str(rest);
         glue = out;
     }
+    // A wasm-bindgen export left under its long name (reached another way
+    // than `wasm.x`, e.g. `wasm["x"]`) would be undefined at run time:
+    // refuse it. (Its short JS-facing names, `init`, `next`…, are the
+    // glue's own functions too.)
+    for (name, _) in pairs("exports", 0)?.iter().filter(|(name, _)| name.starts_with("__")) {
+        ensure!(
+            !glue.contains(name.as_str()),
+            "the glue still names `{name}` after shortening"
+        );
+    }
+    ensure!(
+        !glue.contains(&module),
+        "the glue still names module `{module}` after shortening"
+    );
     Ok(glue)
 }
 
