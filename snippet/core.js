@@ -124,15 +124,15 @@ var signup = function (data, cb) {
   var done = function (error, result) {
     if (!called++ && typeof cb == "function") cb(error, result);
   };
-  var k = "growsumo_q" + data._id;
-  mine[k] = 1;
+  var k = data._id && "growsumo_q" + data._id;
+  if (k) mine[k] = 1;
   run(function () {
     // Called before the referral was read (right after _initialize): the
     // referral is known now.
     if (!data.partner_key) data.partner_key = gs.data.partner_key;
     if (!data.xid) data.xid = gs.data.xid;
     var id = wasm.signup(s.p, data, done, st);
-    unwrite([k]);
+    if (k) unwrite([k]);
     setTimeout(function () {
       try { done(null, { id: id, status: "queued" }); } catch (e) {}
     }, 1500);

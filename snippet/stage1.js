@@ -1,5 +1,5 @@
 // growsumo, stage 1: what every page view runs, served at `/v1/` (hand-written
-// to stay near 1 KB minified and gzipped: every visitor of every merchant
+// to stay near 1.5 KB minified and gzipped: every visitor of every merchant
 // page pays for it; ES2020, as the browsers that can run the wasm). It
 // defines the `growsumo` global at once, as PartnerStack's embed code
 // expects, reads the landing URL before a single-page app's router can
@@ -56,15 +56,10 @@
     state = 1;
     for (const [kind, arg, cb] of q.splice(0))
       try {
-        kind == "g"
-          ? arg()
-          : kind == "s"
-            ? cb(
-                ...(arg._id || arg._no
-                  ? [null, { id: arg._id, status: arg._id ? "queued" : "consent_denied" }]
-                  : [Error("growsumo: the signup could not be kept")]),
-              )
-            : q.push([kind, arg, cb]);
+        if (kind == "g") arg();
+        else if (kind != "s") q.push([kind, arg, cb]);
+        else if (arg._id || arg._no) cb(null, { id: arg._id, status: arg._id ? "queued" : "consent_denied" });
+        else cb(Error("growsumo: the signup could not be kept"));
       } catch {}
   };
   const work = () => {
@@ -96,8 +91,9 @@
     try {
       const c = s.c || {};
       const id = (Math.random() + "" + Date.now()).slice(2);
-      if ((data._no = refused || (!ls.growsumo_consent && (c.require_consent || (c.honor_gpc != false && navigator.globalPrivacyControl)))));
-      else if (!(Object.keys(ls) + "").split("growsumo_q")[50]) {
+      data._no = refused || (!ls.growsumo_consent && (c.require_consent || (c.honor_gpc != false && navigator.globalPrivacyControl)));
+      // (50 entries split the storage keys into 51 parts.)
+      if (!data._no && !(Object.keys(ls) + "").split("growsumo_q")[50]) {
         ls["growsumo_q" + id] = JSON.stringify([s.p, Date.now(), { ...data, _id: id }, stored("growSumoPartnerKey"), stored("gsxid")]);
         data._id = id;
       }

@@ -17,6 +17,14 @@ pub mod site;
 pub use browser::{in_browser, with_browser, with_profile, Page, Profile};
 pub use collector::{Collector, Customer};
 
+/// What the suites count in the database (`Collector::count`,
+/// `wait_for_count`).
+pub mod count {
+    pub const CLICKS: &str = "SELECT count(*) FROM events WHERE type = 'click'";
+    pub const SIGNUPS: &str = "SELECT count(*) FROM events WHERE type = 'signup'";
+    pub const CUSTOMERS: &str = "SELECT count(*) FROM customers";
+}
+
 /// Base64 (standard alphabet, padded) of a partner key, as partner links carry it.
 pub fn b64(key: &str) -> String {
     use base64::Engine;

@@ -19,6 +19,7 @@
 //! `target/attribution-scenarios.txt`, and fails unless every scenario got
 //! what it expected.
 
+use e2e::count::{CLICKS, SIGNUPS};
 use e2e::http::{send, send_from, stripe_invoice, stripe_webhook, Answer, Api};
 use e2e::{b64, in_browser, Collector, Page, Profile};
 use fantoccini::{Client, Locator};
@@ -27,8 +28,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-const CLICKS: &str = "SELECT count(*) FROM events WHERE type = 'click'";
-const SIGNUPS: &str = "SELECT count(*) FROM events WHERE type = 'signup'";
 const ANN: &str = "ann@example.com";
 
 fn link(partner: &str, xid: &str) -> String {

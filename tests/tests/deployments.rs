@@ -10,6 +10,7 @@
 //! suite prints the table, saves it to `target/deployment-shapes.txt`, and
 //! fails unless every row got what it expected.
 
+use e2e::count::CLICKS;
 use e2e::http::send;
 use e2e::{b64, in_browser, Collector, Page, Profile};
 use fantoccini::{Client, Locator};
@@ -18,7 +19,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-const CLICKS: &str = "SELECT count(*) FROM events WHERE type = 'click'";
 const ANN: &str = "ann@example.com";
 
 fn link(partner: &str, xid: &str) -> String {

@@ -3,14 +3,11 @@
 //! storage. Each test checks the collector's SQLite file. The merchant's pages
 //! are on the shop's own host, the collector on another.
 
+use e2e::count::{CLICKS, CUSTOMERS, SIGNUPS};
 use e2e::{b64, with_browser, Collector, Page};
 use fantoccini::Client;
 use serde_json::json;
 use std::time::Duration;
-
-const SIGNUPS: &str = "SELECT count(*) FROM events WHERE type = 'signup'";
-const CUSTOMERS: &str = "SELECT count(*) FROM customers";
-const CLICKS: &str = "SELECT count(*) FROM events WHERE type = 'click'";
 
 async fn land(client: &Client, base: &str) {
     client

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// gzip -9 bytes of stage 1 (`growsumo.js`), on every page view. The goal is
 /// 1,200 (under every peer's whole script: Dub 1.7 KB, Umami 2.2 KB,
-/// Plausible 2.7 KB); measured 1,525 with the settings-based decision
+/// Plausible 2.7 KB); measured 1,526 with the settings-based decision
 /// (aliases, server-cookie restore) and the signups it writes ahead. Lower
 /// it as it shrinks.
 const STAGE1_BUDGET: usize = 1_550;

@@ -3,30 +3,46 @@
 //! credit the wrong partner, or outlive the consent or the browser that
 //! should have dropped it. (Each of these failed against the first version
 //! of the write-ahead.)
+
+use e2e::count::{CLICKS, CUSTOMERS, SIGNUPS};
 use e2e::{b64, with_browser, Collector, Page};
 use fantoccini::Client;
-use serde_json::json;
-use std::time::Duration;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
-const SIGNUPS: &str = "SELECT count(*) FROM events WHERE type = 'signup'";
-const CUSTOMERS: &str = "SELECT count(*) FROM customers";
-const CLICKS: &str = "SELECT count(*) FROM events WHERE type = 'click'";
+/// The signups written ahead and not yet taken by a stage 2.
+const WRITTEN: &str = "Object.keys(localStorage).filter((k) => k.startsWith('growsumo_q'))";
 
-fn signup_ids(c: &Collector) -> Vec<String> {
-    let db = c.db();
-    let mut st = db.prepare("SELECT event_id FROM events WHERE type = 'signup'").unwrap();
-    st.query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+/// Waits until `expr` is true in the page (a state the page reaches by
+/// itself: an answer, an emptied outbox), polled, at most 10 s.
+async fn until(client: &Client, expr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Page::eval(client, expr).await != json!(true) {
+        assert!(Instant::now() < deadline, "never true: {expr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
-async fn wq(client: &Client) -> serde_json::Value {
-    Page::eval(
-        client,
-        "Object.keys(localStorage).filter(k => k.startsWith('growsumo_q')).map(k => localStorage[k])",
-    )
-    .await
+/// Signs up on a page whose collector path is dead (`/down`: stage 2 cannot
+/// load), after loading stage 1 as the embed code does; returns what the
+/// callback heard.
+async fn sign_up_without_stage_2(client: &Client, c: &Collector, email: &str) -> Value {
+    let script = r#"
+        const [pk, collector, email, done] = arguments;
+        const gs = document.createElement("script");
+        gs.src = collector + "/v1/";
+        gs.onload = () => {
+            growsumo._initialize(pk, { collector: collector + "/down" });
+            growsumo.data.email = email;
+            growsumo.createSignup((e, r) => done(e ? e.message : r.status));
+        };
+        document.head.appendChild(gs);
+    "#;
+    let collector = c.page("http", "collector.test");
+    client
+        .execute_async(script, vec![json!(c.public_key), json!(collector), json!(email)])
+        .await
+        .unwrap()
 }
 
 /// Tab A is still loading stage 2 (held back: a slow network) when tab B
@@ -37,8 +53,7 @@ async fn a_signup_replayed_by_another_tab_is_stored_once() {
     with_browser(|client| async move {
         let c = Collector::shop();
         let shop = c.shop_url();
-        client.goto(&format!("{shop}/")).await.unwrap();
-        Page::ready(&client).await;
+        Page::open(&client, &format!("{shop}/")).await;
         let a = client.window().await.unwrap();
         client
             .execute(
@@ -47,24 +62,28 @@ async fn a_signup_replayed_by_another_tab_is_stored_once() {
                    head.append = function (n) { held.push(n); };
                    window.release = () => held.forEach((n) => append.call(head, n));
                    growsumo.data.email = 'dup@example.com';
-                   growsumo.createSignup((e, r) => { window.answer = e ? e.message : JSON.stringify(r); });
-                   return true;"#,
+                   growsumo.createSignup((e, r) => { window.answer = e ? e.message : r.status; });"#,
                 vec![],
             )
             .await
             .unwrap();
-        println!("written ahead: {}", wq(&client).await);
+        assert_eq!(Page::eval(&client, &format!("{WRITTEN}.length")).await, json!(1));
+
         let b = client.new_window(true).await.unwrap();
         client.switch_to_window(b.handle).await.unwrap();
-        client.goto(&format!("{shop}/?b")).await.unwrap();
-        Page::ready(&client).await;
+        Page::open(&client, &format!("{shop}/?b")).await;
         c.wait_for_count(SIGNUPS, 1);
+
         client.switch_to_window(a).await.unwrap();
-        client.execute("release(); return true;", vec![]).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        println!("A's callback: {}", Page::eval(&client, "window.answer").await);
-        let ids = signup_ids(&c);
-        assert_eq!(ids.len(), 1, "signup events stored: {ids:?}");
+        client.execute("release();", vec![]).await.unwrap();
+        // A's callback, then A's outbox settled by the collector's answer.
+        until(&client, "window.answer !== undefined").await;
+        until(
+            &client,
+            "!Object.keys(localStorage).some((k) => k.startsWith('growsumo_ev_'))",
+        )
+        .await;
+        assert_eq!((c.count(SIGNUPS), c.count(CUSTOMERS)), (1, 1), "one signup stored");
     })
     .await;
 }
@@ -83,99 +102,102 @@ async fn a_replayed_signup_credits_the_referral_cookie_not_a_stale_mirror() {
         Page::open(&client, &format!("{www}/?ps_partner_key={}&ps_xid=www-1", b64("alice"))).await;
         c.wait_for_count(CLICKS, 2);
         Page::open(&client, &format!("{app}/")).await;
-        let now = Page::eval(
-            &client,
-            "[growsumo.data.partner_key, localStorage.growSumoPartnerKey, document.cookie]",
-        )
-        .await;
-        println!("on app.: data, mirror, cookies = {now}");
+        assert_eq!(
+            Page::eval(&client, "[growsumo.data.partner_key, localStorage.growSumoPartnerKey]").await,
+            json!(["alice", "bob"]),
+            "the cookie says alice, app.'s mirror still bob"
+        );
+
         client.goto(&format!("{app}/welcome.html")).await.unwrap();
-        let script = r#"
-            const [pk, collector, done] = arguments;
-            const gs = document.createElement("script");
-            gs.src = collector + "/v1/";
-            gs.onload = () => {
-                growsumo._initialize(pk, { collector: collector + "/down" });
-                growsumo.data.email = "ann@example.com";
-                growsumo.createSignup((e, r) => done(e ? e.message : r.status));
-            };
-            document.head.appendChild(gs);
-        "#;
-        let collector = c.page("http", "collector.test");
-        let answer = client
-            .execute_async(script, vec![json!(c.public_key), json!(collector)])
-            .await
-            .unwrap();
-        println!("callback: {answer}; written: {}", wq(&client).await);
+        let answer = sign_up_without_stage_2(&client, &c, "ann@example.com").await;
+        assert_eq!(answer, json!("queued"));
         Page::open(&client, &format!("{app}/")).await;
         c.wait_for_count(CUSTOMERS, 1);
-        let cust = &c.customers()[0];
-        assert_eq!(
-            cust.partner_key.as_deref(),
-            Some("alice"),
-            "credited {:?}",
-            cust.partner_key
-        );
+        assert_eq!(c.customers()[0].partner_key.as_deref(), Some("alice"));
     })
     .await;
 }
 
 /// consent(false) on a page whose stage 2 runs, then a signup while stage 2
-/// is still busy with the refusal (the collector slow), and the page leaves:
-/// the next page must not send the signup made after the refusal.
+/// is stuck on the refusal (the collector stopped), and the page leaves: the
+/// signup is neither written ahead nor sent by a later page.
 #[tokio::test]
 async fn a_signup_made_after_a_refusal_is_never_sent() {
     with_browser(|client| async move {
         let c = Collector::shop();
         let shop = c.shop_url();
-        client.goto(&format!("{shop}/capture.html")).await.unwrap();
-        Page::ready(&client).await;
-        // A signup form in use: stage 2 loads.
-        client.execute("document.querySelector('#beta-form input').focus(); return true;", vec![]).await.unwrap();
-        for _ in 0..50 {
-            if Page::eval(&client, "growsumo._q.push != [].push").await == json!(true) { break; }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        Page::open(&client, &format!("{shop}/capture.html")).await;
+        // A signup form in use: stage 2 loads and takes the queue.
+        client
+            .execute("document.querySelector('#beta-form input').focus();", vec![])
+            .await
+            .unwrap();
+        until(&client, "growsumo._q.push != [].push").await;
+
         let pid = c.pid().to_string();
-        std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
-        let written = Page::eval(&client, "(growsumo.consent(false), growsumo.data.email = 'refused@example.com', growsumo.createSignup(), Object.keys(localStorage).filter(k => k.startsWith('growsumo_q')))").await;
-        println!("written after the refusal: {written}");
-        client.execute("location.href = 'welcome.html'; return true;", vec![]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        println!("on {}: {}", client.current_url().await.unwrap(), wq(&client).await);
-        std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+        let signal = |name: &str| {
+            let status = std::process::Command::new("kill").args([name, &pid]).status().unwrap();
+            assert!(status.success());
+        };
+        signal("-STOP");
+        let written = Page::eval(
+            &client,
+            &format!(
+                "growsumo.consent(false), growsumo.data.email = 'refused@example.com', \
+                 growsumo.createSignup(), {WRITTEN}"
+            ),
+        )
+        .await;
+        assert_eq!(written, json!([]), "nothing written ahead after a refusal");
+        client.goto("about:blank").await.unwrap();
+        signal("-CONT");
+
+        // A later page's own signup is sent; the refused one never is.
         Page::open(&client, &format!("{shop}/")).await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(c.count(SIGNUPS), 0, "a signup made after consent(false) was sent");
+        client
+            .execute(
+                "growsumo.data.email = 'after@example.com'; growsumo.createSignup();",
+                vec![],
+            )
+            .await
+            .unwrap();
+        c.wait_for_count(CUSTOMERS, 1);
+        let emails: Vec<String> = c.customers().into_iter().map(|c| c.email).collect();
+        assert_eq!(emails, ["after@example.com"]);
+        assert_eq!(c.count(SIGNUPS), 1);
     })
     .await;
 }
 
-/// A key that requires consent, a page whose CSP blocks WebAssembly: the
-/// signup (its callback hears an error) must not stay in localStorage, email
-/// and all, making every later page view load stage 2.
+/// A page whose CSP blocks WebAssembly: a key that requires consent writes
+/// nothing ahead; any other key's written-ahead signup is dropped once the
+/// wasm fails (its callback hears so), instead of staying, email and all,
+/// and loading stage 2 on every later page view.
 #[tokio::test]
 async fn where_the_wasm_cannot_run_no_signup_stays_written_ahead() {
-    with_browser(|client| async move {
-        let c = Collector::shop_with_key(&["--require-consent"]);
-        let site = c.page("http", "nowasm.shop.test");
-        Page::open(&client, &format!("{site}/")).await;
-        let script = r#"const done = arguments[0];
-            growsumo.data.email = "kept@example.com";
-            growsumo.createSignup((e, r) => done(e ? e.message : r.status));"#;
-        let answer = client.execute_async(script, vec![]).await.unwrap();
-        println!("callback: {answer}");
-        Page::open(&client, &format!("{site}/?again")).await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let stage2 = Page::eval(
-            &client,
-            "performance.getEntriesByType('resource').map(e => e.name).filter(n => /growsumo-/.test(n))",
-        )
+    for flags in [&["--require-consent"][..], &[]] {
+        with_browser(|client| async move {
+            let c = Collector::shop_with_key(flags);
+            let site = c.page("http", "nowasm.shop.test");
+            Page::open(&client, &format!("{site}/")).await;
+            let script = r#"const done = arguments[0];
+                growsumo.data.email = "kept@example.com";
+                growsumo.createSignup((e, r) => done(e ? e.message : r.status));"#;
+            let answer = client.execute_async(script, vec![]).await.unwrap();
+            assert!(
+                answer.as_str().unwrap().contains("Content-Security-Policy"),
+                "{flags:?}: {answer}"
+            );
+            assert_eq!(Page::eval(&client, WRITTEN).await, json!([]), "{flags:?}");
+
+            Page::open(&client, &format!("{site}/?again")).await;
+            let stage2 = Page::eval(
+                &client,
+                "performance.getEntriesByType('resource').some((e) => /growsumo-/.test(e.name))",
+            )
+            .await;
+            assert_eq!(stage2, json!(false), "{flags:?}: a later page view loads stage 1 only");
+        })
         .await;
-        let kept = wq(&client).await;
-        println!("after a reload: stage 2 loaded: {stage2}; written ahead: {kept}");
-        assert_eq!(kept, json!([]));
-    })
-    .await;
+    }
 }

@@ -9,7 +9,7 @@
 //! forever. Each file sits beside its precompressed `.gz` and `.br` (made once
 //! here, at maximum quality, so the collector never compresses per request).
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
@@ -99,63 +99,51 @@ pub fn build() -> Result<()> {
 /// fails the build rather than shipping a module that cannot link.
 fn shorten_names(glue: &str, mapping: &[u8]) -> Result<String> {
     let mapping: serde_json::Value = serde_json::from_slice(mapping).context("wasm-opt's name mapping")?;
-    let pairs = |list: &str, from: usize| -> Result<Vec<(String, String)>> {
-        let entries = mapping[list]
-            .as_array()
-            .with_context(|| format!("no {list} in wasm-opt's mapping"))?;
-        entries
-            .iter()
-            .map(|e| Some((e[from].as_str()?.to_owned(), e[from + 1].as_str()?.to_owned())))
-            .collect::<Option<Vec<_>>>()
-            .with_context(|| format!("malformed {list} in wasm-opt's mapping"))
-    };
-    let mut glue = glue.to_owned();
-    let mut modules = std::collections::BTreeSet::new();
-    for entry in mapping["imports"].as_array().into_iter().flatten() {
-        modules.insert(entry[0].as_str().unwrap_or_default().to_owned());
-    }
-    let mut modules = modules.into_iter();
-    let (Some(module), None) = (modules.next(), modules.next()) else {
-        bail!("the wasm should import from one module: shorten_names renames one");
-    };
-    glue = replace_once(&glue, &format!("\"{module}\": import0"), "\"a\": import0")?;
-    for (name, short) in pairs("imports", 1)? {
+    let imports: Vec<(String, String, String)> =
+        serde_json::from_value(mapping["imports"].clone()).context("wasm-opt's import mapping")?;
+    let exports: Vec<(String, String)> =
+        serde_json::from_value(mapping["exports"].clone()).context("wasm-opt's export mapping")?;
+    let module = &imports.first().context("the wasm imports nothing")?.0;
+    ensure!(
+        imports.iter().all(|(m, _, _)| m == module),
+        "the wasm should import from one module: shorten_names renames one"
+    );
+    let mut glue = replace_once(glue, &format!("\"{module}\": import0"), "\"a\": import0")?;
+    for (_, name, short) in &imports {
         glue = replace_once(&glue, &format!(" {name}: function"), &format!(" {short}: function"))?;
     }
-    for (name, short) in pairs("exports", 0)? {
-        let from = format!("wasm.{name}");
-        let mut out = String::with_capacity(glue.len());
-        let mut rest = glue.as_str();
-        while let Some(at) = rest.find(&from) {
-            let after = &rest[at + from.len()..];
-            out.push_str(&rest[..at]);
-            // `wasm.init` but not `wasm.init_x`.
-            if after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
-                out.push_str(&from);
-            } else {
-                out.push_str("wasm.");
-                out.push_str(&short);
-            }
-            rest = after;
-        }
-        out.push_str(rest);
-        glue = out;
-    }
-    // A wasm-bindgen export left under its long name (reached another way
-    // than `wasm.x`, e.g. `wasm["x"]`) would be undefined at run time:
-    // refuse it. (Its short JS-facing names, `init`, `next`…, are the
-    // glue's own functions too.)
-    for (name, _) in pairs("exports", 0)?.iter().filter(|(name, _)| name.starts_with("__")) {
+    for (name, short) in &exports {
+        glue = replace_member(&glue, &format!("wasm.{name}"), &format!("wasm.{short}"));
+        // Left under its long name (reached another way than `wasm.x`, e.g.
+        // `wasm["x"]`), a wasm-bindgen export would be undefined at run time.
+        // (The JS-facing ones, `init`, `next`…, name the glue's own
+        // functions too.)
         ensure!(
-            !glue.contains(name.as_str()),
+            !name.starts_with("__") || !glue.contains(name.as_str()),
             "the glue still names `{name}` after shortening"
         );
     }
     ensure!(
-        !glue.contains(&module),
-        "the glue still names module `{module}` after shortening"
+        !glue.contains(module.as_str()),
+        "the glue still names module `{module}`"
     );
     Ok(glue)
+}
+
+/// `text` with every `from` that is a whole member access (`wasm.init`, not
+/// `wasm.init_x`) replaced by `to`.
+fn replace_member(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(from) {
+        let after = &rest[at + from.len()..];
+        out.push_str(&rest[..at]);
+        let longer = after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        out.push_str(if longer { from } else { to });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
