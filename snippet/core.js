@@ -22,6 +22,77 @@ var split = function (href) {
   return [u.origin + u.pathname + u.search, query, doc.referrer];
 };
 var landing = split(s.l);
+// The wasm's imports (see js.rs): each catches its own errors, so none
+// throws into the wasm or the page.
+var ls = function (f) {
+  try {
+    return f(localStorage);
+  } catch (e) {}
+};
+var H = {
+  g: function (o, k) { try { return o[k]; } catch (e) {} },
+  i: function (a, i) { return a[i]; },
+  s: function (o, k, v) { try { o[k] = v; } catch (e) {} },
+  d: function (o, k) { try { delete o[k]; } catch (e) {} },
+  o: function () { return {}; },
+  a: function () { return []; },
+  p: function (a, v) { a.push(v); },
+  f: function (a) { return a.shift(); },
+  c: function (o, k, a, b) { try { return o[k](a, b); } catch (e) {} },
+  j: function (v) { try { return JSON.stringify(v) || ""; } catch (e) { return ""; } },
+  J: function (t) { try { return JSON.parse(t); } catch (e) {} },
+  u: function (t) { try { return decodeURIComponent(t); } catch (e) { return ""; } },
+  k: function () { try { return doc.cookie; } catch (e) { return ""; } },
+  K: function (c) { try { doc.cookie = c; } catch (e) {} },
+  l: function (k) { return ls(function (l) { return l.getItem(k); }); },
+  L: function (k, v) { return !!ls(function (l) { l.setItem(k, v); return 1; }); },
+  r: function (k) { ls(function (l) { l.removeItem(k); }); },
+  n: function () { return ls(Object.keys); },
+  h: function () { return location.hostname; },
+  S: function () { return location.protocol == "https:"; },
+  e: function (m, f) {
+    var e = Error(m);
+    if (f) e.field = f;
+    return e;
+  },
+  // The fingerprint's signals (see fingerprint.rs), each as JSON and a NUL;
+  // one that throws or is missing is an empty string.
+  F: function () {
+    var out = "";
+    var add = function (signal) {
+      try {
+        out += JSON.stringify(signal()) || "";
+      } catch (e) {}
+      out += "\0";
+    };
+    var from = function (o, names) {
+      names.split(" ").forEach(function (k) { add(function () { return o[k]; }); });
+    };
+    var canvas = function () { return doc.createElement("canvas"); };
+    from(navigator, "userAgent languages hardwareConcurrency deviceMemory platform maxTouchPoints");
+    from(screen, "width height availWidth availHeight colorDepth");
+    from(w, "devicePixelRatio outerWidth outerHeight");
+    add(function () { return Intl.DateTimeFormat().resolvedOptions().timeZone; });
+    add(function () { return new Date().getTimezoneOffset(); });
+    add(function () {
+      var c = canvas(), x = c.getContext("2d");
+      if (x) {
+        x.font = "15px Arial";
+        x.fillStyle = "#f60";
+        x.fillRect(90, 2, 50, 20);
+        x.fillStyle = "rgba(0,90,200,0.7)";
+        x.fillText("growsumo \u{1f91d} 3.14", 4, 17);
+      }
+      return c.toDataURL();
+    });
+    add(function () {
+      var g = canvas().getContext("webgl");
+      var i = g && g.getExtension("WEBGL_debug_renderer_info");
+      return g ? g.getParameter(i ? i.UNMASKED_RENDERER_WEBGL : 7937) : null;
+    });
+    return out;
+  },
+};
 var queue = [];
 var ready = 0; // 0 loading, 1 ready, 2 failed
 var busy = 0; // an async call (init, consent) runs: later calls wait for it
@@ -50,6 +121,7 @@ var flush = function () {
 // its timer: one at a time, however many sends failed meanwhile.
 var st = {
   f: flush,
+  gpc: navigator.globalPrivacyControl,
   // A new event's id: 128 random bits as 32 hex digits.
   id: function () {
     return Array.from(crypto.getRandomValues(new Uint8Array(16)), function (b) { return (b + 256).toString(16).slice(1); }).join("");

@@ -5,7 +5,7 @@
 //! server cookie travels) and hands the answer over; `null` when the collector
 //! did not answer in time, and then the defaults apply.
 
-use crate::js::{array, get, get_num, get_str};
+use crate::js::{get, get_num, get_str, items};
 use crate::params::{Alias, Referral};
 use alloc::vec::Vec;
 use wasm_bindgen::JsValue;
@@ -20,8 +20,8 @@ pub struct Config {
 
 /// Reads the collector's answer (the defaults for `null`).
 pub fn parse(body: &JsValue) -> Config {
-    let aliases = array(get(body, "params"))
-        .iter()
+    let params = get(body, "params");
+    let aliases = items(&params)
         .map(|p| Alias {
             name: get_str(&p, "name"),
             base64: get(&p, "base64").is_truthy(),

@@ -5,63 +5,58 @@
 //! fingerprint and sends nothing; what an earlier page stored is deleted.
 //!
 //! `state.c` is the page's own call (`true`/`false`, set by the loader),
+//! `state.gpc` the browser's Global Privacy Control signal,
 //! `state.denied` the decision, `state.fp` the fingerprint once computed. A
 //! grant is remembered (localStorage) for later page views; a refusal deletes
 //! the grant with everything else, and the loader asks the collector to
 //! delete its server cookie.
 
 use crate::config::Config;
-use crate::js::{get, get_str, set};
-use crate::storage::{self, local_storage};
+use crate::js::{get, get_str, set, storage_get, storage_set};
+use crate::storage;
 use alloc::string::String;
-use js_sys::Object;
 use wasm_bindgen::JsValue;
-use web_sys::Window;
 use wire::CONSENT_KEY;
 
 /// Decides for this page view; returns whether storing and sending is allowed.
-pub fn decide(window: &Window, state: &Object, config: &Config) -> bool {
+pub fn decide(state: &JsValue, config: &Config) -> bool {
     let allowed = match get(state, "c").as_bool() {
         Some(true) => {
             // Remembered for later page views, which may not ask again.
-            if let Some(storage) = local_storage() {
-                let _ = storage.set_item(CONSENT_KEY, "1");
-            }
+            storage_set(CONSENT_KEY, "1");
             true
         }
         Some(false) => false,
         None => {
-            let granted = local_storage()
-                .and_then(|s| s.get_item(CONSENT_KEY).ok().flatten())
-                .is_some();
-            let gpc = config.honor_gpc && get(&get(window, "navigator"), "globalPrivacyControl").is_truthy();
+            let granted = storage_get(CONSENT_KEY).is_some();
+            let gpc = config.honor_gpc && get(state, "gpc").is_truthy();
             granted || !(config.require_consent || gpc)
         }
     };
     set(state, "denied", &(!allowed).into());
     if !allowed {
-        refuse(window, state);
+        refuse(state);
     }
     allowed
 }
 
 /// Deletes everything stored, drops queued events, and stops this page from
 /// storing or sending.
-fn refuse(window: &Window, state: &Object) {
-    storage::clear(window);
+fn refuse(state: &JsValue) {
+    storage::clear();
     crate::outbox::discard(state);
     set(state, "fp", &JsValue::UNDEFINED);
     set(state, "denied", &JsValue::TRUE);
 }
 
-pub fn denied(state: &Object) -> bool {
+pub fn denied(state: &JsValue) -> bool {
     get(state, "denied").is_truthy()
 }
 
 /// The fingerprint, computed on first use (a click or a signup, never a
 /// plain page view: the canvas and WebGL probes cost the page time) and kept
 /// for the page; empty without consent.
-pub fn fingerprint(state: &Object) -> String {
+pub fn fingerprint(state: &JsValue) -> String {
     if denied(state) {
         return String::new();
     }
@@ -69,10 +64,7 @@ pub fn fingerprint(state: &Object) -> String {
     if !known.is_empty() {
         return known;
     }
-    let Some(window) = web_sys::window() else {
-        return String::new();
-    };
-    let fp = crate::fingerprint::compute(&window);
+    let fp = crate::fingerprint::compute();
     set(state, "fp", &fp.as_str().into());
     fp
 }

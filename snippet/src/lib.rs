@@ -27,7 +27,6 @@ mod storage;
 
 use alloc::string::String;
 use js::{get_str, set};
-use js_sys::Object;
 use params::Referral;
 use wasm_bindgen::prelude::*;
 use wire::{field, REFERRAL_MAX_AGE_SECS};
@@ -36,7 +35,7 @@ use wire::{field, REFERRAL_MAX_AGE_SECS};
 /// the loader asks the collector to restore it from its server cookie).
 #[wasm_bindgen]
 pub fn stored() -> bool {
-    web_sys::window().is_some_and(|window| storage::load(&window).is_some())
+    storage::load().is_some()
 }
 
 /// Starts the snippet on a page, again after `growsumo.consent(..)`, and
@@ -54,21 +53,18 @@ pub fn stored() -> bool {
 /// object of the first value of each), with the page's `referrer`.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
-pub fn init(pk: String, data: Object, state: Object, config: JsValue, url: String, query: Object, referrer: String) {
-    let Some(window) = web_sys::window() else {
-        return;
-    };
+pub fn init(pk: String, data: JsValue, state: JsValue, config: JsValue, url: String, query: JsValue, referrer: String) {
     let config = config::parse(&config);
-    let stored = storage::load(&window);
+    let stored = storage::load();
     let landing = params::from_query(|name| Some(get_str(&query, name)), &config.aliases);
-    let allowed = consent::decide(&window, &state, &config);
+    let allowed = consent::decide(&state, &config);
     // (the referral, seconds it has left, whether storage must be written)
     let current = match (landing, stored, config.referral) {
         (Some(landing), stored, _) => {
             // A reload or in-site navigation keeps the link: not a new click.
             let known = stored.as_ref().is_some_and(|(s, _)| *s == landing);
             if allowed && !known {
-                outbox::push(&state, &pk, &click(&state, &landing, url, referrer));
+                outbox::add(&state, &pk, &click(&state, &landing, url, referrer));
             }
             let restore = stored.is_some_and(|(_, restore)| restore.is_some());
             Some((landing, REFERRAL_MAX_AGE_SECS, !known || restore))
@@ -80,7 +76,7 @@ pub fn init(pk: String, data: Object, state: Object, config: JsValue, url: Strin
     let (partner_key, xid) = match current {
         Some((referral, max_age, write)) => {
             if allowed && write {
-                storage::save(&window, &referral, max_age);
+                storage::save(&referral, max_age);
             }
             (referral.partner_key, referral.xid)
         }
@@ -102,13 +98,13 @@ pub fn init(pk: String, data: Object, state: Object, config: JsValue, url: Strin
 /// `queued`, if no answer comes soon). Without consent nothing is sent and
 /// `cb` hears status `consent_denied` at once.
 #[wasm_bindgen]
-pub fn signup(pk: String, data: Object, cb: JsValue, state: Object) -> String {
+pub fn signup(pk: String, data: JsValue, cb: JsValue, state: JsValue) -> String {
     if consent::denied(&state) {
-        let result = Object::new();
+        let result = js::object();
         set(&result, "status", &"consent_denied".into());
-        if let Ok(cb) = cb.dyn_into::<js_sys::Function>() {
-            let _ = cb.call2(&JsValue::NULL, &JsValue::NULL, &result);
-        }
+        let holder = js::object();
+        set(&holder, "cb", &cb);
+        js::call(&holder, "cb", &JsValue::NULL, &result);
         return String::new();
     }
     let event = new_event(&state, wire::EVENT_SIGNUP);
@@ -131,7 +127,7 @@ pub fn signup(pk: String, data: Object, cb: JsValue, state: Object) -> String {
     }
     set_nonempty(&event, field::FINGERPRINT, consent::fingerprint(&state));
     let id = get_str(&event, field::ID);
-    outbox::push(&state, &pk, &event);
+    outbox::add(&state, &pk, &event);
     delivery::wait_for(&state, &id, &cb);
     delivery::flush(&state);
     id
@@ -140,26 +136,26 @@ pub fn signup(pk: String, data: Object, cb: JsValue, state: Object) -> String {
 /// The next batch to send, as its JSON body; `undefined` when the outbox is
 /// empty (see `delivery`).
 #[wasm_bindgen]
-pub fn next(state: Object) -> JsValue {
+pub fn next(state: JsValue) -> JsValue {
     delivery::next(&state)
 }
 
 /// Settles the batch in flight by the collector's answer (`status` 0: none
 /// came); true when the next may be sent.
 #[wasm_bindgen]
-pub fn settle(state: Object, status: u16, body: JsValue) -> bool {
+pub fn settle(state: JsValue, status: u16, body: JsValue) -> bool {
     delivery::settle(&state, status, &body)
 }
 
 /// Every batch in the outbox as JSON bodies, for `navigator.sendBeacon`
 /// (the page is being hidden).
 #[wasm_bindgen]
-pub fn beacons(state: Object) -> js_sys::Array {
+pub fn beacons(state: JsValue) -> JsValue {
     delivery::beacons(&state)
 }
 
 /// A click for a landing that carries a partner link.
-fn click(state: &Object, referral: &Referral, url: String, referrer: String) -> Object {
+fn click(state: &JsValue, referral: &Referral, url: String, referrer: String) -> JsValue {
     let event = new_event(state, wire::EVENT_CLICK);
     set_nonempty(&event, field::PARTNER_KEY, referral.partner_key.clone());
     set_nonempty(&event, field::XID, referral.xid.clone());
@@ -172,15 +168,19 @@ fn click(state: &Object, referral: &Referral, url: String, referrer: String) -> 
 /// A new event object with a browser-generated unique id (the collector's
 /// idempotency key: 128 random bits from `crypto.getRandomValues`, which
 /// `core.js`'s `state.id()` hands over), its type and the client's clock.
-fn new_event(state: &Object, kind: &str) -> Object {
-    let event = Object::new();
-    set(&event, field::ID, &js::call(state, "id", &[]));
+fn new_event(state: &JsValue, kind: &str) -> JsValue {
+    let event = js::object();
+    set(
+        &event,
+        field::ID,
+        &js::call(state, "id", &JsValue::UNDEFINED, &JsValue::UNDEFINED),
+    );
     set(&event, field::TYPE, &kind.into());
-    set(&event, field::TS, &js_sys::Date::now().into());
+    set(&event, field::TS, &js::now().into());
     event
 }
 
-fn set_nonempty(event: &Object, name: &str, value: String) {
+fn set_nonempty(event: &JsValue, name: &str, value: String) {
     if !value.is_empty() {
         set(event, name, &value.into());
     }

@@ -7,11 +7,11 @@
 //! Every browser call here can fail (blocked storage, sandboxed frames): each
 //! failure is treated as "nothing stored", never raised into the page.
 
+use crate::js::{cookies, decode_uri, encode_uri, hostname, https, now, number, parse_float, set_cookie};
+use crate::js::{storage_get, storage_remove, storage_set};
 use crate::params::Referral;
 use alloc::string::String;
 use alloc::vec::Vec;
-use wasm_bindgen::JsCast;
-use web_sys::{HtmlDocument, Storage, Window};
 use wire::{CONSENT_KEY, PARTNER_KEY_COOKIE, REFERRAL_MAX_AGE_SECS, REFERRAL_TS_KEY, XID_COOKIE};
 
 /// The value of cookie `name` in a `document.cookie` string, still URI-encoded.
@@ -26,40 +26,17 @@ pub fn cookie_value<'a>(cookies: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn document(window: &Window) -> Option<HtmlDocument> {
-    window.document()?.dyn_into().ok()
-}
-
-/// The site's localStorage, if the browser lets this page use it.
-pub fn local_storage() -> Option<Storage> {
-    web_sys::window()?.local_storage().ok().flatten()
-}
-
-fn read_cookie(window: &Window, name: &str) -> Option<String> {
-    let cookies = document(window)?.cookie().ok()?;
-    let raw = cookie_value(&cookies, name)?;
-    js_sys::decode_uri_component(raw)
-        .ok()
-        .map(String::from)
-        .filter(|v| !v.is_empty())
-}
-
-pub fn number(n: f64) -> String {
-    // Number formatting through JS: Rust's integer formatting costs the wasm bytes.
-    js_sys::Number::from(n)
-        .to_string_with_radix(10)
-        .map(String::from)
-        .unwrap_or_default()
+fn read_cookie(name: &str) -> Option<String> {
+    let cookies = cookies();
+    Some(decode_uri(cookie_value(&cookies, name)?)).filter(|v| !v.is_empty())
 }
 
 /// Writes a first-party cookie for the whole site: on `domain` when given,
 /// else for this host only. An empty value with `max_age` 0 deletes it.
-fn write_cookie(window: &Window, name: &str, value: &str, max_age: u32, domain: Option<&str>) {
-    let Some(doc) = document(window) else { return };
-    let secure = window.location().protocol().is_ok_and(|p| p == "https:");
+fn write_cookie(name: &str, value: &str, max_age: u32, domain: Option<&str>) {
     let mut cookie = String::from(name);
     cookie.push('=');
-    cookie.push_str(&String::from(js_sys::encode_uri_component(value)));
+    cookie.push_str(&encode_uri(value));
     cookie.push_str("; Max-Age=");
     cookie.push_str(&number(max_age as f64));
     cookie.push_str("; Path=/; SameSite=Lax");
@@ -67,10 +44,10 @@ fn write_cookie(window: &Window, name: &str, value: &str, max_age: u32, domain: 
         cookie.push_str("; Domain=");
         cookie.push_str(domain);
     }
-    if secure {
+    if https() {
         cookie.push_str("; Secure");
     }
-    let _ = doc.set_cookie(&cookie);
+    set_cookie(&cookie);
 }
 
 /// `host` and its parent domains, shortest first: `com`, `shop.com`, `www.shop.com`.
@@ -87,18 +64,18 @@ fn parent_domains(host: &str) -> impl Iterator<Item = &str> {
 /// public suffix, so the shortest parent domain that accepts a probe cookie is
 /// the registrable domain (the technique analytics tags use). `None` for a
 /// bare host such as `localhost` or an IP address: cookies stay host-only.
-fn site_domain(window: &Window) -> Option<String> {
+fn site_domain() -> Option<String> {
     const PROBE: &str = "growsumo_probe";
-    let host = window.location().hostname().ok()?;
+    let host = hostname();
     let is_ip = host.bytes().all(|b| b.is_ascii_digit() || b == b'.') || host.contains(':');
     if is_ip {
         return None;
     }
     // The top-level domain alone never takes a cookie.
     for domain in parent_domains(&host).skip(1) {
-        write_cookie(window, PROBE, "1", 10, Some(domain));
-        if read_cookie(window, PROBE).is_some() {
-            write_cookie(window, PROBE, "", 0, Some(domain));
+        write_cookie(PROBE, "1", 10, Some(domain));
+        if read_cookie(PROBE).is_some() {
+            write_cookie(PROBE, "", 0, Some(domain));
             return Some(domain.into());
         }
     }
@@ -106,20 +83,20 @@ fn site_domain(window: &Window) -> Option<String> {
 }
 
 fn mirror(name: &str) -> Option<String> {
-    local_storage()?.get_item(name).ok().flatten().filter(|v| !v.is_empty())
+    storage_get(name).filter(|v| !v.is_empty())
 }
 
 /// The referral an earlier landing stored: from the cookies, or else from the
 /// localStorage mirror while it is within the referral window. The second
 /// value is the seconds it has left when its cookies must be restored
 /// (they were cleared or capped), else `None`.
-pub fn load(window: &Window) -> Option<(Referral, Option<u32>)> {
+pub fn load() -> Option<(Referral, Option<u32>)> {
     let xid = || {
-        read_cookie(window, XID_COOKIE)
+        read_cookie(XID_COOKIE)
             .or_else(|| mirror(XID_COOKIE))
             .unwrap_or_default()
     };
-    if let Some(partner_key) = read_cookie(window, PARTNER_KEY_COOKIE) {
+    if let Some(partner_key) = read_cookie(PARTNER_KEY_COOKIE) {
         return Some((
             Referral {
                 partner_key,
@@ -129,12 +106,11 @@ pub fn load(window: &Window) -> Option<(Referral, Option<u32>)> {
         ));
     }
     let partner_key = mirror(PARTNER_KEY_COOKIE)?;
-    // JS parses the number: Rust's float parsing costs the wasm kilobytes.
-    let made = mirror(REFERRAL_TS_KEY).map_or(0.0, |ts| js_sys::Number::parse_float(&ts));
-    let left = REFERRAL_MAX_AGE_SECS as f64 - (js_sys::Date::now() - made) / 1000.0;
+    let made = mirror(REFERRAL_TS_KEY).map_or(0.0, |ts| parse_float(&ts));
+    let left = REFERRAL_MAX_AGE_SECS as f64 - (now() - made) / 1000.0;
     // An unreadable time (NaN) drops the referral too.
     if left.is_nan() || left < 1.0 {
-        clear(window);
+        clear();
         return None;
     }
     Some((
@@ -148,38 +124,32 @@ pub fn load(window: &Window) -> Option<(Referral, Option<u32>)> {
 
 /// Stores `referral` in the site's cookies and the localStorage mirror, with
 /// `max_age` seconds left (a new referral: the whole window).
-pub fn save(window: &Window, referral: &Referral, max_age: u32) {
-    let domain = site_domain(window);
+pub fn save(referral: &Referral, max_age: u32) {
+    let domain = site_domain();
     for (name, value) in [(PARTNER_KEY_COOKIE, &referral.partner_key), (XID_COOKIE, &referral.xid)] {
-        write_cookie(window, name, value, max_age, domain.as_deref());
+        write_cookie(name, value, max_age, domain.as_deref());
         if domain.is_some() {
             // A host-only copy (older snippets wrote one) would shadow it.
-            write_cookie(window, name, "", 0, None);
+            write_cookie(name, "", 0, None);
         }
-        if let Some(storage) = local_storage() {
-            let _ = storage.set_item(name, value);
-        }
+        storage_set(name, value);
     }
-    let made = js_sys::Date::now() - (REFERRAL_MAX_AGE_SECS - max_age) as f64 * 1000.0;
-    if let Some(storage) = local_storage() {
-        let _ = storage.set_item(REFERRAL_TS_KEY, &number(made));
-    }
+    let made = now() - (REFERRAL_MAX_AGE_SECS - max_age) as f64 * 1000.0;
+    storage_set(REFERRAL_TS_KEY, &number(made));
 }
 
 /// Removes the referral, its mirror and the consent grant. Deletes the
 /// cookies on every parent domain without probing, so it writes nothing.
-pub fn clear(window: &Window) {
-    let host = window.location().hostname().unwrap_or_default();
+pub fn clear() {
+    let host = hostname();
     for name in [PARTNER_KEY_COOKIE, XID_COOKIE] {
-        write_cookie(window, name, "", 0, None);
+        write_cookie(name, "", 0, None);
         for domain in parent_domains(&host) {
-            write_cookie(window, name, "", 0, Some(domain));
+            write_cookie(name, "", 0, Some(domain));
         }
     }
-    if let Some(storage) = local_storage() {
-        for name in [PARTNER_KEY_COOKIE, XID_COOKIE, REFERRAL_TS_KEY, CONSENT_KEY] {
-            let _ = storage.remove_item(name);
-        }
+    for name in [PARTNER_KEY_COOKIE, XID_COOKIE, REFERRAL_TS_KEY, CONSENT_KEY] {
+        storage_remove(name);
     }
 }
 

@@ -58,6 +58,8 @@ pub fn build() -> Result<()> {
         // letters and prints the mapping, which `shorten_names` applies to
         // the glue.
         .arg("--minify-imports-and-exports-and-modules")
+        // The target-features section only informs tools: 126 B gzip.
+        .arg("--strip-target-features")
         .args([
             "--enable-bulk-memory",
             "--enable-reference-types",
