@@ -22,8 +22,12 @@ var split = function (href) {
   return [u.origin + u.pathname + u.search, query, doc.referrer];
 };
 var landing = split(s.l);
-// The wasm's imports (see js.rs): each catches its own errors, so none
-// throws into the wasm or the page.
+// The wasm's imports (see js.rs): each catches its own errors, and each
+// that answers a string checks it is one (a page may wrap `document.cookie`
+// or `Storage`), so none throws into the wasm or the page.
+var str = function (v) {
+  return typeof v == "string" ? v : "";
+};
 var ls = function (f) {
   try {
     return f(localStorage);
@@ -32,6 +36,7 @@ var ls = function (f) {
 var H = {
   g: function (o, k) { try { return o[k]; } catch (e) {} },
   i: function (a, i) { return a[i]; },
+  A: function (a) { return Array.isArray(a) ? a.length : 0; },
   s: function (o, k, v) { try { o[k] = v; } catch (e) {} },
   d: function (o, k) { try { delete o[k]; } catch (e) {} },
   o: function () { return {}; },
@@ -39,12 +44,19 @@ var H = {
   p: function (a, v) { a.push(v); },
   f: function (a) { return a.shift(); },
   c: function (o, k, a, b) { try { return o[k](a, b); } catch (e) {} },
-  j: function (v) { try { return JSON.stringify(v) || ""; } catch (e) { return ""; } },
+  j: function (v) { try { return str(JSON.stringify(v)); } catch (e) { return ""; } },
   J: function (t) { try { return JSON.parse(t); } catch (e) {} },
-  u: function (t) { try { return decodeURIComponent(t); } catch (e) { return ""; } },
-  k: function () { try { return doc.cookie; } catch (e) { return ""; } },
+  u: function (t) { try { return str(decodeURIComponent(t)); } catch (e) { return ""; } },
+  U: function (t) { return str(encodeURIComponent(t)); },
+  N: function (n) { return "" + n; },
+  k: function () { try { return str(doc.cookie); } catch (e) { return ""; } },
   K: function (c) { try { doc.cookie = c; } catch (e) {} },
-  l: function (k) { return ls(function (l) { return l.getItem(k); }); },
+  l: function (k) {
+    return ls(function (l) {
+      var v = l.getItem(k);
+      return typeof v == "string" ? v : undefined;
+    });
+  },
   L: function (k, v) { return !!ls(function (l) { l.setItem(k, v); return 1; }); },
   r: function (k) { ls(function (l) { l.removeItem(k); }); },
   n: function () { return ls(Object.keys); },
@@ -55,41 +67,36 @@ var H = {
     if (f) e.field = f;
     return e;
   },
-  // The fingerprint's signals (see fingerprint.rs), each as JSON and a NUL;
-  // one that throws or is missing is an empty string.
+  // The fingerprint's signals (see fingerprint.rs), each as JSON and a NUL.
+  // Each browser call fails on its own (undefined), as the first version's
+  // did, so a blocked probe changes only its own signal.
   F: function () {
     var out = "";
-    var add = function (signal) {
-      try {
-        out += JSON.stringify(signal()) || "";
-      } catch (e) {}
-      out += "\0";
-    };
+    var get = H.g;
+    var add = function (v) { out += H.j(v) + "\0"; };
+    var call = function (o, k, args) { try { return o[k].apply(o, args); } catch (e) {} };
     var from = function (o, names) {
-      names.split(" ").forEach(function (k) { add(function () { return o[k]; }); });
+      names.split(" ").forEach(function (k) { add(get(o, k)); });
     };
-    var canvas = function () { return doc.createElement("canvas"); };
-    from(navigator, "userAgent languages hardwareConcurrency deviceMemory platform maxTouchPoints");
-    from(screen, "width height availWidth availHeight colorDepth");
+    var canvas = function () { return call(doc, "createElement", ["canvas"]); };
+    var isObject = function (v) { return v && typeof v == "object"; };
+    from(get(w, "navigator"), "userAgent languages hardwareConcurrency deviceMemory platform maxTouchPoints");
+    from(get(w, "screen"), "width height availWidth availHeight colorDepth");
     from(w, "devicePixelRatio outerWidth outerHeight");
-    add(function () { return Intl.DateTimeFormat().resolvedOptions().timeZone; });
-    add(function () { return new Date().getTimezoneOffset(); });
-    add(function () {
-      var c = canvas(), x = c.getContext("2d");
-      if (x) {
-        x.font = "15px Arial";
-        x.fillStyle = "#f60";
-        x.fillRect(90, 2, 50, 20);
-        x.fillStyle = "rgba(0,90,200,0.7)";
-        x.fillText("growsumo \u{1f91d} 3.14", 4, 17);
-      }
-      return c.toDataURL();
-    });
-    add(function () {
-      var g = canvas().getContext("webgl");
-      var i = g && g.getExtension("WEBGL_debug_renderer_info");
-      return g ? g.getParameter(i ? i.UNMASKED_RENDERER_WEBGL : 7937) : null;
-    });
+    add(get(call(call(get(w, "Intl"), "DateTimeFormat", []), "resolvedOptions", []), "timeZone"));
+    add(new Date().getTimezoneOffset());
+    var c = canvas(), x = call(c, "getContext", ["2d"]);
+    if (isObject(x)) {
+      H.s(x, "font", "15px Arial");
+      H.s(x, "fillStyle", "#f60");
+      call(x, "fillRect", [90, 2, 50, 20]);
+      H.s(x, "fillStyle", "rgba(0,90,200,0.7)");
+      call(x, "fillText", ["growsumo \u{1f91d} 3.14", 4, 17]);
+    }
+    add(call(c, "toDataURL", []));
+    var g = call(canvas(), "getContext", ["webgl"]);
+    var unmasked = get(call(g, "getExtension", ["WEBGL_debug_renderer_info"]), "UNMASKED_RENDERER_WEBGL");
+    add(isObject(g) ? call(g, "getParameter", [typeof unmasked == "number" ? unmasked : 7937]) : null);
     return out;
   },
 };

@@ -4,8 +4,9 @@
 //! the build wraps around it and wasm-bindgen's glue (so the glue's shims
 //! find it, and the page cannot see or replace it). Each helper catches its
 //! own errors (blocked storage, a sandboxed frame's cookies, a throwing
-//! callback), so no import throws and no call needs wasm-bindgen's `catch`
-//! shims. This replaces js-sys and web-sys, which cost the wasm about 6 KB
+//! callback) and checks that what it answers as a string is one (a page may
+//! wrap `document.cookie`, `Storage` or `JSON`), so no import throws and no
+//! call needs wasm-bindgen's `catch` shims. This replaces js-sys and web-sys, which cost the wasm about 6 KB
 //! (their global-object lookup, lazy statics, formatting reached through
 //! `RefCell`, a JSPI export) and the glue a shim per method.
 
@@ -20,6 +21,10 @@ extern "C" {
     /// `array[index]`.
     #[wasm_bindgen(js_namespace = H, js_name = i)]
     pub fn item(array: &JsValue, index: u32) -> JsValue;
+    /// The number of items of `array`, 0 when it is not an `Array` (an
+    /// answer's `{"length": 4294967295}` is not walked).
+    #[wasm_bindgen(js_namespace = H, js_name = A)]
+    pub fn len(array: &JsValue) -> u32;
     /// `obj[key] = value`, ignoring failure.
     #[wasm_bindgen(js_namespace = H, js_name = s)]
     pub fn set(obj: &JsValue, key: &str, value: &JsValue);
@@ -86,14 +91,14 @@ extern "C" {
     pub fn signals() -> String;
 
     /// `encodeURIComponent`: never throws on a Rust string (no lone surrogates).
-    #[wasm_bindgen(js_name = encodeURIComponent)]
+    #[wasm_bindgen(js_namespace = H, js_name = U)]
     pub fn encode_uri(text: &str) -> String;
+    /// The number as JS writes it: Rust's number formatting costs the wasm bytes.
+    #[wasm_bindgen(js_namespace = H, js_name = N)]
+    pub fn number(n: f64) -> String;
     /// `parseFloat`: Rust's float parsing costs the wasm kilobytes.
     #[wasm_bindgen(js_name = parseFloat)]
     pub fn parse_float(text: &str) -> f64;
-    /// `String(n)`: Rust's number formatting costs the wasm bytes.
-    #[wasm_bindgen(js_name = String)]
-    pub fn number(n: f64) -> String;
     #[wasm_bindgen(js_namespace = Date)]
     pub fn now() -> f64;
 }
@@ -118,11 +123,6 @@ pub fn get_or_new(obj: &JsValue, key: &str) -> JsValue {
         set(obj, key, &new);
         new
     }
-}
-
-/// The number of items of `array` (0 when it is not one).
-pub fn len(array: &JsValue) -> u32 {
-    get_num(array, "length") as u32
 }
 
 /// The items of `array`, in order.

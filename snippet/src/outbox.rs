@@ -89,10 +89,13 @@ pub fn load(state: &JsValue) -> JsValue {
 /// Moves the events of an earlier version's single-entry outbox into
 /// entries of their own, in their order (before any newer entry) and with
 /// its drop count, so nothing is lost across the upgrade.
+/// One that is not JSON, or holds no queue, is removed all the same: it
+/// could never be sent, and would make stage 1 load stage 2 on every page.
 fn split_legacy() {
-    let Some(legacy) = storage_get(LEGACY).map(|t| parse(&t)).filter(JsValue::is_object) else {
+    let Some(text) = storage_get(LEGACY) else {
         return;
     };
+    let legacy = parse(&text);
     for (seq, entry) in items(&get(&legacy, "q")).enumerate() {
         set(&entry, "s", &(seq as f64).into());
         write_entry(&entry);

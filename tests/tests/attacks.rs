@@ -84,7 +84,10 @@ async fn one_client_cannot_hold_every_connection() {
     })
     .await
     .unwrap();
-    assert!(again, "the client's share came back within 5 s of closing its connections");
+    assert!(
+        again,
+        "the client's share came back within 5 s of closing its connections"
+    );
 }
 
 /// `serve` never starts an empty database where one was expected.
