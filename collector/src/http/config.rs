@@ -94,12 +94,11 @@ async fn restore(app: &App, key: &Key, cookie: &ServerClick) -> Option<(Referral
         network: String::new(),
     };
     let event_id = cookie.event_id.clone();
-    let click =
-        tokio::task::spawn_blocking(move || store.read(|conn| Ok(attribution::click_by_id(conn, &ctx, &event_id)?)))
-            .await
-            .ok()?
-            .map_err(|e| tracing::error!(error = %e, "server-cookie lookup failed"))
-            .ok()??;
+    let click = tokio::task::spawn_blocking(move || store.read(|conn| attribution::click_by_id(conn, &ctx, &event_id)))
+        .await
+        .ok()?
+        .map_err(|e| tracing::error!(error = %e, "server-cookie lookup failed"))
+        .ok()??;
     let referral = Referral {
         partner_key: click.partner_key,
         xid: click.xid,

@@ -456,7 +456,7 @@ async fn partners(app: &App, req: &Request<Incoming>, session: Session) -> anyho
             for partner in page.items {
                 let id: i64 = conn.query_row(
                     "SELECT id FROM partners WHERE key_id = ?1 AND partner_key = ?2",
-                    rusqlite::params![key_id, partner.key],
+                    crate::store::db::params![key_id, partner.key],
                     |r| r.get(0),
                 )?;
                 let figures = money::partner_figures(conn, key_id, &partner.key)?;

@@ -3,12 +3,12 @@
 //! once per customer (see `money::reward_action`), in the same database
 //! transaction as the action.
 
+use super::db::Value;
+use super::db::{params, Db, OptionalExtension, Row};
 use super::merchant::{self, CustomerRef};
 use super::page::{self, List, Page};
 use super::{Key, Refusal};
 use anyhow::Result;
-use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
@@ -30,7 +30,7 @@ const SELECT: &str = "SELECT 'act_' || a.id, a.action_key, c.customer_key, c.ema
             a.created_at, a.updated_at
      FROM actions a JOIN customers c ON c.id = a.customer_id WHERE a.key_id = ?1";
 
-fn row(row: &Row) -> rusqlite::Result<Action> {
+fn row(row: &Row) -> anyhow::Result<Action> {
     Ok(Action {
         key: row.get(0)?,
         action_key: row.get(1)?,
@@ -51,7 +51,7 @@ pub fn action_id(action_key: &str) -> Option<i64> {
 
 /// Records that the customer `by` did `action_key`, and the rewards it earns.
 pub fn record(
-    conn: &Connection,
+    conn: &Db,
     key: &Key,
     by: &CustomerRef,
     action_key: &str,
@@ -59,17 +59,16 @@ pub fn record(
     now: i64,
 ) -> Result<Action> {
     let customer = merchant::find_customer(conn, key.id, by)?;
-    conn.execute(
+    let id = conn.insert(
         "INSERT INTO actions (key_id, action_key, customer_id, value, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
         params![key.id, action_key, customer.id, value, now],
     )?;
-    let id = conn.last_insert_rowid();
     super::money::reward_action(conn, key, &customer, id, action_key, now)?;
     get(conn, key.id, &format!("act_{id}"))
 }
 
-pub fn get(conn: &Connection, key_id: i64, key: &str) -> Result<Action> {
+pub fn get(conn: &Db, key_id: i64, key: &str) -> Result<Action> {
     let missing = || Refusal::not_found("key", format!("no action {key:?}"));
     let id = action_id(key).ok_or_else(missing)?;
     let sql = format!("{SELECT} AND a.id = ?2");
@@ -80,7 +79,7 @@ pub fn get(conn: &Connection, key_id: i64, key: &str) -> Result<Action> {
 
 /// A key's actions: of one customer, or of one kind (`action_key`), if asked.
 pub fn list(
-    conn: &Connection,
+    conn: &Db,
     key_id: i64,
     customer_key: Option<&str>,
     action_key: Option<&str>,

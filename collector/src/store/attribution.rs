@@ -35,8 +35,8 @@
 //! lookup is scoped to the signup's key, so test and live data never mix.
 //! The decision is stored with the customer once (see `writer`).
 
+use super::db::{params, Db, OptionalExtension, Row};
 use super::NewEvent;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// How a partner was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +152,7 @@ pub struct Click {
 }
 
 impl Click {
-    fn from_row(row: &Row) -> rusqlite::Result<Click> {
+    fn from_row(row: &Row) -> anyhow::Result<Click> {
         Ok(Click {
             event_id: row.get(0)?,
             partner_key: row.get(1)?,
@@ -173,7 +173,7 @@ impl Click {
 const CLICK_COLUMNS: &str = "event_id, partner_key, xid, received_at";
 
 /// The click with event id `event_id`, if it is within the window.
-pub fn click_by_id(conn: &Connection, ctx: &Context, event_id: &str) -> rusqlite::Result<Option<Click>> {
+pub fn click_by_id(conn: &Db, ctx: &Context, event_id: &str) -> anyhow::Result<Option<Click>> {
     conn.prepare_cached(&format!(
         "SELECT {CLICK_COLUMNS} FROM events WHERE key_id = ?1 AND event_id = ?2 AND type = 'click'"
     ))?
@@ -184,7 +184,7 @@ pub fn click_by_id(conn: &Connection, ctx: &Context, event_id: &str) -> rusqlite
 
 /// Whether click id `xid` was recorded with another partner than `partner`
 /// (counted: a squatter, or two partners sharing an id).
-pub fn xid_taken_by_another(conn: &Connection, key_id: i64, xid: &str, partner: &str) -> rusqlite::Result<bool> {
+pub fn xid_taken_by_another(conn: &Db, key_id: i64, xid: &str, partner: &str) -> anyhow::Result<bool> {
     conn.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM events WHERE key_id = ?1 AND type = 'click' AND xid = ?2 AND partner_key != ?3)",
     )?
@@ -194,7 +194,7 @@ pub fn xid_taken_by_another(conn: &Connection, key_id: i64, xid: &str, partner: 
 /// The latest click (in or out of the window) with click id `xid` and, when
 /// the signup names one, partner `partner`; without a partner, only when
 /// the click id names a single partner.
-fn click_by_xid(conn: &Connection, key_id: i64, xid: &str, partner: Option<&str>) -> rusqlite::Result<Option<Click>> {
+fn click_by_xid(conn: &Db, key_id: i64, xid: &str, partner: Option<&str>) -> anyhow::Result<Option<Click>> {
     let partners: i64 = conn
         .prepare_cached(
             "SELECT count(DISTINCT partner_key) FROM events WHERE key_id = ?1 AND type = 'click' AND xid = ?2",
@@ -216,7 +216,7 @@ fn click_by_xid(conn: &Connection, key_id: i64, xid: &str, partner: Option<&str>
 /// latest click from the same fingerprint and client network within the
 /// fingerprint window, when the fingerprint's clicks in that window name one
 /// partner only, from at most `MAX_FINGERPRINT_NETWORKS` networks.
-fn click_by_fingerprint(conn: &Connection, ctx: &Context, fingerprint: &str) -> rusqlite::Result<Option<Click>> {
+fn click_by_fingerprint(conn: &Db, ctx: &Context, fingerprint: &str) -> anyhow::Result<Option<Click>> {
     if ctx.fingerprint_ms <= 0 {
         return Ok(None);
     }
@@ -240,7 +240,7 @@ fn click_by_fingerprint(conn: &Connection, ctx: &Context, fingerprint: &str) -> 
 }
 
 /// Decides the partner for a signup, or `None` (unattributed).
-pub fn decide(conn: &Connection, ctx: &Context, signup: &NewEvent) -> rusqlite::Result<Option<Attribution>> {
+pub fn decide(conn: &Db, ctx: &Context, signup: &NewEvent) -> anyhow::Result<Option<Attribution>> {
     let cookie_click = match &ctx.server_click {
         Some(cookie) => click_by_id(conn, ctx, &cookie.event_id)?,
         None => None,
@@ -280,6 +280,7 @@ pub fn decide(conn: &Connection, ctx: &Context, signup: &NewEvent) -> rusqlite::
 mod tests {
     use super::*;
     use crate::store::{EventKind, Signup};
+    use rusqlite::Connection;
 
     const DAY: i64 = 86_400_000;
     const NOW: i64 = 1_800_000_000_000;
@@ -292,7 +293,7 @@ mod tests {
         for (id, live) in [(TEST_KEY, false), (LIVE_KEY, true)] {
             conn.execute(
                 "INSERT INTO keys (id, public_key, secret_hash, live, created_at) VALUES (?1, ?2, x'00', ?3, 0)",
-                params![id, format!("pk{id}"), live],
+                rusqlite::params![id, format!("pk{id}"), live],
             )
             .unwrap();
         }
@@ -303,22 +304,13 @@ mod tests {
     const HOUR: i64 = 3_600_000;
 
     /// Records a click `days_ago` days before NOW, from the HOME network.
-    fn click(conn: &Connection, key: i64, id: &str, partner: &str, xid: &str, fp: &str, days_ago: i64) {
+    fn click(conn: &Db, key: i64, id: &str, partner: &str, xid: &str, fp: &str, days_ago: i64) {
         click_from(conn, key, id, partner, xid, fp, HOME, days_ago * DAY);
     }
 
     /// Records a click `ms_ago` before NOW from `network`.
     #[allow(clippy::too_many_arguments)]
-    fn click_from(
-        conn: &Connection,
-        key: i64,
-        id: &str,
-        partner: &str,
-        xid: &str,
-        fp: &str,
-        network: &str,
-        ms_ago: i64,
-    ) {
+    fn click_from(conn: &Db, key: i64, id: &str, partner: &str, xid: &str, fp: &str, network: &str, ms_ago: i64) {
         conn.execute(
             "INSERT INTO events (key_id, event_id, type, received_at, client_ts, partner_key, xid, fingerprint, network)
              VALUES (?1, ?2, 'click', ?3, 0, ?4, ?5, ?6, ?7)",
@@ -358,7 +350,7 @@ mod tests {
     }
 
     /// (partner, source) decided.
-    fn decided(conn: &Connection, ctx: &Context, event: &NewEvent) -> Option<(String, &'static str)> {
+    fn decided(conn: &Db, ctx: &Context, event: &NewEvent) -> Option<(String, &'static str)> {
         decide(conn, ctx, event)
             .unwrap()
             .map(|a| (a.partner_key, a.source.as_str()))
@@ -371,6 +363,7 @@ mod tests {
     #[test]
     fn click_id_within_the_window_wins_and_expires_with_its_partner_key() {
         let conn = db();
+        let conn = Db::from(&conn);
         click(&conn, TEST_KEY, "c1", "alice", "x1", "f1", 30);
         click(&conn, TEST_KEY, "c2", "bob", "x2", "f2", 91);
         let ctx = ctx(TEST_KEY, None);
@@ -397,6 +390,7 @@ mod tests {
     #[test]
     fn a_partner_key_counts_when_its_click_was_never_recorded() {
         let conn = db();
+        let conn = Db::from(&conn);
         let ctx = ctx(TEST_KEY, None);
         assert_eq!(
             decided(&conn, &ctx, &signup(Some("alice"), Some("lost"), None)),
@@ -412,6 +406,7 @@ mod tests {
     #[test]
     fn the_server_cookie_credits_its_click_within_the_window() {
         let conn = db();
+        let conn = Db::from(&conn);
         click(&conn, TEST_KEY, "c1", "alice", "x1", "f1", 10);
         click(&conn, TEST_KEY, "c2", "bob", "x2", "f2", 100);
         let empty = signup(None, None, None);
@@ -437,6 +432,7 @@ mod tests {
     #[test]
     fn a_fingerprint_corroborates_a_click_from_the_same_network_within_its_window() {
         let conn = db();
+        let conn = Db::from(&conn);
         click_from(&conn, TEST_KEY, "c1", "alice", "x1", "f1", HOME, 2 * HOUR);
         click_from(&conn, TEST_KEY, "c2", "alice", "x2", "f2", HOME, 30 * HOUR);
         click_from(&conn, TEST_KEY, "c3", "alice", "x3", "f3", "198.51.100.0/24", HOUR);
@@ -460,6 +456,7 @@ mod tests {
     #[test]
     fn an_ambiguous_fingerprint_decides_nothing() {
         let conn = db();
+        let conn = Db::from(&conn);
         // Two partners' clicks on one fingerprint (a squatter's included).
         click_from(&conn, TEST_KEY, "c1", "alice", "x1", "f1", HOME, HOUR);
         click_from(&conn, TEST_KEY, "c2", "mallory", "m1", "f1", "198.51.100.0/24", HOUR);
@@ -484,6 +481,7 @@ mod tests {
     #[test]
     fn a_click_id_credits_only_a_partner_it_was_recorded_with() {
         let conn = db();
+        let conn = Db::from(&conn);
         // A squatter records alice's published click id first.
         click(&conn, TEST_KEY, "c0", "mallory", "x1", "f1", 3);
         click(&conn, TEST_KEY, "c1", "alice", "x1", "f1", 2);
@@ -514,6 +512,7 @@ mod tests {
     #[test]
     fn test_and_live_keys_never_mix() {
         let conn = db();
+        let conn = Db::from(&conn);
         click(&conn, TEST_KEY, "c1", "alice", "x1", "f1", 1);
         let live = ctx(LIVE_KEY, Some("c1"));
         assert_eq!(decided(&conn, &live, &signup(None, Some("x1"), Some("f1"))), None);

@@ -12,10 +12,10 @@
 //! declined, paid ones clawed back, and the new partner earns what the
 //! customer's live transactions earn under the offers.
 
+use super::db::{params, Db, OptionalExtension};
 use super::merchant::{self, Customer, CustomerRef};
 use super::{money, Key};
 use anyhow::Result;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 /// Why a customer waits for the merchant's review.
@@ -53,7 +53,7 @@ pub fn confidence(source: &str) -> &'static str {
 /// open program (`auto_partners`) an unknown partner key becomes a
 /// partnership (its email a placeholder under the reserved `.invalid`
 /// domain until the partner gives one).
-pub fn review_for(conn: &Connection, key: &Key, partner_key: &str, email: &str, now: i64) -> Result<Option<Review>> {
+pub fn review_for(conn: &Db, key: &Key, partner_key: &str, email: &str, now: i64) -> Result<Option<Review>> {
     let partner_email: Option<String> = conn
         .query_row(
             "SELECT email FROM partners WHERE key_id = ?1 AND partner_key = ?2",
@@ -93,7 +93,7 @@ fn mailbox(email: &str) -> String {
 /// customer: it names the customer by key.
 #[allow(clippy::too_many_arguments)]
 fn log(
-    conn: &Connection,
+    conn: &Db,
     key_id: i64,
     customer: &Customer,
     actor: &str,
@@ -116,7 +116,7 @@ fn log(
 /// credited with the customer's live transactions, any review cleared
 /// (but for a partner key no partnership has).
 pub fn reattribute(
-    conn: &Connection,
+    conn: &Db,
     key: &Key,
     customer: &Customer,
     to: Option<&str>,
@@ -153,7 +153,7 @@ pub fn reattribute(
 /// earns (its live transactions' rewards are created), a fingerprint's
 /// suggestion becomes the customer's credit (source `fingerprint`,
 /// confidence `low`).
-pub fn approve(conn: &Connection, key: &Key, customer_key: &str, actor: &str, now: i64) -> Result<Customer> {
+pub fn approve(conn: &Db, key: &Key, customer_key: &str, actor: &str, now: i64) -> Result<Customer> {
     let customer = merchant::find_customer(conn, key.id, &CustomerRef::Key(customer_key.into()))?;
     let Some(review) = customer.review.clone() else {
         return Err(
@@ -183,7 +183,7 @@ pub fn approve(conn: &Connection, key: &Key, customer_key: &str, actor: &str, no
 /// Moves `customer`'s credit to (partner, source, confidence, review), with
 /// its money and per-day signup counts, and logs it.
 fn recredit(
-    conn: &Connection,
+    conn: &Db,
     key: &Key,
     customer: &Customer,
     (to, source, confidence, review): (Option<&str>, Option<&str>, Option<&str>, Option<Review>),
@@ -212,14 +212,14 @@ fn recredit(
 
 /// A partnership was created: its customers waiting as `unknown_partner`
 /// now earn.
-pub fn partnership_created(conn: &Connection, key: &Key, partner_key: &str, now: i64) -> Result<()> {
+pub fn partnership_created(conn: &Db, key: &Key, partner_key: &str, now: i64) -> Result<()> {
     let waiting: Vec<String> = conn
         .prepare(
             "SELECT customer_key FROM customers
              WHERE key_id = ?1 AND partner_key = ?2 AND review = 'unknown_partner'",
         )?
         .query_map(params![key.id, partner_key], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<anyhow::Result<_>>()?;
     for customer_key in waiting {
         approve(conn, key, &customer_key, "partnership created", now)?;
     }
@@ -238,7 +238,7 @@ pub struct Change {
 }
 
 /// The key's newest changes of credit (of one customer, when given).
-pub fn changes(conn: &Connection, key_id: i64, customer_key: Option<&str>, limit: u32) -> Result<Vec<Change>> {
+pub fn changes(conn: &Db, key_id: i64, customer_key: Option<&str>, limit: u32) -> Result<Vec<Change>> {
     let rows = conn
         .prepare(
             "SELECT customer_key, at, actor, from_partner, to_partner, reason FROM attribution_changes
@@ -255,7 +255,7 @@ pub fn changes(conn: &Connection, key_id: i64, customer_key: Option<&str>, limit
                 reason: r.get(5)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<anyhow::Result<_>>()?;
     Ok(rows)
 }
 

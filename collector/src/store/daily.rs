@@ -2,8 +2,8 @@
 //! counts each stored click and each new customer as it commits them, so the
 //! chart reads at most 90 rows per partner instead of scanning events.
 
+use super::db::{params, Db};
 use anyhow::Result;
-use rusqlite::{params, Connection};
 
 pub const DAY_MS: i64 = 86_400_000;
 
@@ -12,13 +12,13 @@ pub const UNKNOWN_PARTNERS: &str = "?";
 
 /// Counts `clicks` and `signups` for `partner_key` ("" for none) on the day of `at_ms`.
 pub fn add(
-    conn: &Connection,
+    conn: &Db,
     key_id: i64,
     partner_key: Option<&str>,
     at_ms: i64,
     clicks: i64,
     signups: i64,
-) -> rusqlite::Result<()> {
+) -> anyhow::Result<()> {
     conn.prepare_cached(
         "INSERT INTO daily (key_id, partner_key, day, clicks, signups) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (key_id, partner_key, day) DO UPDATE SET clicks = clicks + ?4, signups = signups + ?5",
@@ -35,13 +35,7 @@ pub fn add(
 
 /// (clicks, signups) for each of the `days` days up to and including the
 /// day of `now_ms`, oldest first; of one partner, or of all.
-pub fn series(
-    conn: &Connection,
-    key_id: i64,
-    partner_key: Option<&str>,
-    now_ms: i64,
-    days: i64,
-) -> Result<Vec<(i64, i64)>> {
+pub fn series(conn: &Db, key_id: i64, partner_key: Option<&str>, now_ms: i64, days: i64) -> Result<Vec<(i64, i64)>> {
     let last = now_ms / DAY_MS;
     let first = last - days + 1;
     let mut out = vec![(0, 0); days as usize];

@@ -3,8 +3,8 @@
 //! reason, so the dashboard's Installation page can say what is wrong
 //! instead of "no event has arrived yet".
 
+use super::db::{params, Db};
 use anyhow::Result;
-use rusqlite::{params, Connection, Transaction};
 
 /// The reasons the loader reports, with what the merchant should do.
 pub const REASONS: &[(&str, &str)] = &[
@@ -32,7 +32,7 @@ pub fn explain(reason: &str) -> Option<&'static str> {
 const KEPT: i64 = 50;
 
 /// Counts one report.
-pub fn record(tx: &Transaction, key_id: i64, origin: &str, reason: &str, now_ms: i64) -> Result<()> {
+pub fn record(tx: &Db, key_id: i64, origin: &str, reason: &str, now_ms: i64) -> Result<()> {
     tx.execute(
         "INSERT INTO diagnostics (key_id, origin, reason, count, last_at) VALUES (?1, ?2, ?3, 1, ?4)
          ON CONFLICT (key_id, origin, reason) DO UPDATE SET count = count + 1, last_at = excluded.last_at",
@@ -56,7 +56,7 @@ pub struct Report {
 }
 
 /// The key's reports, most recent first.
-pub fn list(conn: &Connection, key_id: i64) -> Result<Vec<Report>> {
+pub fn list(conn: &Db, key_id: i64) -> Result<Vec<Report>> {
     let mut stmt = conn.prepare(
         "SELECT origin, reason, count, last_at FROM diagnostics WHERE key_id = ?1 ORDER BY last_at DESC LIMIT 50",
     )?;
@@ -68,5 +68,5 @@ pub fn list(conn: &Connection, key_id: i64) -> Result<Vec<Report>> {
             last_at: r.get(3)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }

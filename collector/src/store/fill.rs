@@ -3,9 +3,9 @@
 //! database, and adds customers, partners and payments so the dashboard and
 //! the API can be. Not used by the server.
 
+use super::db::params;
 use super::Store;
 use anyhow::Result;
-use rusqlite::params;
 
 /// Rows per transaction while filling.
 const CHUNK: u64 = 100_000;
@@ -25,7 +25,6 @@ pub fn clicks(store: &Store, key_id: i64, count: u64) -> Result<()> {
     while done < count {
         let n = CHUNK.min(count - done);
         store.write(|tx| {
-            tx.pragma_update(None, "cache_size", -1_000_000)?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO events (key_id, event_id, type, received_at, client_ts, partner_key, xid, url)
                  VALUES (?1, ?2, 'click', ?3, ?3, ?4, ?5, 'https://shop.example/')",
@@ -67,11 +66,8 @@ pub fn customers(store: &Store, key_id: i64, count: u64) -> Result<()> {
     while done < count {
         let n = CHUNK.min(count - done);
         store.write(|tx| {
-            tx.pragma_update(None, "cache_size", -1_000_000)?;
-            let mut customer = tx.prepare_cached(
-                "INSERT INTO customers (key_id, customer_key, email, name, partner_key, source, event_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, 'Customer', ?4, 'xid', '', ?5, ?5)",
-            )?;
+            let customer_sql = "INSERT INTO customers (key_id, customer_key, email, name, partner_key, source, event_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'Customer', ?4, 'xid', '', ?5, ?5)";
             let mut payment = tx.prepare_cached(
                 "INSERT INTO transactions (key_id, transaction_key, customer_id, amount, currency, origin, created_at)
                  VALUES (?1, ?2, ?3, 4900, 'USD', 'api', ?4)",
@@ -80,9 +76,9 @@ pub fn customers(store: &Store, key_id: i64, count: u64) -> Result<()> {
                 // Spread over the last 90 days, so the chart has a shape.
                 let at = now - (i % 90) as i64 * 86_400_000;
                 let key = format!("customer{i}");
-                customer.execute(params![key_id, key, format!("{key}@example.com"), format!("partner{}", i % PARTNERS), at])?;
+                let id = tx.insert(customer_sql, params![key_id, key, format!("{key}@example.com"), format!("partner{}", i % PARTNERS), at])?;
                 if i % 10 == 0 {
-                    payment.execute(params![key_id, format!("txn{i}"), tx.last_insert_rowid(), at])?;
+                    payment.execute(params![key_id, format!("txn{i}"), id, at])?;
                 }
             }
             Ok(())

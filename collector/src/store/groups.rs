@@ -3,11 +3,11 @@
 //! partners earn 30 %, the rest 20 %). Every key has a default group
 //! (`default`), which new partnerships join unless told otherwise.
 
+use super::db::Value;
+use super::db::{params, Db, OptionalExtension, Row};
 use super::page::{self, List, Page};
 use super::Refusal;
 use anyhow::Result;
-use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
@@ -25,7 +25,7 @@ pub const DEFAULT_KEY: &str = "default";
 
 const COLUMNS: &str = "id, group_key, name, slug, is_default, archived_at, created_at, updated_at";
 
-fn row(row: &Row) -> rusqlite::Result<Group> {
+fn row(row: &Row) -> anyhow::Result<Group> {
     Ok(Group {
         id: row.get(0)?,
         key: row.get(1)?,
@@ -39,7 +39,7 @@ fn row(row: &Row) -> rusqlite::Result<Group> {
 }
 
 /// Gives a new key its default group.
-pub fn create_default(conn: &Connection, key_id: i64, now: i64) -> Result<()> {
+pub fn create_default(conn: &Db, key_id: i64, now: i64) -> Result<()> {
     conn.execute(
         "INSERT INTO groups (key_id, group_key, name, slug, is_default, created_at, updated_at)
          VALUES (?1, ?2, 'Default', ?2, 1, ?3, ?3)",
@@ -58,7 +58,7 @@ fn slug_of(name: &str) -> String {
     words.join("-")
 }
 
-pub fn create(conn: &Connection, key_id: i64, group_key: &str, name: &str, now: i64) -> Result<Group> {
+pub fn create(conn: &Db, key_id: i64, group_key: &str, name: &str, now: i64) -> Result<Group> {
     if find(conn, key_id, group_key)?.is_some() {
         return Err(Refusal::conflict("key", format!("group {group_key:?} exists")).into());
     }
@@ -69,18 +69,18 @@ pub fn create(conn: &Connection, key_id: i64, group_key: &str, name: &str, now: 
     get(conn, key_id, group_key)
 }
 
-pub fn find(conn: &Connection, key_id: i64, group_key: &str) -> Result<Option<Group>> {
+pub fn find(conn: &Db, key_id: i64, group_key: &str) -> Result<Option<Group>> {
     let sql = format!("SELECT {COLUMNS} FROM groups WHERE key_id = ?1 AND group_key = ?2");
-    Ok(conn.query_row(&sql, params![key_id, group_key], row).optional()?)
+    conn.query_row(&sql, params![key_id, group_key], row).optional()
 }
 
-pub fn get(conn: &Connection, key_id: i64, group_key: &str) -> Result<Group> {
+pub fn get(conn: &Db, key_id: i64, group_key: &str) -> Result<Group> {
     find(conn, key_id, group_key)?
         .ok_or_else(|| Refusal::not_found("group_key", format!("no group {group_key:?}")).into())
 }
 
 /// The group a partnership or offer may join: it exists and is not archived.
-pub fn joinable(conn: &Connection, key_id: i64, group_key: &str) -> Result<Group> {
+pub fn joinable(conn: &Db, key_id: i64, group_key: &str) -> Result<Group> {
     let group = get(conn, key_id, group_key)?;
     if group.archived_at.is_some() {
         return Err(Refusal::conflict("group_key", format!("group {group_key:?} is archived")).into());
@@ -88,13 +88,13 @@ pub fn joinable(conn: &Connection, key_id: i64, group_key: &str) -> Result<Group
     Ok(group)
 }
 
-pub fn default_group(conn: &Connection, key_id: i64) -> Result<Group> {
+pub fn default_group(conn: &Db, key_id: i64) -> Result<Group> {
     let sql = format!("SELECT {COLUMNS} FROM groups WHERE key_id = ?1 AND is_default = 1");
-    Ok(conn.query_row(&sql, [key_id], row)?)
+    conn.query_row(&sql, [key_id], row)
 }
 
 /// A key's groups; archived ones too when asked.
-pub fn list(conn: &Connection, key_id: i64, include_archived: bool, list: List) -> Result<Page<Group>> {
+pub fn list(conn: &Db, key_id: i64, include_archived: bool, list: List) -> Result<Page<Group>> {
     let mut select = format!("SELECT {COLUMNS} FROM groups WHERE key_id = ?1");
     if !include_archived {
         select += " AND archived_at IS NULL";
@@ -104,7 +104,7 @@ pub fn list(conn: &Connection, key_id: i64, include_archived: bool, list: List) 
 
 /// Renames a group, or makes it the default one.
 pub fn update(
-    conn: &Connection,
+    conn: &Db,
     key_id: i64,
     group_key: &str,
     name: Option<String>,
@@ -131,7 +131,7 @@ pub fn update(
 
 /// Archives a group: no partnership or offer joins it any more. Its
 /// partnerships stay in it and keep earning; the default group stays.
-pub fn archive(conn: &Connection, key_id: i64, group_key: &str, now: i64) -> Result<Group> {
+pub fn archive(conn: &Db, key_id: i64, group_key: &str, now: i64) -> Result<Group> {
     let current = get(conn, key_id, group_key)?;
     if current.is_default {
         return Err(Refusal::conflict("key", "the default group cannot be archived; make another the default").into());

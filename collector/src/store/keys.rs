@@ -2,8 +2,8 @@
 //! events, from its allowed origins; its secret key (`sk_…`) unlocks reads. Only
 //! a SHA-256 of the secret is stored, so the database never holds it.
 
+use super::db::{params, Db, OptionalExtension, Row};
 use anyhow::{bail, Result};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
 
 /// Test keys never produce rewards; live keys do. Their data never mixes.
@@ -168,7 +168,7 @@ const COLUMNS: &str = "id, public_key, live, name, origins, revoked_at IS NOT NU
                        cookie_domain, window_days, params, require_consent, honor_gpc,
                        fingerprint_hours, auto_partners";
 
-fn from_row(row: &Row) -> rusqlite::Result<Key> {
+fn from_row(row: &Row) -> anyhow::Result<Key> {
     let origins: String = row.get(4)?;
     let params: String = row.get(8)?;
     Ok(Key {
@@ -211,10 +211,10 @@ fn params_column(settings: &Settings) -> String {
 }
 
 /// Creates a key pair named `name`, allowed to send events from `origins`.
-pub fn create(conn: &Connection, mode: Mode, name: &str, origins: &[String], settings: &Settings) -> Result<KeyPair> {
+pub fn create(conn: &Db, mode: Mode, name: &str, origins: &[String], settings: &Settings) -> Result<KeyPair> {
     let public_key = format!("pk_{}_{}", mode.prefix(), random_token(24)?);
     let secret_key = format!("sk_{}_{}", mode.prefix(), random_token(32)?);
-    conn.execute(
+    let id = conn.insert(
         "INSERT INTO keys (public_key, secret_hash, live, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             public_key,
@@ -224,7 +224,7 @@ pub fn create(conn: &Connection, mode: Mode, name: &str, origins: &[String], set
             super::now_ms(),
         ],
     )?;
-    let id = conn.last_insert_rowid();
+
     super::groups::create_default(conn, id, super::now_ms())?;
     update(conn, &public_key, origins, settings)?;
     Ok(KeyPair {
@@ -243,7 +243,7 @@ pub fn create(conn: &Connection, mode: Mode, name: &str, origins: &[String], set
 
 /// Replaces the allowed origins and settings of the key `public_key`.
 /// A running collector applies them within its key cache's lifetime (30 s).
-pub fn update(conn: &Connection, public_key: &str, origins: &[String], settings: &Settings) -> Result<()> {
+pub fn update(conn: &Db, public_key: &str, origins: &[String], settings: &Settings) -> Result<()> {
     check_origins(origins)?;
     settings.check()?;
     let changed = conn.execute(
@@ -269,14 +269,14 @@ pub fn update(conn: &Connection, public_key: &str, origins: &[String], settings:
 }
 
 /// The key with public key `public_key`, revoked or not.
-pub fn find(conn: &Connection, public_key: &str) -> Result<Option<Key>> {
+pub fn find(conn: &Db, public_key: &str) -> Result<Option<Key>> {
     let sql = format!("SELECT {COLUMNS} FROM keys WHERE public_key = ?1");
-    Ok(conn.query_row(&sql, [public_key], from_row).optional()?)
+    conn.query_row(&sql, [public_key], from_row).optional()
 }
 
 /// The active key `public_key` if `secret_key` is its secret. The hashes
 /// are compared in constant time, so timing tells nothing of the secret.
-pub fn authenticate(conn: &Connection, public_key: &str, secret_key: &str) -> Result<Option<Key>> {
+pub fn authenticate(conn: &Db, public_key: &str, secret_key: &str) -> Result<Option<Key>> {
     use subtle::ConstantTimeEq;
     let sql = format!("SELECT {COLUMNS}, secret_hash FROM keys WHERE public_key = ?1 AND revoked_at IS NULL");
     let found = conn
@@ -290,7 +290,7 @@ pub fn authenticate(conn: &Connection, public_key: &str, secret_key: &str) -> Re
 
 /// The test key paired with live key `key`: active, of the same non-empty
 /// name. `None` for a test key: a test secret never opens live data.
-pub fn test_sibling(conn: &Connection, key: &Key) -> Result<Option<Key>> {
+pub fn test_sibling(conn: &Db, key: &Key) -> Result<Option<Key>> {
     if key.mode != Mode::Live {
         return Ok(None);
     }
@@ -298,14 +298,14 @@ pub fn test_sibling(conn: &Connection, key: &Key) -> Result<Option<Key>> {
         "SELECT {COLUMNS} FROM keys
          WHERE id = (SELECT pair_id FROM keys WHERE id = ?1) AND live = 0 AND revoked_at IS NULL"
     );
-    Ok(conn.query_row(&sql, [key.id], from_row).optional()?)
+    conn.query_row(&sql, [key.id], from_row).optional()
 }
 
 /// Pairs live key `live` with test key `test`: the dashboard, signed in with
 /// the live secret, may then switch to the test key's data. Only this makes
 /// a pair (`keys create --pair` calls it): a name says nothing, since
 /// anyone who can create a key can reuse a name.
-pub fn pair(conn: &Connection, live: &str, test: &str) -> Result<()> {
+pub fn pair(conn: &Db, live: &str, test: &str) -> Result<()> {
     let (Some(live_key), Some(test_key)) = (find(conn, live)?, find(conn, test)?) else {
         bail!("no key {live:?} or {test:?}: `collector keys list` shows the keys");
     };
@@ -322,16 +322,16 @@ pub fn pair(conn: &Connection, live: &str, test: &str) -> Result<()> {
 /// The active key whose secret is `secret_key` (the dashboard's sign-in).
 /// Looked up by the secret's SHA-256: timing can tell at most about the
 /// hash, from which the secret cannot be found.
-pub fn by_secret(conn: &Connection, secret_key: &str) -> Result<Option<Key>> {
+pub fn by_secret(conn: &Db, secret_key: &str) -> Result<Option<Key>> {
     let sql = format!("SELECT {COLUMNS} FROM keys WHERE secret_hash = ?1 AND revoked_at IS NULL");
     let hash = Sha256::digest(secret_key.as_bytes());
-    Ok(conn.query_row(&sql, [hash.as_slice()], from_row).optional()?)
+    conn.query_row(&sql, [hash.as_slice()], from_row).optional()
 }
 
 /// Revokes a key pair: its public key stops taking events (a running
 /// collector notices within its 30 s key cache), its secret stops opening
 /// the API and dashboard at once.
-pub fn revoke(conn: &Connection, public_key: &str, now: i64) -> Result<()> {
+pub fn revoke(conn: &Db, public_key: &str, now: i64) -> Result<()> {
     let changed = conn.execute(
         "UPDATE keys SET revoked_at = ?2 WHERE public_key = ?1 AND revoked_at IS NULL",
         params![public_key, now],
@@ -343,15 +343,15 @@ pub fn revoke(conn: &Connection, public_key: &str, now: i64) -> Result<()> {
 }
 
 /// The first live (not revoked) key named `name`.
-pub fn find_by_name(conn: &Connection, name: &str) -> Result<Option<Key>> {
+pub fn find_by_name(conn: &Db, name: &str) -> Result<Option<Key>> {
     let sql = format!("SELECT {COLUMNS} FROM keys WHERE name = ?1 AND revoked_at IS NULL ORDER BY id LIMIT 1");
-    Ok(conn.query_row(&sql, [name], from_row).optional()?)
+    conn.query_row(&sql, [name], from_row).optional()
 }
 
-pub fn list(conn: &Connection) -> Result<Vec<Key>> {
+pub fn list(conn: &Db) -> Result<Vec<Key>> {
     let sql = format!("SELECT {COLUMNS} FROM keys ORDER BY id");
     let mut stmt = conn.prepare(&sql)?;
-    let keys = stmt.query_map([], from_row)?.collect::<rusqlite::Result<_>>()?;
+    let keys = stmt.query_map([], from_row)?.collect::<anyhow::Result<_>>()?;
     Ok(keys)
 }
 
@@ -376,6 +376,7 @@ pub fn random_token(len: usize) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     #[test]
     fn tokens_are_base62_and_differ() {
@@ -405,16 +406,18 @@ mod tests {
     fn secrets_authenticate_their_own_key_only() {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut conn).unwrap();
-        let a = create(&conn, Mode::Live, "a", &[], &Settings::default()).unwrap();
-        let b = create(&conn, Mode::Live, "b", &[], &Settings::default()).unwrap();
+        let db = Db::from(&conn);
+        let conn = &db;
+        let a = create(conn, Mode::Live, "a", &[], &Settings::default()).unwrap();
+        let b = create(conn, Mode::Live, "b", &[], &Settings::default()).unwrap();
         let pk = &a.key.public_key;
         assert_eq!(
-            authenticate(&conn, pk, &a.secret_key).unwrap().map(|k| k.id),
+            authenticate(conn, pk, &a.secret_key).unwrap().map(|k| k.id),
             Some(a.key.id)
         );
-        assert!(authenticate(&conn, pk, &b.secret_key).unwrap().is_none());
-        assert!(authenticate(&conn, pk, "").unwrap().is_none());
-        assert!(authenticate(&conn, "pk_nope", &a.secret_key).unwrap().is_none());
+        assert!(authenticate(conn, pk, &b.secret_key).unwrap().is_none());
+        assert!(authenticate(conn, pk, "").unwrap().is_none());
+        assert!(authenticate(conn, "pk_nope", &a.secret_key).unwrap().is_none());
     }
 
     #[test]

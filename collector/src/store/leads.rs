@@ -13,12 +13,12 @@
 //! Both belong to a partnership that is not archived, and are archived,
 //! never deleted: a list with `include_archived` shows them.
 
+use super::db::Value;
+use super::db::{params, Db, OptionalExtension, Row};
 use super::merchant::{self, CustomerRef};
 use super::page::{self, List, Page};
 use super::{Key, Refusal};
 use anyhow::Result;
-use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lead {
@@ -57,7 +57,7 @@ const LEAD_SELECT: &str =
           LEFT JOIN groups g ON g.id = p.group_id
      WHERE l.key_id = ?1";
 
-fn lead_row(row: &Row) -> rusqlite::Result<Lead> {
+fn lead_row(row: &Row) -> anyhow::Result<Lead> {
     Ok(Lead {
         key: row.get(0)?,
         partner_key: row.get(1)?,
@@ -77,7 +77,7 @@ fn lead_row(row: &Row) -> rusqlite::Result<Lead> {
 
 /// A partnership that may bring leads and deals: one that exists and is
 /// not archived.
-fn active_partner(conn: &Connection, key_id: i64, partner_key: &str) -> Result<()> {
+fn active_partner(conn: &Db, key_id: i64, partner_key: &str) -> Result<()> {
     let partner = merchant::partner(conn, key_id, partner_key)?;
     if partner.archived_at.is_some() {
         return Err(Refusal::conflict("partner_key", format!("partnership {partner_key:?} is archived")).into());
@@ -89,7 +89,7 @@ fn active_partner(conn: &Connection, key_id: i64, partner_key: &str) -> Result<(
 pub const LEAD_STATUSES: [&str; 3] = ["open", "approved", "declined"];
 
 pub fn create_lead(
-    conn: &Connection,
+    conn: &Db,
     key_id: i64,
     lead_key: &str,
     partner_key: &str,
@@ -120,17 +120,17 @@ pub fn create_lead(
     lead(conn, key_id, lead_key)
 }
 
-fn find_lead(conn: &Connection, key_id: i64, lead_key: &str) -> Result<Option<Lead>> {
+fn find_lead(conn: &Db, key_id: i64, lead_key: &str) -> Result<Option<Lead>> {
     let sql = format!("{LEAD_SELECT} AND l.lead_key = ?2");
-    Ok(conn.query_row(&sql, params![key_id, lead_key], lead_row).optional()?)
+    conn.query_row(&sql, params![key_id, lead_key], lead_row).optional()
 }
 
-pub fn lead(conn: &Connection, key_id: i64, lead_key: &str) -> Result<Lead> {
+pub fn lead(conn: &Db, key_id: i64, lead_key: &str) -> Result<Lead> {
     find_lead(conn, key_id, lead_key)?.ok_or_else(|| Refusal::not_found("key", format!("no lead {lead_key:?}")).into())
 }
 
 pub fn leads(
-    conn: &Connection,
+    conn: &Db,
     key_id: i64,
     partner_key: Option<&str>,
     include_archived: bool,
@@ -151,7 +151,7 @@ pub fn leads(
 /// Changes a lead. A converted lead keeps its status. Approving a lead
 /// whose prospect is already a customer credited to nobody credits it to
 /// the lead's partner (logged as a change of credit), and converts it.
-pub fn update_lead(conn: &Connection, key: &Key, lead_key: &str, fields: LeadFields, now: i64) -> Result<Lead> {
+pub fn update_lead(conn: &Db, key: &Key, lead_key: &str, fields: LeadFields, now: i64) -> Result<Lead> {
     let key_id = key.id;
     let current = lead(conn, key_id, lead_key)?;
     let approving = fields.status.as_deref() == Some("approved") && current.status != "approved";
@@ -197,32 +197,24 @@ pub fn update_lead(conn: &Connection, key: &Key, lead_key: &str, fields: LeadFie
 }
 
 /// The partner of the newest approved lead with `email`, if any.
-pub fn partner_of_approved_lead(conn: &Connection, key_id: i64, email: &str) -> Result<Option<String>> {
+pub fn partner_of_approved_lead(conn: &Db, key_id: i64, email: &str) -> Result<Option<String>> {
     if email.is_empty() {
         return Ok(None);
     }
-    Ok(conn
-        .query_row(
-            "SELECT partner_key FROM leads
+    conn.query_row(
+        "SELECT partner_key FROM leads
              WHERE key_id = ?1 AND email = ?2 COLLATE NOCASE AND status = 'approved' AND archived_at IS NULL
              ORDER BY id DESC LIMIT 1",
-            params![key_id, email],
-            |r| r.get(0),
-        )
-        .optional()?)
+        params![key_id, email],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 /// Marks converted into `customer_key` the approved leads with `email` of
 /// `partner`, the partner the customer is credited to: another partner's
 /// lead for the same prospect stays approved, claiming nothing.
-pub fn convert(
-    conn: &Connection,
-    key_id: i64,
-    email: &str,
-    customer_key: &str,
-    partner: Option<&str>,
-    now: i64,
-) -> Result<()> {
+pub fn convert(conn: &Db, key_id: i64, email: &str, customer_key: &str, partner: Option<&str>, now: i64) -> Result<()> {
     let (false, Some(partner)) = (email.is_empty(), partner) else {
         return Ok(());
     };
@@ -277,7 +269,7 @@ const DEAL_SELECT: &str = "SELECT d.deal_key, d.partner_key, g.group_key, d.lead
           LEFT JOIN groups g ON g.id = p.group_id
      WHERE d.key_id = ?1";
 
-fn deal_row(row: &Row) -> rusqlite::Result<Deal> {
+fn deal_row(row: &Row) -> anyhow::Result<Deal> {
     Ok(Deal {
         key: row.get(0)?,
         partner_key: row.get(1)?,
@@ -307,7 +299,7 @@ fn priced(amount: Option<i64>, currency: &Option<String>) -> Result<()> {
 }
 
 pub fn create_deal(
-    conn: &Connection,
+    conn: &Db,
     key_id: i64,
     deal_key: &str,
     partner_key: &str,
@@ -352,17 +344,17 @@ pub fn create_deal(
     deal(conn, key_id, deal_key)
 }
 
-fn find_deal(conn: &Connection, key_id: i64, deal_key: &str) -> Result<Option<Deal>> {
+fn find_deal(conn: &Db, key_id: i64, deal_key: &str) -> Result<Option<Deal>> {
     let sql = format!("{DEAL_SELECT} AND d.deal_key = ?2");
-    Ok(conn.query_row(&sql, params![key_id, deal_key], deal_row).optional()?)
+    conn.query_row(&sql, params![key_id, deal_key], deal_row).optional()
 }
 
-pub fn deal(conn: &Connection, key_id: i64, deal_key: &str) -> Result<Deal> {
+pub fn deal(conn: &Db, key_id: i64, deal_key: &str) -> Result<Deal> {
     find_deal(conn, key_id, deal_key)?.ok_or_else(|| Refusal::not_found("key", format!("no deal {deal_key:?}")).into())
 }
 
 pub fn deals(
-    conn: &Connection,
+    conn: &Db,
     key_id: i64,
     partner_key: Option<&str>,
     include_archived: bool,
@@ -380,7 +372,7 @@ pub fn deals(
     page::fetch(conn, &select, "d.", params, list, deal_row)
 }
 
-pub fn update_deal(conn: &Connection, key_id: i64, deal_key: &str, fields: DealFields, now: i64) -> Result<Deal> {
+pub fn update_deal(conn: &Db, key_id: i64, deal_key: &str, fields: DealFields, now: i64) -> Result<Deal> {
     let current = deal(conn, key_id, deal_key)?;
     let (amount, currency) = (fields.amount.or(current.amount), fields.currency.or(current.currency));
     priced(amount, &currency)?;
@@ -408,7 +400,7 @@ pub fn update_deal(conn: &Connection, key_id: i64, deal_key: &str, fields: DealF
 }
 
 /// Archives a lead (`table` leads) or a deal (deals): it leaves the lists.
-pub fn archive(conn: &Connection, table: &str, key_id: i64, item_key: &str, now: i64) -> Result<()> {
+pub fn archive(conn: &Db, table: &str, key_id: i64, item_key: &str, now: i64) -> Result<()> {
     let column = if table == "leads" { "lead_key" } else { "deal_key" };
     let sql = format!(
         "UPDATE {table} SET archived_at = coalesce(archived_at, ?3), updated_at = ?3

@@ -5,19 +5,19 @@
 //! Inputs are validated by the HTTP layer; what only the database can tell
 //! (a missing item, a duplicate key) comes back as a `Refusal`.
 
+use super::db::Value;
+use super::db::{params, Db, OptionalExtension, Row};
 use super::groups::{self, Group};
 use super::page::{self, Cursor, List, Page};
 use super::Refusal;
 use anyhow::Result;
-use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// The position of the item whose key is `after` or `before` (the API's
 /// `starting_after` / `ending_before`), in `table` by column `column`. A
 /// deleted item is found by its tombstone (`tombstone`), so a sync that
 /// paged up to it goes on from where it stood.
 pub fn cursor(
-    conn: &Connection,
+    conn: &Db,
     table: &str,
     column: &str,
     key_id: i64,
@@ -44,7 +44,7 @@ pub fn cursor(
 }
 
 /// Keeps the position (row id) of a row about to be deleted, for `cursor`.
-fn tombstone(conn: &Connection, table: &str, key_id: i64, item_key: &str, row_id: i64) -> Result<()> {
+fn tombstone(conn: &Db, table: &str, key_id: i64, item_key: &str, row_id: i64) -> Result<()> {
     conn.execute(
         "INSERT OR REPLACE INTO deleted_items (key_id, tbl, item_key, row_id) VALUES (?1, ?2, ?3, ?4)",
         params![key_id, table, item_key, row_id],
@@ -93,7 +93,7 @@ const PARTNER_SELECT: &str = "SELECT p.partner_key, p.email, p.first_name, p.las
             p.updated_at, g.id, g.group_key, g.name, g.slug, g.is_default, g.archived_at, g.created_at, g.updated_at
      FROM partners p JOIN groups g ON g.id = p.group_id WHERE p.key_id = ?1";
 
-fn partner_row(row: &Row) -> rusqlite::Result<Partner> {
+fn partner_row(row: &Row) -> anyhow::Result<Partner> {
     Ok(Partner {
         key: row.get(0)?,
         email: row.get(1)?,
@@ -116,7 +116,7 @@ fn partner_row(row: &Row) -> rusqlite::Result<Partner> {
 }
 
 /// The group a partnership joins: the one named, or the default.
-fn group_to_join(conn: &Connection, key_id: i64, group_key: Option<&str>) -> Result<Group> {
+fn group_to_join(conn: &Db, key_id: i64, group_key: Option<&str>) -> Result<Group> {
     match group_key {
         Some(group_key) => groups::joinable(conn, key_id, group_key),
         None => groups::default_group(conn, key_id),
@@ -127,7 +127,7 @@ fn group_to_join(conn: &Connection, key_id: i64, group_key: Option<&str>) -> Res
 /// who waited for review because their partner key had no partnership now
 /// earn (`credit::partnership_created`).
 pub fn create_partner(
-    conn: &Connection,
+    conn: &Db,
     key: &super::Key,
     partner_key: Option<String>,
     fields: PartnerFields,
@@ -170,7 +170,7 @@ pub fn create_partner(
     partner(conn, key_id, &partner_key)
 }
 
-pub fn partner(conn: &Connection, key_id: i64, partner_key: &str) -> Result<Partner> {
+pub fn partner(conn: &Db, key_id: i64, partner_key: &str) -> Result<Partner> {
     let sql = format!("{PARTNER_SELECT} AND p.partner_key = ?2");
     conn.query_row(&sql, params![key_id, partner_key], partner_row)
         .optional()?
@@ -186,7 +186,7 @@ pub struct PartnerFilter {
     pub include_archived: bool,
 }
 
-pub fn partners(conn: &Connection, key_id: i64, filter: &PartnerFilter, list: List) -> Result<Page<Partner>> {
+pub fn partners(conn: &Db, key_id: i64, filter: &PartnerFilter, list: List) -> Result<Page<Partner>> {
     let mut select = String::from(PARTNER_SELECT);
     let mut params = vec![Value::Integer(key_id)];
     if let Some(group_key) = &filter.group_key {
@@ -201,7 +201,7 @@ pub fn partners(conn: &Connection, key_id: i64, filter: &PartnerFilter, list: Li
 
 /// Archives a partnership: it earns no new rewards and leaves the default
 /// list; what it earned stays. Archiving twice changes nothing.
-pub fn archive_partner(conn: &Connection, key_id: i64, partner_key: &str, now: i64) -> Result<Partner> {
+pub fn archive_partner(conn: &Db, key_id: i64, partner_key: &str, now: i64) -> Result<Partner> {
     partner(conn, key_id, partner_key)?;
     conn.execute(
         "UPDATE partners SET archived_at = ?3, updated_at = ?3
@@ -211,13 +211,7 @@ pub fn archive_partner(conn: &Connection, key_id: i64, partner_key: &str, now: i
     partner(conn, key_id, partner_key)
 }
 
-pub fn update_partner(
-    conn: &Connection,
-    key_id: i64,
-    partner_key: &str,
-    fields: PartnerFields,
-    now: i64,
-) -> Result<Partner> {
+pub fn update_partner(conn: &Db, key_id: i64, partner_key: &str, fields: PartnerFields, now: i64) -> Result<Partner> {
     let current = partner(conn, key_id, partner_key)?;
     let email = fields.email.unwrap_or(current.email);
     let clash: bool = conn.query_row(
@@ -287,7 +281,7 @@ pub struct CustomerFields {
 const CUSTOMER_COLUMNS: &str = "id, customer_key, email, name, partner_key, provider_key, source, created_at,
      updated_at, confidence, review, suggested_partner, meta";
 
-fn customer_row(row: &Row) -> rusqlite::Result<Customer> {
+fn customer_row(row: &Row) -> anyhow::Result<Customer> {
     Ok(Customer {
         id: row.get(0)?,
         key: row.get(1)?,
@@ -332,7 +326,7 @@ impl CustomerRef {
 /// is taken over: its partner becomes the merchant's, and the change is
 /// logged (`credit::reattribute`). One the merchant created is a conflict.
 pub fn create_customer(
-    conn: &Connection,
+    conn: &Db,
     key: &super::Key,
     customer_key: &str,
     partner_key: Option<&str>,
@@ -392,7 +386,7 @@ pub fn create_customer(
 /// payment provider): its partner becomes `partner_key`, logged. False,
 /// and nothing changed, when the merchant created it.
 pub fn take_over(
-    conn: &Connection,
+    conn: &Db,
     key: &super::Key,
     existing: &Customer,
     partner_key: Option<&str>,
@@ -420,7 +414,7 @@ pub fn take_over(
 /// customers share names none of them: it is refused as ambiguous (a
 /// browser signup may claim any email), so the merchant names the customer
 /// by its key instead.
-pub fn find_customer(conn: &Connection, key_id: i64, by: &CustomerRef) -> Result<Customer> {
+pub fn find_customer(conn: &Db, key_id: i64, by: &CustomerRef) -> Result<Customer> {
     // Emails match whatever their case (`Ann@Example.com` is ann@example.com).
     let (column, value, collation) = match by {
         CustomerRef::Key(v) => ("customer_key", v, ""),
@@ -432,7 +426,7 @@ pub fn find_customer(conn: &Connection, key_id: i64, by: &CustomerRef) -> Result
     let mut found: Vec<Customer> = conn
         .prepare_cached(&sql)?
         .query_map(params![key_id, value], customer_row)?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<anyhow::Result<_>>()?;
     match found.len() {
         0 => Err(Refusal::not_found(by.field(), format!("no customer with {column} {value:?}")).into()),
         1 => Ok(found.remove(0)),
@@ -447,7 +441,7 @@ pub fn find_customer(conn: &Connection, key_id: i64, by: &CustomerRef) -> Result
 /// A key's customers: of one partner, or only those waiting for the
 /// merchant's review (see `credit`), when asked.
 pub fn customers(
-    conn: &Connection,
+    conn: &Db,
     key_id: i64,
     partner_key: Option<&str>,
     in_review: bool,
@@ -467,7 +461,7 @@ pub fn customers(
 
 /// Customers whose email starts with `prefix`, or whose key is `prefix`
 /// (the dashboard's search; a range on the email index, never a scan).
-pub fn search_customers(conn: &Connection, key_id: i64, prefix: &str, limit: u32) -> Result<Vec<Customer>> {
+pub fn search_customers(conn: &Db, key_id: i64, prefix: &str, limit: u32) -> Result<Vec<Customer>> {
     let sql = format!(
         "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE key_id = ?1 AND email >= ?2 AND email < ?2 || x'f48fbfbf'
          UNION SELECT {CUSTOMER_COLUMNS} FROM customers WHERE key_id = ?1 AND customer_key = ?2
@@ -476,12 +470,12 @@ pub fn search_customers(conn: &Connection, key_id: i64, prefix: &str, limit: u32
     let rows = conn
         .prepare(&sql)?
         .query_map(params![key_id, prefix, limit], customer_row)?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<anyhow::Result<_>>()?;
     Ok(rows)
 }
 
 /// A customer's lifetime revenue: its transactions not reversed, per currency.
-pub fn revenue(conn: &Connection, customer_id: i64) -> Result<String> {
+pub fn revenue(conn: &Db, customer_id: i64) -> Result<String> {
     super::money::sums_text(
         conn,
         "SELECT currency, sum(amount) FROM transactions
@@ -493,7 +487,7 @@ pub fn revenue(conn: &Connection, customer_id: i64) -> Result<String> {
 /// Changes a customer's contact fields. Its partner changes only through
 /// `credit::reattribute`, which logs why.
 pub fn update_customer(
-    conn: &Connection,
+    conn: &Db,
     key_id: i64,
     customer_key: &str,
     fields: CustomerFields,
@@ -516,7 +510,7 @@ pub fn update_customer(
 
 /// Deletes a customer without transactions or actions: those carry rewards
 /// and revenue, so a customer with any (refunded ones too) stays.
-pub fn delete_customer(conn: &Connection, key_id: i64, customer_key: &str) -> Result<Customer> {
+pub fn delete_customer(conn: &Db, key_id: i64, customer_key: &str) -> Result<Customer> {
     let customer = find_customer(conn, key_id, &CustomerRef::Key(customer_key.into()))?;
     let transactions: i64 = conn.query_row(
         "SELECT count(*) FROM transactions WHERE customer_id = ?1",

@@ -28,6 +28,7 @@ pub mod attribution;
 mod clock;
 pub mod credit;
 pub mod daily;
+pub mod db;
 pub mod diagnostics;
 pub mod fill;
 pub mod groups;
@@ -202,13 +203,13 @@ impl Store {
 
     /// Runs `f` on a read connection from the pool (blocking: call it from
     /// `spawn_blocking` or a CLI).
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub fn read<T>(&self, f: impl FnOnce(&db::Db) -> Result<T>) -> Result<T> {
         let pooled = self.readers.lock().expect("reader pool").pop();
         let conn = match pooled {
             Some(conn) => conn,
             None => connect(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
         };
-        let result = f(&conn);
+        let result = f(&db::Db::from(&conn));
         self.readers.lock().expect("reader pool").push(conn);
         result
     }
@@ -226,7 +227,7 @@ impl Store {
                 // room on disk than its JSON (row headers, indexes), and a
                 // probe smaller than the batch that failed could find room
                 // the batch did not, and call a full disk ready.
-                rusqlite::params![now_ms(), 2 * wire::limit::BODY_BYTES],
+                db::params![now_ms(), 2 * wire::limit::BODY_BYTES],
             )?;
             Ok(())
         })
@@ -243,14 +244,14 @@ impl Store {
 
     /// The schema version (migrations applied).
     pub fn schema_version(&self) -> Result<i64> {
-        self.read(|conn| Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?))
+        self.read(|conn| conn.query_row("PRAGMA user_version", [], |r| r.get(0)))
     }
 
     /// Runs `f` in a write transaction on a fresh connection: for the CLI and
     /// rare administrative writes, never for events. Refused once the
     /// database file was deleted or replaced since it was opened (the
     /// writer's events stop too; see `writer::FileIdentity`).
-    pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
+    pub fn write<T>(&self, f: impl FnOnce(&db::Db) -> Result<T>) -> Result<T> {
         if !self.file.intact() {
             anyhow::bail!("the database file {} was deleted or replaced", self.path.display());
         }
@@ -258,7 +259,7 @@ impl Store {
         // Immediate: reads then writes in one transaction would otherwise
         // fail at once ("database is locked") when another writer got in.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
+        let value = f(&db::Db::from(&tx))?;
         tx.commit()?;
         Ok(value)
     }
@@ -266,7 +267,7 @@ impl Store {
     /// Like `write`, with the time read once the write lock is held: rows
     /// commit in the order of their times, so a sync reading `min_updated`
     /// from the newest time it saw never misses a row committed later.
-    pub fn write_stamped<T>(&self, f: impl FnOnce(&rusqlite::Transaction, i64) -> Result<T>) -> Result<T> {
+    pub fn write_stamped<T>(&self, f: impl FnOnce(&db::Db, i64) -> Result<T>) -> Result<T> {
         self.write(|tx| f(tx, self.clock.now_ms()))
     }
 }

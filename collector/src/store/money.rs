@@ -18,12 +18,12 @@
 //!   customer's action `action_key` (PartnerStack's actions: `activated`,
 //!   `upgraded`; see `actions`).
 
+use super::db::Value;
+use super::db::{params, Db, OptionalExtension, Row};
 use super::merchant::{self, Customer, CustomerRef};
 use super::page::{self, List, Page};
 use super::{Key, Mode, Refusal};
 use anyhow::Result;
-use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::BTreeMap;
 
 const MONTH_MS: i64 = 2_629_800_000;
@@ -96,7 +96,7 @@ fn kind_of(text: &str) -> OfferKind {
 }
 
 /// Creates or replaces the offer `spec.key`.
-pub fn set_offer(conn: &Connection, key_id: i64, spec: &OfferSpec, now: i64) -> Result<Offer> {
+pub fn set_offer(conn: &Db, key_id: i64, spec: &OfferSpec, now: i64) -> Result<Offer> {
     match spec.kind {
         OfferKind::Percent if spec.percent_bp.is_none_or(|bp| bp == 0 || bp > 10_000) => {
             return Err(Refusal::invalid("percent", "a percent offer needs a percent above 0, at most 100").into())
@@ -142,7 +142,7 @@ const OFFER_SELECT: &str = "SELECT o.offer_key, o.kind, o.percent_bp, o.amounts,
             g.group_key, o.archived_at IS NOT NULL, o.action_key
      FROM offers o LEFT JOIN groups g ON g.id = o.group_id WHERE o.key_id = ?1";
 
-fn offer_row(row: &Row) -> rusqlite::Result<Offer> {
+fn offer_row(row: &Row) -> anyhow::Result<Offer> {
     let amounts: String = row.get(3)?;
     Ok(Offer {
         key: row.get(0)?,
@@ -158,7 +158,7 @@ fn offer_row(row: &Row) -> rusqlite::Result<Offer> {
     })
 }
 
-pub fn offer(conn: &Connection, key_id: i64, offer_key: &str) -> Result<Offer> {
+pub fn offer(conn: &Db, key_id: i64, offer_key: &str) -> Result<Offer> {
     let sql = format!("{OFFER_SELECT} AND o.offer_key = ?2");
     conn.query_row(&sql, params![key_id, offer_key], offer_row)
         .optional()?
@@ -166,12 +166,12 @@ pub fn offer(conn: &Connection, key_id: i64, offer_key: &str) -> Result<Offer> {
 }
 
 /// A key's offers, archived ones too (marked).
-pub fn offers(conn: &Connection, key_id: i64, list: List) -> Result<Page<Offer>> {
+pub fn offers(conn: &Db, key_id: i64, list: List) -> Result<Page<Offer>> {
     page::fetch(conn, OFFER_SELECT, "o.", vec![Value::Integer(key_id)], list, offer_row)
 }
 
 /// Archives an offer: it creates no new rewards; those it created stay.
-pub fn archive_offer(conn: &Connection, key_id: i64, offer_key: &str, now: i64) -> Result<Offer> {
+pub fn archive_offer(conn: &Db, key_id: i64, offer_key: &str, now: i64) -> Result<Offer> {
     conn.execute(
         "UPDATE offers SET archived_at = ?3, updated_at = ?3
          WHERE key_id = ?1 AND offer_key = ?2 AND archived_at IS NULL",
@@ -193,11 +193,11 @@ pub fn amounts_text(sums: &[(String, i64)]) -> String {
 }
 
 /// `sql` (rows of currency, sum) with `params`, as text (see `amounts_text`).
-pub fn sums_text(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<String> {
+pub fn sums_text(conn: &Db, sql: &str, params: impl super::db::Params) -> Result<String> {
     let sums: Vec<(String, i64)> = conn
         .prepare_cached(sql)?
         .query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<anyhow::Result<_>>()?;
     Ok(amounts_text(&sums))
 }
 
@@ -212,8 +212,8 @@ pub struct PartnerFigures {
     pub paid: String,
 }
 
-pub fn partner_figures(conn: &Connection, key_id: i64, partner_key: &str) -> Result<PartnerFigures> {
-    let count = |sql: &str| -> Result<i64> { Ok(conn.query_row(sql, params![key_id, partner_key], |r| r.get(0))?) };
+pub fn partner_figures(conn: &Db, key_id: i64, partner_key: &str) -> Result<PartnerFigures> {
+    let count = |sql: &str| -> Result<i64> { conn.query_row(sql, params![key_id, partner_key], |r| r.get(0)) };
     let rewards = |statuses: &str| {
         sums_text(
             conn,
@@ -286,7 +286,7 @@ pub struct SignUp {
 const TRANSACTION_COLUMNS: &str = "t.id, t.transaction_key, c.customer_key, t.amount, t.currency, t.product_key,
      t.category_key, t.origin, t.created_at, t.reversed_at, t.updated_at, c.email, c.name, c.partner_key";
 
-fn transaction_row(row: &Row) -> rusqlite::Result<Transaction> {
+fn transaction_row(row: &Row) -> anyhow::Result<Transaction> {
     Ok(Transaction {
         id: row.get(0)?,
         key: row.get(1)?,
@@ -305,20 +305,19 @@ fn transaction_row(row: &Row) -> rusqlite::Result<Transaction> {
     })
 }
 
-pub fn transaction(conn: &Connection, key_id: i64, transaction_key: &str) -> Result<Option<Transaction>> {
+pub fn transaction(conn: &Db, key_id: i64, transaction_key: &str) -> Result<Option<Transaction>> {
     let sql = format!(
         "SELECT {TRANSACTION_COLUMNS} FROM transactions t JOIN customers c ON c.id = t.customer_id
          WHERE t.key_id = ?1 AND t.transaction_key = ?2"
     );
-    Ok(conn
-        .query_row(&sql, params![key_id, transaction_key], transaction_row)
-        .optional()?)
+    conn.query_row(&sql, params![key_id, transaction_key], transaction_row)
+        .optional()
 }
 
 /// A key's transactions: of one customer if asked; reversed ones (PartnerStack's
 /// archived transactions) only with `include_archived`.
 pub fn transactions(
-    conn: &Connection,
+    conn: &Db,
     key_id: i64,
     customer_key: Option<&str>,
     include_archived: bool,
@@ -341,7 +340,7 @@ pub fn transactions(
 
 /// Records a payment and creates its rewards. The same key again returns
 /// the transaction stored first (`false`: nothing new was written).
-pub fn create_transaction(conn: &Connection, key: &Key, new: &NewTransaction, now: i64) -> Result<(Transaction, bool)> {
+pub fn create_transaction(conn: &Db, key: &Key, new: &NewTransaction, now: i64) -> Result<(Transaction, bool)> {
     if let Some(existing) = transaction(conn, key.id, &new.key)? {
         // The same key again is the same payment (a retry); other figures
         // under it are a mistake, not a second payment.
@@ -379,7 +378,7 @@ pub fn create_transaction(conn: &Connection, key: &Key, new: &NewTransaction, no
         }
         (_, found) => found?,
     };
-    conn.execute(
+    let transaction_id = conn.insert(
         "INSERT INTO transactions (key_id, transaction_key, customer_id, amount, currency, product_key,
                                    category_key, origin, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
@@ -395,7 +394,6 @@ pub fn create_transaction(conn: &Connection, key: &Key, new: &NewTransaction, no
             now
         ],
     )?;
-    let transaction_id = conn.last_insert_rowid();
     add_revenue(conn, key.id, customer.partner_key.as_deref(), &new.currency, new.amount)?;
     if key.mode == Mode::Live {
         create_rewards(
@@ -415,14 +413,14 @@ pub fn create_transaction(conn: &Connection, key: &Key, new: &NewTransaction, no
 /// of the customer, oldest first: its revenue, and (live keys) the rewards
 /// each earns now. Used when a customer's partner changes or its review is
 /// approved; `withdraw` undid the previous partner's share.
-pub fn credit_transactions(conn: &Connection, key: &Key, customer: &Customer, now: i64) -> Result<()> {
+pub fn credit_transactions(conn: &Db, key: &Key, customer: &Customer, now: i64) -> Result<()> {
     let live: Vec<(i64, i64, String, i64)> = conn
         .prepare(
             "SELECT id, amount, currency, created_at FROM transactions
              WHERE customer_id = ?1 AND reversed_at IS NULL ORDER BY created_at, id",
         )?
         .query_map([customer.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<anyhow::Result<_>>()?;
     for (id, amount, currency, at) in live {
         add_revenue(conn, key.id, customer.partner_key.as_deref(), &currency, amount)?;
         if key.mode == Mode::Live {
@@ -432,7 +430,7 @@ pub fn credit_transactions(conn: &Connection, key: &Key, customer: &Customer, no
     let actions: Vec<(i64, String)> = conn
         .prepare("SELECT id, action_key FROM actions WHERE customer_id = ?1 ORDER BY id")?
         .query_map([customer.id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<anyhow::Result<_>>()?;
     for (id, action_key) in actions {
         reward_action(conn, key, customer, id, &action_key, now)?;
     }
@@ -442,11 +440,11 @@ pub fn credit_transactions(conn: &Connection, key: &Key, customer: &Customer, no
 /// Takes back what the customer's partner `customer.partner_key` earned
 /// from its transactions and actions: unpaid rewards declined, paid ones
 /// clawed back, its revenue share removed. The transactions stay.
-pub fn withdraw(conn: &Connection, key_id: i64, customer: &Customer, now: i64) -> Result<()> {
+pub fn withdraw(conn: &Db, key_id: i64, customer: &Customer, now: i64) -> Result<()> {
     let live: Vec<(i64, i64, String)> = conn
         .prepare("SELECT id, amount, currency FROM transactions WHERE customer_id = ?1 AND reversed_at IS NULL")?
         .query_map([customer.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<anyhow::Result<_>>()?;
     for (id, amount, currency) in live {
         withdraw_rewards(conn, Source::Transaction(id), now)?;
         add_revenue(conn, key_id, customer.partner_key.as_deref(), &currency, -amount)?;
@@ -454,7 +452,7 @@ pub fn withdraw(conn: &Connection, key_id: i64, customer: &Customer, now: i64) -
     let actions: Vec<i64> = conn
         .prepare("SELECT id FROM actions WHERE customer_id = ?1")?
         .query_map([customer.id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<anyhow::Result<_>>()?;
     for id in actions {
         withdraw_rewards(conn, Source::Action(id), now)?;
     }
@@ -480,7 +478,7 @@ impl Source {
 
 /// Declines the unpaid rewards `source` earned and claws back its paid
 /// ones (a negative reward), never editing a paid one.
-fn withdraw_rewards(conn: &Connection, source: Source, now: i64) -> Result<()> {
+fn withdraw_rewards(conn: &Db, source: Source, now: i64) -> Result<()> {
     let (column, id) = source.column();
     conn.execute(
         &format!(
@@ -504,7 +502,7 @@ fn withdraw_rewards(conn: &Connection, source: Source, now: i64) -> Result<()> {
 }
 
 /// Adds `amount` to a partner's revenue in `currency` (negative: a reversal).
-fn add_revenue(conn: &Connection, key_id: i64, partner_key: Option<&str>, currency: &str, amount: i64) -> Result<()> {
+fn add_revenue(conn: &Db, key_id: i64, partner_key: Option<&str>, currency: &str, amount: i64) -> Result<()> {
     if let Some(partner_key) = partner_key {
         conn.prepare_cached(
             "INSERT INTO partner_revenue (key_id, partner_key, currency, amount) VALUES (?1, ?2, ?3, ?4)
@@ -519,7 +517,7 @@ fn add_revenue(conn: &Connection, key_id: i64, partner_key: Option<&str>, curren
 /// offers that pay it: none while the customer waits for the merchant's
 /// review or its partnership is archived; the live offers of its group and
 /// of every group otherwise.
-fn paying_offers(conn: &Connection, key_id: i64, customer: &Customer) -> Result<Option<(String, Vec<OfferRow>)>> {
+fn paying_offers(conn: &Db, key_id: i64, customer: &Customer) -> Result<Option<(String, Vec<OfferRow>)>> {
     let (Some(partner_key), None) = (&customer.partner_key, &customer.review) else {
         return Ok(None);
     };
@@ -551,18 +549,18 @@ fn paying_offers(conn: &Connection, key_id: i64, customer: &Customer) -> Result<
                 action_key: row.get(5)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<anyhow::Result<_>>()?;
     Ok(Some((partner_key.clone(), offers)))
 }
 
 /// What the customer earned under `offer` so far, net of declines and
 /// clawbacks (a refunded first payment leaves the customer still to be won).
-fn earned_under(conn: &Connection, customer: &Customer, offer: &OfferRow) -> Result<i64> {
-    Ok(conn.query_row(
+fn earned_under(conn: &Db, customer: &Customer, offer: &OfferRow) -> Result<i64> {
+    conn.query_row(
         "SELECT coalesce(sum(amount), 0) FROM rewards WHERE customer_id = ?1 AND offer_id = ?2 AND status != 'declined'",
         params![customer.id, offer.id],
         |r| r.get(0),
-    )?)
+    )
 }
 
 /// Who earns a reward, under which offer, for what.
@@ -574,7 +572,7 @@ struct Earning<'a> {
     source: Source,
 }
 
-fn insert_reward(conn: &Connection, earning: Earning, (amount, currency): (i64, &str), now: i64) -> Result<()> {
+fn insert_reward(conn: &Db, earning: Earning, (amount, currency): (i64, &str), now: i64) -> Result<()> {
     let Earning {
         key_id,
         partner_key,
@@ -608,7 +606,7 @@ fn insert_reward(conn: &Connection, earning: Earning, (amount, currency): (i64, 
 /// The rewards a payment (`amount` cents in `currency`, paid at `paid_at`)
 /// earns its customer's partner under each offer.
 fn create_rewards(
-    conn: &Connection,
+    conn: &Db,
     key_id: i64,
     customer: &Customer,
     transaction_id: i64,
@@ -664,7 +662,7 @@ fn create_rewards(
 /// its partner: each action offer for it pays once per customer. Test keys
 /// earn nothing.
 pub fn reward_action(
-    conn: &Connection,
+    conn: &Db,
     key: &Key,
     customer: &Customer,
     action_id: i64,
@@ -701,7 +699,7 @@ pub fn reward_action(
 /// Reverses a transaction (refunded, or deleted through the API): its
 /// unpaid rewards are declined, its paid ones clawed back. Reversing twice
 /// changes nothing.
-pub fn reverse_transaction(conn: &Connection, key_id: i64, transaction_key: &str, now: i64) -> Result<Transaction> {
+pub fn reverse_transaction(conn: &Db, key_id: i64, transaction_key: &str, now: i64) -> Result<Transaction> {
     let Some(found) = transaction(conn, key_id, transaction_key)? else {
         return Err(Refusal::not_found("key", format!("no transaction {transaction_key:?}")).into());
     };
@@ -788,7 +786,7 @@ const REWARD_SELECT: &str = "SELECT 'rwd_' || r.id, r.partner_key, c.customer_ke
           LEFT JOIN groups g ON g.id = p.group_id
      WHERE r.key_id = ?1";
 
-fn reward_row(row: &Row) -> rusqlite::Result<Reward> {
+fn reward_row(row: &Row) -> anyhow::Result<Reward> {
     let offer_key: String = row.get(4)?;
     let transaction = match row.get::<_, Option<String>>(3)? {
         Some(key) => Some(PaidBy {
@@ -855,7 +853,7 @@ pub fn reward_id(reward_key: &str) -> Option<i64> {
     reward_key.strip_prefix("rwd_")?.parse().ok()
 }
 
-pub fn rewards(conn: &Connection, key_id: i64, filter: &RewardFilter, list: List) -> Result<Page<Reward>> {
+pub fn rewards(conn: &Db, key_id: i64, filter: &RewardFilter, list: List) -> Result<Page<Reward>> {
     let mut select = String::from(REWARD_SELECT);
     let mut params = vec![Value::Integer(key_id)];
     for (column, value) in [
@@ -872,7 +870,7 @@ pub fn rewards(conn: &Connection, key_id: i64, filter: &RewardFilter, list: List
     page::fetch(conn, &select, "r.", params, list, reward_row)
 }
 
-pub fn reward(conn: &Connection, key_id: i64, reward_key: &str) -> Result<Reward> {
+pub fn reward(conn: &Db, key_id: i64, reward_key: &str) -> Result<Reward> {
     let missing = || Refusal::not_found("key", format!("no reward {reward_key:?}"));
     let id = reward_id(reward_key).ok_or_else(missing)?;
     let sql = format!("{REWARD_SELECT} AND r.id = ?2");
@@ -883,7 +881,7 @@ pub fn reward(conn: &Connection, key_id: i64, reward_key: &str) -> Result<Reward
 
 /// Moves a reward along new → approved → paid, or to declined (from new or
 /// approved). Paid and declined are final.
-pub fn set_reward_status(conn: &Connection, key_id: i64, reward_key: &str, status: &str, now: i64) -> Result<Reward> {
+pub fn set_reward_status(conn: &Db, key_id: i64, reward_key: &str, status: &str, now: i64) -> Result<Reward> {
     let current = reward(conn, key_id, reward_key)?;
     let allowed = matches!(
         (current.status.as_str(), status),
@@ -908,29 +906,29 @@ mod tests {
     use super::*;
     use crate::store::merchant::{create_customer, create_partner, CustomerFields, PartnerFields};
     use crate::store::{keys, Settings};
+    use rusqlite::Connection;
 
     const NOW: i64 = 1_800_000_000_000;
 
     fn setup(mode: Mode) -> (Connection, Key) {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut conn).unwrap();
-        let key = keys::create(&conn, mode, "shop", &[], &Settings::default())
-            .unwrap()
-            .key;
+        let db = Db::from(&conn);
+        let key = keys::create(&db, mode, "shop", &[], &Settings::default()).unwrap().key;
         let partner = PartnerFields {
             email: Some("alice@partners.example".into()),
             first_name: None,
             last_name: None,
             group_key: None,
         };
-        create_partner(&conn, &key, Some("alice".into()), partner, NOW).unwrap();
+        create_partner(&db, &key, Some("alice".into()), partner, NOW).unwrap();
         let fields = CustomerFields {
             email: Some("ann@example.com".into()),
             name: None,
             provider_key: None,
             meta: None,
         };
-        create_customer(&conn, &key, "ann", Some("alice"), fields, "api", NOW).unwrap();
+        create_customer(&db, &key, "ann", Some("alice"), fields, "api", NOW).unwrap();
         let offer = |key: &str, kind, percent_bp, amounts: &[(&str, i64)], months| OfferSpec {
             key: key.into(),
             kind,
@@ -941,14 +939,14 @@ mod tests {
             action_key: None,
         };
         set_offer(
-            &conn,
+            &db,
             key.id,
             &offer("welcome", OfferKind::NewCustomer, None, &[("USD", 5000)], None),
             NOW,
         )
         .unwrap();
         set_offer(
-            &conn,
+            &db,
             key.id,
             &offer("share", OfferKind::Percent, Some(2000), &[], Some(12)),
             NOW,
@@ -970,11 +968,11 @@ mod tests {
         }
     }
 
-    fn pay(conn: &Connection, key: &Key, id: &str, amount: i64, currency: &str, at: i64) -> (Transaction, bool) {
+    fn pay(conn: &Db, key: &Key, id: &str, amount: i64, currency: &str, at: i64) -> (Transaction, bool) {
         create_transaction(conn, key, &payment(id, amount, currency), at).unwrap()
     }
 
-    fn amounts(conn: &Connection, key: &Key) -> Vec<(i64, String)> {
+    fn amounts(conn: &Db, key: &Key) -> Vec<(i64, String)> {
         let page = rewards(conn, key.id, &RewardFilter::default(), List::first(250)).unwrap();
         page.items.into_iter().rev().map(|r| (r.amount, r.status)).collect()
     }
@@ -982,6 +980,7 @@ mod tests {
     #[test]
     fn offers_pay_once_per_customer_and_for_their_months() {
         let (conn, key) = setup(Mode::Live);
+        let conn = Db::from(&conn);
         pay(&conn, &key, "t1", 10_000, "USD", NOW);
         pay(&conn, &key, "t2", 10_001, "USD", NOW + 5 * MONTH_MS);
         // The same key again: the first transaction, nothing new; with
@@ -1001,6 +1000,7 @@ mod tests {
     #[test]
     fn a_reversal_declines_unpaid_rewards_and_claws_back_paid_ones() {
         let (conn, key) = setup(Mode::Live);
+        let conn = Db::from(&conn);
         pay(&conn, &key, "t1", 10_000, "USD", NOW);
         assert_eq!(partner_figures(&conn, key.id, "alice").unwrap().revenue, "USD 100.00");
         let page = rewards(&conn, key.id, &RewardFilter::default(), List::first(10)).unwrap();
@@ -1024,6 +1024,7 @@ mod tests {
     #[test]
     fn a_free_first_payment_earns_no_flat_reward() {
         let (conn, key) = setup(Mode::Live);
+        let conn = Db::from(&conn);
         pay(&conn, &key, "trial", 0, "USD", NOW);
         assert!(amounts(&conn, &key).is_empty());
         pay(&conn, &key, "first", 1000, "USD", NOW + 1);
@@ -1033,6 +1034,7 @@ mod tests {
     #[test]
     fn test_mode_never_creates_rewards() {
         let (conn, key) = setup(Mode::Test);
+        let conn = Db::from(&conn);
         pay(&conn, &key, "t1", 10_000, "USD", NOW);
         assert!(amounts(&conn, &key).is_empty());
     }

@@ -11,9 +11,9 @@
 //! order by `updated_at` would move its cursor item whenever it changes, and
 //! a sync paging by it would skip or repeat items: not offered.)
 
+use super::db::Value;
+use super::db::{Db, Row};
 use anyhow::Result;
-use rusqlite::types::Value;
-use rusqlite::{Connection, Row};
 
 /// Where a page starts, as the row id of the item named by the cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,12 +94,12 @@ pub struct Page<T> {
 /// Reads one page of `select` (a `SELECT … FROM … WHERE …` whose rows have
 /// the columns `{alias}id`, `{alias}created_at`, `{alias}updated_at`).
 pub fn fetch<T>(
-    conn: &Connection,
+    conn: &Db,
     select: &str,
     alias: &str,
     mut params: Vec<Value>,
     list: List,
-    map: impl FnMut(&Row) -> rusqlite::Result<T>,
+    map: impl FnMut(&Row) -> anyhow::Result<T>,
 ) -> Result<Page<T>> {
     let mut sql = String::from(select);
     let bind = |params: &mut Vec<Value>, value: i64| {
@@ -136,8 +136,8 @@ pub fn fetch<T>(
     sql += &format!(" ORDER BY {alias}id {direction} LIMIT ?{n}");
     let mut items: Vec<T> = conn
         .prepare(&sql)?
-        .query_map(rusqlite::params_from_iter(params), map)?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map(super::db::params_from_iter(params), map)?
+        .collect::<anyhow::Result<_>>()?;
     let has_more = items.len() > list.limit as usize;
     items.truncate(list.limit as usize);
     if reading_back {

@@ -1,8 +1,8 @@
 //! Read queries for the CLI and, later, the API and dashboard. They run on
 //! read connections and never block the writer (WAL).
 
+use super::db::Db;
 use anyhow::Result;
-use rusqlite::Connection;
 use serde::Serialize;
 
 /// A customer line item: which partner referred which customer, and why.
@@ -26,7 +26,7 @@ pub struct CustomerRow {
 }
 
 /// The newest `limit` customers of every key.
-pub fn customers(conn: &Connection, limit: u32) -> Result<Vec<CustomerRow>> {
+pub fn customers(conn: &Db, limit: u32) -> Result<Vec<CustomerRow>> {
     let mut stmt = conn.prepare(
         "SELECT k.public_key, c.customer_key, c.email, c.name, c.partner_key, c.xid, c.source, c.created_at,
                 c.review, c.suggested_partner
@@ -48,6 +48,6 @@ pub fn customers(conn: &Connection, limit: u32) -> Result<Vec<CustomerRow>> {
                 suggested_partner_key: row.get(9)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<anyhow::Result<_>>()?;
     Ok(rows)
 }

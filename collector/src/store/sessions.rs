@@ -7,9 +7,9 @@
 //! test key of the same name) and back; a test key's secret never opens live
 //! data.
 
+use super::db::{params, Db, OptionalExtension};
 use super::{keys, Key};
 use anyhow::Result;
-use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 /// How long a session lasts: 12 hours.
@@ -25,7 +25,7 @@ pub struct Session {
 }
 
 /// Starts a session for `key_id`; returns its token (for the cookie).
-pub fn create(conn: &Connection, key_id: i64, now: i64) -> Result<String> {
+pub fn create(conn: &Db, key_id: i64, now: i64) -> Result<String> {
     let token = keys::random_token(40)?;
     let csrf = keys::random_token(32)?;
     conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
@@ -47,7 +47,7 @@ fn token_hash(token: &str) -> Vec<u8> {
 }
 
 /// The live session with this token, if its key is still active.
-pub fn find(conn: &Connection, token: &str, now: i64) -> Result<Option<Session>> {
+pub fn find(conn: &Db, token: &str, now: i64) -> Result<Option<Session>> {
     let found: Option<(String, String, Option<i64>)> = conn
         .query_row(
             "SELECT k.public_key, s.csrf, s.view_key_id FROM sessions s JOIN keys k ON k.id = s.key_id
@@ -73,7 +73,7 @@ pub fn find(conn: &Connection, token: &str, now: i64) -> Result<Option<Session>>
 
 /// Shows `key_id`'s data in this session from now on (the caller checked it
 /// is the signed-in key or its test sibling).
-pub fn view(conn: &Connection, token: &str, key_id: i64) -> Result<()> {
+pub fn view(conn: &Db, token: &str, key_id: i64) -> Result<()> {
     conn.execute(
         "UPDATE sessions SET view_key_id = ?2 WHERE token_hash = ?1",
         params![token_hash(token), key_id],
@@ -81,7 +81,7 @@ pub fn view(conn: &Connection, token: &str, key_id: i64) -> Result<()> {
     Ok(())
 }
 
-pub fn delete(conn: &Connection, token: &str) -> Result<()> {
+pub fn delete(conn: &Db, token: &str) -> Result<()> {
     conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash(token)])?;
     Ok(())
 }

@@ -3,11 +3,11 @@
 //! answered without being applied twice), and what an event does to
 //! customers and transactions.
 
+use super::db::{params, Db, OptionalExtension};
 use super::merchant::{self, CustomerFields, CustomerRef};
 use super::money::{self, NewTransaction};
 use super::{keys, Key, Refusal};
 use anyhow::Result;
-use rusqlite::{params, Connection, OptionalExtension};
 
 /// A key's webhook secrets; empty: that provider is off.
 #[derive(Debug, Clone, Default)]
@@ -24,7 +24,7 @@ pub struct WebhookSettings {
 }
 
 /// Every active key with its webhook settings.
-pub fn all(conn: &Connection) -> Result<Vec<(Key, WebhookSettings)>> {
+pub fn all(conn: &Db) -> Result<Vec<(Key, WebhookSettings)>> {
     let mut found = Vec::new();
     for key in keys::list(conn)?.into_iter().filter(|k| !k.revoked) {
         let settings = conn
@@ -49,7 +49,7 @@ pub fn all(conn: &Connection) -> Result<Vec<(Key, WebhookSettings)>> {
     Ok(found)
 }
 
-pub fn set(conn: &Connection, key_id: i64, settings: &WebhookSettings) -> Result<()> {
+pub fn set(conn: &Db, key_id: i64, settings: &WebhookSettings) -> Result<()> {
     conn.execute(
         "INSERT INTO webhook_settings (key_id, stripe_secret, stripe_payment_event, chargebee_auth, recurly_auth)
          VALUES (?1, ?2, ?3, ?4, ?5)
@@ -123,7 +123,7 @@ pub enum Event {
 /// Applies `event` once: the first time its id is seen for this provider
 /// and key, in the caller's transaction.
 pub fn apply(
-    conn: &Connection,
+    conn: &Db,
     key: &Key,
     provider: &'static str,
     event_id: &str,
@@ -234,12 +234,7 @@ enum Found {
 /// The first customer any of `refs` names, in order. With `agree`, every
 /// ref that names a customer must name the same one (a payment's provider
 /// id and email naming two customers is ambiguous, not the first's).
-fn first_customer(
-    conn: &Connection,
-    key_id: i64,
-    refs: impl Iterator<Item = CustomerRef>,
-    agree: bool,
-) -> Result<Found> {
+fn first_customer(conn: &Db, key_id: i64, refs: impl Iterator<Item = CustomerRef>, agree: bool) -> Result<Found> {
     let mut first: Option<merchant::Customer> = None;
     for by in refs {
         match merchant::find_customer(conn, key_id, &by) {

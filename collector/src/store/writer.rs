@@ -8,9 +8,10 @@
 //! letting memory grow without bound.
 
 use super::attribution::{self, ServerClick, Source};
+use super::db::{params, Db};
 use super::{credit, daily, Clock, EventKind, Key, NewEvent};
 use crate::metrics::WriterMetrics;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
@@ -299,15 +300,16 @@ fn apply_group(
     // and a read transaction that must then become a write one fails at
     // once ("database is locked") if a checkpoint moved the WAL meanwhile;
     // taking the write lock first waits (busy timeout) instead.
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let transaction = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     // Stamped once the write lock is held: rows commit in the order of
     // their times, so a sync reading `min_updated` from the newest time it
     // saw never misses a row committed later with an earlier time.
     let now_ms = clock.now_ms();
+    let tx = &Db::from(&transaction);
     let mut tally = Tally::new();
     let results = group
         .iter()
-        .map(|job| apply(&tx, &job.submission, &job.events, now_ms, &mut tally, metrics))
+        .map(|job| apply(tx, &job.submission, &job.events, now_ms, &mut tally, metrics))
         .collect::<anyhow::Result<_>>()?;
     // Partner keys no partnership has are counted in one bucket: anyone
     // can post clicks for made-up keys, and a row each would let a flood
@@ -319,10 +321,10 @@ fn apply_group(
             true => partner_key.as_str(),
             false => daily::UNKNOWN_PARTNERS,
         };
-        daily::add(&tx, key_id, Some(bucket), now_ms, clicks, signups)?;
+        daily::add(tx, key_id, Some(bucket), now_ms, clicks, signups)?;
     }
     drop(known);
-    tx.commit()?;
+    transaction.commit()?;
     Ok(results)
 }
 
@@ -336,7 +338,7 @@ type Tally = std::collections::HashMap<(i64, String), (i64, i64)>;
 /// bound to each partner it was recorded with, see `attribution`) and
 /// counted.
 fn apply(
-    conn: &Connection,
+    conn: &Db,
     submission: &Submission,
     events: &[NewEvent],
     received_at: i64,
@@ -414,7 +416,7 @@ fn apply(
 /// (a fingerprint only suggests a partner for review; an unknown partner or
 /// a self-referral waits for review); false when the customer exists.
 fn add_customer(
-    conn: &Connection,
+    conn: &Db,
     key: &Key,
     context: &attribution::Context,
     event: &NewEvent,

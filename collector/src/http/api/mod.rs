@@ -26,6 +26,7 @@ use super::read_body;
 use super::reply::{self, Reply};
 use crate::app::App;
 use crate::store::actions;
+use crate::store::db::Db;
 use crate::store::leads::{self, DealFields, LeadFields};
 use crate::store::merchant::{self, CustomerFields, CustomerRef, PartnerFields, PartnerFilter};
 use crate::store::money::{self, NewTransaction, OfferKind, OfferSpec, RewardFilter, SignUp};
@@ -37,7 +38,6 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
 use openapi::{Found, Op, Route};
 use records::{CustomerRecord, Partnership, TransactionRecord};
-use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -173,7 +173,7 @@ async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Key, ApiErro
 /// Runs `f` on a read connection, off the async threads.
 async fn db<T: Send + 'static>(
     app: &App,
-    f: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    f: impl FnOnce(&Db) -> anyhow::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     let store = app.store.clone();
     let result = tokio::task::spawn_blocking(move || store.read(f)).await;
@@ -183,7 +183,7 @@ async fn db<T: Send + 'static>(
 /// Runs `f` in one write transaction, off the async threads.
 async fn write<T: Send + 'static>(
     app: &App,
-    f: impl FnOnce(&Connection, i64) -> anyhow::Result<T> + Send + 'static,
+    f: impl FnOnce(&Db, i64) -> anyhow::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     let store = app.store.clone();
     let result = tokio::task::spawn_blocking(move || store.write_stamped(|tx, now| f(tx, now))).await;
