@@ -152,8 +152,10 @@ mod tests {
 
     #[test]
     fn forwarding_headers_count_only_from_trusted_proxies() {
-        let store =
-            crate::store::Store::open(&std::env::temp_dir().join(format!("app-{}.db", std::process::id()))).unwrap();
+        let store = crate::store::Store::open(&crate::store::Location::File(
+            std::env::temp_dir().join(format!("app-{}.db", std::process::id())),
+        ))
+        .unwrap();
         let mut app = App::new(store, Writer::discard(), None, Duration::from_secs(1));
         app.trusted_proxies = vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
         let mut headers = hyper::HeaderMap::new();

@@ -25,9 +25,11 @@ pub struct Cli {
     /// environment variables win over it.
     #[arg(long, global = true, env = "GROWSUMO_CONFIG")]
     pub config: Option<PathBuf>,
-    /// SQLite database file (created if missing).
+    /// The database: a SQLite file (created if missing; `sqlite:path` also
+    /// works), or a PostgreSQL URL (`postgres://user:password@host/db`)
+    /// that several collectors share.
     #[arg(long, global = true, env = "GROWSUMO_DB", default_value = "growsumo.db")]
-    pub db: PathBuf,
+    pub db: crate::store::Location,
     /// Log lines as text, or as JSON objects (with each request's id).
     #[arg(long, global = true, env = "GROWSUMO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -365,7 +367,7 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
     if !creates && !cli.db.exists() {
         bail!(
             "no database at {}: give the right --db, or make a new one with `collector migrate` (or `serve --create`)",
-            cli.db.display()
+            cli.db
         );
     }
     let store = Store::open(&cli.db)?;
@@ -456,7 +458,7 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
         }
         Command::Backup { file } => {
             store.backup(&file)?;
-            println!("backed up {} to {}", store.path().display(), file.display());
+            println!("backed up {} to {}", store.location(), file.display());
             Ok(())
         }
         Command::Keys(KeysCommand::Set { public_key, key }) => {
@@ -607,7 +609,7 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
             println!("  demo landing: http://{addr}/?ps_partner_key=YWxpY2U&ps_xid=demo-click-1  (partner \"alice\")");
             println!("  demo signup:  http://{addr}/signup.html");
             let exe = std::env::args().next().unwrap_or_else(|| "collector".into());
-            println!("  customers:    {exe} --db {} customers list", store.path().display());
+            println!("  customers:    {exe} --db {} customers list", store.location());
         }
         if let Some(secret) = &demo_secret {
             println!("  dashboard:    http://{addr}/dashboard  (sign in with the demo's secret key {secret})");
@@ -622,7 +624,10 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         app.write_timeout = std::time::Duration::from_millis(args.write_timeout_ms);
         app.connection_max_age = std::time::Duration::from_secs(args.connection_max_age_s);
         app.metrics_token = args.metrics_token.clone().filter(|t| !t.is_empty());
-        app.disk = crate::disk::DiskGuard::new(app.store.path(), args.min_free_mb);
+        // (A PostgreSQL server watches its own disk.)
+        if let Some(path) = app.store.path() {
+            app.disk = crate::disk::DiskGuard::new(path, args.min_free_mb);
+        }
         app.limits = crate::http::limits::Limits::new(args.client_requests_per_second, args.key_events_per_second);
         let app = Arc::new(app);
         crate::http::serve(listener, app, shutdown_signal()).await;
@@ -693,7 +698,11 @@ fn key_named(store: &Store, public_key: &str) -> Result<Key> {
 /// every start can print a dashboard sign-in. A key named "demo" made with
 /// `keys create` keeps its secret to its owner.
 fn demo_key(store: &Store) -> Result<(crate::store::Key, Option<String>)> {
-    let secret_file = PathBuf::from(format!("{}.demo-secret", store.path().display()));
+    // (On PostgreSQL, the secret is shown once: when the demo makes the key.)
+    let secret_file = store
+        .path()
+        .map(|path| PathBuf::from(format!("{}.demo-secret", path.display())));
+    let mut made = None;
     let key = match store.read(|conn| keys::find_by_name(conn, "demo"))? {
         Some(key) if key.mode == Mode::Live => bail!(
             "the key named \"demo\" ({}) is a live key: the demo site uses a test key; rename or revoke that key",
@@ -702,11 +711,17 @@ fn demo_key(store: &Store) -> Result<(crate::store::Key, Option<String>)> {
         Some(key) => key,
         None => {
             let pair = store.write(|tx| keys::create(tx, Mode::Test, "demo", &[], &Settings::default()))?;
-            write_private(&secret_file, &pair.secret_key)?;
+            match &secret_file {
+                Some(file) => write_private(file, &pair.secret_key)?,
+                None => made = Some(pair.secret_key),
+            }
             pair.key
         }
     };
-    let kept = std::fs::read_to_string(&secret_file).unwrap_or_default();
+    let kept = secret_file
+        .and_then(|file| std::fs::read_to_string(file).ok())
+        .or(made)
+        .unwrap_or_default();
     let secret = store
         .read(|conn| keys::authenticate(conn, &key.public_key, kept.trim()))?
         .map(|_| kept.trim().to_owned());

@@ -34,12 +34,12 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
-    pub db: Option<PathBuf>,
+    pub db: Option<String>,
     pub log_format: Option<LogFormat>,
     #[serde(default)]
     pub serve: ServeFile,
@@ -120,7 +120,7 @@ fn defaulted(matches: &ArgMatches, id: &str) -> bool {
 /// Fills what the command line left to defaults from the file.
 pub fn apply(cli: &mut Cli, matches: &ArgMatches, file: &File) {
     if let (Some(db), true) = (&file.db, defaulted(matches, "db")) {
-        cli.db = db.clone();
+        cli.db = db.parse().unwrap_or_else(|never| match never {});
     }
     if let (Some(format), true) = (file.log_format, defaulted(matches, "log_format")) {
         cli.log_format = format;

@@ -1,7 +1,9 @@
-//! A collector process for one test: its own SQLite file in a temp dir, an
-//! ephemeral port, the demo site on, a clock the test can move forward
-//! (`advance_days`), killed when dropped. `Collector::shop` also starts the
-//! merchant's own web server (`site`) in front of it, as merchants deploy it.
+//! A collector process for one test: its own SQLite file in a temp dir (or,
+//! with `GROWSUMO_TEST_DB=postgres`, its own database on the tests'
+//! PostgreSQL server, see `postgres`), an ephemeral port, the demo site on,
+//! a clock the test can move forward (`advance_days`), killed when dropped.
+//! `Collector::shop` also starts the merchant's own web server (`site`) in
+//! front of it, as merchants deploy it.
 
 use crate::site::Site;
 use rusqlite::{Connection, OpenFlags};
@@ -11,7 +13,10 @@ use std::process::{Child, Command, Stdio};
 
 pub struct Collector {
     pub url: String,
+    /// The SQLite file (unused on PostgreSQL).
     pub db: PathBuf,
+    /// The collector's `--db`: the SQLite file, or the PostgreSQL URL.
+    pub location: String,
     /// The demo key's public key (the demo pages use it).
     pub public_key: String,
     /// Its secret key, when the test created the demo key (`start_with_key`).
@@ -41,8 +46,7 @@ pub struct Customer {
 /// shifted by the file `clock` beside it); returns the process, its URL once
 /// it prints "listening on", and the demo test key's secret (renewed at
 /// every start), if it printed one.
-fn spawn(db: &std::path::Path, addr: &str, args: &[&str]) -> (Child, String, Option<String>) {
-    let clock = db.with_file_name("clock");
+fn spawn(db: &str, clock: &std::path::Path, addr: &str, args: &[&str]) -> (Child, String, Option<String>) {
     let mut child = Command::new(binary())
         .arg("--db")
         .arg(db)
@@ -71,6 +75,12 @@ fn spawn(db: &std::path::Path, addr: &str, args: &[&str]) -> (Child, String, Opt
     // Keep draining stdout so the collector never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     (child, url, demo_secret)
+}
+
+/// Whether the suites run on PostgreSQL (`GROWSUMO_TEST_DB=postgres`; the
+/// default is SQLite).
+pub fn on_postgres() -> bool {
+    std::env::var("GROWSUMO_TEST_DB").is_ok_and(|v| v == "postgres")
 }
 
 /// The collector binary: `COLLECTOR_BIN`, else the workspace's debug build
@@ -178,10 +188,14 @@ impl Collector {
     fn start_full(key_args: &[&str], serve_args: &[&str]) -> Collector {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("growsumo.db");
+        let location = match on_postgres() {
+            true => crate::postgres::database(),
+            false => db.display().to_string(),
+        };
         let run = |args: &[&str]| {
             let out = Command::new(binary())
                 .arg("--db")
-                .arg(&db)
+                .arg(&location)
                 .args(args)
                 .output()
                 .expect("run collector");
@@ -214,20 +228,25 @@ impl Collector {
             }
             shop = Some((public_key, secret_key));
         }
-        let (child, url, demo_secret) = spawn(&db, "127.0.0.1:0", serve_args);
-        let (public_key, secret_key) = match shop {
-            Some((public_key, secret_key)) => (public_key, Some(secret_key)),
-            None => (Self::query_demo_key(&db), demo_secret),
-        };
-        Collector {
+        let (child, url, demo_secret) = spawn(&location, &dir.path().join("clock"), "127.0.0.1:0", serve_args);
+        let mut c = Collector {
             url,
             db,
-            public_key,
-            secret_key,
+            location,
+            public_key: String::new(),
+            secret_key: None,
             site: None,
             child,
             dir,
-        }
+        };
+        (c.public_key, c.secret_key) = match shop {
+            Some((public_key, secret_key)) => (public_key, Some(secret_key)),
+            None => (
+                c.query_text("SELECT public_key FROM keys WHERE name = 'demo'"),
+                demo_secret,
+            ),
+        };
+        c
     }
 
     /// Creates a key pair with `collector keys create ARGS`; returns (public, secret).
@@ -300,7 +319,12 @@ impl Collector {
     pub fn restart(&mut self) {
         self.kill();
         let addr = self.url.trim_start_matches("http://").to_owned();
-        let (child, url, demo_secret) = spawn(&self.db, &addr, &self.serve_args());
+        let (child, url, demo_secret) = spawn(
+            &self.location,
+            &self.dir.path().join("clock"),
+            &addr,
+            &self.serve_args(),
+        );
         assert_eq!(url, self.url);
         self.secret_key = demo_secret.or(self.secret_key.take());
         self.child = child;
@@ -321,15 +345,37 @@ impl Collector {
         }
     }
 
-    fn query_demo_key(db: &PathBuf) -> String {
-        let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
-        conn.query_row("SELECT public_key FROM keys WHERE name = 'demo'", [], |r| r.get(0))
-            .expect("the demo key exists")
+    /// A read-only connection to the collector's SQLite file (tests of
+    /// SQLite itself: its file, its WAL).
+    pub fn db(&self) -> Connection {
+        assert!(!on_postgres(), "this test reads the SQLite file");
+        Connection::open_with_flags(&self.db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db")
     }
 
-    /// A read-only connection to the collector's database file.
-    pub fn db(&self) -> Connection {
-        Connection::open_with_flags(&self.db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db")
+    /// The first column of the first row of `sql`, on either backend.
+    fn query_value<T>(
+        &self,
+        sql: &str,
+        sqlite: impl FnOnce(&rusqlite::Row) -> rusqlite::Result<T>,
+        pg: impl FnOnce(&::postgres::Row) -> T,
+    ) -> T {
+        if on_postgres() {
+            let row = crate::postgres::blocking(|| {
+                let mut client = ::postgres::Client::connect(&self.location, ::postgres::NoTls)
+                    .expect("connect to the test database");
+                client.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}"))
+            });
+            pg(&row)
+        } else {
+            self.db()
+                .query_row(sql, [], sqlite)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+    }
+
+    /// `sql`'s text answer, on either backend.
+    pub fn query_text(&self, sql: &str) -> String {
+        self.query_value(sql, |r| r.get(0), |r| r.get(0))
     }
 
     /// The stored customers, oldest first, as `collector customers list --json` prints them.
@@ -375,15 +421,16 @@ impl Collector {
         }
     }
 
+    /// `sql`'s number (a count), on either backend.
     pub fn count(&self, sql: &str) -> i64 {
-        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+        self.query_value(sql, |r| r.get(0), |r| r.get(0))
     }
 
     /// Runs a `collector` CLI command on this collector's database; returns stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(binary())
             .arg("--db")
-            .arg(&self.db)
+            .arg(&self.location)
             .args(args)
             .output()
             .expect("run collector");

@@ -12,6 +12,7 @@ pub mod browser;
 pub mod collector;
 pub mod contract;
 pub mod http;
+pub mod postgres;
 pub mod site;
 
 pub use browser::{in_browser, with_browser, with_profile, Page, Profile};

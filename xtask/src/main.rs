@@ -99,6 +99,7 @@ fn run(task: Task) -> Result<()> {
         Task::Test => {
             tools::ensure_browser()?;
             tools::ensure_web_server()?;
+            tools::ensure_postgres()?;
             snippet::build()?;
             cargo(&["fmt", "--all", "--check"])?;
             cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;

@@ -1,7 +1,8 @@
 //! Installs what a fresh machine lacks: the wasm32 target (rustup), the wasm
 //! optimiser (npm `binaryen`: Debian's wasm-opt 108 silently breaks wasm-bindgen's
 //! output), headless Chromium with its driver, nginx and openssl (the tests'
-//! merchant web server and its certificate) and wrk (Debian's packages, as root).
+//! merchant web server and its certificate), PostgreSQL (the second store's
+//! tests) and wrk (Debian's packages, as root).
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -72,6 +73,32 @@ pub fn ensure_web_server() -> Result<()> {
     apt_install(&["nginx", "openssl"], &["nginx", "openssl"])
 }
 
+/// Makes sure Debian's PostgreSQL server is installed: the tests start
+/// throwaway clusters of their own (`initdb` under `target/`), so the
+/// package is told not to create and start one of its own.
+pub fn ensure_postgres() -> Result<()> {
+    if postgres_installed() {
+        return Ok(());
+    }
+    let conf = std::path::Path::new("/etc/postgresql-common/createcluster.conf");
+    if !conf.exists() && root()? {
+        std::fs::create_dir_all("/etc/postgresql-common")?;
+        std::fs::write(conf, "create_main_cluster = false\n")?;
+    }
+    apt_get_install(&["postgresql"])
+}
+
+/// Whether a PostgreSQL server's `initdb` is in Debian's place for it.
+fn postgres_installed() -> bool {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .map(|versions| versions.flatten().any(|v| v.path().join("bin/initdb").is_file()))
+        .unwrap_or(false)
+}
+
+fn root() -> Result<bool> {
+    Ok(output(Command::new("id").arg("-u"))?.trim() == "0")
+}
+
 /// Installs Debian `packages` unless every command in `commands` is on the
 /// PATH (or in /usr/sbin, where Debian puts servers).
 fn apt_install(commands: &[&str], packages: &[&str]) -> Result<()> {
@@ -82,9 +109,12 @@ fn apt_install(commands: &[&str], packages: &[&str]) -> Result<()> {
     if commands.iter().all(have) {
         return Ok(());
     }
+    apt_get_install(packages)
+}
+
+fn apt_get_install(packages: &[&str]) -> Result<()> {
     let list = packages.join(" ");
-    let root = output(Command::new("id").arg("-u"))?.trim() == "0";
-    if !root {
+    if !root()? {
         bail!("this needs Debian's {list}: run `sudo apt-get install -y {list}`, then try again");
     }
     eprintln!("xtask: installing {list} with apt-get");

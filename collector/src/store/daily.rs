@@ -21,7 +21,7 @@ pub fn add(
 ) -> anyhow::Result<()> {
     conn.prepare_cached(
         "INSERT INTO daily (key_id, partner_key, day, clicks, signups) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (key_id, partner_key, day) DO UPDATE SET clicks = clicks + ?4, signups = signups + ?5",
+         ON CONFLICT (key_id, partner_key, day) DO UPDATE SET clicks = daily.clicks + ?4, signups = daily.signups + ?5",
     )?
     .execute(params![
         key_id,

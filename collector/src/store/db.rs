@@ -293,6 +293,9 @@ fn postgres_cell(row: &postgres::Row, index: usize) -> Result<Value> {
         row.try_get::<_, Option<f32>>(index)?.map(|x| Value::Real(x.into()))
     } else if ty == Type::BYTEA {
         row.try_get::<_, Option<Vec<u8>>>(index)?.map(Value::Blob)
+    } else if ty == Type::NUMERIC {
+        // `sum()` of BIGINTs: PostgreSQL answers NUMERIC.
+        row.try_get::<_, Option<Numeric>>(index)?.map(|n| n.0)
     } else if [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME].contains(&ty) {
         row.try_get::<_, Option<String>>(index)?.map(Value::Text)
     } else {
@@ -302,6 +305,50 @@ fn postgres_cell(row: &postgres::Row, index: usize) -> Result<Value> {
         );
     };
     Ok(value.unwrap_or(Value::Null))
+}
+
+/// A NUMERIC cell: an integer when it is one and fits, else a real.
+/// (Decoded by hand from PostgreSQL's binary form: base-10000 digits and the
+/// weight of the first; the driver reads NUMERIC only with a decimal crate.)
+struct Numeric(Value);
+
+impl<'a> postgres::types::FromSql<'a> for Numeric {
+    fn from_sql(
+        _: &postgres::types::Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Numeric, Box<dyn std::error::Error + Sync + Send>> {
+        let word = |i: usize| -> std::result::Result<i16, Box<dyn std::error::Error + Sync + Send>> {
+            let bytes = raw.get(i * 2..i * 2 + 2).ok_or("a short NUMERIC")?;
+            Ok(i16::from_be_bytes([bytes[0], bytes[1]]))
+        };
+        let (digits, weight, sign) = (word(0)? as usize, word(1)?, word(2)? as u16);
+        if sign == 0xC000 {
+            return Ok(Numeric(Value::Real(f64::NAN)));
+        }
+        let mut integer: Option<i64> = Some(0);
+        let mut real = 0.0_f64;
+        for i in 0..digits {
+            let digit = word(4 + i)?;
+            let power = i32::from(weight) - i as i32;
+            real += f64::from(digit) * 10_000_f64.powi(power);
+            integer = match power {
+                p if p < 0 && digit != 0 => None,
+                p if p < 0 => integer,
+                p => integer.and_then(|n| {
+                    n.checked_add(i64::from(digit).checked_mul(10_000_i64.checked_pow(p as u32)?)?)
+                }),
+            };
+        }
+        let negative = sign == 0x4000;
+        Ok(Numeric(match integer {
+            Some(n) => Value::Integer(if negative { -n } else { n }),
+            None => Value::Real(if negative { -real } else { real }),
+        }))
+    }
+
+    fn accepts(ty: &postgres::types::Type) -> bool {
+        *ty == postgres::types::Type::NUMERIC
+    }
 }
 
 impl rusqlite::ToSql for Value {
@@ -350,6 +397,21 @@ impl postgres::types::ToSql for Value {
     postgres::types::to_sql_checked!();
 }
 
+/// A PostgreSQL error with the server's words (the driver's own `Display`
+/// says only "db error"), and the statement's first line.
+pub fn pg_error(e: postgres::Error, sql: &str) -> anyhow::Error {
+    match e.as_db_error() {
+        Some(db) => anyhow!(
+            "{} ({}){}: {}",
+            db.message(),
+            db.code().code(),
+            db.detail().map(|d| format!(", {d}")).unwrap_or_default(),
+            first_line(sql)
+        ),
+        None => anyhow!("{e}: {}", first_line(sql)),
+    }
+}
+
 /// What runs PostgreSQL statements: a transaction, or a client outside one.
 pub trait PgRun {
     fn query(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Vec<postgres::Row>>;
@@ -358,21 +420,21 @@ pub trait PgRun {
 
 impl PgRun for RefCell<postgres::Transaction<'_>> {
     fn query(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
-        Ok(self.borrow_mut().query(sql, params)?)
+        self.borrow_mut().query(sql, params).map_err(|e| pg_error(e, sql))
     }
 
     fn execute(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<u64> {
-        Ok(self.borrow_mut().execute(sql, params)?)
+        self.borrow_mut().execute(sql, params).map_err(|e| pg_error(e, sql))
     }
 }
 
 impl PgRun for RefCell<postgres::Client> {
     fn query(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
-        Ok(self.borrow_mut().query(sql, params)?)
+        self.borrow_mut().query(sql, params).map_err(|e| pg_error(e, sql))
     }
 
     fn execute(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<u64> {
-        Ok(self.borrow_mut().execute(sql, params)?)
+        self.borrow_mut().execute(sql, params).map_err(|e| pg_error(e, sql))
     }
 }
 
@@ -537,8 +599,33 @@ fn pg_params(values: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
         .collect()
 }
 
-/// SQLite's `?N` placeholders as PostgreSQL's `$N`, outside quoted text.
+/// A statement in PostgreSQL's words: SQLite's `?N` placeholders as `$N`
+/// (outside quoted text), and its case-blind comparisons
+/// (`column = ?N COLLATE NOCASE`) as `lower(column) = lower($N)` (the
+/// schema's indexes for them are on `lower(column)`).
 pub fn postgres_sql(sql: &str) -> String {
+    dollars(&nocase(sql))
+}
+
+fn nocase(sql: &str) -> String {
+    const NOCASE: &str = " COLLATE NOCASE";
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find(NOCASE) {
+        let (before, after) = rest.split_at(at);
+        // `column = ?N` just before: split off its three words.
+        let words: Vec<&str> = before.rsplitn(4, ' ').collect();
+        match words.as_slice() {
+            [value, "=", column, head] => out.push_str(&format!("{head} lower({column}) = lower({value})")),
+            _ => out.push_str(before),
+        }
+        rest = &after[NOCASE.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn dollars(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut quoted = false;
     for c in sql.chars() {
@@ -557,6 +644,18 @@ pub fn postgres_sql(sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn case_blind_comparisons_become_lower_ones() {
+        assert_eq!(
+            postgres_sql("SELECT 1 FROM leads WHERE key_id = ?1 AND email = ?2 COLLATE NOCASE AND x = 1"),
+            "SELECT 1 FROM leads WHERE key_id = $1 AND lower(email) = lower($2) AND x = 1"
+        );
+        assert_eq!(
+            postgres_sql("WHERE (partner_key = ?2 OR email = ?3 COLLATE NOCASE)"),
+            "WHERE (partner_key = $2 OR lower(email) = lower($3))"
+        );
+    }
 
     #[test]
     fn placeholders_become_numbered_dollars_outside_text() {

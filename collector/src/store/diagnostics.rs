@@ -35,7 +35,7 @@ const KEPT: i64 = 50;
 pub fn record(tx: &Db, key_id: i64, origin: &str, reason: &str, now_ms: i64) -> Result<()> {
     tx.execute(
         "INSERT INTO diagnostics (key_id, origin, reason, count, last_at) VALUES (?1, ?2, ?3, 1, ?4)
-         ON CONFLICT (key_id, origin, reason) DO UPDATE SET count = count + 1, last_at = excluded.last_at",
+         ON CONFLICT (key_id, origin, reason) DO UPDATE SET count = diagnostics.count + 1, last_at = excluded.last_at",
         params![key_id, origin, reason, now_ms],
     )?;
     tx.execute(

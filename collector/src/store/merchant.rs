@@ -46,7 +46,8 @@ pub fn cursor(
 /// Keeps the position (row id) of a row about to be deleted, for `cursor`.
 fn tombstone(conn: &Db, table: &str, key_id: i64, item_key: &str, row_id: i64) -> Result<()> {
     conn.execute(
-        "INSERT OR REPLACE INTO deleted_items (key_id, tbl, item_key, row_id) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO deleted_items (key_id, tbl, item_key, row_id) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (key_id, tbl, item_key) DO UPDATE SET row_id = excluded.row_id",
         params![key_id, table, item_key, row_id],
     )?;
     Ok(())

@@ -1,10 +1,13 @@
-//! The store: everything the collector keeps, in one SQLite file.
+//! The store: everything the collector keeps, in one SQLite file (the
+//! default) or one PostgreSQL database that several collectors share.
 //!
 //! The rest of the collector sees only this narrow interface (`Store`, its
 //! `Writer`, and the read functions), so the storage engine can change (the
 //! scale-out path is a shared PostgreSQL) without touching the HTTP layer.
 //!
 //! - `schema`: migrations, applied at open.
+//! - `db`: one statement text for both backends.
+//! - `pg`: the PostgreSQL backend's pool, schema and write lock.
 //! - `writer`: the single writer thread; commits events in groups and answers
 //!   each request only after its group is durable.
 //! - `read`: queries for the API, the CLI and key lookups, on their own
@@ -37,6 +40,7 @@ pub mod leads;
 pub mod merchant;
 pub mod money;
 pub mod page;
+mod pg;
 pub mod read;
 pub(crate) mod schema;
 pub mod sessions;
@@ -145,26 +149,90 @@ pub struct Signup {
     pub provider_key: Option<String>,
 }
 
-/// An open database: the path, a small pool of read connections, and the
-/// clock events are stamped with.
+/// Where the data lives: a SQLite file (the default), or a PostgreSQL
+/// database that any number of collectors share (`postgres://…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File(PathBuf),
+    Postgres(String),
+}
+
+impl std::str::FromStr for Location {
+    type Err = std::convert::Infallible;
+
+    /// `postgres://…` or `postgresql://…` is a PostgreSQL URL; `sqlite:path`
+    /// or any other text, a SQLite file's path.
+    fn from_str(text: &str) -> Result<Location, Self::Err> {
+        Ok(
+            if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+                Location::Postgres(text.to_owned())
+            } else {
+                Location::File(PathBuf::from(text.strip_prefix("sqlite:").unwrap_or(text)))
+            },
+        )
+    }
+}
+
+impl std::fmt::Display for Location {
+    /// The file's path, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => f.write_str(&pg::redacted(url)),
+        }
+    }
+}
+
+impl Location {
+    /// Whether there is a database there already (a PostgreSQL server is
+    /// asked when the store opens).
+    pub fn exists(&self) -> bool {
+        match self {
+            Location::File(path) => path.exists(),
+            Location::Postgres(_) => true,
+        }
+    }
+}
+
+/// An open database and the clock events are stamped with.
 #[derive(Clone)]
 pub struct Store {
-    path: PathBuf,
-    /// The file as it was opened.
-    file: writer::FileIdentity,
-    readers: Arc<Mutex<Vec<Connection>>>,
+    backend: Backend,
     clock: Clock,
 }
 
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Sqlite),
+    Postgres(pg::Pool),
+}
+
+/// A SQLite file: the path, the file as it was opened, and a small pool of
+/// read connections.
+#[derive(Clone)]
+struct Sqlite {
+    path: PathBuf,
+    file: writer::FileIdentity,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
 impl Store {
-    /// Opens (creating if needed) the database at `path` and applies pending migrations.
-    pub fn open(path: &Path) -> Result<Store> {
-        let mut conn = connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
-        schema::migrate(&mut conn).with_context(|| format!("migrating {}", path.display()))?;
+    /// Opens (creating if needed) the database and applies pending migrations.
+    pub fn open(location: &Location) -> Result<Store> {
+        let backend = match location {
+            Location::File(path) => {
+                let mut conn = connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+                schema::migrate(&mut conn).with_context(|| format!("migrating {}", path.display()))?;
+                Backend::Sqlite(Sqlite {
+                    file: writer::FileIdentity::of(path),
+                    path: path.to_path_buf(),
+                    readers: Arc::default(),
+                })
+            }
+            Location::Postgres(url) => Backend::Postgres(pg::Pool::open(url)?),
+        };
         Ok(Store {
-            file: writer::FileIdentity::of(path),
-            path: path.to_path_buf(),
-            readers: Arc::default(),
+            backend,
             clock: Clock::system(),
         })
     }
@@ -174,8 +242,20 @@ impl Store {
         Store { clock, ..self }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The SQLite file, when the store is one.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => Some(&sqlite.path),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// Where the store is, for people: the file, or the URL without its password.
+    pub fn location(&self) -> Location {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => Location::File(sqlite.path.clone()),
+            Backend::Postgres(pool) => Location::Postgres(pool.url().to_owned()),
+        }
     }
 
     pub fn clock(&self) -> &Clock {
@@ -183,35 +263,41 @@ impl Store {
     }
 
     /// Starts the writer thread: the only connection that writes events,
-    /// with a queue of at most `queue` requests; its checkpointer empties
-    /// the WAL once it passes `wal_limit_mb`.
+    /// with a queue of at most `queue` requests; on SQLite, its
+    /// checkpointer empties the WAL once it passes `wal_limit_mb`.
     pub fn writer(&self, queue: usize, wal_limit_mb: u64) -> Result<(Writer, WriterThread)> {
-        let conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        let checkpoints = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        let file = self.file.clone();
-        // Pages of 4 KiB.
-        let wal_limit_pages = i64::try_from(wal_limit_mb.saturating_mul(256)).unwrap_or(i64::MAX);
-        Ok(Writer::start(
-            conn,
-            checkpoints,
-            queue,
-            self.clock.clone(),
-            file,
-            wal_limit_pages,
-        ))
+        let target = match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                // Pages of 4 KiB.
+                let wal_limit_pages = i64::try_from(wal_limit_mb.saturating_mul(256)).unwrap_or(i64::MAX);
+                writer::Target::Sqlite {
+                    conn: connect(&sqlite.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?,
+                    checkpoints: connect(&sqlite.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?,
+                    file: sqlite.file.clone(),
+                    wal_limit_pages,
+                }
+            }
+            Backend::Postgres(pool) => writer::Target::Postgres(pool.clone()),
+        };
+        Ok(Writer::start(target, queue, self.clock.clone()))
     }
 
     /// Runs `f` on a read connection from the pool (blocking: call it from
     /// `spawn_blocking` or a CLI).
     pub fn read<T>(&self, f: impl FnOnce(&db::Db) -> Result<T>) -> Result<T> {
-        let pooled = self.readers.lock().expect("reader pool").pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => connect(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
-        };
-        let result = f(&db::Db::from(&conn));
-        self.readers.lock().expect("reader pool").push(conn);
-        result
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                let pooled = sqlite.readers.lock().expect("reader pool").pop();
+                let conn = match pooled {
+                    Some(conn) => conn,
+                    None => connect(&sqlite.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+                };
+                let result = f(&db::Db::from(&conn));
+                sqlite.readers.lock().expect("reader pool").push(conn);
+                result
+            }
+            Backend::Postgres(pool) => pool.read(f),
+        }
     }
 
     /// Whether the database takes writes now: a row larger than the largest
@@ -220,9 +306,16 @@ impl Store {
     /// alone would not), waiting at most the busy timeout.
     pub fn check_writable(&self) -> Result<()> {
         self.write(|tx| {
+            let pad = if tx.is_postgres() {
+                "decode(repeat('00', ?2), 'hex')"
+            } else {
+                "zeroblob(?2)"
+            };
             tx.execute(
-                "INSERT INTO health (id, at, pad) VALUES (1, ?1, zeroblob(?2))
-                 ON CONFLICT (id) DO UPDATE SET at = excluded.at, pad = excluded.pad",
+                &format!(
+                    "INSERT INTO health (id, at, pad) VALUES (1, ?1, {pad})
+                     ON CONFLICT (id) DO UPDATE SET at = excluded.at, pad = excluded.pad"
+                ),
                 // Twice the largest body (64 KiB): a full batch takes more
                 // room on disk than its JSON (row headers, indexes), and a
                 // probe smaller than the batch that failed could find room
@@ -233,10 +326,14 @@ impl Store {
         })
     }
 
-    /// Copies the whole database to `target` while it is in use (SQLite's
-    /// online backup), a consistent snapshot.
+    /// Copies the whole SQLite database to `target` while it is in use
+    /// (SQLite's online backup), a consistent snapshot. PostgreSQL is
+    /// backed up with its own tools (`pg_dump`, a managed service's backups).
     pub fn backup(&self, target: &Path) -> Result<()> {
-        let conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let Backend::Sqlite(sqlite) = &self.backend else {
+            anyhow::bail!("backup copies a SQLite file; back PostgreSQL up with pg_dump or your service's backups");
+        };
+        let conn = connect(&sqlite.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.backup(rusqlite::MAIN_DB, target, None)
             .with_context(|| format!("backing up to {}", target.display()))?;
         Ok(())
@@ -244,24 +341,32 @@ impl Store {
 
     /// The schema version (migrations applied).
     pub fn schema_version(&self) -> Result<i64> {
-        self.read(|conn| conn.query_row("PRAGMA user_version", [], |r| r.get(0)))
+        match &self.backend {
+            Backend::Sqlite(_) => self.read(|conn| conn.query_row("PRAGMA user_version", [], |r| r.get(0))),
+            Backend::Postgres(_) => self.read(pg::schema_version),
+        }
     }
 
     /// Runs `f` in a write transaction on a fresh connection: for the CLI and
-    /// rare administrative writes, never for events. Refused once the
-    /// database file was deleted or replaced since it was opened (the
-    /// writer's events stop too; see `writer::FileIdentity`).
+    /// rare administrative writes, never for events. On SQLite, refused
+    /// once the database file was deleted or replaced since it was opened
+    /// (the writer's events stop too; see `writer::FileIdentity`).
     pub fn write<T>(&self, f: impl FnOnce(&db::Db) -> Result<T>) -> Result<T> {
-        if !self.file.intact() {
-            anyhow::bail!("the database file {} was deleted or replaced", self.path.display());
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                if !sqlite.file.intact() {
+                    anyhow::bail!("the database file {} was deleted or replaced", sqlite.path.display());
+                }
+                let mut conn = connect(&sqlite.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+                // Immediate: reads then writes in one transaction would otherwise
+                // fail at once ("database is locked") when another writer got in.
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let value = f(&db::Db::from(&tx))?;
+                tx.commit()?;
+                Ok(value)
+            }
+            Backend::Postgres(pool) => pool.write(f),
         }
-        let mut conn = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        // Immediate: reads then writes in one transaction would otherwise
-        // fail at once ("database is locked") when another writer got in.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let value = f(&db::Db::from(&tx))?;
-        tx.commit()?;
-        Ok(value)
     }
 
     /// Like `write`, with the time read once the write lock is held: rows

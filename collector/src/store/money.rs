@@ -506,7 +506,7 @@ fn add_revenue(conn: &Db, key_id: i64, partner_key: Option<&str>, currency: &str
     if let Some(partner_key) = partner_key {
         conn.prepare_cached(
             "INSERT INTO partner_revenue (key_id, partner_key, currency, amount) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (key_id, partner_key, currency) DO UPDATE SET amount = amount + ?4",
+             ON CONFLICT (key_id, partner_key, currency) DO UPDATE SET amount = partner_revenue.amount + ?4",
         )?
         .execute(params![key_id, partner_key, currency, amount])?;
     }

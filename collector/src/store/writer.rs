@@ -82,35 +82,42 @@ impl WriterThread {
 }
 
 impl Writer {
-    /// Starts the writer on `conn` (the database file `file`), and a
-    /// checkpointer on `checkpoints`.
-    pub(super) fn start(
-        conn: Connection,
-        checkpoints: Connection,
-        queue: usize,
-        clock: Clock,
-        file: FileIdentity,
-        wal_limit_pages: i64,
-    ) -> (Writer, WriterThread) {
+    /// Starts the writer on `target`: on SQLite, with a checkpointer.
+    pub(super) fn start(target: Target, queue: usize, clock: Clock) -> (Writer, WriterThread) {
         let (tx, rx) = mpsc::channel(queue);
         let metrics = Arc::new(WriterMetrics::default());
         let observed = metrics.clone();
-        let watched = file.clone();
+        let file = match &target {
+            Target::Sqlite { file, .. } => Some(file.clone()),
+            Target::Postgres(_) => None,
+        };
         let thread = std::thread::Builder::new()
             .name("writer".into())
-            .spawn(move || {
-                let (stop, stopped) = std::sync::mpsc::channel::<()>();
-                let checkpointer = std::thread::spawn(move || checkpoint(checkpoints, stopped, wal_limit_pages));
-                run(conn, rx, &clock, &observed, &watched);
-                drop(stop);
-                let _ = checkpointer.join();
+            .spawn(move || match target {
+                Target::Sqlite {
+                    conn,
+                    checkpoints,
+                    file,
+                    wal_limit_pages,
+                } => {
+                    let _ = conn.pragma_update(None, "wal_autocheckpoint", 0);
+                    // 64 MiB of page cache (default 2 MiB): the event-id index's
+                    // inner pages stay in memory on a large database.
+                    let _ = conn.pragma_update(None, "cache_size", -65_536);
+                    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+                    let checkpointer = std::thread::spawn(move || checkpoint(checkpoints, stopped, wal_limit_pages));
+                    run(Conn::Sqlite(conn, file), rx, &clock, &observed);
+                    drop(stop);
+                    let _ = checkpointer.join();
+                }
+                Target::Postgres(pool) => run(Conn::Postgres(pool, None), rx, &clock, &observed),
             })
             .expect("spawning the writer thread");
         (
             Writer {
                 queue: Some(tx),
                 metrics,
-                file: Some(file),
+                file,
             },
             WriterThread(thread),
         )
@@ -229,17 +236,69 @@ impl FileIdentity {
     }
 }
 
-fn run(
-    mut conn: Connection,
-    mut queue: mpsc::Receiver<Job>,
-    clock: &Clock,
-    metrics: &WriterMetrics,
-    file: &FileIdentity,
-) {
-    let _ = conn.pragma_update(None, "wal_autocheckpoint", 0);
-    // 64 MiB of page cache (default 2 MiB): the event-id index's inner pages
-    // stay in memory on a large database.
-    let _ = conn.pragma_update(None, "cache_size", -65_536);
+/// What the writer writes to (made once per writer).
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Target {
+    Sqlite {
+        conn: Connection,
+        checkpoints: Connection,
+        /// The database file as it was opened.
+        file: FileIdentity,
+        wal_limit_pages: i64,
+    },
+    Postgres(super::pg::Pool),
+}
+
+/// The writer's connection: SQLite's, with its file; or PostgreSQL's,
+/// made again from the pool when it broke (the server restarted). (One
+/// lives, in the writer thread: its size does not matter.)
+#[allow(clippy::large_enum_variant)]
+enum Conn {
+    Sqlite(Connection, FileIdentity),
+    Postgres(super::pg::Pool, Option<postgres::Client>),
+}
+
+impl Conn {
+    /// Why no group can be committed now, if one cannot.
+    fn trouble(&self) -> Option<anyhow::Error> {
+        match self {
+            Conn::Sqlite(_, file) if !file.intact() => Some(anyhow::anyhow!(
+                "the database file {} was deleted or replaced",
+                file.path.display()
+            )),
+            _ => None,
+        }
+    }
+
+    /// Runs `f` in one write transaction, with the time read once the
+    /// write lock is held, and commits.
+    fn transaction<T>(&mut self, clock: &Clock, f: impl FnOnce(&Db, i64) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        match self {
+            Conn::Sqlite(conn, _) => {
+                // Immediate: the group reads (click ids, partnerships) before
+                // it writes, and a read transaction that must then become a
+                // write one fails at once ("database is locked") if a
+                // checkpoint moved the WAL meanwhile; taking the write lock
+                // first waits (busy timeout) instead.
+                let transaction = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let value = f(&Db::from(&transaction), clock.now_ms())?;
+                transaction.commit()?;
+                Ok(value)
+            }
+            Conn::Postgres(pool, client) => {
+                let mut conn = match client.take().filter(|c| !c.is_closed()) {
+                    Some(conn) => conn,
+                    None => pool.client()?,
+                };
+                let result = super::pg::in_write_transaction(&mut conn, |db| f(db, clock.now_ms()));
+                *client = Some(conn);
+                result
+            }
+        }
+    }
+}
+
+fn run(mut conn: Conn, mut queue: mpsc::Receiver<Job>, clock: &Clock, metrics: &WriterMetrics) {
     let mut group = Vec::with_capacity(GROUP_CAP);
     while let Some(job) = queue.blocking_recv() {
         group.push(job);
@@ -250,8 +309,7 @@ fn run(
             }
         }
         metrics.group_size.observe(group.len() as f64);
-        if !file.intact() {
-            let e = anyhow::anyhow!("the database file {} was deleted or replaced", file.path.display());
+        if let Some(e) = conn.trouble() {
             fail_group(&mut group, &e, metrics);
             continue;
         }
@@ -265,7 +323,7 @@ fn run(
 /// before they reach the writer and every insert is conflict-free, so an error
 /// here is the database's (disk full, I/O): the whole group fails, nothing in
 /// it is acknowledged, and the clients retry.
-fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, clock: &Clock, metrics: &WriterMetrics) {
+fn commit_group(conn: &mut Conn, group: &mut Vec<Job>, clock: &Clock, metrics: &WriterMetrics) {
     let started = std::time::Instant::now();
     let applied = apply_group(conn, group, clock, metrics);
     metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
@@ -291,21 +349,18 @@ fn fail_group(group: &mut Vec<Job>, e: &anyhow::Error, metrics: &WriterMetrics) 
 }
 
 fn apply_group(
-    conn: &mut Connection,
+    conn: &mut Conn,
     group: &[Job],
     clock: &Clock,
     metrics: &WriterMetrics,
 ) -> anyhow::Result<Vec<Vec<Outcome>>> {
-    // Immediate: the group reads (click ids, partnerships) before it writes,
-    // and a read transaction that must then become a write one fails at
-    // once ("database is locked") if a checkpoint moved the WAL meanwhile;
-    // taking the write lock first waits (busy timeout) instead.
-    let transaction = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     // Stamped once the write lock is held: rows commit in the order of
     // their times, so a sync reading `min_updated` from the newest time it
     // saw never misses a row committed later with an earlier time.
-    let now_ms = clock.now_ms();
-    let tx = &Db::from(&transaction);
+    conn.transaction(clock, |tx, now_ms| apply_all(tx, group, now_ms, metrics))
+}
+
+fn apply_all(tx: &Db, group: &[Job], now_ms: i64, metrics: &WriterMetrics) -> anyhow::Result<Vec<Vec<Outcome>>> {
     let mut tally = Tally::new();
     let results = group
         .iter()
@@ -324,7 +379,6 @@ fn apply_group(
         daily::add(tx, key_id, Some(bucket), now_ms, clicks, signups)?;
     }
     drop(known);
-    transaction.commit()?;
     Ok(results)
 }
 

@@ -1,0 +1,191 @@
+//! A throwaway PostgreSQL server for the tests: Debian's server programs
+//! (installed by `cargo xtask test`), a cluster made by `initdb` under
+//! `target/postgres/`, listening on a free loopback port, one per test
+//! process and started on first use. Each test gets a database of its own
+//! (`database()`).
+//!
+//! Nothing is left running: the server is started with a parent-death
+//! signal from a thread that lives as long as the test process, so it stops
+//! (fast shutdown) when the process ends, however it ends; its directory is
+//! removed at the next start.
+//!
+//! As root (CI), the server runs as Debian's `postgres` user: `initdb`
+//! refuses root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
+
+struct Server {
+    port: u16,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static DATABASES: AtomicU32 = AtomicU32::new(0);
+
+/// The URL of a new, empty database on the test process's server.
+pub fn database() -> String {
+    blocking(|| {
+        let server = SERVER.get_or_init(start);
+        let name = format!("t{}", DATABASES.fetch_add(1, Ordering::Relaxed));
+        let mut admin = connect(server.port, "postgres").expect("connecting to the test server");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("creating a test database");
+        url(server.port, &name)
+    })
+}
+
+/// Runs `f` on a thread of its own: the `postgres` client runs a runtime of
+/// its own, which may not start inside a test's tokio runtime.
+pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(f).join().expect("a PostgreSQL call panicked"))
+}
+
+fn url(port: u16, database: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:{port}/{database}")
+}
+
+fn connect(port: u16, database: &str) -> Result<postgres::Client, postgres::Error> {
+    postgres::Client::connect(&url(port, database), postgres::NoTls)
+}
+
+/// The directory of the newest PostgreSQL's programs Debian installed.
+fn programs() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|v| v.path().join("bin"))
+        .filter(|bin| bin.join("initdb").is_file())
+        .collect();
+    found.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    found
+        .pop()
+        .expect("PostgreSQL's server is not installed: `cargo xtask test` installs it (Debian's postgresql)")
+}
+
+/// The user the server runs as: Debian's `postgres` when the tests run as
+/// root, else the tests' own.
+fn server_user() -> Option<(u32, u32)> {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        return None;
+    }
+    let out = Command::new("id").args(["-u", "postgres"]).output().ok()?;
+    let uid = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    let out = Command::new("id").args(["-g", "postgres"]).output().ok()?;
+    let gid = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    Some((uid, gid))
+}
+
+fn as_server_user(command: &mut Command, user: Option<(u32, u32)>) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    if let Some((uid, gid)) = user {
+        command.uid(uid).gid(gid);
+    }
+    command
+}
+
+fn start() -> Server {
+    let bin = programs();
+    let user = server_user();
+    let dir = crate::target_dir()
+        .join("postgres")
+        .join(std::process::id().to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating the cluster's directory");
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("giving the cluster's directory to postgres");
+    }
+    let data = dir.join("data");
+    let init = as_server_user(&mut Command::new(bin.join("initdb")), user)
+        .args([
+            "--auth",
+            "trust",
+            "--username",
+            "postgres",
+            "--no-sync",
+            "--encoding",
+            "UTF8",
+        ])
+        .arg("--pgdata")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .output()
+        .expect("running initdb");
+    assert!(
+        init.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let port = free_port();
+    spawn_server(&bin.join("postgres"), &data, &dir, port, user);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match connect(port, "postgres") {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "PostgreSQL did not start: {e} (see {})",
+                    dir.display()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    Server { port }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().unwrap().port()
+}
+
+/// Starts the server from a thread that never ends, with a parent-death
+/// signal (SIGINT: fast shutdown), so it stops with the test process: the
+/// signal follows the thread that started it, not the process.
+fn spawn_server(postgres: &Path, data: &Path, dir: &Path, port: u16, user: Option<(u32, u32)>) {
+    let (started, child) = mpsc::channel::<std::io::Result<Child>>();
+    let mut command = Command::new(postgres);
+    as_server_user(&mut command, user)
+        .arg("-D")
+        .arg(data)
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        // No socket file: the tests connect over TCP, and a socket path
+        // under `target/` may be longer than a socket name can be.
+        .args(["-c", "unix_socket_directories=", "-c", "fsync=off"])
+        .args(["-c", "max_connections=200"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("server.log")).expect("the server's log"));
+    // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    std::thread::Builder::new()
+        .name("postgres".into())
+        .spawn(move || {
+            let _ = started.send(command.spawn());
+            loop {
+                std::thread::park();
+            }
+        })
+        .expect("the thread that owns the PostgreSQL server");
+    child.recv().expect("the server's thread").expect("starting PostgreSQL");
+}
