@@ -123,6 +123,9 @@ impl Collector {
 
     /// Like `shop`, with these `keys create` settings for the demo key.
     pub fn shop_with_key(key_args: &[&str]) -> Collector {
+        if on_postgres() {
+            crate::postgres::ensure_started();
+        }
         let ports = Site::ports();
         let origins = Site::origins(ports);
         let mut args: Vec<&str> = key_args.to_vec();
@@ -370,6 +373,26 @@ impl Collector {
             self.db()
                 .query_row(sql, [], sqlite)
                 .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+    }
+
+    /// The first column of every row of `sql`, as text (NULL: ""), on
+    /// either backend.
+    pub fn texts(&self, sql: &str) -> Vec<String> {
+        if on_postgres() {
+            let rows = crate::postgres::blocking(|| {
+                let mut client = ::postgres::Client::connect(&self.location, ::postgres::NoTls)
+                    .expect("connect to the test database");
+                client.query(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}"))
+            });
+            rows.iter()
+                .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+                .collect()
+        } else {
+            let db = self.db();
+            let mut stmt = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let rows = stmt.query_map([], |r| r.get::<_, Option<String>>(0)).expect("a query");
+            rows.map(|r| r.expect("a row").unwrap_or_default()).collect()
         }
     }
 

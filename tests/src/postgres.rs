@@ -7,13 +7,13 @@
 //! Nothing is left running: the server is started with a parent-death
 //! signal from a thread that lives as long as the test process, so it stops
 //! (fast shutdown) when the process ends, however it ends; its directory is
-//! removed at the next start.
+//! removed by the next test process that starts one.
 //!
 //! As root (CI), the server runs as Debian's `postgres` user: `initdb`
 //! refuses root.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
@@ -24,6 +24,14 @@ struct Server {
 
 static SERVER: OnceLock<Server> = OnceLock::new();
 static DATABASES: AtomicU32 = AtomicU32::new(0);
+
+/// Starts the test process's server if it is not running: before a test
+/// picks free ports for other servers, so it cannot take one of them.
+pub fn ensure_started() {
+    blocking(|| {
+        SERVER.get_or_init(start);
+    })
+}
 
 /// The URL of a new, empty database on the test process's server.
 pub fn database() -> String {
@@ -98,9 +106,19 @@ fn as_server_user(command: &mut Command, user: Option<(u32, u32)>) -> &mut Comma
 fn start() -> Server {
     let bin = programs();
     let user = server_user();
-    let dir = crate::target_dir()
-        .join("postgres")
-        .join(std::process::id().to_string());
+    let clusters = crate::target_dir().join("postgres");
+    // The clusters of test processes that have ended.
+    for old in std::fs::read_dir(&clusters).into_iter().flatten().flatten() {
+        let ended = old
+            .file_name()
+            .to_str()
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists());
+        if ended {
+            let _ = std::fs::remove_dir_all(old.path());
+        }
+    }
+    let dir = clusters.join(std::process::id().to_string());
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("creating the cluster's directory");
     if let Some((uid, gid)) = user {
@@ -127,7 +145,7 @@ fn start() -> Server {
         "initdb failed: {}",
         String::from_utf8_lossy(&init.stderr)
     );
-    let port = free_port();
+    let port = crate::site::free_port();
     spawn_server(&bin.join("postgres"), &data, &dir, port, user);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -146,16 +164,11 @@ fn start() -> Server {
     Server { port }
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().unwrap().port()
-}
-
 /// Starts the server from a thread that never ends, with a parent-death
 /// signal (SIGINT: fast shutdown), so it stops with the test process: the
 /// signal follows the thread that started it, not the process.
 fn spawn_server(postgres: &Path, data: &Path, dir: &Path, port: u16, user: Option<(u32, u32)>) {
-    let (started, child) = mpsc::channel::<std::io::Result<Child>>();
+    let (started, child) = mpsc::channel::<std::io::Result<()>>();
     let mut command = Command::new(postgres);
     as_server_user(&mut command, user)
         .arg("-D")
@@ -181,7 +194,17 @@ fn spawn_server(postgres: &Path, data: &Path, dir: &Path, port: u16, user: Optio
     std::thread::Builder::new()
         .name("postgres".into())
         .spawn(move || {
-            let _ = started.send(command.spawn());
+            // The thread keeps the child (and its parent-death signal) alive.
+            let _server = match command.spawn() {
+                Ok(child) => {
+                    let _ = started.send(Ok(()));
+                    child
+                }
+                Err(e) => {
+                    let _ = started.send(Err(e));
+                    return;
+                }
+            };
             loop {
                 std::thread::park();
             }

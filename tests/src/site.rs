@@ -78,10 +78,16 @@ impl Site {
     /// Ports for a site about to start: the key's allowed origins need them
     /// before the collector (and so the site) runs.
     pub fn ports() -> Ports {
+        // Held together while chosen: one at a time, the system may hand the
+        // same port out twice (nginx then refuses a duplicate listen).
+        let held: Vec<std::net::TcpListener> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+            .collect();
+        let port = |i: usize| held[i].local_addr().expect("a bound port").port();
         Ports {
-            http: free_port(),
-            https: free_port(),
-            elsewhere: free_port(),
+            http: port(0),
+            https: port(1),
+            elsewhere: port(2),
         }
     }
 

@@ -50,10 +50,7 @@ async fn clear_browser_storage(client: &Client) {
 
 /// The fingerprint each stored event carries, oldest first.
 fn fingerprints(collector: &Collector) -> Vec<String> {
-    let db = collector.db();
-    let mut stmt = db.prepare("SELECT fingerprint FROM events ORDER BY seq").unwrap();
-    let rows = stmt.query_map([], |r| r.get::<_, Option<String>>(0)).unwrap();
-    rows.map(|r| r.unwrap().unwrap_or_default()).collect()
+    collector.texts("SELECT fingerprint FROM events ORDER BY seq")
 }
 
 /// A click, `days` later a signup, both on the collector's own host.
@@ -640,7 +637,7 @@ async fn consent_denied() -> String {
         (held_after, status)
     })
     .await;
-    let before = c.count("SELECT count(*) FROM events WHERE partner_key IS NOT 'bob'");
+    let before = c.count("SELECT count(*) FROM events WHERE partner_key IS DISTINCT FROM 'bob'");
     format!("{held_after}, {before} events sent; signup {status}")
 }
 

@@ -127,12 +127,10 @@ async fn csp_blocks_wasm() -> String {
         (answer.as_str().unwrap_or_default().to_owned(), page_errors)
     })
     .await;
-    let report: (String, String) = c
-        .db()
-        .query_row("SELECT origin, reason FROM diagnostics", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let report = (
+        c.query_text("SELECT origin FROM diagnostics"),
+        c.query_text("SELECT reason FROM diagnostics"),
+    );
     let secret = c.secret_key.clone().expect("a shop key has its secret");
     let installation = installation_page(&c, &secret).await;
     let shown = installation.contains("blocks WebAssembly") && installation.contains(&report.0);

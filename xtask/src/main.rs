@@ -160,6 +160,36 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 /// attribution scenario and deployment shape tables and ends with one summary line over all test
 /// binaries (`tests: N passed, M failed`).
 fn test_workspace() -> Result<()> {
+    // Every test on SQLite; then the end-to-end suites again on PostgreSQL,
+    // but for what only SQLite has (tests/tests/sqlite.rs) and the snippet's
+    // bytes (size.rs).
+    let everything = ["test", "--workspace", "--all-targets", "--no-fail-fast"];
+    let mut on_postgres = vec!["test".to_owned(), "-p".into(), "e2e".into(), "--no-fail-fast".into()];
+    for entry in std::fs::read_dir(root().join("tests/tests"))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(suite) = name.strip_suffix(".rs").filter(|s| !["sqlite", "size"].contains(s)) {
+            on_postgres.extend(["--test".into(), suite.to_owned()]);
+        }
+    }
+    let on_postgres: Vec<&str> = on_postgres.iter().map(String::as_str).collect();
+    let (sqlite_passed, sqlite_failed, sqlite_ok) = test_pass("SQLite", &everything, None)?;
+    let (pg_passed, pg_failed, pg_ok) = test_pass("PostgreSQL", &on_postgres, Some("postgres"))?;
+    println!("tests on SQLite: {sqlite_passed} passed, {sqlite_failed} failed");
+    println!("tests on PostgreSQL: {pg_passed} passed, {pg_failed} failed");
+    println!(
+        "tests: {} passed, {} failed",
+        sqlite_passed + pg_passed,
+        sqlite_failed + pg_failed
+    );
+    if !(sqlite_ok && pg_ok) {
+        bail!("cargo test failed");
+    }
+    Ok(())
+}
+
+/// Runs `cargo ARGS` with the suites' database backend (`GROWSUMO_TEST_DB`);
+/// returns the tests passed and failed, and whether cargo succeeded.
+fn test_pass(backend: &str, args: &[&str], test_db: Option<&str>) -> Result<(usize, usize, bool)> {
     use std::io::{BufRead, BufReader};
     // Written by the attribution and deployment suites (tests/tests/).
     let tables = [
@@ -169,14 +199,19 @@ fn test_workspace() -> Result<()> {
     for (_, file) in &tables {
         let _ = std::fs::remove_file(file);
     }
+    println!("xtask: the tests on {backend}");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut child = Command::new(cargo)
-        .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
+    let mut command = Command::new(cargo);
+    command
+        .args(args)
         .current_dir(root())
         .env("SNIPPET_DIST", snippet::dist_dir())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("running cargo test")?;
+        .stdout(std::process::Stdio::piped());
+    match test_db {
+        Some(db) => command.env("GROWSUMO_TEST_DB", db),
+        None => command.env_remove("GROWSUMO_TEST_DB"),
+    };
+    let mut child = command.spawn().context("running cargo test")?;
     let (mut passed, mut failed) = (0, 0);
     for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
         let line = line?;
@@ -195,11 +230,10 @@ fn test_workspace() -> Result<()> {
     let status = child.wait()?;
     for (title, file) in &tables {
         if let Ok(table) = std::fs::read_to_string(file) {
-            println!("\n{title}:\n{table}");
+            println!("\n{title} ({backend}):\n{table}");
         }
     }
-    println!("tests: {passed} passed, {failed} failed");
-    check(status, "cargo test --workspace")
+    Ok((passed, failed, status.success()))
 }
 
 pub fn check(status: std::process::ExitStatus, what: &str) -> Result<()> {

@@ -205,7 +205,7 @@ fn click_by_xid(conn: &Db, key_id: i64, xid: &str, partner: Option<&str>) -> any
     }
     conn.prepare_cached(&format!(
         "SELECT {CLICK_COLUMNS} FROM events
-         WHERE key_id = ?1 AND type = 'click' AND xid = ?2 AND (?3 IS NULL OR partner_key = ?3)
+         WHERE key_id = ?1 AND type = 'click' AND xid = ?2 AND (CAST(?3 AS TEXT) IS NULL OR partner_key = ?3)
          ORDER BY seq DESC LIMIT 1"
     ))?
     .query_row(params![key_id, xid, partner], Click::from_row)

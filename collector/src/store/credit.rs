@@ -242,7 +242,7 @@ pub fn changes(conn: &Db, key_id: i64, customer_key: Option<&str>, limit: u32) -
     let rows = conn
         .prepare(
             "SELECT customer_key, at, actor, from_partner, to_partner, reason FROM attribution_changes
-             WHERE key_id = ?1 AND (?2 IS NULL OR customer_key = ?2)
+             WHERE key_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR customer_key = ?2)
              ORDER BY id DESC LIMIT ?3",
         )?
         .query_map(params![key_id, customer_key, limit], |r| {

@@ -41,7 +41,7 @@ pub fn series(conn: &Db, key_id: i64, partner_key: Option<&str>, now_ms: i64, da
     let mut out = vec![(0, 0); days as usize];
     let mut stmt = conn.prepare_cached(
         "SELECT day, sum(clicks), sum(signups) FROM daily
-         WHERE key_id = ?1 AND day BETWEEN ?2 AND ?3 AND (?4 IS NULL OR partner_key = ?4) GROUP BY day",
+         WHERE key_id = ?1 AND day BETWEEN ?2 AND ?3 AND (CAST(?4 AS TEXT) IS NULL OR partner_key = ?4) GROUP BY day",
     )?;
     let rows = stmt.query_map(params![key_id, first, last, partner_key], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))

@@ -334,9 +334,8 @@ impl<'a> postgres::types::FromSql<'a> for Numeric {
             integer = match power {
                 p if p < 0 && digit != 0 => None,
                 p if p < 0 => integer,
-                p => integer.and_then(|n| {
-                    n.checked_add(i64::from(digit).checked_mul(10_000_i64.checked_pow(p as u32)?)?)
-                }),
+                p => integer
+                    .and_then(|n| n.checked_add(i64::from(digit).checked_mul(10_000_i64.checked_pow(p as u32)?)?)),
             };
         }
         let negative = sign == 0x4000;

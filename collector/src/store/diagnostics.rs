@@ -38,9 +38,13 @@ pub fn record(tx: &Db, key_id: i64, origin: &str, reason: &str, now_ms: i64) -> 
          ON CONFLICT (key_id, origin, reason) DO UPDATE SET count = diagnostics.count + 1, last_at = excluded.last_at",
         params![key_id, origin, reason, now_ms],
     )?;
+    // The row's own address: SQLite's rowid, PostgreSQL's ctid.
+    let row = if tx.is_postgres() { "ctid" } else { "rowid" };
     tx.execute(
-        "DELETE FROM diagnostics WHERE key_id = ?1 AND rowid NOT IN
-            (SELECT rowid FROM diagnostics WHERE key_id = ?1 ORDER BY last_at DESC LIMIT ?2)",
+        &format!(
+            "DELETE FROM diagnostics WHERE key_id = ?1 AND {row} NOT IN
+                (SELECT {row} FROM diagnostics WHERE key_id = ?1 ORDER BY last_at DESC LIMIT ?2)"
+        ),
         params![key_id, KEPT],
     )?;
     Ok(())

@@ -57,7 +57,13 @@ pub fn customers(store: &Store, key_id: i64, count: u64) -> Result<()> {
             tx.execute(
                 "INSERT INTO partners (key_id, partner_key, email, first_name, last_name, created_at, updated_at)
                  VALUES (?1, ?2, ?3, 'Partner', ?4, ?5, ?5) ON CONFLICT DO NOTHING",
-                params![key_id, format!("partner{p}"), format!("partner{p}@partners.example"), p.to_string(), now],
+                params![
+                    key_id,
+                    format!("partner{p}"),
+                    format!("partner{p}@partners.example"),
+                    p.to_string(),
+                    now
+                ],
             )?;
         }
         Ok(())

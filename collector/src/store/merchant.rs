@@ -463,8 +463,15 @@ pub fn customers(
 /// Customers whose email starts with `prefix`, or whose key is `prefix`
 /// (the dashboard's search; a range on the email index, never a scan).
 pub fn search_customers(conn: &Db, key_id: i64, prefix: &str, limit: u32) -> Result<Vec<Customer>> {
+    // The largest character, U+10FFFF: every email starting with `prefix`
+    // sorts before `prefix` followed by it (text compares bytewise on both).
+    let last = if conn.is_postgres() {
+        "chr(1114111)"
+    } else {
+        "x'f48fbfbf'"
+    };
     let sql = format!(
-        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE key_id = ?1 AND email >= ?2 AND email < ?2 || x'f48fbfbf'
+        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE key_id = ?1 AND email >= ?2 AND email < ?2 || {last}
          UNION SELECT {CUSTOMER_COLUMNS} FROM customers WHERE key_id = ?1 AND customer_key = ?2
          ORDER BY id DESC LIMIT ?3"
     );

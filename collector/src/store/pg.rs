@@ -126,9 +126,13 @@ fn migrate(client: &mut postgres::Client) -> Result<()> {
 }
 
 fn apply_migrations(client: &mut postgres::Client) -> Result<()> {
-    client.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-    )?;
+    // (Asked first: `CREATE TABLE IF NOT EXISTS` logs a notice at every start.)
+    let fresh: bool = client
+        .query_one("SELECT to_regclass('schema_version') IS NULL", &[])?
+        .get(0);
+    if fresh {
+        client.batch_execute("CREATE TABLE schema_version (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")?;
+    }
     let current: i64 = client
         .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])?
         .get(0);
