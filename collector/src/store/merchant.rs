@@ -29,15 +29,22 @@ pub fn cursor(
         (None, Some(item)) => ("ending_before", item, Cursor::Before),
         (None, None) => return Ok(Cursor::First),
     };
-    let sql = format!(
-        "SELECT id FROM {table} WHERE key_id = ?1 AND {column} = ?2
-         UNION ALL SELECT row_id FROM deleted_items WHERE key_id = ?1 AND tbl = ?3 AND item_key = ?2
-         LIMIT 1"
-    );
-    match conn
-        .query_row(&sql, params![key_id, item, table], |r| r.get(0))
-        .optional()?
-    {
+    let tombstone =
+        "UNION ALL SELECT row_id FROM deleted_items WHERE key_id = ?1 AND tbl = ?3 AND item_key = ?2 LIMIT 1";
+    // A row id (rewards, actions) is a number, compared as one.
+    let found = match item.parse::<i64>() {
+        Ok(id) if column == "id" => conn.query_row(
+            &format!("SELECT id FROM {table} WHERE key_id = ?1 AND id = ?4 {tombstone}"),
+            params![key_id, item, table, id],
+            |r| r.get(0),
+        ),
+        _ => conn.query_row(
+            &format!("SELECT id FROM {table} WHERE key_id = ?1 AND {column} = ?2 {tombstone}"),
+            params![key_id, item, table],
+            |r| r.get(0),
+        ),
+    };
+    match found.optional()? {
         Some(id) => Ok(wrap(id)),
         None => Err(Refusal::not_found(field, format!("no item {item:?} to page from")).into()),
     }
