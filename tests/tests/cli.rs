@@ -1,9 +1,84 @@
-//! The `collector` command line on a real database: the configuration file,
-//! keys' settings, the demo's key. (Partners, export, backup and revocation:
-//! sqlite.rs, for the backup.)
+//! The `collector` command line on a real database: partners, CSV export,
+//! migrate, an online backup taken while the server runs (SQLite; refused
+//! with the way to do it on PostgreSQL), revocation, the configuration file,
+//! keys' settings, the demo's key.
 
+use e2e::http::Api;
 use e2e::Collector;
+use serde_json::{json, Value};
 use std::process::Command;
+
+#[tokio::test]
+async fn partners_export_backup_migrate_and_revoke() {
+    let c = Collector::start();
+    let (pk, sk) = c.create_key(&["--mode", "live"]);
+    let added = c.cli(&[
+        "partners",
+        "add",
+        &pk,
+        "--email",
+        "alice@partners.example",
+        "--partner-key",
+        "alice",
+    ]);
+    assert!(added.contains("\"key\":\"alice\""), "{added}");
+    let listed = c.cli(&["partners", "list", &pk]);
+    assert_eq!(listed.lines().count(), 1);
+
+    let api = Api::new(&c.url, &pk, &sk);
+    let tricky = json!({"customer_key": "ann", "email": "ann@example.com", "name": "Ann \"Annie\", Jr.", "partner_key": "alice"});
+    assert_eq!(api.call("POST", "customers", tricky).await.status, 200);
+    let csv = c.cli(&["export", &pk, "customers"]);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("customer_key,email,name,partner_key,provider_key,source,created_at")
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with("ann,ann@example.com,\"Ann \"\"Annie\"\", Jr.\",alice,,api,"),
+        "{row}"
+    );
+
+    let version = c.cli(&["migrate"]);
+    let number: i64 = version
+        .trim()
+        .strip_prefix("schema version ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{version}"));
+    assert!(number >= 13, "{version}");
+    assert_eq!(c.cli(&["migrate"]), version, "migrating again changes nothing");
+    let copy = c.db.with_file_name("backup.db");
+    let backup = Command::new(e2e::collector::binary())
+        .args(["--db", &c.location, "backup", copy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    if e2e::collector::on_postgres() {
+        // PostgreSQL is backed up with its own tools: said, not half done.
+        assert_eq!(backup.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&backup.stderr).contains("pg_dump"));
+    } else {
+        // An online backup while the collector runs: a database of its own.
+        assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+        let backed_up: i64 = rusqlite::Connection::open(&copy)
+            .unwrap()
+            .query_row("SELECT count(*) FROM customers", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(backed_up, 1);
+    }
+
+    let pair = c.cli(&["keys", "create", "--pair", "--name", "shop2"]);
+    assert!(pair.contains("pk_test_") && pair.contains("pk_live_"), "{pair}");
+    c.cli(&["keys", "revoke", &pk]);
+    assert_eq!(api.call("GET", "customers", Value::Null).await.status, 401);
+    // Errors say what to do, and scripts see the failure.
+    let out = Command::new(e2e::collector::binary())
+        .args(["--db", &c.location, "keys", "revoke", &pk])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("collector keys list"));
+}
 
 /// The configuration file: it names the database and sets keys' settings;
 /// a flag wins over it.

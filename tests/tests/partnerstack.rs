@@ -703,6 +703,24 @@ async fn group_scoped_offers_pay_their_groups_and_archives_stop_new_rewards() {
     );
     let default = api.call("DELETE", "groups/default", Value::Null).await;
     assert_eq!(default.status, 409, "the default group stays");
+    // A rename keeps a group what it was; gold made the default takes it over.
+    let renamed = data(&api, "PATCH", "groups/default", json!({"name": "Everyone"})).await;
+    assert_eq!(
+        (renamed["name"].clone(), renamed["default"].clone()),
+        (json!("Everyone"), json!(true))
+    );
+    let gold = data(&api, "PATCH", "groups/gold", json!({"default": true})).await;
+    assert_eq!(
+        (gold["name"].clone(), gold["default"].clone()),
+        (json!("Gold Partners"), json!(true))
+    );
+    let groups = read_all(&api, "groups", 250).await;
+    let defaults: Vec<_> = groups
+        .iter()
+        .filter(|g| g["default"] == json!(true))
+        .map(|g| g["key"].clone())
+        .collect();
+    assert_eq!(defaults, [json!("gold")], "one default group");
 }
 
 #[tokio::test]

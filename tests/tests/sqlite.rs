@@ -1,12 +1,10 @@
-//! What only the SQLite backend has: its file (deleted under the server,
-//! backed up while in use), the free-space guard on the file's disk, the
-//! WAL's bound. The PostgreSQL run of the suites (`GROWSUMO_TEST_DB=postgres`)
+//! What only the SQLite backend has: its file (deleted under the server),
+//! the free-space guard on the file's disk, the WAL's bound. The PostgreSQL run of the suites (`GROWSUMO_TEST_DB=postgres`)
 //! leaves this file out: a PostgreSQL server keeps its own files and disk.
 
-use e2e::http::{get, post_events, Api};
+use e2e::http::{get, post_events};
 use e2e::Collector;
-use serde_json::{json, Value};
-use std::process::Command;
+use serde_json::json;
 use std::time::Duration;
 
 /// A database file deleted under the running server: writes stop (503,
@@ -103,61 +101,4 @@ async fn the_wal_stays_bounded_under_a_flood() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(c.count("SELECT count(*) FROM events"), 6000);
-}
-
-#[tokio::test]
-async fn partners_export_backup_migrate_and_revoke() {
-    let c = Collector::start();
-    let (pk, sk) = c.create_key(&["--mode", "live"]);
-    let added = c.cli(&[
-        "partners",
-        "add",
-        &pk,
-        "--email",
-        "alice@partners.example",
-        "--partner-key",
-        "alice",
-    ]);
-    assert!(added.contains("\"key\":\"alice\""), "{added}");
-    let listed = c.cli(&["partners", "list", &pk]);
-    assert_eq!(listed.lines().count(), 1);
-
-    let api = Api::new(&c.url, &pk, &sk);
-    let tricky = json!({"customer_key": "ann", "email": "ann@example.com", "name": "Ann \"Annie\", Jr.", "partner_key": "alice"});
-    assert_eq!(api.call("POST", "customers", tricky).await.status, 200);
-    let csv = c.cli(&["export", &pk, "customers"]);
-    let mut lines = csv.lines();
-    assert_eq!(
-        lines.next(),
-        Some("customer_key,email,name,partner_key,provider_key,source,created_at")
-    );
-    let row = lines.next().unwrap();
-    assert!(
-        row.starts_with("ann,ann@example.com,\"Ann \"\"Annie\"\", Jr.\",alice,,api,"),
-        "{row}"
-    );
-
-    let version: i64 = c.db().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert!(version >= 3);
-    assert_eq!(c.cli(&["migrate"]).trim(), format!("schema version {version}"));
-    // An online backup while the collector runs: a database of its own.
-    let copy = c.db.with_file_name("backup.db");
-    c.cli(&["backup", copy.to_str().unwrap()]);
-    let backed_up: i64 = rusqlite::Connection::open(&copy)
-        .unwrap()
-        .query_row("SELECT count(*) FROM customers", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(backed_up, 1);
-
-    let pair = c.cli(&["keys", "create", "--pair", "--name", "shop2"]);
-    assert!(pair.contains("pk_test_") && pair.contains("pk_live_"), "{pair}");
-    c.cli(&["keys", "revoke", &pk]);
-    assert_eq!(api.call("GET", "customers", Value::Null).await.status, 401);
-    // Errors say what to do, and scripts see the failure.
-    let out = Command::new(e2e::collector::binary())
-        .args(["--db", c.db.to_str().unwrap(), "keys", "revoke", &pk])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("collector keys list"));
 }

@@ -380,12 +380,14 @@ impl postgres::types::ToSql for Value {
             Value::Integer(n) if *ty == Type::INT2 => i16::try_from(*n)?.to_sql(ty, out),
             Value::Integer(n) if *ty == Type::BOOL => (*n != 0).to_sql(ty, out),
             Value::Integer(n) if *ty == Type::FLOAT8 => (*n as f64).to_sql(ty, out),
-            Value::Integer(n) => n.to_string().to_sql(ty, out),
+            Value::Integer(n) if text(ty) => n.to_string().to_sql(ty, out),
             Value::Real(x) if *ty == Type::FLOAT4 => (*x as f32).to_sql(ty, out),
             Value::Real(x) if *ty == Type::FLOAT8 => x.to_sql(ty, out),
-            Value::Real(x) => x.to_string().to_sql(ty, out),
-            Value::Text(s) => s.to_sql(ty, out),
-            Value::Blob(b) => b.to_sql(ty, out),
+            Value::Real(x) if text(ty) => x.to_string().to_sql(ty, out),
+            Value::Text(s) if text(ty) => s.to_sql(ty, out),
+            Value::Blob(b) if *ty == Type::BYTEA => b.to_sql(ty, out),
+            // Never bytes in another type's binary form (text as an int8).
+            other => Err(format!("a {other:?} cannot be a {ty} parameter").into()),
         }
     }
 
@@ -394,6 +396,12 @@ impl postgres::types::ToSql for Value {
     }
 
     postgres::types::to_sql_checked!();
+}
+
+/// Whether a parameter of type `ty` takes text.
+fn text(ty: &postgres::types::Type) -> bool {
+    use postgres::types::Type;
+    [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME, Type::UNKNOWN].contains(ty)
 }
 
 /// A PostgreSQL error with the server's words (the driver's own `Display`
@@ -600,7 +608,7 @@ fn pg_params(values: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
 
 /// A statement in PostgreSQL's words: SQLite's `?N` placeholders as `$N`
 /// (outside quoted text), and its case-blind comparisons
-/// (`column = ?N COLLATE NOCASE`) as `lower(column) = lower($N)` (the
+/// (`column = ?N COLLATE NOCASE`) as `lower(column) = lower($N COLLATE "C")` (the
 /// schema's indexes for them are on `lower(column)`).
 pub fn postgres_sql(sql: &str) -> String {
     dollars(&nocase(sql))
@@ -615,8 +623,18 @@ fn nocase(sql: &str) -> String {
         // `column = ?N` just before: split off its three words.
         let words: Vec<&str> = before.rsplitn(4, ' ').collect();
         match words.as_slice() {
-            [value, "=", column, head] => out.push_str(&format!("{head} lower({column}) = lower({value})")),
-            _ => out.push_str(before),
+            // (The parameter in the column's bytewise collation: in the
+            // database's own, lower() would fold letters the column's does
+            // not, and `É` would never match `É`.)
+            [value, "=", column, head] => {
+                out.push_str(&format!("{head} lower({column}) = lower({value} COLLATE \"C\")"))
+            }
+            // Any other shape stays as written, and PostgreSQL refuses it
+            // (no collation "nocase"): never silently case-sensitive.
+            _ => {
+                out.push_str(before);
+                out.push_str(NOCASE);
+            }
         }
         rest = &after[NOCASE.len()..];
     }
@@ -648,11 +666,11 @@ mod tests {
     fn case_blind_comparisons_become_lower_ones() {
         assert_eq!(
             postgres_sql("SELECT 1 FROM leads WHERE key_id = ?1 AND email = ?2 COLLATE NOCASE AND x = 1"),
-            "SELECT 1 FROM leads WHERE key_id = $1 AND lower(email) = lower($2) AND x = 1"
+            "SELECT 1 FROM leads WHERE key_id = $1 AND lower(email) = lower($2 COLLATE \"C\") AND x = 1"
         );
         assert_eq!(
             postgres_sql("WHERE (partner_key = ?2 OR email = ?3 COLLATE NOCASE)"),
-            "WHERE (partner_key = $2 OR lower(email) = lower($3))"
+            "WHERE (partner_key = $2 OR lower(email) = lower($3 COLLATE \"C\"))"
         );
     }
 

@@ -123,8 +123,14 @@ pub fn update(
     }
     let name = name.unwrap_or(current.name);
     conn.execute(
-        "UPDATE groups SET name = ?2, slug = ?3, is_default = is_default OR ?4, updated_at = ?5 WHERE id = ?1",
-        params![current.id, name, slug_of(&name), make_default, now],
+        "UPDATE groups SET name = ?2, slug = ?3, is_default = ?4, updated_at = ?5 WHERE id = ?1",
+        params![
+            current.id,
+            name,
+            slug_of(&name),
+            current.is_default || make_default,
+            now
+        ],
     )?;
     get(conn, key_id, group_key)
 }

@@ -184,12 +184,12 @@ impl std::fmt::Display for Location {
 }
 
 impl Location {
-    /// Whether there is a database there already (a PostgreSQL server is
-    /// asked when the store opens).
+    /// Whether there is a store there already: the file, or the schema in
+    /// the PostgreSQL database (false when the server cannot be reached).
     pub fn exists(&self) -> bool {
         match self {
             Location::File(path) => path.exists(),
-            Location::Postgres(_) => true,
+            Location::Postgres(url) => pg::has_schema(url).unwrap_or(false),
         }
     }
 }

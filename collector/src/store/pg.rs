@@ -35,9 +35,18 @@ pub struct Pool {
 impl Pool {
     /// Connects to the database at `url` and applies pending migrations.
     pub fn open(url: &str) -> Result<Pool> {
-        let config: postgres::Config = url
+        let mut config: postgres::Config = url
             .parse()
             .with_context(|| format!("the PostgreSQL URL {}", redacted(url)))?;
+        // A server that does not answer, a lock held by a stuck session, a
+        // session left idle inside a transaction (holding the write lock):
+        // each gives up, as SQLite's busy timeout does, instead of stalling
+        // every collector's writes. TCP keepalives notice a dead peer.
+        config
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(30))
+            .options("-c lock_timeout=5000 -c idle_in_transaction_session_timeout=60000");
         let pool = Pool {
             url: url.to_owned(),
             config: Arc::new(config),
@@ -91,7 +100,13 @@ impl Pool {
 
 /// Runs `f` in a transaction of `client` holding the write lock, and commits.
 pub fn in_write_transaction<T>(client: &mut postgres::Client, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
-    let mut tx = client.transaction()?;
+    // READ COMMITTED whatever the server's default: each statement sees what
+    // the writers before the lock committed (a snapshot taken before the
+    // lock, as REPEATABLE READ takes it, would miss them).
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::ReadCommitted)
+        .start()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
     let cell = RefCell::new(tx);
     let value = f(&Db::Postgres(&cell))?;
@@ -99,9 +114,20 @@ pub fn in_write_transaction<T>(client: &mut postgres::Client, f: impl FnOnce(&Db
     Ok(value)
 }
 
-/// `url` without its password, for messages and logs.
+/// `url` without its password (in the user part or as a `password=`
+/// parameter), for messages and logs.
 pub fn redacted(url: &str) -> String {
-    match url
+    let (url, query) = url.split_once('?').unwrap_or((url, ""));
+    let query: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("password="))
+        .collect();
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", query.join("&"))
+    };
+    let url = match url
         .split_once("://")
         .and_then(|(scheme, rest)| Some((scheme, rest.split_once('@')?)))
     {
@@ -110,7 +136,8 @@ pub fn redacted(url: &str) -> String {
             format!("{scheme}://{user}@{host}")
         }
         None => url.to_owned(),
-    }
+    };
+    url + &query
 }
 
 /// The newest migration applied.
@@ -118,33 +145,42 @@ pub fn schema_version(db: &Db) -> Result<i64> {
     db.query_row("SELECT coalesce(max(version), 0) FROM schema_version", [], |r| r.get(0))
 }
 
-fn migrate(client: &mut postgres::Client) -> Result<()> {
-    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])?;
-    let result = apply_migrations(client);
-    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK])?;
-    result
+/// Whether the database has the store's schema (a command that must not
+/// start an empty database checks first).
+pub fn has_schema(url: &str) -> Result<bool> {
+    let config: postgres::Config = url.parse()?;
+    let mut client = config
+        .connect(postgres::NoTls)
+        .with_context(|| format!("connecting to {}", redacted(url)))?;
+    Ok(client
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])?
+        .get(0))
 }
 
-fn apply_migrations(client: &mut postgres::Client) -> Result<()> {
+/// Applies pending migrations in one transaction holding the migration
+/// lock (transaction-scoped: released however it ends, also through a
+/// pooler that hands each transaction another server connection).
+fn migrate(client: &mut postgres::Client) -> Result<()> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])?;
     // (Asked first: `CREATE TABLE IF NOT EXISTS` logs a notice at every start.)
-    let fresh: bool = client
+    let fresh: bool = tx
         .query_one("SELECT to_regclass('schema_version') IS NULL", &[])?
         .get(0);
     if fresh {
-        client.batch_execute("CREATE TABLE schema_version (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")?;
+        tx.batch_execute("CREATE TABLE schema_version (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")?;
     }
-    let current: i64 = client
+    let current: i64 = tx
         .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])?
         .get(0);
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        let mut tx = client.transaction()?;
         tx.batch_execute(sql).with_context(|| format!("migration {version}"))?;
         tx.execute(
             "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)",
             &[version, &super::now_ms()],
         )?;
-        tx.commit()?;
     }
+    tx.commit()?;
     Ok(())
 }
 
@@ -161,5 +197,9 @@ mod tests {
             "postgres://app@db/growsumo"
         );
         assert_eq!(super::redacted("postgres://db/growsumo"), "postgres://db/growsumo");
+        assert_eq!(
+            super::redacted("postgres://db/growsumo?user=app&password=s3cret&sslmode=require"),
+            "postgres://db/growsumo?user=app&sslmode=require"
+        );
     }
 }
