@@ -193,6 +193,20 @@ impl Page {
         status.text().await.unwrap()
     }
 
+    /// Whether `expr` became true in the page within `secs` seconds: for a
+    /// state the page reaches by itself (a callback ran, storage emptied)
+    /// with no event to await, polled every 50 ms.
+    pub async fn until(client: &Client, expr: &str, secs: u64) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while Page::eval(client, expr).await != Value::Bool(true) {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
     /// Evaluates `expr` in the page and returns its JSON value.
     pub async fn eval(client: &Client, expr: &str) -> Value {
         client

@@ -355,50 +355,50 @@ impl Collector {
         Connection::open_with_flags(&self.db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db")
     }
 
-    /// The first column of the first row of `sql`, on either backend.
-    fn query_value<T>(
-        &self,
-        sql: &str,
-        sqlite: impl FnOnce(&rusqlite::Row) -> rusqlite::Result<T>,
-        pg: impl FnOnce(&::postgres::Row) -> T,
-    ) -> T {
+    /// The first column of every row of `sql`, on either backend.
+    pub fn column<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: rusqlite::types::FromSql + for<'a> ::postgres::types::FromSql<'a> + Send,
+    {
         if on_postgres() {
-            let row = crate::postgres::blocking(|| {
+            crate::postgres::blocking(|| {
                 let mut client = ::postgres::Client::connect(&self.location, ::postgres::NoTls)
                     .expect("connect to the test database");
-                client.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}"))
-            });
-            pg(&row)
-        } else {
-            self.db()
-                .query_row(sql, [], sqlite)
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        }
-    }
-
-    /// The first column of every row of `sql`, as text (NULL: ""), on
-    /// either backend.
-    pub fn texts(&self, sql: &str) -> Vec<String> {
-        if on_postgres() {
-            let rows = crate::postgres::blocking(|| {
-                let mut client = ::postgres::Client::connect(&self.location, ::postgres::NoTls)
-                    .expect("connect to the test database");
-                client.query(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}"))
-            });
-            rows.iter()
-                .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
-                .collect()
+                let rows = client.query(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                rows.iter().map(|r| r.get(0)).collect()
+            })
         } else {
             let db = self.db();
             let mut stmt = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-            let rows = stmt.query_map([], |r| r.get::<_, Option<String>>(0)).expect("a query");
-            rows.map(|r| r.expect("a row").unwrap_or_default()).collect()
+            let rows = stmt
+                .query_map([], |r| r.get(0))
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            rows.map(|r| r.expect("a row")).collect()
         }
+    }
+
+    /// The first column of `sql`'s first row, on either backend.
+    fn first<T>(&self, sql: &str) -> T
+    where
+        T: rusqlite::types::FromSql + for<'a> ::postgres::types::FromSql<'a> + Send,
+    {
+        self.column(sql)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("{sql}: no row"))
+    }
+
+    /// The first column of every row of `sql`, as text (NULL: "").
+    pub fn texts(&self, sql: &str) -> Vec<String> {
+        self.column::<Option<String>>(sql)
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect()
     }
 
     /// `sql`'s text answer, on either backend.
     pub fn query_text(&self, sql: &str) -> String {
-        self.query_value(sql, |r| r.get(0), |r| r.get(0))
+        self.first(sql)
     }
 
     /// The stored customers, oldest first, as `collector customers list --json` prints them.
@@ -446,7 +446,7 @@ impl Collector {
 
     /// `sql`'s number (a count), on either backend.
     pub fn count(&self, sql: &str) -> i64 {
-        self.query_value(sql, |r| r.get(0), |r| r.get(0))
+        self.first(sql)
     }
 
     /// Runs a `collector` CLI command on this collector's database; returns stdout.

@@ -11,18 +11,6 @@ use e2e::count::CLICKS;
 use e2e::{b64, with_browser, Collector, Page};
 use fantoccini::Client;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
-
-async fn until(client: &Client, expr: &str, secs: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Page::eval(client, expr).await != json!(true) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    true
-}
 
 /// Loads stage 1 on the current page after running `setup` (page JS), and
 /// calls `_initialize`; records page errors and unhandled rejections in
@@ -70,7 +58,7 @@ async fn a_cookie_getter_answering_undefined_still_records_the_landing() {
             r#"Object.defineProperty(document, "cookie", { configurable: true, get() { return undefined; }, set(v) {} });"#,
         )
         .await;
-        let referral = until(&client, "growsumo.data.partner_key === 'alice'", 10).await;
+        let referral = Page::until(&client, "growsumo.data.partner_key === 'alice'", 10).await;
         let errors = Page::eval(&client, "errors").await;
         let clicks = c.count(CLICKS);
         assert!(
@@ -193,7 +181,7 @@ async fn fingerprints(quirk: &'static str) -> (Value, Value) {
             .await
             .unwrap();
         assert!(
-            until(
+            Page::until(
                 &client,
                 "sent.some((b) => b.events.some((e) => e.type == 'signup'))",
                 10
@@ -315,7 +303,7 @@ async fn a_legacy_outbox_that_is_not_an_object_is_removed() {
             json!(true),
             "stage 2 ran"
         );
-        let gone = until(&client, "localStorage.growsumo_outbox === undefined", 5).await;
+        let gone = Page::until(&client, "localStorage.growsumo_outbox === undefined", 5).await;
         assert!(
             gone,
             "growsumo_outbox is still {}",

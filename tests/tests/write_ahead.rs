@@ -8,20 +8,9 @@ use e2e::count::{CLICKS, CUSTOMERS, SIGNUPS};
 use e2e::{b64, with_browser, Collector, Page};
 use fantoccini::Client;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
 
 /// The signups written ahead and not yet taken by a stage 2.
 const WRITTEN: &str = "Object.keys(localStorage).filter((k) => k.startsWith('growsumo_q'))";
-
-/// Waits until `expr` is true in the page (a state the page reaches by
-/// itself: an answer, an emptied outbox), polled, at most 10 s.
-async fn until(client: &Client, expr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Page::eval(client, expr).await != json!(true) {
-        assert!(Instant::now() < deadline, "never true: {expr}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Signs up on a page whose collector path is dead (`/down`: stage 2 cannot
 /// load), after loading stage 1 as the embed code does; returns what the
@@ -77,12 +66,19 @@ async fn a_signup_replayed_by_another_tab_is_stored_once() {
         client.switch_to_window(a).await.unwrap();
         client.execute("release();", vec![]).await.unwrap();
         // A's callback, then A's outbox settled by the collector's answer.
-        until(&client, "window.answer !== undefined").await;
-        until(
-            &client,
-            "!Object.keys(localStorage).some((k) => k.startsWith('growsumo_ev_'))",
-        )
-        .await;
+        assert!(
+            Page::until(&client, "window.answer !== undefined", 10).await,
+            "the callback never ran"
+        );
+        assert!(
+            Page::until(
+                &client,
+                "!Object.keys(localStorage).some((k) => k.startsWith('growsumo_ev_'))",
+                10
+            )
+            .await,
+            "the outbox never emptied"
+        );
         assert_eq!((c.count(SIGNUPS), c.count(CUSTOMERS)), (1, 1), "one signup stored");
     })
     .await;
@@ -132,7 +128,10 @@ async fn a_signup_made_after_a_refusal_is_never_sent() {
             .execute("document.querySelector('#beta-form input').focus();", vec![])
             .await
             .unwrap();
-        until(&client, "growsumo._q.push != [].push").await;
+        assert!(
+            Page::until(&client, "growsumo._q.push != [].push", 10).await,
+            "stage 2 never took the queue"
+        );
 
         let pid = c.pid().to_string();
         let signal = |name: &str| {
