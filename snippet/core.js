@@ -178,20 +178,18 @@ var resume = function () {
 var mine = {};
 var written = function (all) {
   var found = [];
-  try {
-    Object.keys(localStorage).forEach(function (k) {
-      try {
-        var entry = !k.indexOf("growsumo_q") && (all || !mine[k]) && JSON.parse(localStorage[k]);
-        if (entry && entry[2]) found.push([k, entry]);
-      } catch (e) {
-        unwrite([k]); // unreadable: it would load stage 2 on every page
-      }
-    });
-  } catch (e) {}
+  (H.n() || []).forEach(function (k) {
+    if (k.indexOf("growsumo_q") || (!all && mine[k])) return;
+    var text = H.l(k);
+    if (text == null) return; // another tab took it meanwhile
+    var entry = H.J(text);
+    if (entry && entry[2]) found.push([k, entry]);
+    else H.r(k); // unreadable: it would load stage 2 on every page
+  });
   return found.sort(function (a, b) { return a[1][1] - b[1][1]; });
 };
 var unwrite = function (item) {
-  try { localStorage.removeItem(item[0]); } catch (e) {}
+  H.r(item[0]);
 };
 // Sends a signup. The callback runs once: with the collector's answer, or,
 // if none came within 1.5 s, with status "queued" (the signup is in the
@@ -212,6 +210,7 @@ var signup = function (data, cb) {
     if (!data.xid) data.xid = gs.data.xid;
     var id = wasm.signup(s.p, data, done, st);
     if (k) unwrite([k]);
+    if (!id) return done(null, { status: "consent_denied" });
     setTimeout(function () {
       try { done(null, { id: id, status: "queued" }); } catch (e) {}
     }, 1500);
@@ -243,15 +242,10 @@ var config = function (query) {
 // A landing kept by an earlier page whose wasm could not start (see fail).
 var PENDING = "growsumo_landing";
 var store = function (value) {
-  try {
-    if (value) localStorage.setItem(PENDING, JSON.stringify(value));
-    else localStorage.removeItem(PENDING);
-  } catch (e) {}
+  value ? H.L(PENDING, JSON.stringify(value)) : H.r(PENDING);
 };
 var pending = function () {
-  try {
-    return JSON.parse(localStorage.getItem(PENDING));
-  } catch (e) {}
+  return H.J(H.l(PENDING));
 };
 var init = function (view) {
   wasm.init(s.p, gs.data, st, cfg, view[0], view[1], view[2]);

@@ -96,15 +96,10 @@ pub fn init(pk: String, data: JsValue, state: JsValue, config: JsValue, url: Str
 /// once it is stored, else an `Error` whose `field` names the rejected field.
 /// Returns the event's id (the loader calls `cb` itself, with status
 /// `queued`, if no answer comes soon). Without consent nothing is sent and
-/// `cb` hears status `consent_denied` at once.
+/// it returns "": the loader tells `cb` at once (`consent_denied`).
 #[wasm_bindgen]
 pub fn signup(pk: String, data: JsValue, cb: JsValue, state: JsValue) -> String {
     if consent::denied(&state) {
-        let result = js::object();
-        set(&result, "status", &"consent_denied".into());
-        let holder = js::object();
-        set(&holder, "cb", &cb);
-        js::call(&holder, "cb", &JsValue::NULL, &result);
         return String::new();
     }
     let event = new_event(&state, wire::EVENT_SIGNUP);

@@ -14,10 +14,10 @@ use std::path::PathBuf;
 const STAGE1_BUDGET: usize = 1_550;
 
 /// gzip -9 bytes of stages 1 and 2 (stage 2's script with wasm-bindgen's
-/// glue, and the wasm); measured 19,772 with the wasm's imports hand-written.
+/// glue, and the wasm); measured 19,712 with the wasm's imports hand-written.
 /// The goal is 10,240: ARCHITECTURE.md says what the last kilobytes are.
 /// Lower it when the snippet shrinks.
-const TOTAL_BUDGET: usize = 19_800;
+const TOTAL_BUDGET: usize = 19_750;
 
 fn gzip_len(path: &PathBuf) -> usize {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());

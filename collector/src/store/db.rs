@@ -89,12 +89,6 @@ impl ToValue for Vec<u8> {
     }
 }
 
-impl ToValue for Value {
-    fn to_value(&self) -> Value {
-        self.clone()
-    }
-}
-
 impl<T: ToValue + ?Sized> ToValue for &T {
     fn to_value(&self) -> Value {
         (**self).to_value()
@@ -148,11 +142,6 @@ impl Params for Vec<Value> {
     }
 }
 
-/// Parameters from an iterator, as rusqlite's `params_from_iter`.
-pub fn params_from_iter<T: ToValue>(iter: impl IntoIterator<Item = T>) -> Vec<Value> {
-    iter.into_iter().map(|v| v.to_value()).collect()
-}
-
 /// `params![a, b]`: parameters of different types.
 macro_rules! params {
     () => { &[] as &[&dyn $crate::store::db::ToValue] };
@@ -163,12 +152,6 @@ pub(crate) use params;
 /// A Rust value a cell converts to.
 pub trait FromValue: Sized {
     fn from_value(value: Value) -> Result<Self>;
-}
-
-impl FromValue for Value {
-    fn from_value(value: Value) -> Result<Self> {
-        Ok(value)
-    }
 }
 
 impl FromValue for i64 {
@@ -587,9 +570,8 @@ impl Statement<'_> {
     pub fn query_map<T>(
         &mut self,
         params: impl Params,
-        f: impl FnMut(&Row) -> Result<T>,
+        mut f: impl FnMut(&Row) -> Result<T>,
     ) -> Result<std::vec::IntoIter<Result<T>>> {
-        let mut f = f;
         let rows = self.db.query_all(&self.sql, params, |row| Ok(f(row)))?;
         Ok(rows.into_iter())
     }

@@ -136,7 +136,7 @@ pub fn fetch<T>(
     sql += &format!(" ORDER BY {alias}id {direction} LIMIT ?{n}");
     let mut items: Vec<T> = conn
         .prepare(&sql)?
-        .query_map(super::db::params_from_iter(params), map)?
+        .query_map(params, map)?
         .collect::<anyhow::Result<_>>()?;
     let has_more = items.len() > list.limit as usize;
     items.truncate(list.limit as usize);
