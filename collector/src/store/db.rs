@@ -13,7 +13,9 @@
 //!   the column's type on either backend (`BIGINT`, `INTEGER`, `BOOLEAN`…).
 
 use anyhow::{anyhow, bail, Context, Result};
+use postgres::GenericClient;
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// A parameter or a cell.
 #[derive(Debug, Clone, PartialEq)]
@@ -408,23 +410,64 @@ pub trait PgRun {
     fn execute(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<u64>;
 }
 
-impl PgRun for RefCell<postgres::Transaction<'_>> {
-    fn query(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
-        self.borrow_mut().query(sql, params).map_err(|e| pg_error(e, sql))
+/// Most statements kept prepared on one connection; past it, the cache
+/// starts over (the store's statements are far fewer: a bound for texts
+/// built from a request's filters).
+const STATEMENTS_KEPT: usize = 512;
+
+/// A PostgreSQL connection or transaction, with the statements already
+/// prepared on its connection: each text is parsed once per connection,
+/// then only bound and run (one round trip instead of two).
+pub struct PgSession<'c, C> {
+    client: RefCell<C>,
+    statements: RefCell<&'c mut HashMap<String, postgres::Statement>>,
+}
+
+impl<'c, C> PgSession<'c, C>
+where
+    C: std::ops::DerefMut,
+    C::Target: postgres::GenericClient,
+{
+    pub fn new(client: C, statements: &'c mut HashMap<String, postgres::Statement>) -> PgSession<'c, C> {
+        PgSession {
+            client: RefCell::new(client),
+            statements: RefCell::new(statements),
+        }
     }
 
-    fn execute(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<u64> {
-        self.borrow_mut().execute(sql, params).map_err(|e| pg_error(e, sql))
+    fn statement(&self, sql: &str) -> Result<postgres::Statement> {
+        if let Some(statement) = self.statements.borrow().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.borrow_mut().prepare(sql).map_err(|e| pg_error(e, sql))?;
+        let mut statements = self.statements.borrow_mut();
+        if statements.len() >= STATEMENTS_KEPT {
+            statements.clear();
+        }
+        statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
     }
 }
 
-impl PgRun for RefCell<postgres::Client> {
+impl<C> PgRun for PgSession<'_, C>
+where
+    C: std::ops::DerefMut,
+    C::Target: postgres::GenericClient,
+{
     fn query(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
-        self.borrow_mut().query(sql, params).map_err(|e| pg_error(e, sql))
+        let statement = self.statement(sql)?;
+        self.client
+            .borrow_mut()
+            .query(&statement, params)
+            .map_err(|e| pg_error(e, sql))
     }
 
     fn execute(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<u64> {
-        self.borrow_mut().execute(sql, params).map_err(|e| pg_error(e, sql))
+        let statement = self.statement(sql)?;
+        self.client
+            .borrow_mut()
+            .execute(&statement, params)
+            .map_err(|e| pg_error(e, sql))
     }
 }
 

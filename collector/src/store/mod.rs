@@ -352,6 +352,15 @@ impl Store {
     /// once the database file was deleted or replaced since it was opened
     /// (the writer's events stop too; see `writer::FileIdentity`).
     pub fn write<T>(&self, f: impl FnOnce(&db::Db) -> Result<T>) -> Result<T> {
+        self.write_stamped(|tx, _| f(tx))
+    }
+
+    /// Like `write`, with the transaction's time, read once the write lock
+    /// is held: rows commit in the order of their times, so a sync reading
+    /// `min_updated` from the newest time it saw never misses a row
+    /// committed later. (On PostgreSQL the time never goes back, whichever
+    /// collector wrote last: see `pg::in_write_transaction`.)
+    pub fn write_stamped<T>(&self, f: impl FnOnce(&db::Db, i64) -> Result<T>) -> Result<T> {
         match &self.backend {
             Backend::Sqlite(sqlite) => {
                 if !sqlite.file.intact() {
@@ -361,19 +370,12 @@ impl Store {
                 // Immediate: reads then writes in one transaction would otherwise
                 // fail at once ("database is locked") when another writer got in.
                 let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let value = f(&db::Db::from(&tx))?;
+                let value = f(&db::Db::from(&tx), self.clock.now_ms())?;
                 tx.commit()?;
                 Ok(value)
             }
-            Backend::Postgres(pool) => pool.write(f),
+            Backend::Postgres(pool) => pool.write(self.clock.now_ms(), f),
         }
-    }
-
-    /// Like `write`, with the time read once the write lock is held: rows
-    /// commit in the order of their times, so a sync reading `min_updated`
-    /// from the newest time it saw never misses a row committed later.
-    pub fn write_stamped<T>(&self, f: impl FnOnce(&db::Db, i64) -> Result<T>) -> Result<T> {
-        self.write(|tx| f(tx, self.clock.now_ms()))
     }
 }
 

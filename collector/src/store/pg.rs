@@ -1,60 +1,125 @@
-//! The PostgreSQL backend: a pool of connections, the schema's migrations,
-//! and the write lock.
+//! The PostgreSQL backend: a bounded pool of connections (TLS as libpq
+//! reads `sslmode`), the schema's migrations, and the write clock.
 //!
-//! Every write transaction first takes one transaction-scoped advisory lock
-//! (`WRITE_LOCK`), so writes from any number of collectors are applied one
-//! at a time, as on SQLite: attribution reads (a click, a customer, a
-//! partnership) and then writes, and two collectors taking a visitor's click
-//! and signup at the same moment must see each other's rows, not both
-//! decide alone. Reads take no lock. The writer's group commit keeps the
-//! lock to one transaction per group of requests.
+//! Every write transaction first moves the one-row `write_clock` (see
+//! `in_write_transaction`): its row lock makes writes from any number of
+//! collectors apply one at a time, as on SQLite (attribution reads a click,
+//! a customer, a partnership and then writes; two collectors taking a
+//! visitor's click and signup at the same moment must see each other's
+//! rows, not both decide alone), and the time it hands out never goes back,
+//! whichever collector's clock is ahead. Reads take no lock. The writer's
+//! group commit holds the lock for one transaction per group of requests.
 
-use super::db::Db;
-use anyhow::{Context, Result};
-use std::cell::RefCell;
-use std::sync::{Arc, Mutex};
+use super::db::{Db, PgSession};
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Migrations, in order, applied at open and recorded in `schema_version`.
 /// The first brings an empty database to SQLite's version 13; each later
 /// SQLite migration (schema.rs) gets its PostgreSQL counterpart here.
 const MIGRATIONS: &[(i64, &str)] = &[(13, include_str!("pg/13.sql"))];
 
-/// The advisory lock every write transaction holds ("growsumo").
-const WRITE_LOCK: i64 = 0x6772_6f77_7375_6d6f;
 /// The advisory lock migrations hold: collectors starting together migrate once.
-const MIGRATE_LOCK: i64 = WRITE_LOCK + 1;
+const MIGRATE_LOCK: i64 = 0x6772_6f77_7375_6d6f;
+
+/// Most connections one collector opens: the writer's, the key listener's
+/// (outside the pool) and at most this many for reads and API writes. Run
+/// N collectors on a server whose `max_connections` exceeds N × 18.
+pub const POOL_SIZE: u32 = 16;
+
+/// How long a request waits for a connection (a free one from the pool, or
+/// a new one from the server) before it fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pooled connection, with the statements prepared on it.
+pub struct Conn {
+    client: postgres::Client,
+    statements: HashMap<String, postgres::Statement>,
+}
 
 /// Connections to one PostgreSQL database, reused; cheap to clone.
 #[derive(Clone)]
 pub struct Pool {
-    url: String,
-    config: Arc<postgres::Config>,
-    idle: Arc<Mutex<Vec<postgres::Client>>>,
+    url: Arc<str>,
+    pool: r2d2::Pool<Connector>,
 }
 
-impl Pool {
-    /// Connects to the database at `url` and applies pending migrations.
-    pub fn open(url: &str) -> Result<Pool> {
-        let mut config: postgres::Config = url
-            .parse()
-            .with_context(|| format!("the PostgreSQL URL {}", redacted(url)))?;
+/// What the pool makes its connections with.
+pub struct Connector {
+    config: postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+impl Connector {
+    /// The connection settings of `url`: its own, with timeouts and TLS.
+    pub fn of(url: &str) -> Result<Connector> {
+        let (url, tls) = tls_of(url)?;
+        let mut config: postgres::Config = url.parse().context("the PostgreSQL URL")?;
         // A server that does not answer, a lock held by a stuck session, a
         // session left idle inside a transaction (holding the write lock):
         // each gives up, as SQLite's busy timeout does, instead of stalling
         // every collector's writes. TCP keepalives notice a dead peer.
         config
-            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
-            .keepalives_idle(std::time::Duration::from_secs(30))
+            .keepalives_idle(Duration::from_secs(30))
             .options("-c lock_timeout=5000 -c idle_in_transaction_session_timeout=60000");
-        let pool = Pool {
-            url: url.to_owned(),
-            config: Arc::new(config),
-            idle: Arc::default(),
-        };
-        let mut client = pool.client()?;
-        migrate(&mut client).with_context(|| format!("migrating {}", redacted(url)))?;
-        pool.give_back(client);
+        Ok(Connector { config, tls })
+    }
+
+    /// A new connection (outside any pool).
+    pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
+        self.config.connect(self.tls.clone())
+    }
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl r2d2::ManageConnection for Connector {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: Connector::connect(self)?,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// A round trip before each use: a connection the server closed (a
+    /// restart, a failover) is replaced instead of failing a request.
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        conn.client.is_valid(Duration::from_secs(2))
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+impl Pool {
+    /// Connects to the database at `url` and applies pending migrations.
+    pub fn open(url: &str) -> Result<Pool> {
+        let connector = Connector::of(url).with_context(|| redacted(url))?;
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .test_on_check_out(true)
+            .error_handler(Box::new(LogErrors))
+            .build(connector)
+            .with_context(|| format!("connecting to {}", redacted(url)))?;
+        let pool = Pool { url: url.into(), pool };
+        let mut conn = pool.get()?;
+        migrate(&mut conn.client).with_context(|| format!("migrating {}", redacted(url)))?;
         Ok(pool)
     }
 
@@ -62,56 +127,154 @@ impl Pool {
         &self.url
     }
 
-    /// A connection: an idle one, or a new one.
-    pub fn client(&self) -> Result<postgres::Client> {
-        while let Some(client) = self.idle.lock().expect("pool").pop() {
-            if !client.is_closed() {
-                return Ok(client);
-            }
-        }
-        self.config
-            .connect(postgres::NoTls)
+    /// A connection from the pool; waits at most `CONNECT_TIMEOUT`.
+    pub fn get(&self) -> Result<r2d2::PooledConnection<Connector>> {
+        self.pool
+            .get()
             .with_context(|| format!("connecting to {}", redacted(&self.url)))
-    }
-
-    /// Returns a connection for reuse, unless it broke.
-    pub fn give_back(&self, client: postgres::Client) {
-        if !client.is_closed() {
-            self.idle.lock().expect("pool").push(client);
-        }
     }
 
     /// Runs `f` outside a transaction.
     pub fn read<T>(&self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
-        let cell = RefCell::new(self.client()?);
-        let result = f(&Db::Postgres(&cell));
-        self.give_back(cell.into_inner());
-        result
+        let mut conn = self.get()?;
+        let Conn { client, statements } = &mut *conn;
+        f(&Db::Postgres(&PgSession::new(client, statements)))
     }
 
-    /// Runs `f` in a transaction holding the write lock, and commits.
-    pub fn write<T>(&self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
-        let mut client = self.client()?;
-        let result = in_write_transaction(&mut client, f);
-        self.give_back(client);
-        result
+    /// Runs `f` in a write transaction stamped no earlier than `now_ms`
+    /// (see `in_write_transaction`), and commits.
+    pub fn write<T>(&self, now_ms: i64, f: impl FnOnce(&Db, i64) -> Result<T>) -> Result<T> {
+        in_write_transaction(&mut *self.get()?, now_ms, f)
     }
 }
 
-/// Runs `f` in a transaction of `client` holding the write lock, and commits.
-pub fn in_write_transaction<T>(client: &mut postgres::Client, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
-    // READ COMMITTED whatever the server's default: each statement sees what
-    // the writers before the lock committed (a snapshot taken before the
-    // lock, as REPEATABLE READ takes it, would miss them).
+/// Logs the connection errors the pool meets (a request that then times out
+/// waiting says only that it timed out).
+#[derive(Debug)]
+struct LogErrors;
+
+impl r2d2::HandleError<postgres::Error> for LogErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        tracing::warn!(error = %super::db::pg_error(error, ""), "PostgreSQL connection failed");
+    }
+}
+
+/// Runs `f` in a transaction of `conn` holding the write lock, and commits.
+/// `f` gets the transaction's time: `now_ms`, or the last write's time if
+/// that is later (another collector's clock ahead of this one's), so rows
+/// commit in the order of their times and a sync reading `min_updated`
+/// from the newest time it saw never misses a row committed later.
+pub fn in_write_transaction<T>(conn: &mut Conn, now_ms: i64, f: impl FnOnce(&Db, i64) -> Result<T>) -> Result<T> {
+    // READ COMMITTED whatever the server's default: each statement after the
+    // lock sees what the writers before it committed (a snapshot taken
+    // before the lock, as REPEATABLE READ takes it, would miss them).
+    let Conn { client, statements } = conn;
     let mut tx = client
         .build_transaction()
         .isolation_level(postgres::IsolationLevel::ReadCommitted)
         .start()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-    let cell = RefCell::new(tx);
-    let value = f(&Db::Postgres(&cell))?;
-    cell.into_inner().commit()?;
+    // The row lock, held until the commit, is the write lock.
+    let at: i64 = tx
+        .query_one(
+            "UPDATE write_clock SET at = GREATEST(at, $1) WHERE id = 1 RETURNING at",
+            &[&now_ms],
+        )?
+        .get(0);
+    let value = f(&Db::Postgres(&PgSession::new(&mut tx, statements)), at)?;
+    tx.commit()?;
     Ok(value)
+}
+
+/// The TLS connector `url` asks for, as libpq reads it, and the URL left
+/// for the driver. `sslmode=disable`: none. `prefer` (the default) and
+/// `require`: encrypted, the server's certificate not checked (libpq's
+/// meaning too). `verify-full`: the certificate must chain to Mozilla's
+/// roots or to those in the `sslrootcert` file, and name the host.
+fn tls_of(url: &str) -> Result<(String, tokio_postgres_rustls::MakeRustlsConnect)> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut verify = false;
+    let mut root_file = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("sslmode", "verify-full") => {
+                verify = true;
+                kept.push("sslmode=require");
+            }
+            ("sslmode", "verify-ca") => bail!("sslmode=verify-ca is not supported: use verify-full"),
+            ("sslrootcert", path) => {
+                root_file = Some(percent_encoding::percent_decode_str(path).decode_utf8()?.into_owned())
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder =
+        rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let config = match (verify, root_file) {
+        (false, Some(_)) => bail!("sslrootcert is read with sslmode=verify-full only"),
+        (false, None) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+            .with_no_client_auth(),
+        (true, root_file) => {
+            let mut roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            if let Some(path) = root_file {
+                use rustls::pki_types::{pem::PemObject, CertificateDer};
+                for cert in CertificateDer::pem_file_iter(&path).with_context(|| format!("sslrootcert {path}"))? {
+                    roots.add(cert.with_context(|| format!("sslrootcert {path}"))?)?;
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    let url = match kept.is_empty() {
+        true => base.to_owned(),
+        false => format!("{base}?{}", kept.join("&")),
+    };
+    Ok((url, tokio_postgres_rustls::MakeRustlsConnect::new(config)))
+}
+
+/// `sslmode=require`'s check: any certificate, so long as the server proves
+/// it holds its key (the handshake's signatures are still verified).
+#[derive(Debug)]
+struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// `url` without its password (in the user part or as a `password=`
@@ -148,9 +311,8 @@ pub fn schema_version(db: &Db) -> Result<i64> {
 /// Whether the database has the store's schema (a command that must not
 /// start an empty database checks first).
 pub fn has_schema(url: &str) -> Result<bool> {
-    let config: postgres::Config = url.parse()?;
-    let mut client = config
-        .connect(postgres::NoTls)
+    let mut client = Connector::of(url)?
+        .connect()
         .with_context(|| format!("connecting to {}", redacted(url)))?;
     Ok(client
         .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])?
@@ -183,7 +345,6 @@ fn migrate(client: &mut postgres::Client) -> Result<()> {
     tx.commit()?;
     Ok(())
 }
-
 #[cfg(test)]
 mod tests {
     #[test]

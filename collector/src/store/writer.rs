@@ -255,7 +255,7 @@ pub(super) enum Target {
 #[allow(clippy::large_enum_variant)]
 enum Conn {
     Sqlite(Connection, FileIdentity),
-    Postgres(super::pg::Pool, Option<postgres::Client>),
+    Postgres(super::pg::Pool, Option<r2d2::PooledConnection<super::pg::Connector>>),
 }
 
 impl Conn {
@@ -286,12 +286,16 @@ impl Conn {
                 Ok(value)
             }
             Conn::Postgres(pool, client) => {
-                let mut conn = match client.take().filter(|c| !c.is_closed()) {
+                let mut conn = match client.take() {
                     Some(conn) => conn,
-                    None => pool.client()?,
+                    None => pool.get()?,
                 };
-                let result = super::pg::in_write_transaction(&mut conn, |db| f(db, clock.now_ms()));
-                *client = Some(conn);
+                let result = super::pg::in_write_transaction(&mut conn, clock.now_ms(), f);
+                // After a failure the connection goes back to the pool, which
+                // drops it if it broke and checks it before its next use.
+                if result.is_ok() {
+                    *client = Some(conn);
+                }
                 result
             }
         }

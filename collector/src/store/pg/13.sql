@@ -54,3 +54,9 @@ CREATE INDEX partners_by_email_nocase ON partners(key_id, lower(email));
 CREATE INDEX partners_updated ON partners(key_id, updated_at);
 CREATE INDEX transactions_updated ON transactions(key_id, updated_at);
 CREATE INDEX rewards_updated ON rewards(key_id, updated_at);
+-- The write clock (PostgreSQL only): every write transaction first moves it
+-- to max(itself, its collector's clock) and is stamped with the result. Its
+-- row lock is the write lock, and the times it hands out never go back,
+-- whichever collector (and clock) wrote last.
+CREATE TABLE write_clock (id BIGINT PRIMARY KEY CHECK (id = 1), at BIGINT NOT NULL);
+INSERT INTO write_clock (id, at) VALUES (1, 0);
