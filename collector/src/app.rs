@@ -4,11 +4,14 @@
 use crate::metrics::Metrics;
 use crate::store::{keys, Key, Store, Writer};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a looked-up key (or its absence) is trusted before the database
-/// is asked again, so a revocation takes effect within this time.
+/// is asked again, so a revocation takes effect within this time. (On
+/// PostgreSQL the cache is also emptied whenever a key changes: see
+/// `Store::on_key_change`.)
 const KEY_TTL: Duration = Duration::from_secs(30);
 /// Cached keys before the cache is emptied (bounds memory under a flood of
 /// made-up keys).
@@ -40,12 +43,25 @@ pub struct App {
     pub limits: crate::http::limits::Limits,
     /// The last readiness probe write: when, and how it went.
     pub probe: Mutex<Option<(Instant, Result<(), String>)>>,
-    key_cache: Mutex<HashMap<String, (Instant, Option<Key>)>>,
+    /// Looked-up keys: when, in which generation, and what was found.
+    key_cache: Mutex<HashMap<String, (Instant, u64, Option<Key>)>>,
+    /// Moves on whenever a key may have changed; older cached keys are stale.
+    key_generation: Arc<AtomicU64>,
 }
 
 impl App {
-    pub fn new(store: Store, writer: Writer, demo_key: Option<String>, client_timeout: Duration) -> App {
-        App {
+    pub fn new(
+        store: Store,
+        writer: Writer,
+        demo_key: Option<String>,
+        client_timeout: Duration,
+    ) -> anyhow::Result<App> {
+        let key_generation = Arc::new(AtomicU64::new(0));
+        let generation = key_generation.clone();
+        store.on_key_change(move || {
+            generation.fetch_add(1, Ordering::Relaxed);
+        })?;
+        Ok(App {
             store,
             writer,
             demo_key,
@@ -61,7 +77,8 @@ impl App {
             limits: crate::http::limits::Limits::new(0, 0),
             probe: Mutex::default(),
             key_cache: Mutex::default(),
-        }
+            key_generation,
+        })
     }
 
     /// Who sent a request that reached us from `peer`: the client's address,
@@ -113,8 +130,11 @@ impl App {
     /// when the database could not answer (never cached: a storage error is
     /// not "no such key", and the snippet drops events refused as unknown).
     pub async fn public_key(&self, public_key: &str) -> Result<Option<Key>, ()> {
-        if let Some((at, key)) = self.key_cache.lock().expect("key cache").get(public_key) {
-            if at.elapsed() < KEY_TTL {
+        // Read before the lookup: a change committed during it moves the
+        // generation on, and the copy it stores is stale at once.
+        let generation = self.key_generation.load(Ordering::Relaxed);
+        if let Some((at, cached_in, key)) = self.key_cache.lock().expect("key cache").get(public_key) {
+            if at.elapsed() < KEY_TTL && *cached_in == generation {
                 return Ok(key.clone());
             }
         }
@@ -132,7 +152,7 @@ impl App {
         if cache.len() >= KEY_CACHE_CAP {
             cache.clear();
         }
-        cache.insert(public_key.to_owned(), (Instant::now(), found.clone()));
+        cache.insert(public_key.to_owned(), (Instant::now(), generation, found.clone()));
         Ok(found)
     }
 }
@@ -156,7 +176,7 @@ mod tests {
             std::env::temp_dir().join(format!("app-{}.db", std::process::id())),
         ))
         .unwrap();
-        let mut app = App::new(store, Writer::discard(), None, Duration::from_secs(1));
+        let mut app = App::new(store, Writer::discard(), None, Duration::from_secs(1)).unwrap();
         app.trusted_proxies = vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
         let mut headers = hyper::HeaderMap::new();
         headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.2".parse().unwrap());

@@ -244,7 +244,7 @@ pub enum KeysCommand {
         key: KeyArgs,
     },
     /// Change a key's origins and settings (only those given), and print it.
-    /// A running collector applies them within 30 s.
+    /// A running collector applies them within 30 s (at once on PostgreSQL).
     Set {
         public_key: String,
         #[command(flatten)]
@@ -259,7 +259,7 @@ pub enum KeysCommand {
     /// List key pairs (without secrets).
     List,
     /// Revoke a key pair: its secret stops working at once, its public key
-    /// within 30 s on a running collector.
+    /// within 30 s on a running collector (at once on PostgreSQL).
     Revoke { public_key: String },
 }
 
@@ -617,7 +617,7 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         // Scripts and tests wait for this exact line, the last one.
         println!("listening on http://{addr}");
         let timeout = std::time::Duration::from_millis(args.client_timeout_ms);
-        let mut app = App::new(store, writer, demo_key, timeout);
+        let mut app = App::new(store, writer, demo_key, timeout)?;
         app.trusted_proxies = args.trusted_proxies.clone();
         app.max_connections = args.max_connections;
         app.max_connections_per_client = args.max_connections_per_client;

@@ -24,7 +24,12 @@ pub struct Collector {
     /// The merchant's web server, when the test has one (`shop`).
     pub site: Option<Site>,
     child: Child,
-    dir: tempfile::TempDir,
+    /// The file that shifts its clock (`advance_days`); shared by the
+    /// collectors `another` starts on the same database.
+    clock: PathBuf,
+    /// Where the SQLite file and the clock file are, removed when dropped
+    /// (none for a collector that `another` started).
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// A stored customer line item.
@@ -105,13 +110,37 @@ impl Collector {
 
     /// Like `start`, with extra `serve` arguments.
     pub fn start_with(args: &[&str]) -> Collector {
-        Self::start_full(&[], args)
+        Self::start_full(None, &[], args)
+    }
+
+    /// Like `start`, on the database at `location` (a PostgreSQL URL or a
+    /// SQLite file).
+    pub fn start_on(location: &str) -> Collector {
+        Self::start_full(Some(location.to_owned()), &[], &[])
+    }
+
+    /// Another collector process on this one's database, as collectors
+    /// behind a load balancer share one PostgreSQL: its own port, the same
+    /// keys and clock.
+    pub fn another(&self) -> Collector {
+        let (child, url, _) = spawn(&self.location, &self.clock, "127.0.0.1:0", &self.serve_args());
+        Collector {
+            url,
+            db: self.db.clone(),
+            location: self.location.clone(),
+            public_key: self.public_key.clone(),
+            secret_key: self.secret_key.clone(),
+            site: None,
+            child,
+            clock: self.clock.clone(),
+            _dir: None,
+        }
     }
 
     /// Like `start`, with the demo key created with these `keys create`
     /// settings (e.g. `--cookie-domain example.com`).
     pub fn start_with_key(key_args: &[&str]) -> Collector {
-        Self::start_full(key_args, &[])
+        Self::start_full(None, key_args, &[])
     }
 
     /// A merchant's site as merchants deploy it: the merchant's pages on
@@ -133,7 +162,7 @@ impl Collector {
             args.extend(["--origin", origin.as_str()]);
         }
         // nginx on loopback is the trusted reverse proxy.
-        let mut c = Self::start_full(&args, &["--trusted-proxy", "127.0.0.1"]);
+        let mut c = Self::start_full(None, &args, &["--trusted-proxy", "127.0.0.1"]);
         let port = c.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
         c.site = Some(Site::start(ports, port, &c.public_key));
         c
@@ -185,16 +214,17 @@ impl Collector {
         self.page("http", "www.shop.test")
     }
 
-    /// Starts the collector; with `key_args`, on a key of its own named
-    /// "shop" (any mode; `serve --demo` keeps a test key named "demo"),
-    /// with the demo's partnerships `alice` and `bob`.
-    fn start_full(key_args: &[&str], serve_args: &[&str]) -> Collector {
+    /// Starts the collector, on `location` or a new database; with
+    /// `key_args`, on a key of its own named "shop" (any mode; `serve
+    /// --demo` keeps a test key named "demo"), with the demo's
+    /// partnerships `alice` and `bob`.
+    fn start_full(location: Option<String>, key_args: &[&str], serve_args: &[&str]) -> Collector {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("growsumo.db");
-        let location = match on_postgres() {
+        let location = location.unwrap_or_else(|| match on_postgres() {
             true => crate::postgres::database(),
             false => db.display().to_string(),
-        };
+        });
         let run = |args: &[&str]| {
             let out = Command::new(binary())
                 .arg("--db")
@@ -231,7 +261,8 @@ impl Collector {
             }
             shop = Some((public_key, secret_key));
         }
-        let (child, url, demo_secret) = spawn(&location, &dir.path().join("clock"), "127.0.0.1:0", serve_args);
+        let clock = dir.path().join("clock");
+        let (child, url, demo_secret) = spawn(&location, &clock, "127.0.0.1:0", serve_args);
         let mut c = Collector {
             url,
             db,
@@ -240,7 +271,8 @@ impl Collector {
             secret_key: None,
             site: None,
             child,
-            dir,
+            clock,
+            _dir: Some(dir),
         };
         (c.public_key, c.secret_key) = match shop {
             Some((public_key, secret_key)) => (public_key, Some(secret_key)),
@@ -282,7 +314,7 @@ impl Collector {
 
     /// Moves the collector's clock to `days` days after the real time.
     pub fn advance_days(&self, days: i64) {
-        std::fs::write(self.dir.path().join("clock"), (days * 86_400).to_string()).expect("write the clock file");
+        std::fs::write(&self.clock, (days * 86_400).to_string()).expect("write the clock file");
     }
 
     /// This collector's URL on another host name that resolves to it (the
@@ -322,12 +354,7 @@ impl Collector {
     pub fn restart(&mut self) {
         self.kill();
         let addr = self.url.trim_start_matches("http://").to_owned();
-        let (child, url, demo_secret) = spawn(
-            &self.location,
-            &self.dir.path().join("clock"),
-            &addr,
-            &self.serve_args(),
-        );
+        let (child, url, demo_secret) = spawn(&self.location, &self.clock, &addr, &self.serve_args());
         assert_eq!(url, self.url);
         self.secret_key = demo_secret.or(self.secret_key.take());
         self.child = child;
@@ -351,7 +378,10 @@ impl Collector {
     /// A read-only connection to the collector's SQLite file (tests of
     /// SQLite itself: its file, its WAL).
     pub fn db(&self) -> Connection {
-        assert!(!on_postgres(), "this test reads the SQLite file");
+        assert!(
+            !self.location.starts_with("postgres"),
+            "this test reads the SQLite file"
+        );
         Connection::open_with_flags(&self.db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db")
     }
 
@@ -360,7 +390,7 @@ impl Collector {
     where
         T: rusqlite::types::FromSql + for<'a> ::postgres::types::FromSql<'a> + Send,
     {
-        if on_postgres() {
+        if self.location.starts_with("postgres") {
             crate::postgres::blocking(|| {
                 let mut client = ::postgres::Client::connect(&self.location, ::postgres::NoTls)
                     .expect("connect to the test database");

@@ -33,6 +33,24 @@ pub async fn send_from(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Answer {
+    request(from, method, url, headers, body.into())
+        .await
+        .expect("HTTP request")
+}
+
+/// Like `send`, but `None` when no whole answer came (the server was down,
+/// or closed the connection), as a client retrying elsewhere sees it.
+pub async fn try_send(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Option<Answer> {
+    request(None, method, url, headers, body.into()).await.ok()
+}
+
+async fn request(
+    from: Option<std::net::IpAddr>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
     connector.set_local_address(from);
     let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
@@ -40,16 +58,13 @@ pub async fn send_from(
     for (name, value) in headers {
         req = req.header(*name, *value);
     }
-    let res = client
-        .request(req.body(Full::new(body.into())).unwrap())
-        .await
-        .expect("HTTP request");
+    let res = client.request(req.body(Full::new(body))?).await?;
     let (parts, body) = res.into_parts();
-    Answer {
+    Ok(Answer {
         status: parts.status,
         headers: parts.headers,
-        body: body.collect().await.expect("body").to_bytes(),
-    }
+        body: body.collect().await?.to_bytes(),
+    })
 }
 
 pub async fn get(url: &str) -> Answer {

@@ -2,7 +2,8 @@
 //! (installed by `cargo xtask test`), a cluster made by `initdb` under
 //! `target/postgres/`, listening on a free loopback port, one per test
 //! process and started on first use. Each test gets a database of its own
-//! (`database()`).
+//! (`database()`). A test that stops and restarts its server has a
+//! cluster of its own (`Cluster::start`).
 //!
 //! Nothing is left running: the server is started with a parent-death
 //! signal from a thread that lives as long as the test process, so it stops
@@ -15,35 +16,33 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-struct Server {
+/// A PostgreSQL server of the tests': its cluster's directory and port.
+pub struct Cluster {
     port: u16,
+    dir: PathBuf,
+    user: Option<(u32, u32)>,
+    /// The running server's process id, and what tells that it exited.
+    running: Mutex<Option<(u32, mpsc::Receiver<()>)>>,
 }
 
-static SERVER: OnceLock<Server> = OnceLock::new();
+static SERVER: OnceLock<Cluster> = OnceLock::new();
 static DATABASES: AtomicU32 = AtomicU32::new(0);
+static CLUSTERS: AtomicU32 = AtomicU32::new(0);
 
 /// Starts the test process's server if it is not running: before a test
 /// picks free ports for other servers, so it cannot take one of them.
 pub fn ensure_started() {
     blocking(|| {
-        SERVER.get_or_init(start);
+        SERVER.get_or_init(Cluster::make);
     })
 }
 
 /// The URL of a new, empty database on the test process's server.
 pub fn database() -> String {
-    blocking(|| {
-        let server = SERVER.get_or_init(start);
-        let name = format!("t{}", DATABASES.fetch_add(1, Ordering::Relaxed));
-        let mut admin = connect(server.port, "postgres").expect("connecting to the test server");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("creating a test database");
-        url(server.port, &name)
-    })
+    blocking(|| SERVER.get_or_init(Cluster::make).database())
 }
 
 /// Runs `f` on a thread of its own: the `postgres` client runs a runtime of
@@ -58,6 +57,106 @@ fn url(port: u16, database: &str) -> String {
 
 fn connect(port: u16, database: &str) -> Result<postgres::Client, postgres::Error> {
     postgres::Client::connect(&url(port, database), postgres::NoTls)
+}
+
+impl Cluster {
+    /// A server of the calling test's own, which it may stop and restart.
+    pub fn start() -> Cluster {
+        blocking(Cluster::make)
+    }
+
+    /// The URL of a new, empty database on this server.
+    pub fn database(&self) -> String {
+        blocking(|| {
+            let name = format!("t{}", DATABASES.fetch_add(1, Ordering::Relaxed));
+            let mut admin = connect(self.port, "postgres").expect("connecting to the test server");
+            admin
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .expect("creating a test database");
+            url(self.port, &name)
+        })
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected, what was
+    /// committed is kept) and waits until it has exited.
+    pub fn stop(&self) {
+        let Some((pid, exited)) = self.running.lock().unwrap().take() else {
+            return;
+        };
+        // SAFETY: kill has no memory preconditions; pid is our child's.
+        unsafe { libc::kill(pid as i32, libc::SIGINT) };
+        exited
+            .recv_timeout(Duration::from_secs(30))
+            .expect("PostgreSQL did not stop");
+    }
+
+    /// Starts the server again on the same port and data, and waits until
+    /// it takes connections.
+    pub fn resume(&self) {
+        let bin = programs();
+        *self.running.lock().unwrap() = Some(spawn_server(&bin.join("postgres"), &self.dir, self.port, self.user));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = blocking(|| connect(self.port, "postgres").map(drop)) {
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not start: {e} (see {})",
+                self.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn make() -> Cluster {
+        let bin = programs();
+        let user = server_user();
+        let clusters = crate::target_dir().join("postgres");
+        // The clusters of test processes that have ended.
+        for old in std::fs::read_dir(&clusters).into_iter().flatten().flatten() {
+            let ended = old
+                .file_name()
+                .to_str()
+                .and_then(|name| name.split('-').next()?.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists());
+            if ended {
+                let _ = std::fs::remove_dir_all(old.path());
+            }
+        }
+        let n = CLUSTERS.fetch_add(1, Ordering::Relaxed);
+        let dir = clusters.join(format!("{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating the cluster's directory");
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("giving the cluster's directory to postgres");
+        }
+        let init = as_server_user(&mut Command::new(bin.join("initdb")), user)
+            .args([
+                "--auth",
+                "trust",
+                "--username",
+                "postgres",
+                "--no-sync",
+                "--encoding",
+                "UTF8",
+            ])
+            .arg("--pgdata")
+            .arg(dir.join("data"))
+            .stdout(Stdio::null())
+            .output()
+            .expect("running initdb");
+        assert!(
+            init.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let cluster = Cluster {
+            port: crate::site::free_port(),
+            dir,
+            user,
+            running: Mutex::new(None),
+        };
+        cluster.resume();
+        cluster
+    }
 }
 
 /// The directory of the newest PostgreSQL's programs Debian installed.
@@ -103,76 +202,22 @@ fn as_server_user(command: &mut Command, user: Option<(u32, u32)>) -> &mut Comma
     command
 }
 
-fn start() -> Server {
-    let bin = programs();
-    let user = server_user();
-    let clusters = crate::target_dir().join("postgres");
-    // The clusters of test processes that have ended.
-    for old in std::fs::read_dir(&clusters).into_iter().flatten().flatten() {
-        let ended = old
-            .file_name()
-            .to_str()
-            .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists());
-        if ended {
-            let _ = std::fs::remove_dir_all(old.path());
-        }
-    }
-    let dir = clusters.join(std::process::id().to_string());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("creating the cluster's directory");
-    if let Some((uid, gid)) = user {
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("giving the cluster's directory to postgres");
-    }
-    let data = dir.join("data");
-    let init = as_server_user(&mut Command::new(bin.join("initdb")), user)
-        .args([
-            "--auth",
-            "trust",
-            "--username",
-            "postgres",
-            "--no-sync",
-            "--encoding",
-            "UTF8",
-        ])
-        .arg("--pgdata")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .output()
-        .expect("running initdb");
-    assert!(
-        init.status.success(),
-        "initdb failed: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let port = crate::site::free_port();
-    spawn_server(&bin.join("postgres"), &data, &dir, port, user);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match connect(port, "postgres") {
-            Ok(_) => break,
-            Err(e) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "PostgreSQL did not start: {e} (see {})",
-                    dir.display()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-    Server { port }
-}
-
-/// Starts the server from a thread that never ends, with a parent-death
+/// Starts the server from a thread that waits for it, with a parent-death
 /// signal (SIGINT: fast shutdown), so it stops with the test process: the
-/// signal follows the thread that started it, not the process.
-fn spawn_server(postgres: &Path, data: &Path, dir: &Path, port: u16, user: Option<(u32, u32)>) {
-    let (started, child) = mpsc::channel::<std::io::Result<()>>();
+/// signal follows the thread that started it, not the process. Answers its
+/// process id, and a receiver that hears once it has exited.
+fn spawn_server(postgres: &Path, dir: &Path, port: u16, user: Option<(u32, u32)>) -> (u32, mpsc::Receiver<()>) {
+    let (started, child) = mpsc::channel::<std::io::Result<u32>>();
+    let (exit, exited) = mpsc::channel();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("the server's log");
     let mut command = Command::new(postgres);
     as_server_user(&mut command, user)
         .arg("-D")
-        .arg(data)
+        .arg(dir.join("data"))
         .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
         // No socket file: the tests connect over TCP, and a socket path
         // under `target/` may be longer than a socket name can be.
@@ -180,7 +225,7 @@ fn spawn_server(postgres: &Path, data: &Path, dir: &Path, port: u16, user: Optio
         .args(["-c", "max_connections=200"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("server.log")).expect("the server's log"));
+        .stderr(log);
     // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
     unsafe {
         use std::os::unix::process::CommandExt;
@@ -194,21 +239,20 @@ fn spawn_server(postgres: &Path, data: &Path, dir: &Path, port: u16, user: Optio
     std::thread::Builder::new()
         .name("postgres".into())
         .spawn(move || {
-            // The thread keeps the child (and its parent-death signal) alive.
-            let _server = match command.spawn() {
-                Ok(child) => {
-                    let _ = started.send(Ok(()));
-                    child
+            // The thread lives as long as the child (and so does its
+            // parent-death signal).
+            match command.spawn() {
+                Ok(mut server) => {
+                    let _ = started.send(Ok(server.id()));
+                    let _ = server.wait();
+                    let _ = exit.send(());
                 }
                 Err(e) => {
                     let _ = started.send(Err(e));
-                    return;
                 }
-            };
-            loop {
-                std::thread::park();
             }
         })
         .expect("the thread that owns the PostgreSQL server");
-    child.recv().expect("the server's thread").expect("starting PostgreSQL");
+    let pid = child.recv().expect("the server's thread").expect("starting PostgreSQL");
+    (pid, exited)
 }

@@ -400,7 +400,12 @@ pub fn pg_error(e: postgres::Error, sql: &str) -> anyhow::Error {
             db.detail().map(|d| format!(", {d}")).unwrap_or_default(),
             first_line(sql)
         ),
-        None => anyhow!("{e}: {}", first_line(sql)),
+        // The driver's `Display` leaves out the cause ("error connecting
+        // to server"): it is the source.
+        None => match std::error::Error::source(&e) {
+            Some(cause) => anyhow!("{e}: {cause}: {}", first_line(sql)),
+            None => anyhow!("{e}: {}", first_line(sql)),
+        },
     }
 }
 

@@ -242,7 +242,8 @@ pub fn create(conn: &Db, mode: Mode, name: &str, origins: &[String], settings: &
 }
 
 /// Replaces the allowed origins and settings of the key `public_key`.
-/// A running collector applies them within its key cache's lifetime (30 s).
+/// A running collector applies them within its key cache's lifetime (30 s
+/// on SQLite; at once on PostgreSQL, see `tell_collectors`).
 pub fn update(conn: &Db, public_key: &str, origins: &[String], settings: &Settings) -> Result<()> {
     check_origins(origins)?;
     settings.check()?;
@@ -264,6 +265,20 @@ pub fn update(conn: &Db, public_key: &str, origins: &[String], settings: &Settin
     )?;
     if changed == 0 {
         bail!("no key {public_key:?}: `collector keys list` shows the keys");
+    }
+    tell_collectors(conn)
+}
+
+/// The channel on which PostgreSQL tells every collector that a key changed.
+pub const CHANGES: &str = "growsumo_keys";
+
+/// Tells every collector sharing the PostgreSQL database, once the
+/// transaction commits, to forget the keys it cached (see
+/// `Store::on_key_change`). SQLite has one collector, which finds the
+/// change when its cached copy expires.
+fn tell_collectors(conn: &Db) -> Result<()> {
+    if conn.is_postgres() {
+        conn.execute(&format!("SELECT pg_notify('{CHANGES}', '')"), [])?;
     }
     Ok(())
 }
@@ -329,8 +344,8 @@ pub fn by_secret(conn: &Db, secret_key: &str) -> Result<Option<Key>> {
 }
 
 /// Revokes a key pair: its public key stops taking events (a running
-/// collector notices within its 30 s key cache), its secret stops opening
-/// the API and dashboard at once.
+/// collector notices within its 30 s key cache on SQLite, at once on
+/// PostgreSQL), its secret stops opening the API and dashboard at once.
 pub fn revoke(conn: &Db, public_key: &str, now: i64) -> Result<()> {
     let changed = conn.execute(
         "UPDATE keys SET revoked_at = ?2 WHERE public_key = ?1 AND revoked_at IS NULL",
@@ -339,7 +354,7 @@ pub fn revoke(conn: &Db, public_key: &str, now: i64) -> Result<()> {
     if changed == 0 {
         bail!("no active key {public_key:?}: `collector keys list` shows the keys");
     }
-    Ok(())
+    tell_collectors(conn)
 }
 
 /// The first live (not revoked) key named `name`.

@@ -300,6 +300,18 @@ impl Store {
         }
     }
 
+    /// Calls `f` whenever a key may have changed: on PostgreSQL, when any
+    /// collector or CLI sharing the database commits a change to a key
+    /// (`keys::tell_collectors`; a thread listens). On SQLite, never: one
+    /// collector serves the file, and key changes come from the CLI, which
+    /// a cached copy's expiry picks up.
+    pub fn on_key_change(&self, f: impl Fn() + Send + 'static) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(pool) => pg::listen(pool.url(), keys::CHANGES, f),
+        }
+    }
+
     /// Whether the database takes writes now: a row larger than the largest
     /// batch of events takes on disk is really written and committed, so a
     /// disk too full for a batch fails here too (taking the write lock

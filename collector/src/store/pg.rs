@@ -12,6 +12,7 @@
 
 use super::db::{Db, PgSession};
 use anyhow::{bail, Context, Result};
+use postgres::fallible_iterator::FallibleIterator;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,6 +147,36 @@ impl Pool {
     pub fn write<T>(&self, now_ms: i64, f: impl FnOnce(&Db, i64) -> Result<T>) -> Result<T> {
         in_write_transaction(&mut *self.get()?, now_ms, f)
     }
+}
+
+/// Calls `on_notice` whenever a notification arrives on `channel`, and
+/// whenever the listening connection is made (again): what was sent while
+/// no connection listened is unknown, so it counts as a change. A thread
+/// of its own, with a connection of its own, for the process's lifetime.
+pub fn listen(url: &str, channel: &'static str, on_notice: impl Fn() + Send + 'static) -> Result<()> {
+    let connector = Connector::of(url)?;
+    let url = redacted(url);
+    std::thread::Builder::new()
+        .name("pg-listen".into())
+        .spawn(move || loop {
+            let listened = connector.connect().and_then(|mut client| {
+                client.batch_execute(&format!("LISTEN {channel}"))?;
+                on_notice();
+                // Until the server closes the connection (TCP keepalives
+                // notice a peer that vanished).
+                let mut notifications = client.notifications();
+                let mut waiting = notifications.blocking_iter();
+                while waiting.next()?.is_some() {
+                    on_notice();
+                }
+                Ok(())
+            });
+            if let Err(e) = listened {
+                tracing::warn!(error = %super::db::pg_error(e, ""), url, channel, "listening for changes failed");
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        })?;
+    Ok(())
 }
 
 /// Logs the connection errors the pool meets (a request that then times out

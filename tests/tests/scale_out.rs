@@ -1,0 +1,337 @@
+//! Several collectors on one PostgreSQL, as a load balancer spreads a
+//! merchant's traffic over them: events spread over three collectors with
+//! one SIGKILLed are each stored once; a visitor's click and signups
+//! arriving at different collectors at once make one customer with its
+//! partner, and one payment one reward; a key changed or revoked through
+//! the CLI is applied by every collector at once; PostgreSQL restarted
+//! under load makes collectors answer 503 and not ready, then recover by
+//! themselves, losing nothing acknowledged.
+//!
+//! Always on PostgreSQL (a SQLite file has one collector), so the test
+//! command runs this suite once, in its SQLite pass.
+
+use e2e::http::{get, send, try_send, Api};
+use e2e::postgres::{self, Cluster};
+use e2e::Collector;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn signup(pk: &str, id: &str) -> String {
+    json!({"pk": pk, "events": [{"id": id, "type": "signup", "ts": 0, "email": format!("{id}@example.com")}]})
+        .to_string()
+}
+
+/// Posts a batch of events as the snippet does; the answer's status and
+/// JSON, or None when no answer came (the collector is down).
+async fn post(url: &str, body: String) -> Option<(u16, Value)> {
+    let answer = try_send(
+        "POST",
+        &format!("{url}/v1/events"),
+        &[("content-type", "text/plain;charset=UTF-8")],
+        body,
+    )
+    .await?;
+    Some((
+        answer.status.as_u16(),
+        serde_json::from_slice(&answer.body).unwrap_or_default(),
+    ))
+}
+
+/// Whether the answer acknowledges the batch's one event as stored.
+fn stored(answer: &Option<(u16, Value)>) -> bool {
+    matches!(answer, Some((200, body)) if ["accepted", "duplicate"].contains(&body["results"][0]["status"].as_str().unwrap_or("")))
+}
+
+/// How many times each event id is stored.
+fn stored_ids(c: &Collector) -> HashMap<String, usize> {
+    c.texts("SELECT event_id FROM events")
+        .into_iter()
+        .fold(HashMap::new(), |mut n, id| {
+            *n.entry(id).or_default() += 1;
+            n
+        })
+}
+
+/// Polls `check` until it holds, for at most `bound`; how long it took.
+async fn within(bound: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < bound, "{what}: not within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_spread_over_three_collectors_are_stored_once_with_one_killed() {
+    const SENDERS: usize = 12;
+    const EACH: usize = 100;
+    let a = Collector::start_on(&postgres::database());
+    let b = a.another();
+    let mut c = a.another();
+    let urls: Arc<[String]> = [a.url.clone(), b.url.clone(), c.url.clone()].into();
+    let (acks, mut acked) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut senders = Vec::new();
+    for sender in 0..SENDERS {
+        let (urls, pk, acks) = (urls.clone(), a.public_key.clone(), acks.clone());
+        senders.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                let id = format!("s{sender}e{i}");
+                // Round robin, as a load balancer; a request that gets no
+                // acknowledgement is sent again to the next collector, as
+                // the snippet retries.
+                let mut attempt = 0;
+                while !stored(&post(&urls[(sender + i + attempt) % urls.len()], signup(&pk, &id)).await) {
+                    attempt += 1;
+                    assert!(attempt < 30, "{id} was never acknowledged");
+                }
+                let _ = acks.send(id);
+            }
+        }));
+    }
+    drop(acks);
+    let mut ids = Vec::new();
+    while ids.len() < SENDERS * EACH / 4 {
+        ids.push(acked.recv().await.expect("senders stopped early"));
+    }
+    // Killed with requests in flight on it.
+    c.kill();
+    while let Some(id) = acked.recv().await {
+        ids.push(id);
+    }
+    for sender in senders {
+        sender.await.expect("a sender failed");
+    }
+    assert_eq!(ids.len(), SENDERS * EACH);
+    let stored = stored_ids(&a);
+    let once = ids.iter().filter(|id| stored.get(*id) == Some(&1)).count();
+    println!(
+        "three collectors, one SIGKILLed: {} acknowledged, {once} stored once, {} rows",
+        ids.len(),
+        stored.values().sum::<usize>()
+    );
+    assert_eq!(once, ids.len(), "an acknowledged event is missing or stored twice");
+    assert_eq!(stored.values().sum::<usize>(), ids.len(), "rows no one sent");
+    assert_eq!(a.count(e2e::count::CUSTOMERS), (SENDERS * EACH) as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_and_two_signups_at_three_collectors_at_once_make_one_customer_with_its_partner() {
+    const VISITORS: usize = 40;
+    let a = Collector::start_on(&postgres::database());
+    let (b, c) = (a.another(), a.another());
+    // A live key (test keys earn no rewards), with its partner.
+    let (pk, sk) = a.create_key(&["--mode", "live", "--name", "shop"]);
+    a.cli(&[
+        "partners",
+        "add",
+        &pk,
+        "--email",
+        "alice@example.com",
+        "--partner-key",
+        "alice",
+    ]);
+    for v in 0..VISITORS {
+        let xid = format!("x{v}");
+        let fingerprint = format!("{v:016x}");
+        let click = json!({"pk": pk, "events": [{"id": format!("c{v}"), "type": "click", "ts": 0,
+            "partner_key": "alice", "xid": xid, "fingerprint": fingerprint}]});
+        let signup = |id: &str| {
+            json!({"pk": pk, "events": [{"id": id, "type": "signup", "ts": 0, "customer_key": format!("cus{v}"),
+                "email": format!("v{v}@example.com"), "partner_key": "alice", "xid": xid, "fingerprint": fingerprint}]})
+            .to_string()
+        };
+        let (clicked, first, second) = tokio::join!(
+            post(&a.url, click.to_string()),
+            post(&b.url, signup(&format!("s{v}a"))),
+            post(&c.url, signup(&format!("s{v}b"))),
+        );
+        for answer in [&clicked, &first, &second] {
+            assert!(matches!(answer, Some((200, _))), "{answer:?}");
+        }
+        // One signup made the customer, the other found it made.
+        let mut outcomes = [&first, &second].map(|a| a.as_ref().unwrap().1["results"][0]["status"].clone());
+        outcomes.sort_by_key(|s| s.to_string());
+        assert_eq!(
+            outcomes,
+            [json!("accepted"), json!("already_attributed")],
+            "visitor {v}"
+        );
+    }
+    assert_eq!(a.count(e2e::count::CUSTOMERS), VISITORS as i64);
+    assert_eq!(
+        a.count("SELECT count(*) FROM customers WHERE partner_key = 'alice'"),
+        VISITORS as i64,
+        "a customer lost its partner"
+    );
+    assert_eq!(a.count(e2e::count::SIGNUPS), 2 * VISITORS as i64);
+    assert_eq!(
+        a.count("SELECT CAST(sum(signups) AS BIGINT) FROM daily"),
+        VISITORS as i64,
+        "the chart counts each customer once"
+    );
+    assert_eq!(
+        a.count("SELECT CAST(sum(clicks) AS BIGINT) FROM daily"),
+        VISITORS as i64
+    );
+
+    // One payment sent to two collectors at once: one transaction, one reward.
+    let api = |c: &Collector| Api::new(&c.url, &pk, &sk);
+    let (on_a, on_b, on_c) = (api(&a), api(&b), api(&c));
+    let offer = json!({"key": "share", "kind": "percent", "percent": 20});
+    assert_eq!(on_a.call("POST", "offers", offer).await.status, 200);
+    for v in 0..VISITORS {
+        let payment =
+            json!({"key": format!("t{v}"), "customer_key": format!("cus{v}"), "amount": 10_000, "currency": "usd"});
+        let (first, second) = tokio::join!(
+            on_b.call("POST", "transactions", payment.clone()),
+            on_c.call("POST", "transactions", payment.clone()),
+        );
+        let mut statuses = [first.status.as_u16(), second.status.as_u16()];
+        statuses.sort();
+        assert_eq!(statuses[0], 200, "{statuses:?}");
+        assert!([200, 409].contains(&statuses[1]), "{statuses:?}");
+    }
+    assert_eq!(a.count("SELECT count(*) FROM transactions"), VISITORS as i64);
+    assert_eq!(a.count("SELECT count(*) FROM rewards"), VISITORS as i64);
+    assert_eq!(
+        a.count("SELECT count(*) FROM rewards WHERE partner_key = 'alice' AND amount = 2000"),
+        VISITORS as i64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_changed_or_revoked_through_the_cli_is_applied_by_every_collector_at_once() {
+    // The key cache keeps a key 30 s; a change must reach the collectors
+    // that cached it well before, by PostgreSQL's notifications.
+    const BOUND: Duration = Duration::from_secs(5);
+    let a = Collector::start_on(&postgres::database());
+    let others = [a.another(), a.another()];
+    let pk = a.public_key.clone();
+    let from = |origin: &'static str, url: String, n: u32| {
+        let body = signup(
+            &pk,
+            &format!("{}-{n}", origin.trim_start_matches("https://").replace('.', "-")),
+        );
+        async move {
+            let headers = [("content-type", "text/plain;charset=UTF-8"), ("origin", origin)];
+            send("POST", &format!("{url}/v1/events"), &headers, body)
+                .await
+                .status
+                .as_u16()
+        }
+    };
+    a.cli(&["keys", "set", &pk, "--origin", "https://one.example"]);
+    for c in &others {
+        // Looked up, and cached, by both.
+        assert_eq!(from("https://one.example", c.url.clone(), 0).await, 200);
+        assert_eq!(from("https://two.example", c.url.clone(), 0).await, 403);
+    }
+    a.cli(&["keys", "set", &pk, "--origin", "https://two.example"]);
+    for c in &others {
+        let mut n = 0;
+        let took = within(BOUND, "the new origin", async || {
+            n += 1;
+            from("https://two.example", c.url.clone(), n).await == 200
+        })
+        .await;
+        println!("a key's new origin applied by another collector after {took:?}");
+        assert_eq!(from("https://one.example", c.url.clone(), 0).await, 403);
+    }
+    a.cli(&["keys", "revoke", &pk]);
+    for c in &others {
+        let mut n = 100;
+        let took = within(BOUND, "the revocation", async || {
+            n += 1;
+            from("https://two.example", c.url.clone(), n).await == 401
+        })
+        .await;
+        println!("a revoked key refused by another collector after {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_restarted_under_load_makes_collectors_unready_then_they_recover_losing_nothing() {
+    const SENDERS: usize = 8;
+    let cluster = Cluster::start();
+    let a = Collector::start_on(&cluster.database());
+    let b = a.another();
+    let urls: Arc<[String]> = [a.url.clone(), b.url.clone()].into();
+    let sending = Arc::new(AtomicBool::new(true));
+    let (acks, mut acked) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut senders = Vec::new();
+    for sender in 0..SENDERS {
+        let (urls, pk, acks, sending) = (urls.clone(), a.public_key.clone(), acks.clone(), sending.clone());
+        senders.push(tokio::spawn(async move {
+            let mut i = 0;
+            let mut refused = 0;
+            while sending.load(Ordering::Relaxed) {
+                let id = format!("s{sender}e{i}");
+                let mut attempt = 0;
+                // Sent until acknowledged (the snippet keeps it meanwhile).
+                loop {
+                    let answer = post(&urls[(sender + attempt) % urls.len()], signup(&pk, &id)).await;
+                    if stored(&answer) {
+                        break;
+                    }
+                    assert!(
+                        matches!(answer, Some((503, _))),
+                        "not a 503 while the database is away: {answer:?}"
+                    );
+                    refused += 1;
+                    attempt += 1;
+                }
+                let _ = acks.send(id);
+                i += 1;
+            }
+            refused
+        }));
+    }
+    drop(acks);
+    let mut ids = Vec::new();
+    let mut take = async |ids: &mut Vec<String>, n: usize| {
+        for _ in 0..n {
+            ids.push(acked.recv().await.expect("senders stopped early"));
+        }
+    };
+    take(&mut ids, 200).await;
+    cluster.stop();
+    let ready = |url: String| async move { get(&format!("{url}/readyz")).await.status.as_u16() };
+    for url in urls.iter() {
+        within(
+            Duration::from_secs(30),
+            "not ready while PostgreSQL is down",
+            async || ready(url.clone()).await == 503,
+        )
+        .await;
+    }
+    cluster.resume();
+    let recovered = Instant::now();
+    for url in urls.iter() {
+        within(Duration::from_secs(30), "ready again", async || {
+            ready(url.clone()).await == 200
+        })
+        .await;
+    }
+    println!("ready again {:?} after PostgreSQL restarted", recovered.elapsed());
+    take(&mut ids, 200).await;
+    sending.store(false, Ordering::Relaxed);
+    while let Some(id) = acked.recv().await {
+        ids.push(id);
+    }
+    let mut refused = 0;
+    for sender in senders {
+        refused += sender.await.expect("a sender failed");
+    }
+    let stored = stored_ids(&a);
+    let once = ids.iter().filter(|id| stored.get(*id) == Some(&1)).count();
+    println!(
+        "PostgreSQL restarted under load: {} acknowledged, {once} stored once, {refused} answers 503",
+        ids.len()
+    );
+    assert!(refused > 0, "no request met the database away");
+    assert_eq!(once, ids.len(), "an acknowledged event is missing or stored twice");
+}
