@@ -74,7 +74,17 @@ pub enum Command {
     },
     /// Apply pending schema migrations and the config file's `[[keys]]`,
     /// then print the schema version (`serve` does both at start too).
-    Migrate,
+    /// With `--from` and `--to`: copy everything in one store into another,
+    /// empty one (e.g. `--from growsumo.db --to postgres://…`), and check
+    /// every table's count.
+    Migrate {
+        /// The store to copy from (a SQLite file or a PostgreSQL URL).
+        #[arg(long, requires = "to")]
+        from: Option<crate::store::Location>,
+        /// The store to copy into; made if missing, and must hold no data.
+        #[arg(long, requires = "from")]
+        to: Option<crate::store::Location>,
+    },
     /// Copy the database to FILE while it is in use (SQLite online backup).
     Backup { file: PathBuf },
     /// Benchmarks only: add N synthetic click events for the demo key.
@@ -353,15 +363,40 @@ pub enum CustomersCommand {
     },
 }
 
+/// `migrate --from --to`: copies one store into another, empty one, and
+/// prints what each table held.
+fn move_store(from: &crate::store::Location, to: &crate::store::Location) -> Result<()> {
+    if from == to {
+        bail!("--from and --to are the same store");
+    }
+    if !from.exists() {
+        bail!("no database at {from}");
+    }
+    let copied = crate::store::copy::copy(&Store::open(from)?, &Store::open(to)?)?;
+    for c in &copied {
+        println!("{:<20} {:>12} rows", c.table, c.rows);
+    }
+    let rows: i64 = copied.iter().map(|c| c.rows).sum();
+    println!("copied {rows} rows from {from} to {to}; every table's count checked");
+    Ok(())
+}
+
 /// Runs the command; `file` is the configuration file's content (empty
 /// without `--config`), already merged into `cli` by `config::apply`.
 pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
     // Only commands that mean to start a database create its file: any
     // other on a missing file (a wrong path, a lost volume) would silently
     // begin an empty database where one was expected.
+    if let Command::Migrate {
+        from: Some(from),
+        to: Some(to),
+    } = &cli.command
+    {
+        return move_store(from, to);
+    }
     let creates = match &cli.command {
         Command::Serve(args) => args.create,
-        Command::Migrate | Command::Fill { .. } | Command::Keys(KeysCommand::Create { .. }) => true,
+        Command::Migrate { .. } | Command::Fill { .. } | Command::Keys(KeysCommand::Create { .. }) => true,
         _ => false,
     };
     if !creates && !cli.db.exists() {
@@ -451,7 +486,7 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
                 None => crate::export::write_csv(&store, owner.id, table, std::io::stdout().lock()),
             }
         }
-        Command::Migrate => {
+        Command::Migrate { .. } => {
             crate::config::apply_keys(&store, file)?;
             println!("schema version {}", store.schema_version()?);
             Ok(())

@@ -220,11 +220,11 @@ impl Collector {
     /// partnerships `alice` and `bob`.
     fn start_full(location: Option<String>, key_args: &[&str], serve_args: &[&str]) -> Collector {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("growsumo.db");
         let location = location.unwrap_or_else(|| match on_postgres() {
             true => crate::postgres::database(),
-            false => db.display().to_string(),
+            false => dir.path().join("growsumo.db").display().to_string(),
         });
+        let db = PathBuf::from(&location);
         let run = |args: &[&str]| {
             let out = Command::new(binary())
                 .arg("--db")

@@ -335,3 +335,134 @@ async fn postgresql_restarted_under_load_makes_collectors_unready_then_they_reco
     assert!(refused > 0, "no request met the database away");
     assert_eq!(once, ids.len(), "an acknowledged event is missing or stored twice");
 }
+
+/// Runs the collector's CLI on `location`; its output, or the error it printed.
+fn collector(location: &str, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(e2e::collector::binary())
+        .args(["--db", location])
+        .args(args)
+        .output()
+        .expect("run collector");
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// Every table's row count, through the CLI-independent readers.
+fn counts(c: &Collector) -> Vec<(String, i64)> {
+    let tables = [
+        "keys",
+        "groups",
+        "partners",
+        "customers",
+        "events",
+        "transactions",
+        "offers",
+        "rewards",
+        "daily",
+        "partner_revenue",
+    ];
+    tables
+        .iter()
+        .map(|t| (t.to_string(), c.count(&format!("SELECT count(*) FROM {t}"))))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_moves_a_filled_install_to_postgresql_and_back_and_it_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("growsumo.db").display().to_string();
+    // An install: a live and test key pair, an offer, payments that earned
+    // rewards (through the API), and the fill command's clicks and customers.
+    let source = Collector::start_on(&sqlite);
+    let created = collector(&sqlite, &["keys", "create", "--pair", "--name", "shop"]).unwrap();
+    let field = |label: &str, nth: usize| {
+        created
+            .lines()
+            .filter_map(|l| l.strip_prefix(label))
+            .nth(nth)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (pk, sk) = (field("public key: ", 1), field("secret key: ", 1));
+    collector(
+        &sqlite,
+        &[
+            "partners",
+            "add",
+            &pk,
+            "--email",
+            "alice@example.com",
+            "--partner-key",
+            "alice",
+        ],
+    )
+    .unwrap();
+    collector(
+        &sqlite,
+        &[
+            "offers",
+            "set",
+            &pk,
+            "--key",
+            "share",
+            "--kind",
+            "percent",
+            "--percent",
+            "25",
+        ],
+    )
+    .unwrap();
+    let api = Api::new(&source.url, &pk, &sk);
+    for n in 0..5 {
+        let customer =
+            json!({"customer_key": format!("c{n}"), "email": format!("c{n}@example.com"), "partner_key": "alice"});
+        assert_eq!(api.call("POST", "customers", customer).await.status, 200);
+        let payment =
+            json!({"key": format!("t{n}"), "customer_key": format!("c{n}"), "amount": 4_000, "currency": "usd"});
+        assert_eq!(api.call("POST", "transactions", payment).await.status, 200);
+    }
+    collector(
+        &sqlite,
+        &["fill", "--events", "12000", "--customers", "1500", "--public-key", &pk],
+    )
+    .unwrap();
+    let before = counts(&source);
+    drop(source);
+
+    let postgres = postgres::database();
+    let moved = collector(&postgres, &["migrate", "--from", &sqlite, "--to", &postgres]).unwrap();
+    println!("{moved}");
+    assert!(moved.contains("every table's count checked"), "{moved}");
+    // Into a store that holds data: refused, and nothing changes.
+    let again = collector(&postgres, &["migrate", "--from", &sqlite, "--to", &postgres]).unwrap_err();
+    assert!(again.contains("already holds data"), "{again}");
+
+    let on_postgres = Collector::start_on(&postgres);
+    assert_eq!(counts(&on_postgres), before);
+    assert_eq!(
+        on_postgres.count("SELECT count(*) FROM keys WHERE pair_id IS NOT NULL"),
+        1,
+        "the pair"
+    );
+    // It serves the moved data, and new rows get ids past the moved ones.
+    let api = Api::new(&on_postgres.url, &pk, &sk);
+    let rewards = api.call("GET", "rewards?limit=250", Value::Null).await.json()["data"]["items"].clone();
+    assert_eq!(rewards.as_array().map(Vec::len), Some(5), "{rewards}");
+    let customer = json!({"customer_key": "new", "email": "new@example.com", "partner_key": "alice"});
+    assert_eq!(api.call("POST", "customers", customer).await.status, 200);
+    let payment = json!({"key": "t-new", "customer_key": "new", "amount": 4_000, "currency": "usd"});
+    assert_eq!(api.call("POST", "transactions", payment).await.status, 200);
+    assert_eq!(on_postgres.count("SELECT count(*) FROM rewards"), 6);
+    let after = counts(&on_postgres);
+    drop(on_postgres);
+
+    // And back to a SQLite file.
+    let back = dir.path().join("back.db").display().to_string();
+    collector(&back, &["migrate", "--from", &postgres, "--to", &back]).unwrap();
+    assert_eq!(counts(&Collector::start_on(&back)), after);
+}

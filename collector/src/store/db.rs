@@ -156,6 +156,12 @@ pub trait FromValue: Sized {
     fn from_value(value: Value) -> Result<Self>;
 }
 
+impl FromValue for Value {
+    fn from_value(value: Value) -> Result<Self> {
+        Ok(value)
+    }
+}
+
 impl FromValue for i64 {
     fn from_value(value: Value) -> Result<Self> {
         match value {

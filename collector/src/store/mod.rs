@@ -14,6 +14,7 @@
 //!   connections (WAL lets readers run beside the writer).
 //! - `attribution`: which partner a signup is credited to.
 //! - `clock`: the time events are stamped with (shiftable in tests).
+//! - `copy`: moves an install to another store (`migrate --from --to`).
 //! - `daily`: clicks and signups per day and partner, for the chart.
 //! - `keys`: public/secret key pairs and their settings.
 //! - `groups`: partner groups (tiers), which offers may be scoped to.
@@ -29,6 +30,7 @@
 pub mod actions;
 pub mod attribution;
 mod clock;
+pub mod copy;
 pub mod credit;
 pub mod daily;
 pub mod db;
