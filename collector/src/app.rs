@@ -43,8 +43,8 @@ pub struct App {
     pub limits: crate::http::limits::Limits,
     /// The last readiness probe write: when, and how it went.
     pub probe: Mutex<Option<(Instant, Result<(), String>)>>,
-    /// Looked-up keys: when, in which generation, and what was found.
-    key_cache: Mutex<HashMap<String, (Instant, u64, Option<Key>)>>,
+    /// Looked-up keys, by public key.
+    key_cache: Mutex<HashMap<String, CachedKey>>,
     /// Moves on whenever a key may have changed; older cached keys are stale.
     key_generation: Arc<AtomicU64>,
 }
@@ -156,6 +156,9 @@ impl App {
         Ok(found)
     }
 }
+
+/// A looked-up key: when, in which key generation, and what was found.
+type CachedKey = (Instant, u64, Option<Key>);
 
 /// The client behind a request (see `App::client`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,6 +24,9 @@ pub struct Cluster {
     port: u16,
     dir: PathBuf,
     user: Option<(u32, u32)>,
+    /// Whether commits reach the disk (`fsync`): the benchmarks' server;
+    /// the tests' skips it, for speed (a test never crashes the machine).
+    durable: bool,
     /// The running server's process id, and what tells that it exited.
     running: Mutex<Option<(u32, mpsc::Receiver<()>)>>,
 }
@@ -36,13 +39,13 @@ static CLUSTERS: AtomicU32 = AtomicU32::new(0);
 /// picks free ports for other servers, so it cannot take one of them.
 pub fn ensure_started() {
     blocking(|| {
-        SERVER.get_or_init(Cluster::make);
+        SERVER.get_or_init(|| Cluster::make(false));
     })
 }
 
 /// The URL of a new, empty database on the test process's server.
 pub fn database() -> String {
-    blocking(|| SERVER.get_or_init(Cluster::make).database())
+    blocking(|| SERVER.get_or_init(|| Cluster::make(false)).database())
 }
 
 /// Runs `f` on a thread of its own: the `postgres` client runs a runtime of
@@ -62,7 +65,12 @@ fn connect(port: u16, database: &str) -> Result<postgres::Client, postgres::Erro
 impl Cluster {
     /// A server of the calling test's own, which it may stop and restart.
     pub fn start() -> Cluster {
-        blocking(Cluster::make)
+        blocking(|| Cluster::make(false))
+    }
+
+    /// A server whose commits reach the disk, as deployed: for benchmarks.
+    pub fn start_durable() -> Cluster {
+        blocking(|| Cluster::make(true))
     }
 
     /// The URL of a new, empty database on this server.
@@ -94,7 +102,7 @@ impl Cluster {
     /// it takes connections.
     pub fn resume(&self) {
         let bin = programs();
-        *self.running.lock().unwrap() = Some(spawn_server(&bin.join("postgres"), &self.dir, self.port, self.user));
+        *self.running.lock().unwrap() = Some(spawn_server(&bin.join("postgres"), self));
         let deadline = Instant::now() + Duration::from_secs(30);
         while let Err(e) = blocking(|| connect(self.port, "postgres").map(drop)) {
             assert!(
@@ -106,7 +114,7 @@ impl Cluster {
         }
     }
 
-    fn make() -> Cluster {
+    fn make(durable: bool) -> Cluster {
         let bin = programs();
         let user = server_user();
         let clusters = crate::target_dir().join("postgres");
@@ -152,6 +160,7 @@ impl Cluster {
             port: crate::site::free_port(),
             dir,
             user,
+            durable,
             running: Mutex::new(None),
         };
         cluster.resume();
@@ -206,7 +215,8 @@ fn as_server_user(command: &mut Command, user: Option<(u32, u32)>) -> &mut Comma
 /// signal (SIGINT: fast shutdown), so it stops with the test process: the
 /// signal follows the thread that started it, not the process. Answers its
 /// process id, and a receiver that hears once it has exited.
-fn spawn_server(postgres: &Path, dir: &Path, port: u16, user: Option<(u32, u32)>) -> (u32, mpsc::Receiver<()>) {
+fn spawn_server(postgres: &Path, cluster: &Cluster) -> (u32, mpsc::Receiver<()>) {
+    let (dir, port, user) = (&cluster.dir, cluster.port, cluster.user);
     let (started, child) = mpsc::channel::<std::io::Result<u32>>();
     let (exit, exited) = mpsc::channel();
     let log = std::fs::OpenOptions::new()
@@ -221,7 +231,8 @@ fn spawn_server(postgres: &Path, dir: &Path, port: u16, user: Option<(u32, u32)>
         .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
         // No socket file: the tests connect over TCP, and a socket path
         // under `target/` may be longer than a socket name can be.
-        .args(["-c", "unix_socket_directories=", "-c", "fsync=off"])
+        .args(["-c", "unix_socket_directories="])
+        .args(["-c", if cluster.durable { "fsync=on" } else { "fsync=off" }])
         .args(["-c", "max_connections=200"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -5,6 +5,11 @@
 //! (a) the HTTP path alone (`--no-persist`: events answered, not stored), the
 //!     ceiling; and (b) durable ingest (group commit, `synchronous=FULL`) on an
 //!     empty database and on ones pre-filled with 1 M and 10 M events.
+//! With `--db postgres`, the same run measures instead (a), (b) on an empty
+//! database, and durable ingest on PostgreSQL (a throwaway server, see
+//! `postgres_server`) with one collector and with two sharing it (wrk
+//! splits its connections over them). The 2 cores are shared by the
+//! database, the collectors and wrk.
 //! Each is measured `RUNS` times, interleaved; medians are printed with the
 //! ratios the issue asks for. Absolute figures swing with the shared machine; the ratios
 //! within one run are what to compare.
@@ -31,11 +36,19 @@ struct Sample {
 
 struct Setup {
     label: &'static str,
-    prefill: u64,
+    store: Store,
     persist: bool,
 }
 
-pub fn ingest(quick: bool) -> Result<()> {
+/// Where a setup's events go.
+enum Store {
+    /// A SQLite file pre-filled with this many events.
+    Sqlite(u64),
+    /// A new PostgreSQL database, shared by this many collectors.
+    Postgres(usize),
+}
+
+pub fn ingest(quick: bool, postgres: bool) -> Result<()> {
     tools::ensure_wrk()?;
     crate::snippet::build()?;
     cargo(&["build", "--release", "-p", "collector"])?;
@@ -43,41 +56,44 @@ pub fn ingest(quick: bool) -> Result<()> {
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let (runs, big) = if quick { (1, 100_000) } else { (RUNS, 10_000_000) };
-    let setups = [
-        Setup {
-            label: "a: HTTP only (no persistence)",
-            prefill: 0,
-            persist: false,
-        },
-        Setup {
-            label: "b: durable, empty database",
-            prefill: 0,
-            persist: true,
-        },
-        Setup {
-            label: "b: durable, 1 M events",
-            prefill: big / 10,
-            persist: true,
-        },
-        Setup {
-            label: "b: durable, 10 M events",
-            prefill: big,
-            persist: true,
-        },
-    ];
+    let setup = |label, store, persist| Setup { label, store, persist };
+    let setups = match postgres {
+        false => vec![
+            setup("a: HTTP only (no persistence)", Store::Sqlite(0), false),
+            setup("b: durable, empty database", Store::Sqlite(0), true),
+            setup("b: durable, 1 M events", Store::Sqlite(big / 10), true),
+            setup("b: durable, 10 M events", Store::Sqlite(big), true),
+        ],
+        true => vec![
+            setup("a: HTTP only (no persistence)", Store::Sqlite(0), false),
+            setup("b: durable, SQLite, empty", Store::Sqlite(0), true),
+            setup("c: durable, PostgreSQL, 1 collector", Store::Postgres(1), true),
+            setup("d: durable, PostgreSQL, 2 collectors", Store::Postgres(2), true),
+        ],
+    };
+    let mut server = postgres.then(PostgresServer::start).transpose()?;
     // Runs are interleaved (a, b, b, b, then again) so that a noisy stretch of
     // the shared machine hits every setup alike.
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); setups.len()];
     for run in 0..runs {
         for (setup, samples) in setups.iter().zip(&mut samples) {
-            let db = dir.join(format!("ingest-{}.db", setup.prefill));
-            // An empty database starts empty every run; a filled one is made
-            // once (minutes at 10 M) and grows by each run's events (~3%).
-            if setup.prefill == 0 {
-                remove_db(&db);
-            }
-            prepare_db(&bin, &db, setup.prefill)?;
-            let sample = measure(&bin, &db, setup.persist, &dir)?;
+            let locations = match setup.store {
+                Store::Sqlite(prefill) => {
+                    let db = dir.join(format!("ingest-{prefill}.db"));
+                    // An empty database starts empty every run; a filled one is made
+                    // once (minutes at 10 M) and grows by each run's events (~3%).
+                    if prefill == 0 {
+                        remove_db(&db);
+                    }
+                    prepare_db(&bin, &db, prefill)?;
+                    vec![db.display().to_string()]
+                }
+                Store::Postgres(collectors) => {
+                    let url = server.as_mut().context("no PostgreSQL server")?.database()?;
+                    vec![url; collectors]
+                }
+            };
+            let sample = measure(&bin, &locations, setup.persist, &dir)?;
             eprintln!(
                 "  {} run {}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
                 setup.label,
@@ -103,7 +119,19 @@ pub fn ingest(quick: bool) -> Result<()> {
             setup.label, m.rps, m.p50_ms, m.p99_ms, m.errors
         );
     }
-    let (a, empty, one, ten) = (medians[0], medians[1], medians[2], medians[3]);
+    let (a, empty) = (medians[0], medians[1]);
+    if postgres {
+        let (one, two) = (medians[2], medians[3]);
+        println!(
+            "PostgreSQL, 1 collector / SQLite:       {:.2}   (target >= 0.50)",
+            one.rps / empty.rps
+        );
+        println!("PostgreSQL, 1 collector / HTTP only:    {:.2}", one.rps / a.rps);
+        println!("PostgreSQL, 2 collectors / HTTP only:   {:.2}", two.rps / a.rps);
+        println!("(one machine of 2 cores runs PostgreSQL, the collectors and wrk)");
+        return Ok(());
+    }
+    let (one, ten) = (medians[2], medians[3]);
     println!(
         "ratio b/a (durable empty / HTTP only):  {:.2}   (target >= 0.80)",
         empty.rps / a.rps
@@ -144,25 +172,100 @@ fn remove_db(db: &Path) {
     let _ = std::fs::remove_file(db.with_extension("ready"));
 }
 
-fn measure(bin: &Path, db: &Path, persist: bool, dir: &Path) -> Result<Sample> {
-    let mut server = Server::start(bin, db, persist)?;
+/// Runs wrk against one collector per location at once, the connections
+/// split between them: their requests summed, the slower one's latencies.
+fn measure(bin: &Path, locations: &[String], persist: bool, dir: &Path) -> Result<Sample> {
+    let mut servers = Vec::new();
+    for location in locations {
+        servers.push(Server::start(bin, location, persist)?);
+    }
     let script = dir.join("ingest.lua");
-    std::fs::write(&script, LUA.replace("__PK__", &server.public_key))?;
-    let out = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{CONNECTIONS}"),
-            &format!("-d{SECONDS}s"),
-            "--latency",
-            "-s",
-        ])
-        .arg(&script)
-        .arg(format!("{}/v1/events", server.url))
-        .output()
-        .context("running wrk")?;
-    server.stop();
-    check(out.status, "wrk")?;
-    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+    std::fs::write(&script, LUA.replace("__PK__", &servers[0].public_key))?;
+    let connections = CONNECTIONS / servers.len() as u32;
+    let runs: Vec<Child> = servers
+        .iter()
+        .map(|server| {
+            Command::new("wrk")
+                .args([
+                    "-t2",
+                    &format!("-c{connections}"),
+                    &format!("-d{SECONDS}s"),
+                    "--latency",
+                    "-s",
+                ])
+                .arg(&script)
+                .arg(format!("{}/v1/events", server.url))
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("running wrk")
+        })
+        .collect::<Result<_>>()?;
+    let mut total: Option<Sample> = None;
+    for run in runs {
+        let out = run.wait_with_output()?;
+        check(out.status, "wrk")?;
+        let sample = parse_wrk(&String::from_utf8_lossy(&out.stdout))?;
+        total = Some(match total {
+            None => sample,
+            Some(t) => Sample {
+                rps: t.rps + sample.rps,
+                p50_ms: t.p50_ms.max(sample.p50_ms),
+                p99_ms: t.p99_ms.max(sample.p99_ms),
+                errors: t.errors + sample.errors,
+            },
+        });
+    }
+    for server in &mut servers {
+        server.stop();
+    }
+    total.context("no collector")
+}
+
+/// A throwaway PostgreSQL server: the tests' own, started by the e2e
+/// crate's `postgres_server` example, which answers each line written to
+/// it with a new database's URL and stops the server when its stdin closes.
+pub struct PostgresServer {
+    child: Child,
+    urls: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl PostgresServer {
+    pub fn start() -> Result<PostgresServer> {
+        tools::ensure_postgres()?;
+        cargo(&["build", "-p", "e2e", "--example", "postgres_server"])?;
+        let mut child = Command::new(target_dir().join("debug/examples/postgres_server"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting PostgreSQL")?;
+        let urls = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let mut server = PostgresServer { child, urls };
+        // The first line is a database made at start; unused.
+        server.next_url()?;
+        Ok(server)
+    }
+
+    /// The URL of a new, empty database.
+    pub fn database(&mut self) -> Result<String> {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().context("stdin")?;
+        writeln!(stdin)?;
+        self.next_url()
+    }
+
+    fn next_url(&mut self) -> Result<String> {
+        self.urls
+            .next()
+            .context("the PostgreSQL server stopped")?
+            .map_err(Into::into)
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
 }
 
 /// Each request is one event with a unique id; one in ten is a signup.
@@ -191,7 +294,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(bin: &Path, db: &Path, persist: bool) -> Result<Server> {
+    fn start(bin: &Path, db: &str, persist: bool) -> Result<Server> {
         let mut cmd = Command::new(bin);
         cmd.arg("--db")
             .arg(db)

@@ -56,6 +56,10 @@ enum Bench {
         /// One short run each, 100 k / 10 k prefill: checks the benchmark works.
         #[arg(long)]
         quick: bool,
+        /// `postgres`: durable ingest on PostgreSQL with one and two
+        /// collectors, beside SQLite's, in the same run.
+        #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+        db: String,
     },
     /// p95 of the dashboard's pages and the API's lists on 1 M customers and 10 M events.
     Pages {
@@ -107,8 +111,8 @@ fn run(task: Task) -> Result<()> {
             test_workspace()
         }
         Task::Bench {
-            which: Bench::Ingest { quick },
-        } => bench::ingest(quick),
+            which: Bench::Ingest { quick, db },
+        } => bench::ingest(quick, db == "postgres"),
         Task::Bench {
             which: Bench::Pages { quick },
         } => pages::run(quick),

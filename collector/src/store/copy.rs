@@ -5,7 +5,7 @@
 //! source's. Row ids are kept (customers, transactions and rewards are
 //! referred to by them), and PostgreSQL's id sequences moved past them.
 
-use super::db::{params, Db, Value};
+use super::db::{params, row_placeholders, Db, Value};
 use super::Store;
 use anyhow::{bail, Context, Result};
 
@@ -165,13 +165,10 @@ fn copy_table(from: &Store, out: &Db, table: &str, key: Option<&str>, columns: &
 
 /// One multi-row `INSERT` of `rows`.
 fn insert(out: &Db, table: &str, list: &str, width: usize, rows: &[Vec<Value>]) -> Result<()> {
-    let tuples: Vec<String> = (0..rows.len())
-        .map(|r| {
-            let slots: Vec<String> = (1..=width).map(|c| format!("?{}", r * width + c)).collect();
-            format!("({})", slots.join(", "))
-        })
-        .collect();
-    let sql = format!("INSERT INTO {table} ({list}) VALUES {}", tuples.join(", "));
+    let sql = format!(
+        "INSERT INTO {table} ({list}) VALUES {}",
+        row_placeholders(rows.len(), width)
+    );
     out.execute(&sql, rows.concat())?;
     Ok(())
 }

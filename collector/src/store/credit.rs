@@ -62,8 +62,7 @@ pub fn review_for(conn: &Db, key: &Key, partner_key: &str, email: &str, now: i64
         )
         .optional()?;
     Ok(match partner_email {
-        Some(own) if !email.is_empty() && mailbox(&own) == mailbox(email) => Some(Review::SelfReferral),
-        Some(_) => None,
+        Some(own) => review_of_partnership(&own, email),
         None if key.settings.auto_partners => {
             // Creating it also approves the customers already waiting for it.
             let fields = merchant::PartnerFields {
@@ -77,6 +76,12 @@ pub fn review_for(conn: &Db, key: &Key, partner_key: &str, email: &str, now: i64
         }
         None => Some(Review::UnknownPartner),
     })
+}
+
+/// Whether a customer (`email`) of a partner that has a partnership
+/// (`partner_email`) waits for review: when it is the partner itself.
+pub fn review_of_partnership(partner_email: &str, email: &str) -> Option<Review> {
+    (!email.is_empty() && mailbox(partner_email) == mailbox(email)).then_some(Review::SelfReferral)
 }
 
 /// The mailbox an address delivers to, for comparing a customer's email

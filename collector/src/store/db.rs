@@ -151,6 +151,33 @@ macro_rules! params {
 }
 pub(crate) use params;
 
+/// The `VALUES` list of a multi-row insert: `rows` tuples of `width`
+/// numbered placeholders, `(?1, ?2), (?3, ?4)`.
+pub fn row_placeholders(rows: usize, width: usize) -> String {
+    let tuples: Vec<String> = (0..rows)
+        .map(|r| {
+            let slots: Vec<String> = (1..=width).map(|c| format!("?{}", r * width + c)).collect();
+            format!("({})", slots.join(", "))
+        })
+        .collect();
+    tuples.join(", ")
+}
+
+/// `items` in slices of at most `max` (a power of two), each padded to a
+/// power-of-two length by repeating its last item: a statement made per
+/// slice then has few texts, each prepared once per connection, and a
+/// group takes one statement, not one per bit of its size. Only for
+/// statements a repeated item leaves unchanged (an insert that skips
+/// conflicts, a set of lookups).
+pub fn padded_slices<T: Clone>(items: &[T], max: usize) -> impl Iterator<Item = Vec<T>> + '_ {
+    items.chunks(max).map(|chunk| {
+        let mut slice = chunk.to_vec();
+        let last = chunk[chunk.len() - 1].clone();
+        slice.resize(chunk.len().next_power_of_two(), last);
+        slice
+    })
+}
+
 /// A Rust value a cell converts to.
 pub trait FromValue: Sized {
     fn from_value(value: Value) -> Result<Self>;

@@ -196,24 +196,41 @@ impl r2d2::HandleError<postgres::Error> for LogErrors {
 /// commit in the order of their times and a sync reading `min_updated`
 /// from the newest time it saw never misses a row committed later.
 pub fn in_write_transaction<T>(conn: &mut Conn, now_ms: i64, f: impl FnOnce(&Db, i64) -> Result<T>) -> Result<T> {
-    // READ COMMITTED whatever the server's default: each statement after the
-    // lock sees what the writers before it committed (a snapshot taken
-    // before the lock, as REPEATABLE READ takes it, would miss them).
     let Conn { client, statements } = conn;
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::ReadCommitted)
-        .start()?;
-    // The row lock, held until the commit, is the write lock.
-    let at: i64 = tx
-        .query_one(
-            "UPDATE write_clock SET at = GREATEST(at, $1) WHERE id = 1 RETURNING at",
-            &[&now_ms],
-        )?
-        .get(0);
-    let value = f(&Db::Postgres(&PgSession::new(&mut tx, statements)), at)?;
-    tx.commit()?;
+    // One round trip opens the transaction and takes the lock (the clock
+    // row's, held until the commit), so a group of events pays for it
+    // once. READ COMMITTED whatever the server's default: each statement
+    // after the lock sees what the writers before it committed (a snapshot
+    // taken before the lock, as REPEATABLE READ takes it, would miss them).
+    let mut tx = Transaction(client, false);
+    let opened = tx.0.simple_query(&format!(
+        "START TRANSACTION ISOLATION LEVEL READ COMMITTED;
+         UPDATE write_clock SET at = GREATEST(at, {now_ms}) WHERE id = 1 RETURNING at"
+    ))?;
+    let at: i64 = opened
+        .iter()
+        .find_map(|message| match message {
+            postgres::SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
+            _ => None,
+        })
+        .context("the write clock has no row")?;
+    let value = f(&Db::Postgres(&PgSession::new(&mut *tx.0, statements)), at)?;
+    tx.0.batch_execute("COMMIT")?;
+    tx.1 = true;
     Ok(value)
+}
+
+/// A transaction opened by hand (see `in_write_transaction`), rolled back
+/// unless it was committed, however its scope ends: a connection must not
+/// go back to the pool inside one.
+struct Transaction<'a>(&'a mut postgres::Client, bool);
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            let _ = self.0.batch_execute("ROLLBACK");
+        }
+    }
 }
 
 /// The TLS connector `url` asks for, as libpq reads it, and the URL left

@@ -8,10 +8,11 @@
 //! letting memory grow without bound.
 
 use super::attribution::{self, ServerClick, Source};
-use super::db::{params, Db};
+use super::db::{padded_slices, params, row_placeholders, Db, Params, Value};
 use super::{credit, daily, Clock, EventKind, Key, NewEvent};
 use crate::metrics::WriterMetrics;
 use rusqlite::Connection;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
@@ -365,95 +366,243 @@ fn apply_group(
 }
 
 fn apply_all(tx: &Db, group: &[Job], now_ms: i64, metrics: &WriterMetrics) -> anyhow::Result<Vec<Vec<Outcome>>> {
+    let mut found = Found::look_up(tx, group)?;
+    found.count_click_id_conflicts(group, metrics);
+    let mut new = insert_events(tx, group, now_ms)?;
     let mut tally = Tally::new();
+    let mut customers = Customers::default();
     let results = group
         .iter()
-        .map(|job| apply(tx, &job.submission, &job.events, now_ms, &mut tally, metrics))
+        .map(|job| {
+            let seen = (&mut new, &mut found, &mut customers);
+            outcomes(tx, &job.submission, &job.events, now_ms, seen, &mut tally)
+        })
         .collect::<anyhow::Result<_>>()?;
+    customers.insert(tx)?;
     // Partner keys no partnership has are counted in one bucket: anyone
     // can post clicks for made-up keys, and a row each would let a flood
-    // grow the table and slow the Partners page without bound.
-    let mut known =
-        tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM partners WHERE key_id = ?1 AND partner_key = ?2)")?;
+    // grow the table and slow the Partners page without bound. (A partner
+    // not found before the group may have been made during it.)
+    let mut tally: Vec<_> = tally.into_iter().collect();
+    tally.sort();
     for ((key_id, partner_key), (clicks, signups)) in tally {
-        let bucket = match partner_key.is_empty() || known.query_row(params![key_id, partner_key], |r| r.get(0))? {
-            true => partner_key.as_str(),
-            false => daily::UNKNOWN_PARTNERS,
+        let known = partner_key.is_empty()
+            || found.partners.contains_key(&(key_id, partner_key.clone()))
+            || tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM partners WHERE key_id = ?1 AND partner_key = ?2)",
+                params![key_id, partner_key],
+                |r| r.get(0),
+            )?;
+        let bucket = if known {
+            partner_key.as_str()
+        } else {
+            daily::UNKNOWN_PARTNERS
         };
         daily::add(tx, key_id, Some(bucket), now_ms, clicks, signups)?;
     }
-    drop(known);
     Ok(results)
 }
 
 /// The group's new clicks and customers per (key, partner): written to the
 /// per-day counts once per group, not once per event.
-type Tally = std::collections::HashMap<(i64, String), (i64, i64)>;
+type Tally = HashMap<(i64, String), (i64, i64)>;
 
-/// Stores one request's events: each new event once, and for each new signup
-/// its customer line item. `received_at` is the group's time. A click that
-/// reuses a click id recorded for another partner is stored (the id stays
-/// bound to each partner it was recorded with, see `attribution`) and
-/// counted.
-fn apply(
+/// Columns of an event row, as `insert_events` writes them.
+const EVENT_COLUMNS: usize = 15;
+/// Most event rows in one insert (15 parameters each).
+const ROWS_PER_INSERT: usize = 1024;
+/// Most click ids in one lookup.
+const IDS_PER_LOOKUP: usize = 64;
+
+/// What the database holds, before the group, of what the group's events
+/// name: read in one statement per key (and slice of ids), not one per
+/// event, since on PostgreSQL each statement is a round trip.
+#[derive(Default)]
+struct Found {
+    /// The partners each click id was recorded with, by (key, click id).
+    clicks: HashMap<(i64, String), Vec<String>>,
+    /// The customers that exist, as (key, customer key); those the group
+    /// makes are added.
+    customers: HashSet<(i64, String)>,
+    /// The email of each partnership, by (key, partner key).
+    partners: HashMap<(i64, String), String>,
+}
+
+impl Found {
+    fn look_up(tx: &Db, group: &[Job]) -> anyhow::Result<Found> {
+        // Per key: the click ids of clicks, the customer keys of signups,
+        // the partner keys of both.
+        let mut ids: HashMap<i64, [Vec<&str>; 3]> = HashMap::new();
+        for job in group {
+            let [xids, customers, partners] = ids.entry(job.submission.key.id).or_default();
+            for event in &job.events {
+                if let (EventKind::Click, Some(xid)) = (event.kind, &event.xid) {
+                    xids.push(xid);
+                }
+                if let Some(signup) = &event.signup {
+                    customers.push(&signup.customer_key);
+                }
+                partners.extend(event.partner_key.as_deref());
+            }
+        }
+        let mut found = Found::default();
+        for (key_id, lists) in ids {
+            for (kind, id, value) in lookup_each(tx, key_id, lists)? {
+                match kind.as_str() {
+                    "x" => found.clicks.entry((key_id, id)).or_default().push(value),
+                    "c" => {
+                        found.customers.insert((key_id, id));
+                    }
+                    _ => {
+                        found.partners.insert((key_id, id), value);
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Counts the group's clicks that reuse a click id stored for another
+    /// partner (a squatter, or two partners sharing an id). The click is
+    /// stored anyway (the id stays bound to each partner it was recorded
+    /// with, see `attribution`).
+    fn count_click_id_conflicts(&self, group: &[Job], metrics: &WriterMetrics) {
+        for job in group {
+            for event in &job.events {
+                let (EventKind::Click, Some(xid), Some(partner)) = (event.kind, &event.xid, &event.partner_key) else {
+                    continue;
+                };
+                let recorded = self.clicks.get(&(job.submission.key.id, xid.clone()));
+                if recorded.is_some_and(|p| p.iter().any(|p| p != partner)) {
+                    tracing::warn!(xid, partner, "a click reuses a click id recorded for another partner");
+                    metrics
+                        .click_id_conflicts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// Looks up, for key `key_id`, the click ids, customer keys and partner
+/// keys in `lists` (repeats allowed): rows of (kind "x", "c" or "p", the
+/// id, the click's partner or the partner's email). One statement per slice
+/// of each list: equality lookups joined by `UNION ALL`, not `IN (…)`, since
+/// PostgreSQL, before it has statistics (a new or just migrated database),
+/// scans every row of the key for a list instead of probing the index with
+/// each id. Each list is padded (see `padded_slices`): few statement texts.
+fn lookup_each(tx: &Db, key_id: i64, lists: [Vec<&str>; 3]) -> anyhow::Result<Vec<(String, String, String)>> {
+    const LOOKUPS: [&str; 3] = [
+        "SELECT 'x', xid, partner_key FROM events WHERE key_id = ?1 AND type = 'click' AND xid = ?",
+        "SELECT 'c', customer_key, customer_key FROM customers WHERE key_id = ?1 AND customer_key = ?",
+        "SELECT 'p', partner_key, email FROM partners WHERE key_id = ?1 AND partner_key = ?",
+    ];
+    let slices: Vec<Vec<Vec<&str>>> = lists
+        .into_iter()
+        .map(|mut ids| {
+            ids.sort_unstable();
+            ids.dedup();
+            padded_slices(&ids, IDS_PER_LOOKUP).collect()
+        })
+        .collect();
+    let rounds = slices.iter().map(Vec::len).max().unwrap_or(0);
+    let mut found = Vec::new();
+    for round in 0..rounds {
+        let mut values = vec![Value::Integer(key_id)];
+        let mut lookups = Vec::new();
+        for (lookup, slices) in LOOKUPS.iter().zip(&slices) {
+            for id in slices.get(round).into_iter().flatten() {
+                values.push(Value::Text((*id).to_owned()));
+                lookups.push(format!("{lookup}{}", values.len()));
+            }
+        }
+        found.extend(tx.query_all(&lookups.join(" UNION ALL "), values, |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?);
+    }
+    Ok(found)
+}
+
+/// Stores every event of the group that is new (one row per key and event
+/// id), in multi-row inserts (a repeated row is skipped as a conflict);
+/// answers the (key, event id) pairs inserted.
+fn insert_events(tx: &Db, group: &[Job], received_at: i64) -> anyhow::Result<HashSet<(i64, String)>> {
+    let rows: Vec<Vec<Value>> = group
+        .iter()
+        .flat_map(|job| {
+            job.events
+                .iter()
+                .map(move |event| event_row(&job.submission, event, received_at))
+        })
+        .collect();
+    let mut new = HashSet::new();
+    for slice in padded_slices(&rows, ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO events (key_id, event_id, type, received_at, client_ts, partner_key, xid,
+                                 url, referrer, customer_key, email, name, provider_key, fingerprint, network)
+             VALUES {} ON CONFLICT (key_id, event_id) DO NOTHING RETURNING key_id, event_id",
+            row_placeholders(slice.len(), EVENT_COLUMNS)
+        );
+        new.extend(tx.query_all(&sql, slice.concat(), |r| Ok((r.get(0)?, r.get(1)?)))?);
+    }
+    Ok(new)
+}
+
+fn event_row(submission: &Submission, event: &NewEvent, received_at: i64) -> Vec<Value> {
+    let signup = event.signup.as_ref();
+    params![
+        submission.key.id,
+        event.id,
+        event.kind.as_str(),
+        received_at,
+        event.client_ts,
+        event.partner_key,
+        event.xid,
+        event.url,
+        event.referrer,
+        signup.map(|s| &s.customer_key),
+        signup.map(|s| &s.email),
+        signup.map(|s| &s.name),
+        signup.and_then(|s| s.provider_key.as_ref()),
+        event.fingerprint,
+        submission.network,
+    ]
+    .values()
+}
+
+/// What became of one request's events, stored by `insert_events`: each
+/// new one (in `new`, which loses it: a repeat in the same group is a
+/// duplicate) accepted, and each new signup's customer made (added to
+/// `found`, and to the `customers` the group inserts). `received_at` is the
+/// group's time.
+fn outcomes(
     conn: &Db,
     submission: &Submission,
     events: &[NewEvent],
     received_at: i64,
+    (new, found, customers): (&mut HashSet<(i64, String)>, &mut Found, &mut Customers),
     tally: &mut Tally,
-    metrics: &WriterMetrics,
 ) -> anyhow::Result<Vec<Outcome>> {
     let key = &submission.key;
-    let key_id = key.id;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO events (key_id, event_id, type, received_at, client_ts, partner_key, xid,
-                             url, referrer, customer_key, email, name, provider_key, fingerprint, network)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-         ON CONFLICT (key_id, event_id) DO NOTHING",
-    )?;
     let mut outcomes = Vec::with_capacity(events.len());
     for event in events {
-        if let (EventKind::Click, Some(xid), Some(partner)) = (event.kind, &event.xid, &event.partner_key) {
-            if attribution::xid_taken_by_another(conn, key_id, xid, partner)? {
-                tracing::warn!(xid, partner, "a click reuses a click id recorded for another partner");
-                metrics
-                    .click_id_conflicts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        let signup = event.signup.as_ref();
-        let inserted = insert.execute(params![
-            key_id,
-            event.id,
-            event.kind.as_str(),
-            received_at,
-            event.client_ts,
-            event.partner_key,
-            event.xid,
-            event.url,
-            event.referrer,
-            signup.map(|s| &s.customer_key),
-            signup.map(|s| &s.email),
-            signup.map(|s| &s.name),
-            signup.and_then(|s| s.provider_key.as_ref()),
-            event.fingerprint,
-            submission.network,
-        ])?;
-        if inserted == 0 {
+        if !new.remove(&(key.id, event.id.clone())) {
             outcomes.push(Outcome::Duplicate);
             continue;
         }
-        let outcome = match (event.kind, signup) {
+        let outcome = match (event.kind, event.signup.as_ref()) {
             (EventKind::Signup, Some(signup)) => {
                 let context = attribution::Context {
-                    key_id,
+                    key_id: key.id,
                     now_ms: received_at,
                     window_ms: key.settings.window_ms(),
                     fingerprint_ms: key.settings.fingerprint_ms(),
                     server_click: submission.server_click.clone(),
                     network: submission.network.clone(),
                 };
-                if add_customer(conn, key, &context, event, signup, tally)? {
+                if found.customers.insert((key.id, signup.customer_key.clone())) {
+                    let row = new_customer(conn, key, &context, (event, signup), &found.partners, customers, tally)?;
+                    customers.0.push(row);
                     Outcome::Accepted
                 } else {
                     Outcome::AlreadyAttributed
@@ -461,7 +610,7 @@ fn apply(
             }
             _ => {
                 let partner = event.partner_key.clone().unwrap_or_default();
-                tally.entry((key_id, partner)).or_default().0 += 1;
+                tally.entry((key.id, partner)).or_default().0 += 1;
                 Outcome::Accepted
             }
         };
@@ -470,39 +619,65 @@ fn apply(
     Ok(outcomes)
 }
 
-/// Creates the customer a new signup names, credited as the engine decides
-/// (a fingerprint only suggests a partner for review; an unknown partner or
-/// a self-referral waits for review); false when the customer exists.
-fn add_customer(
+/// Customers the group makes, inserted together once it has decided each
+/// (`insert`), or before a statement that may read them.
+#[derive(Default)]
+struct Customers(Vec<Vec<Value>>);
+
+impl Customers {
+    /// Columns of a customer row, as `new_customer` makes them.
+    const COLUMNS: usize = 14;
+
+    fn insert(&mut self, tx: &Db) -> anyhow::Result<()> {
+        for slice in padded_slices(&self.0, ROWS_PER_INSERT / 2) {
+            // (A repeated row, the padding, is skipped as a conflict.)
+            let sql = format!(
+                "INSERT INTO customers (key_id, customer_key, email, name, provider_key, partner_key, xid, source,
+                                        confidence, review, suggested_partner, event_id, created_at, updated_at)
+                 VALUES {} ON CONFLICT (key_id, customer_key) DO NOTHING",
+                row_placeholders(slice.len(), Self::COLUMNS)
+            );
+            tx.execute(&sql, slice.concat())?;
+        }
+        self.0.clear();
+        Ok(())
+    }
+}
+
+/// The row of the customer a new signup names (the caller knows it is
+/// new), credited as the engine decides (a fingerprint only suggests a
+/// partner for review; an unknown partner or a self-referral waits for
+/// review).
+fn new_customer(
     conn: &Db,
     key: &Key,
     context: &attribution::Context,
-    event: &NewEvent,
-    signup: &super::Signup,
+    (event, signup): (&NewEvent, &super::Signup),
+    partners: &HashMap<(i64, String), String>,
+    customers: &mut Customers,
     tally: &mut Tally,
-) -> anyhow::Result<bool> {
-    let exists: bool = conn
-        .prepare_cached("SELECT count(*) FROM customers WHERE key_id = ?1 AND customer_key = ?2")?
-        .query_row(params![key.id, signup.customer_key], |r| r.get(0))?;
-    if exists {
-        return Ok(false);
-    }
+) -> anyhow::Result<Vec<Value>> {
     let decided = attribution::decide(conn, context, event)?;
     let (credited, suggested) = match decided {
         Some(a) if a.source == Source::Fingerprint => (None, Some(a.partner_key)),
         other => (other, None),
     };
     let review = match (&credited, &suggested) {
-        (Some(a), _) => credit::review_for(conn, key, &a.partner_key, &signup.email, context.now_ms)?,
+        // A partnership found before the group; else asked (it may have
+        // been made since, or be made now: see `review_for`).
+        (Some(a), _) => match partners.get(&(key.id, a.partner_key.clone())) {
+            Some(partner_email) => credit::review_of_partnership(partner_email, &signup.email),
+            None => {
+                // (Making a partner approves the customers waiting for it:
+                // those of the group too.)
+                customers.insert(conn)?;
+                credit::review_for(conn, key, &a.partner_key, &signup.email, context.now_ms)?
+            }
+        },
         (None, Some(_)) => Some(credit::Review::Fingerprint),
         (None, None) => None,
     };
-    conn.prepare_cached(
-        "INSERT INTO customers (key_id, customer_key, email, name, provider_key, partner_key, xid, source,
-                                confidence, review, suggested_partner, event_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
-    )?
-    .execute(params![
+    let row = params![
         key.id,
         signup.customer_key,
         signup.email,
@@ -518,8 +693,10 @@ fn add_customer(
         suggested,
         event.id,
         context.now_ms,
-    ])?;
+        context.now_ms,
+    ]
+    .values();
     let partner = credited.map(|a| a.partner_key).unwrap_or_default();
     tally.entry((key.id, partner)).or_default().1 += 1;
-    Ok(true)
+    Ok(row)
 }
