@@ -369,7 +369,7 @@ fn move_store(from: &crate::store::Location, to: &crate::store::Location) -> Res
     if from == to {
         bail!("--from and --to are the same store");
     }
-    if !from.exists() {
+    if !from.exists()? {
         bail!("no database at {from}");
     }
     let copied = crate::store::copy::copy(&Store::open(from)?, &Store::open(to)?)?;
@@ -399,7 +399,7 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
         Command::Migrate { .. } | Command::Fill { .. } | Command::Keys(KeysCommand::Create { .. }) => true,
         _ => false,
     };
-    if !creates && !cli.db.exists() {
+    if !creates && !cli.db.exists()? {
         bail!(
             "no database at {}: give the right --db, or make a new one with `collector migrate` (or `serve --create`)",
             cli.db

@@ -27,6 +27,9 @@ pub struct Cluster {
     /// Whether commits reach the disk (`fsync`): the benchmarks' server;
     /// the tests' skips it, for speed (a test never crashes the machine).
     durable: bool,
+    /// Whether it takes TLS connections, with a certificate for `localhost`
+    /// signed by the CA in `ca.pem` beside its data.
+    tls: bool,
     /// The running server's process id, and what tells that it exited.
     running: Mutex<Option<(u32, mpsc::Receiver<()>)>>,
 }
@@ -39,13 +42,13 @@ static CLUSTERS: AtomicU32 = AtomicU32::new(0);
 /// picks free ports for other servers, so it cannot take one of them.
 pub fn ensure_started() {
     blocking(|| {
-        SERVER.get_or_init(|| Cluster::make(false));
+        SERVER.get_or_init(|| Cluster::make(false, false));
     })
 }
 
 /// The URL of a new, empty database on the test process's server.
 pub fn database() -> String {
-    blocking(|| SERVER.get_or_init(|| Cluster::make(false)).database())
+    blocking(|| SERVER.get_or_init(|| Cluster::make(false, false)).database())
 }
 
 /// Runs `f` on a thread of its own: the `postgres` client runs a runtime of
@@ -65,12 +68,23 @@ fn connect(port: u16, database: &str) -> Result<postgres::Client, postgres::Erro
 impl Cluster {
     /// A server of the calling test's own, which it may stop and restart.
     pub fn start() -> Cluster {
-        blocking(|| Cluster::make(false))
+        blocking(|| Cluster::make(false, false))
+    }
+
+    /// A server that also takes TLS connections, its certificate (for
+    /// `localhost`) signed by a CA of its own: `ca()`.
+    pub fn start_tls() -> Cluster {
+        blocking(|| Cluster::make(false, true))
+    }
+
+    /// The CA file that vouches for a TLS server's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     /// A server whose commits reach the disk, as deployed: for benchmarks.
     pub fn start_durable() -> Cluster {
-        blocking(|| Cluster::make(true))
+        blocking(|| Cluster::make(true, false))
     }
 
     /// The URL of a new, empty database on this server.
@@ -114,7 +128,7 @@ impl Cluster {
         }
     }
 
-    fn make(durable: bool) -> Cluster {
+    fn make(durable: bool, tls: bool) -> Cluster {
         let bin = programs();
         let user = server_user();
         let clusters = crate::target_dir().join("postgres");
@@ -156,11 +170,15 @@ impl Cluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&init.stderr)
         );
+        if tls {
+            certificates(&dir, user);
+        }
         let cluster = Cluster {
             port: crate::site::free_port(),
             dir,
             user,
             durable,
+            tls,
             running: Mutex::new(None),
         };
         cluster.resume();
@@ -211,6 +229,82 @@ fn as_server_user(command: &mut Command, user: Option<(u32, u32)>) -> &mut Comma
     command
 }
 
+/// A CA (`ca.pem`) and the server's certificate for `localhost` signed by
+/// it (`server.pem`, `server.key`, readable by the server's user only, as
+/// PostgreSQL wants), in the cluster's directory; made with the openssl
+/// command line.
+fn certificates(dir: &Path, user: Option<(u32, u32)>) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is not installed: run `cargo xtask test`, which installs it");
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let subject = |cn: &str| format!("/CN={cn}");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        &subject("growsumo test CA"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        &subject("localhost"),
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("writing the certificate's extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    for file in ["server.pem", "server.key"] {
+        let path = dir.join(file);
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).expect("giving the key to postgres");
+        }
+    }
+}
+
 /// Starts the server from a thread that waits for it, with a parent-death
 /// signal (SIGINT: fast shutdown), so it stops with the test process: the
 /// signal follows the thread that started it, not the process. Answers its
@@ -232,7 +326,15 @@ fn spawn_server(postgres: &Path, cluster: &Cluster) -> (u32, mpsc::Receiver<()>)
         // No socket file: the tests connect over TCP, and a socket path
         // under `target/` may be longer than a socket name can be.
         .args(["-c", "unix_socket_directories="])
-        .args(["-c", if cluster.durable { "fsync=on" } else { "fsync=off" }])
+        .args(["-c", if cluster.durable { "fsync=on" } else { "fsync=off" }]);
+    if cluster.tls {
+        command.args(["-c", "ssl=on", "-c"]);
+        command.arg(format!("ssl_cert_file={}", dir.join("server.pem").display()));
+        command
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", dir.join("server.key").display()));
+    }
+    command
         .args(["-c", "max_connections=200"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

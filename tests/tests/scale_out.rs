@@ -464,3 +464,49 @@ async fn migrate_moves_a_filled_install_to_postgresql_and_back_and_it_keeps_serv
     collector(&back, &["migrate", "--from", &postgres, "--to", &back]).unwrap();
     assert_eq!(counts(&Collector::start_on(&back)), after);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collectors_reach_postgresql_over_tls_and_check_its_certificate_as_sslmode_asks() {
+    let cluster = Cluster::start_tls();
+    let plain = cluster.database();
+    // The certificate names `localhost`, not 127.0.0.1.
+    let by_name = plain.replace("127.0.0.1", "localhost");
+    let ca = cluster.ca().display().to_string();
+    let verified = format!("{by_name}?sslmode=verify-full&sslrootcert={ca}");
+    let c = Collector::start_on(&verified);
+    let tls_sessions = postgres::blocking(|| {
+        let mut admin = ::postgres::Client::connect(&plain, ::postgres::NoTls).unwrap();
+        let row = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+                 WHERE ssl AND datname = current_database()",
+                &[],
+            )
+            .unwrap();
+        row.get::<_, i64>(0)
+    });
+    assert!(tls_sessions > 0, "the collector's connections are not encrypted");
+    let answer = post(&c.url, signup(&c.public_key, "over-tls")).await;
+    assert!(stored(&answer), "{answer:?}");
+    drop(c);
+
+    // A certificate no trusted root vouches for, or that names another
+    // host: refused, saying why.
+    for (url, why) in [
+        (
+            format!("{by_name}?sslmode=verify-full"),
+            "a certificate no root vouches for",
+        ),
+        (
+            format!("{plain}?sslmode=verify-full&sslrootcert={ca}"),
+            "a certificate for another name",
+        ),
+    ] {
+        let refused = collector(&url, &["keys", "list"]).unwrap_err();
+        assert!(refused.to_lowercase().contains("certificate"), "{why}: {refused}");
+    }
+    // `require` encrypts without checking, as libpq's does.
+    collector(&format!("{plain}?sslmode=require"), &["keys", "list"]).unwrap();
+    let refused = collector(&format!("{plain}?sslmode=verify-ca"), &["keys", "list"]).unwrap_err();
+    assert!(refused.contains("verify-full"), "{refused}");
+}

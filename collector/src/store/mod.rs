@@ -187,11 +187,12 @@ impl std::fmt::Display for Location {
 
 impl Location {
     /// Whether there is a store there already: the file, or the schema in
-    /// the PostgreSQL database (false when the server cannot be reached).
-    pub fn exists(&self) -> bool {
+    /// the PostgreSQL database (an error when the server cannot be reached
+    /// or refuses the connection: its reason, not "no database").
+    pub fn exists(&self) -> Result<bool> {
         match self {
-            Location::File(path) => path.exists(),
-            Location::Postgres(url) => pg::has_schema(url).unwrap_or(false),
+            Location::File(path) => Ok(path.exists()),
+            Location::Postgres(url) => pg::has_schema(url),
         }
     }
 }
