@@ -66,6 +66,10 @@ enum Bench {
         /// 100 k customers and 1 M events: checks the benchmark works.
         #[arg(long)]
         quick: bool,
+        /// `postgres`: the same pages on PostgreSQL too (the data moved
+        /// there by `collector migrate`).
+        #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+        db: String,
     },
     /// The snippet in headless Chromium: time to `growsumo` and to the
     /// referral, long tasks, and requests, on a plain page view and a partner
@@ -114,8 +118,8 @@ fn run(task: Task) -> Result<()> {
             which: Bench::Ingest { quick, db },
         } => bench::ingest(quick, db == "postgres"),
         Task::Bench {
-            which: Bench::Pages { quick },
-        } => pages::run(quick),
+            which: Bench::Pages { quick, db },
+        } => pages::run(quick, db == "postgres"),
         Task::Bench { which: Bench::Snippet } => {
             tools::ensure_browser()?;
             tools::ensure_web_server()?;

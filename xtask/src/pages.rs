@@ -4,6 +4,9 @@
 //! latency wrk measured (target: ≤ 50 ms on a 2-core machine) and req/s.
 //!
 //! The database is made once (`target/bench/pages-*.db`, minutes) and reused.
+//! With `--db postgres`, the same pages are measured again on PostgreSQL, the
+//! SQLite file moved there by `collector migrate` (a throwaway server, see
+//! `bench::PostgresServer`).
 
 use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,7 +19,7 @@ const SECONDS: u32 = 5;
 const CONNECTIONS: u32 = 4;
 const TARGET_P95_MS: f64 = 50.0;
 
-pub fn run(quick: bool) -> Result<()> {
+pub fn run(quick: bool, postgres: bool) -> Result<()> {
     tools::ensure_wrk()?;
     crate::snippet::build()?;
     cargo(&["build", "--release", "-p", "collector"])?;
@@ -70,8 +73,62 @@ pub fn run(quick: bool) -> Result<()> {
         lines.next().context("sk")?.to_owned(),
     );
 
-    let mut server = Server::start(&bin, &db)?;
-    let session = sign_in(&server.addr, &sk)?;
+    // The same data on PostgreSQL: the SQLite file moved by `migrate`.
+    let mut stores = vec![("SQLite", db.display().to_string())];
+    let _postgres = match postgres {
+        true => {
+            let mut server = crate::bench::PostgresServer::start()?;
+            let url = server.database()?;
+            eprintln!("moving the data to PostgreSQL (collector migrate)...");
+            let started = std::time::Instant::now();
+            let status = Command::new(&bin)
+                .args(["migrate", "--from"])
+                .arg(&db)
+                .args(["--to", &url])
+                .stdout(Stdio::null())
+                .status()?;
+            check(status, "collector migrate")?;
+            eprintln!("  moved in {:.0} s", started.elapsed().as_secs_f64());
+            stores.push(("PostgreSQL", url));
+            Some(server)
+        }
+        false => None,
+    };
+    let mut results = Vec::new();
+    for (store, location) in &stores {
+        for (label, p95, rps, errors) in measure_pages(&bin, location, (&pk, &sk), customers, &dir)? {
+            results.push((*store, label, p95, rps, errors));
+        }
+    }
+    println!(
+        "\npages benchmark: {customers} customers, {events} events; wrk, {CONNECTIONS} connections, {SECONDS} s each"
+    );
+    println!(
+        "{:<11} {:<34} {:>9} {:>9} {:>7}",
+        "store", "page", "p95 ms", "req/s", "errors"
+    );
+    for (store, label, p95, rps, errors) in &results {
+        let mark = if *p95 <= TARGET_P95_MS {
+            ""
+        } else {
+            "  over the 50 ms target"
+        };
+        println!("{store:<11} {label:<34} {p95:>9.2} {rps:>9.0} {errors:>7}{mark}");
+    }
+    Ok(())
+}
+
+/// Each page's p95 (ms), req/s and non-2xx answers, from a collector on
+/// `location`.
+fn measure_pages(
+    bin: &Path,
+    location: &str,
+    (pk, sk): (&str, &str),
+    customers: u64,
+    dir: &Path,
+) -> Result<Vec<(&'static str, f64, f64, u64)>> {
+    let mut server = Server::start(bin, location)?;
+    let session = sign_in(&server.addr, sk)?;
     let basic = {
         use base64::Engine;
         format!(
@@ -80,7 +137,7 @@ pub fn run(quick: bool) -> Result<()> {
         )
     };
     let middle = customers / 2;
-    let pages: Vec<(&str, String, String)> = vec![
+    let pages: Vec<(&'static str, String, String)> = vec![
         (
             "dashboard: customers",
             "/dashboard/customers".into(),
@@ -128,25 +185,13 @@ pub fn run(quick: bool) -> Result<()> {
         ),
     ];
     let mut results = Vec::new();
-    for (label, path, header) in &pages {
-        let (p95, rps, errors) = measure(&dir, &server.addr, path, header)?;
+    for (label, path, header) in pages {
+        let (p95, rps, errors) = measure(dir, &server.addr, &path, &header)?;
         eprintln!("  {label}: p95 {p95:.2} ms, {rps:.0} req/s, errors {errors}");
         results.push((label, p95, rps, errors));
     }
     server.stop();
-    println!(
-        "\npages benchmark: {customers} customers, {events} events; wrk, {CONNECTIONS} connections, {SECONDS} s each"
-    );
-    println!("{:<34} {:>9} {:>9} {:>7}", "page", "p95 ms", "req/s", "errors");
-    for (label, p95, rps, errors) in &results {
-        let mark = if *p95 <= TARGET_P95_MS {
-            ""
-        } else {
-            "  over the 50 ms target"
-        };
-        println!("{label:<34} {p95:>9.2} {rps:>9.0} {errors:>7}{mark}");
-    }
-    Ok(())
+    Ok(results)
 }
 
 /// p95 (ms), req/s and non-2xx answers of `path`, sending `header`.
@@ -205,7 +250,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(bin: &Path, db: &Path) -> Result<Server> {
+    fn start(bin: &Path, db: &str) -> Result<Server> {
         let mut child = Command::new(bin)
             .arg("--db")
             .arg(db)

@@ -61,7 +61,7 @@ pub fn copy(from: &Store, to: &Store) -> Result<Vec<Copied>> {
             from.location()
         );
     }
-    to.write(|out| {
+    let copied = to.write(|out| {
         for (table, _) in TABLES {
             if count(out, table)? > 0 {
                 bail!("{} already holds data ({table}): migrate copies into an empty database", to.location());
@@ -105,7 +105,15 @@ pub fn copy(from: &Store, to: &Store) -> Result<Vec<Copied>> {
             }
         }
         Ok(copied)
-    })
+    })?;
+    // PostgreSQL plans a new table's queries without statistics until its
+    // autovacuum's first pass (a minute or more): an index probe becomes a
+    // scan of millions of rows meanwhile.
+    to.read(|db| match db.is_postgres() {
+        true => db.execute("ANALYZE", []).map(drop),
+        false => Ok(()),
+    })?;
+    Ok(copied)
 }
 
 /// Copies one table's rows; answers how many. Keys' `pair_id` (a key
