@@ -493,3 +493,18 @@ async fn test_keys_never_create_rewards() {
     assert_eq!(paid.status, 200);
     assert_eq!(c.count("SELECT count(*) FROM rewards"), 0);
 }
+
+/// A NUL byte in an API path or query parameter (PostgreSQL cannot hold
+/// one in text) is refused as input on either backend, naming where it
+/// was: not a storage error a client would retry for ever.
+#[tokio::test]
+async fn a_control_character_in_an_api_path_or_filter_is_refused_as_input() {
+    let c = Collector::start();
+    let api = Api::new(&c.url, &c.public_key, c.secret_key.as_deref().expect("the demo secret"));
+    let found = api.call("GET", "customers/a%00b", json!(null)).await;
+    assert_eq!(found.status.as_u16(), 400, "{}", String::from_utf8_lossy(&found.body));
+    assert_eq!(found.json()["field"], "path");
+    let listed = api.call("GET", "customers?partner_key=a%00b", json!(null)).await;
+    assert_eq!(listed.status.as_u16(), 400, "{}", String::from_utf8_lossy(&listed.body));
+    assert_eq!(listed.json()["field"], "query");
+}

@@ -92,6 +92,8 @@ async fn restore(app: &App, key: &Key, cookie: &ServerClick) -> Option<(Referral
         fingerprint_ms: 0,
         server_click: None,
         network: String::new(),
+        // Every stored click counts.
+        before_seq: i64::MAX,
     };
     let event_id = cookie.event_id.clone();
     let click = tokio::task::spawn_blocking(move || store.read(|conn| attribution::click_by_id(conn, &ctx, &event_id)))

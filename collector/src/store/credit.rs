@@ -71,8 +71,15 @@ pub fn review_for(conn: &Db, key: &Key, partner_key: &str, email: &str, now: i64
                 last_name: None,
                 group_key: None,
             };
-            merchant::create_partner(conn, key, Some(partner_key.into()), fields, now)?;
-            None
+            match merchant::create_partner(conn, key, Some(partner_key.into()), fields, now) {
+                Ok(_) => None,
+                // A partner key that cannot become a partnership (its
+                // placeholder email is another partner's, case aside):
+                // the customer waits for review, as in a closed program.
+                // A refusal must not fail the writer's whole group.
+                Err(e) if e.is::<super::Refusal>() => Some(Review::UnknownPartner),
+                Err(e) => return Err(e),
+            }
         }
         None => Some(Review::UnknownPartner),
     })

@@ -574,7 +574,7 @@ impl<'a> Db<'a> {
                 let mut stmt = conn.prepare_cached(sql)?;
                 Ok(stmt.execute(rusqlite::params_from_iter(values.iter()))?)
             }
-            Db::Postgres(pg) => Ok(pg.execute(&postgres_sql(sql), &pg_params(&values))? as usize),
+            Db::Postgres(pg) => Ok(pg.execute(&postgres_sql(sql), &pg_params(&storable(&values)?))? as usize),
         }
     }
 
@@ -604,7 +604,7 @@ impl<'a> Db<'a> {
                 Ok(out)
             }
             Db::Postgres(pg) => {
-                let rows = pg.query(&postgres_sql(sql), &pg_params(&values))?;
+                let rows = pg.query(&postgres_sql(sql), &pg_params(storable(&values)?))?;
                 rows.iter().map(|row| f(&Row::Postgres(row))).collect()
             }
         }
@@ -624,7 +624,7 @@ impl<'a> Db<'a> {
                 }
             }
             Db::Postgres(pg) => {
-                let rows = pg.query(&postgres_sql(sql), &pg_params(&values))?;
+                let rows = pg.query(&postgres_sql(sql), &pg_params(storable(&values)?))?;
                 rows.first().map(|row| f(&Row::Postgres(row))).transpose()?
             }
         };
@@ -660,6 +660,16 @@ impl Statement<'_> {
 
 fn first_line(sql: &str) -> &str {
     sql.trim().lines().next().unwrap_or_default()
+}
+
+/// `values`, when PostgreSQL can take them: a text holding a NUL byte
+/// (which SQLite stores, and a request may carry percent-encoded) is
+/// refused as invalid input, not failed as a storage error.
+fn storable(values: &[Value]) -> Result<&[Value]> {
+    if values.iter().any(|v| matches!(v, Value::Text(t) if t.contains('\0'))) {
+        return Err(super::Refusal::invalid("text", "holds a NUL character, which cannot be stored").into());
+    }
+    Ok(values)
 }
 
 fn pg_params(values: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {

@@ -419,8 +419,9 @@ const IDS_PER_LOOKUP: usize = 64;
 /// event, since on PostgreSQL each statement is a round trip.
 #[derive(Default)]
 struct Found {
-    /// The partners each click id was recorded with, by (key, click id).
-    clicks: HashMap<(i64, String), Vec<String>>,
+    /// The (key, click id, partner) of the group's clicks whose id was
+    /// recorded with another partner.
+    taken: HashSet<(i64, String, String)>,
     /// The customers that exist, as (key, customer key); those the group
     /// makes are added.
     customers: HashSet<(i64, String)>,
@@ -430,26 +431,30 @@ struct Found {
 
 impl Found {
     fn look_up(tx: &Db, group: &[Job]) -> anyhow::Result<Found> {
-        // Per key: the click ids of clicks, the customer keys of signups,
-        // the partner keys of both.
-        let mut ids: HashMap<i64, [Vec<&str>; 3]> = HashMap::new();
+        // Per key: each click's (click id, partner), each signup's customer
+        // key, the partner keys of both.
+        let mut ids: HashMap<i64, [Vec<Vec<&str>>; 3]> = HashMap::new();
         for job in group {
-            let [xids, customers, partners] = ids.entry(job.submission.key.id).or_default();
+            let [clicks, customers, partners] = ids.entry(job.submission.key.id).or_default();
             for event in &job.events {
-                if let (EventKind::Click, Some(xid)) = (event.kind, &event.xid) {
-                    xids.push(xid);
+                if let (EventKind::Click, Some(xid), Some(partner)) = (event.kind, &event.xid, &event.partner_key) {
+                    clicks.push(vec![xid, partner]);
                 }
                 if let Some(signup) = &event.signup {
-                    customers.push(&signup.customer_key);
+                    customers.push(vec![&signup.customer_key]);
                 }
-                partners.extend(event.partner_key.as_deref());
+                if let Some(partner) = &event.partner_key {
+                    partners.push(vec![partner]);
+                }
             }
         }
         let mut found = Found::default();
         for (key_id, lists) in ids {
             for (kind, id, value) in lookup_each(tx, key_id, lists)? {
                 match kind.as_str() {
-                    "x" => found.clicks.entry((key_id, id)).or_default().push(value),
+                    "x" => {
+                        found.taken.insert((key_id, id, value));
+                    }
                     "c" => {
                         found.customers.insert((key_id, id));
                     }
@@ -462,61 +467,72 @@ impl Found {
         Ok(found)
     }
 
-    /// Counts the group's clicks that reuse a click id stored for another
-    /// partner (a squatter, or two partners sharing an id). The click is
-    /// stored anyway (the id stays bound to each partner it was recorded
-    /// with, see `attribution`).
+    /// Counts the group's clicks that reuse a click id recorded for another
+    /// partner (a squatter, or two partners sharing an id), before the
+    /// group or earlier in it. The click is stored anyway (the id stays
+    /// bound to each partner it was recorded with, see `attribution`).
     fn count_click_id_conflicts(&self, group: &[Job], metrics: &WriterMetrics) {
+        let mut earlier: HashMap<(i64, &str), Vec<&str>> = HashMap::new();
         for job in group {
+            let key_id = job.submission.key.id;
             for event in &job.events {
                 let (EventKind::Click, Some(xid), Some(partner)) = (event.kind, &event.xid, &event.partner_key) else {
                     continue;
                 };
-                let recorded = self.clicks.get(&(job.submission.key.id, xid.clone()));
-                if recorded.is_some_and(|p| p.iter().any(|p| p != partner)) {
+                let partners = earlier.entry((key_id, xid)).or_default();
+                let taken = self.taken.contains(&(key_id, xid.clone(), partner.clone()))
+                    || partners.iter().any(|p| p != partner);
+                if taken {
                     tracing::warn!(xid, partner, "a click reuses a click id recorded for another partner");
                     metrics
                         .click_id_conflicts
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
+                partners.push(partner);
             }
         }
     }
 }
 
-/// Looks up, for key `key_id`, the click ids, customer keys and partner
-/// keys in `lists` (repeats allowed): rows of (kind "x", "c" or "p", the
-/// id, the click's partner or the partner's email). One statement per slice
-/// of each list: equality lookups joined by `UNION ALL`, not `IN (…)`, since
-/// PostgreSQL, before it has statistics (a new or just migrated database),
-/// scans every row of the key for a list instead of probing the index with
-/// each id. Each list is padded (see `padded_slices`): few statement texts.
-fn lookup_each(tx: &Db, key_id: i64, lists: [Vec<&str>; 3]) -> anyhow::Result<Vec<(String, String, String)>> {
-    const LOOKUPS: [&str; 3] = [
-        "SELECT 'x', xid, partner_key FROM events WHERE key_id = ?1 AND type = 'click' AND xid = ?",
-        "SELECT 'c', customer_key, customer_key FROM customers WHERE key_id = ?1 AND customer_key = ?",
-        "SELECT 'p', partner_key, email FROM partners WHERE key_id = ?1 AND partner_key = ?",
+/// Looks up, for key `key_id`, the (click id, partner) pairs, customer keys
+/// and partner keys in `lists` (repeats allowed): rows of ("x", click id,
+/// partner) for a click id recorded with another partner, ("c", customer
+/// key, _) for a customer that exists, ("p", partner key, email) for a
+/// partnership. One statement per slice of each list: equality lookups
+/// joined by `UNION ALL`, not `IN (…)`, since PostgreSQL, before it has
+/// statistics (a new or just migrated database), scans every row of the
+/// key for a list instead of probing the index with each id. Each list is
+/// padded (see `padded_slices`): few statement texts.
+fn lookup_each(tx: &Db, key_id: i64, lists: [Vec<Vec<&str>>; 3]) -> anyhow::Result<Vec<(String, String, String)>> {
+    let lookups: [&str; 3] = [
+        attribution::CLICK_ID_TAKEN,
+        "SELECT 'c', $A, $A FROM customers WHERE key_id = ?1 AND customer_key = $A",
+        "SELECT 'p', partner_key, email FROM partners WHERE key_id = ?1 AND partner_key = $A",
     ];
-    let slices: Vec<Vec<Vec<&str>>> = lists
+    let slices: Vec<Vec<Vec<Vec<&str>>>> = lists
         .into_iter()
-        .map(|mut ids| {
-            ids.sort_unstable();
-            ids.dedup();
-            padded_slices(&ids, IDS_PER_LOOKUP).collect()
+        .map(|mut items| {
+            items.sort_unstable();
+            items.dedup();
+            padded_slices(&items, IDS_PER_LOOKUP).collect()
         })
         .collect();
     let rounds = slices.iter().map(Vec::len).max().unwrap_or(0);
     let mut found = Vec::new();
     for round in 0..rounds {
         let mut values = vec![Value::Integer(key_id)];
-        let mut lookups = Vec::new();
-        for (lookup, slices) in LOOKUPS.iter().zip(&slices) {
-            for id in slices.get(round).into_iter().flatten() {
-                values.push(Value::Text((*id).to_owned()));
-                lookups.push(format!("{lookup}{}", values.len()));
+        let mut selects = Vec::new();
+        for (lookup, slices) in lookups.iter().zip(&slices) {
+            for item in slices.get(round).into_iter().flatten() {
+                let mut select = lookup.to_string();
+                for (marker, value) in ["$A", "$B"].iter().zip(item) {
+                    values.push(Value::Text((*value).to_owned()));
+                    select = select.replace(marker, &format!("?{}", values.len()));
+                }
+                selects.push(select);
             }
         }
-        found.extend(tx.query_all(&lookups.join(" UNION ALL "), values, |r| {
+        found.extend(tx.query_all(&selects.join(" UNION ALL "), values, |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?);
     }
@@ -524,9 +540,9 @@ fn lookup_each(tx: &Db, key_id: i64, lists: [Vec<&str>; 3]) -> anyhow::Result<Ve
 }
 
 /// Stores every event of the group that is new (one row per key and event
-/// id), in multi-row inserts (a repeated row is skipped as a conflict);
-/// answers the (key, event id) pairs inserted.
-fn insert_events(tx: &Db, group: &[Job], received_at: i64) -> anyhow::Result<HashSet<(i64, String)>> {
+/// id), in order, in multi-row inserts (a repeated row is skipped as a
+/// conflict); answers the `seq` of each (key, event id) inserted.
+fn insert_events(tx: &Db, group: &[Job], received_at: i64) -> anyhow::Result<HashMap<(i64, String), i64>> {
     let rows: Vec<Vec<Value>> = group
         .iter()
         .flat_map(|job| {
@@ -535,15 +551,15 @@ fn insert_events(tx: &Db, group: &[Job], received_at: i64) -> anyhow::Result<Has
                 .map(move |event| event_row(&job.submission, event, received_at))
         })
         .collect();
-    let mut new = HashSet::new();
+    let mut new = HashMap::new();
     for slice in padded_slices(&rows, ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO events (key_id, event_id, type, received_at, client_ts, partner_key, xid,
                                  url, referrer, customer_key, email, name, provider_key, fingerprint, network)
-             VALUES {} ON CONFLICT (key_id, event_id) DO NOTHING RETURNING key_id, event_id",
+             VALUES {} ON CONFLICT (key_id, event_id) DO NOTHING RETURNING key_id, event_id, seq",
             row_placeholders(slice.len(), EVENT_COLUMNS)
         );
-        new.extend(tx.query_all(&sql, slice.concat(), |r| Ok((r.get(0)?, r.get(1)?)))?);
+        new.extend(tx.query_all(&sql, slice.concat(), |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?);
     }
     Ok(new)
 }
@@ -580,16 +596,16 @@ fn outcomes(
     submission: &Submission,
     events: &[NewEvent],
     received_at: i64,
-    (new, found, customers): (&mut HashSet<(i64, String)>, &mut Found, &mut Customers),
+    (new, found, customers): (&mut HashMap<(i64, String), i64>, &mut Found, &mut Customers),
     tally: &mut Tally,
 ) -> anyhow::Result<Vec<Outcome>> {
     let key = &submission.key;
     let mut outcomes = Vec::with_capacity(events.len());
     for event in events {
-        if !new.remove(&(key.id, event.id.clone())) {
+        let Some(seq) = new.remove(&(key.id, event.id.clone())) else {
             outcomes.push(Outcome::Duplicate);
             continue;
-        }
+        };
         let outcome = match (event.kind, event.signup.as_ref()) {
             (EventKind::Signup, Some(signup)) => {
                 let context = attribution::Context {
@@ -599,6 +615,7 @@ fn outcomes(
                     fingerprint_ms: key.settings.fingerprint_ms(),
                     server_click: submission.server_click.clone(),
                     network: submission.network.clone(),
+                    before_seq: seq,
                 };
                 if found.customers.insert((key.id, signup.customer_key.clone())) {
                     let row = new_customer(conn, key, &context, (event, signup), &found.partners, customers, tally)?;

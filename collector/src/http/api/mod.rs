@@ -351,6 +351,19 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
         })
         .collect::<Result<_, _>>()
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "path", "is not percent-encoded UTF-8"))?;
+    // A control character (a NUL, say) is in no key, name or filter
+    // value: refused on either backend, naming where it was.
+    if decoded.iter().any(|s| s.chars().any(char::is_control)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "path",
+            "holds a control character",
+        ));
+    }
+    if let Some((name, _)) = query.0.iter().find(|(_, v)| v.chars().any(char::is_control)) {
+        let message = format!("{name} holds a control character");
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "query", message));
+    }
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let (route, item) = match openapi::find(method.as_str(), &segments) {
         Found::Route(route, item) => (route, item.unwrap_or_default()),
