@@ -29,12 +29,18 @@ impl Clock {
 
     /// Milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
+        super::now_ms() + self.offset_ms()
+    }
+
+    /// How far the tests moved this clock from the system's (0 in
+    /// production), in milliseconds.
+    pub fn offset_ms(&self) -> i64 {
         let offset_secs: i64 = self
             .offset_file
             .as_ref()
             .and_then(|path| std::fs::read_to_string(path.as_path()).ok())
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(0);
-        super::now_ms() + offset_secs * 1000
+        offset_secs * 1000
     }
 }

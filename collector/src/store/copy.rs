@@ -1,9 +1,11 @@
 //! Moves an install from one store to another (`collector migrate --from
-//! growsumo.db --to postgres://…`, or back): every table's rows, parents
-//! before children so foreign keys hold, into an empty store, in one
-//! transaction that commits only once each table's count matches the
-//! source's. Row ids are kept (customers, transactions and rewards are
-//! referred to by them), and PostgreSQL's id sequences moved past them.
+//! growsumo.db --to postgres://…`, or back): every table's rows, read from
+//! one snapshot of the source, parents before children so foreign keys
+//! hold, into an empty store, in one transaction that commits only once
+//! each table's count matches the source's. Row ids are kept (customers,
+//! transactions and rewards are referred to by them), and PostgreSQL's id
+//! sequences moved past them. What is written to the source after the copy
+//! starts is not in it: the collectors are stopped first.
 
 use super::db::{params, row_placeholders, Db, Value};
 use super::Store;
@@ -51,17 +53,31 @@ pub struct Copied {
 
 /// Copies everything in `from` into `to`, which must hold no data.
 pub fn copy(from: &Store, to: &Store) -> Result<Vec<Copied>> {
-    let found = from.read(tables)?;
+    let copied = from.snapshot(|source| copy_from(source, &from.location(), to))?;
+    // PostgreSQL plans a new table's queries without statistics until its
+    // autovacuum's first pass (a minute or more): an index probe becomes a
+    // scan of millions of rows meanwhile.
+    to.read(|db| match db.is_postgres() {
+        true => {
+            let tables: Vec<&str> = TABLES.iter().map(|(name, _)| *name).collect();
+            db.execute(&format!("ANALYZE {}", tables.join(", ")), []).map(drop)
+        }
+        false => Ok(()),
+    })?;
+    Ok(copied)
+}
+
+fn copy_from(source: &Db, from: &super::Location, to: &Store) -> Result<Vec<Copied>> {
+    let found = tables(source)?;
     if let Some(unknown) = found
         .iter()
         .find(|t| !OWN.contains(&t.as_str()) && !TABLES.iter().any(|(name, _)| name == t))
     {
         bail!(
-            "{} has a table this version does not know ({unknown}): migrate with the collector version that made it",
-            from.location()
+            "{from} has a table this version does not know ({unknown}): migrate with the collector version that made it"
         );
     }
-    let copied = to.write(|out| {
+    to.write(|out| {
         for (table, _) in TABLES {
             if count(out, table)? > 0 {
                 bail!("{} already holds data ({table}): migrate copies into an empty database", to.location());
@@ -69,7 +85,7 @@ pub fn copy(from: &Store, to: &Store) -> Result<Vec<Copied>> {
         }
         let mut copied = Vec::new();
         for &(table, key) in TABLES {
-            let names = from.read(|db| columns(db, table))?;
+            let names = columns(source, table)?;
             let mut theirs = columns(out, table)?;
             let mut ours = names.clone();
             theirs.sort();
@@ -77,7 +93,7 @@ pub fn copy(from: &Store, to: &Store) -> Result<Vec<Copied>> {
             if theirs != ours {
                 bail!("the table {table} has other columns in {}: both stores must be at the same schema version", to.location());
             }
-            let rows = copy_table(from, out, table, key, &names).with_context(|| format!("copying {table}"))?;
+            let rows = copy_table(source, out, table, key, &names).with_context(|| format!("copying {table}"))?;
             copied.push(Copied { table, rows });
         }
         if out.is_postgres() {
@@ -91,34 +107,25 @@ pub fn copy(from: &Store, to: &Store) -> Result<Vec<Copied>> {
                 }
             }
         }
-        // Checked before the commit: a source that changed meanwhile (a
-        // collector still writing to it) fails the move, which leaves the
-        // destination empty.
+        // Checked before the commit (a failure leaves the destination
+        // empty): what the snapshot holds, what was read, what arrived.
         for c in &copied {
-            let (source, destination) = (from.read(|db| count(db, c.table))?, count(out, c.table)?);
-            if source != c.rows || destination != c.rows {
+            let (held, arrived) = (count(source, c.table)?, count(out, c.table)?);
+            if held != c.rows || arrived != c.rows {
                 bail!(
-                    "{}: {source} rows in the source, {} copied, {destination} in the destination; stop the collectors writing to the source and migrate again",
+                    "{}: {held} rows in the source, {} copied, {arrived} in the destination",
                     c.table,
                     c.rows
                 );
             }
         }
         Ok(copied)
-    })?;
-    // PostgreSQL plans a new table's queries without statistics until its
-    // autovacuum's first pass (a minute or more): an index probe becomes a
-    // scan of millions of rows meanwhile.
-    to.read(|db| match db.is_postgres() {
-        true => db.execute("ANALYZE", []).map(drop),
-        false => Ok(()),
-    })?;
-    Ok(copied)
+    })
 }
 
 /// Copies one table's rows; answers how many. Keys' `pair_id` (a key
 /// naming another, maybe later, key) is set once every key is in.
-fn copy_table(from: &Store, out: &Db, table: &str, key: Option<&str>, columns: &[String]) -> Result<i64> {
+fn copy_table(source: &Db, out: &Db, table: &str, key: Option<&str>, columns: &[String]) -> Result<i64> {
     let list = columns.join(", ");
     let pair = (table == "keys")
         .then(|| columns.iter().position(|c| c == "pair_id"))
@@ -128,17 +135,15 @@ fn copy_table(from: &Store, out: &Db, table: &str, key: Option<&str>, columns: &
     let mut rows = 0;
     let mut after = i64::MIN;
     loop {
-        let page: Vec<Vec<Value>> = from.read(|db| {
-            let read = |r: &super::db::Row| (0..columns.len()).map(|i| r.get::<_, Value>(i)).collect();
-            match key {
-                Some(key) => db.query_all(
-                    &format!("SELECT {list} FROM {table} WHERE {key} > ?1 ORDER BY {key} LIMIT {PAGE}"),
-                    params![after],
-                    read,
-                ),
-                None => db.query_all(&format!("SELECT {list} FROM {table}"), [], read),
-            }
-        })?;
+        let read = |r: &super::db::Row| (0..columns.len()).map(|i| r.get::<_, Value>(i)).collect();
+        let page: Vec<Vec<Value>> = match key {
+            Some(key) => source.query_all(
+                &format!("SELECT {list} FROM {table} WHERE {key} > ?1 ORDER BY {key} LIMIT {PAGE}"),
+                params![after],
+                read,
+            )?,
+            None => source.query_all(&format!("SELECT {list} FROM {table}"), [], read)?,
+        };
         let Some(last) = page.last() else { break };
         if let Some(key) = key {
             let at = columns.iter().position(|c| c == key).expect("the page key is a column");

@@ -303,6 +303,24 @@ impl Store {
         }
     }
 
+    /// Runs `f` on one read connection inside one read-only transaction:
+    /// every statement sees the database as it was at the first (SQLite's
+    /// WAL snapshot; PostgreSQL's REPEATABLE READ), whatever commits
+    /// meanwhile.
+    pub fn snapshot<T>(&self, f: impl FnOnce(&db::Db) -> Result<T>) -> Result<T> {
+        self.read(|db| {
+            let begin = match db.is_postgres() {
+                true => "START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                false => "BEGIN",
+            };
+            db.execute(begin, [])?;
+            let value = f(db);
+            // (Ended either way: the connection goes back to the pool.)
+            db.execute(if value.is_ok() { "COMMIT" } else { "ROLLBACK" }, [])?;
+            value
+        })
+    }
+
     /// Calls `f` whenever a key may have changed: on PostgreSQL, when any
     /// collector or CLI sharing the database commits a change to a key
     /// (`keys::tell_collectors`; a thread listens). On SQLite, never: one
@@ -389,7 +407,7 @@ impl Store {
                 tx.commit()?;
                 Ok(value)
             }
-            Backend::Postgres(pool) => pool.write(self.clock.now_ms(), f),
+            Backend::Postgres(pool) => pool.write(&self.clock, f),
         }
     }
 }

@@ -59,14 +59,17 @@ impl Connector {
         let (url, tls) = tls_of(url)?;
         let mut config: postgres::Config = url.parse().context("the PostgreSQL URL")?;
         // A server that does not answer, a lock held by a stuck session, a
-        // session left idle inside a transaction (holding the write lock):
-        // each gives up, as SQLite's busy timeout does, instead of stalling
-        // every collector's writes. TCP keepalives notice a dead peer.
+        // statement running away, a session left idle inside a transaction
+        // (holding the write lock): each gives up, as SQLite's busy timeout
+        // does, instead of stalling every collector's writes. TCP
+        // keepalives notice a peer that vanished (within about a minute).
         config
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
-            .options("-c lock_timeout=5000 -c idle_in_transaction_session_timeout=60000");
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3)
+            .options("-c lock_timeout=5000 -c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000");
         Ok(Connector { config, tls })
     }
 
@@ -142,10 +145,10 @@ impl Pool {
         f(&Db::Postgres(&PgSession::new(client, statements)))
     }
 
-    /// Runs `f` in a write transaction stamped no earlier than `now_ms`
-    /// (see `in_write_transaction`), and commits.
-    pub fn write<T>(&self, now_ms: i64, f: impl FnOnce(&Db, i64) -> Result<T>) -> Result<T> {
-        in_write_transaction(&mut *self.get()?, now_ms, f)
+    /// Runs `f` in a write transaction stamped by `clock` (see
+    /// `in_write_transaction`), and commits.
+    pub fn write<T>(&self, clock: &super::Clock, f: impl FnOnce(&Db, i64) -> Result<T>) -> Result<T> {
+        in_write_transaction(&mut *self.get()?, clock, f)
     }
 }
 
@@ -190,12 +193,23 @@ impl r2d2::HandleError<postgres::Error> for LogErrors {
     }
 }
 
+/// How far ahead of the database server's clock a collector's may stamp.
+const CLOCK_LEAD_MS: i64 = 5_000;
+
 /// Runs `f` in a transaction of `conn` holding the write lock, and commits.
-/// `f` gets the transaction's time: `now_ms`, or the last write's time if
+/// `f` gets the transaction's time: `clock`'s, or the last write's time if
 /// that is later (another collector's clock ahead of this one's), so rows
 /// commit in the order of their times and a sync reading `min_updated`
-/// from the newest time it saw never misses a row committed later.
-pub fn in_write_transaction<T>(conn: &mut Conn, now_ms: i64, f: impl FnOnce(&Db, i64) -> Result<T>) -> Result<T> {
+/// from the newest time it saw never misses a row committed later. A
+/// collector's clock counts only up to `CLOCK_LEAD_MS` ahead of the
+/// database server's (shifted as the tests shift `clock`): one collector
+/// with a clock running days ahead must not drag every write's time there.
+pub fn in_write_transaction<T>(
+    conn: &mut Conn,
+    clock: &super::Clock,
+    f: impl FnOnce(&Db, i64) -> Result<T>,
+) -> Result<T> {
+    let (now_ms, offset_ms) = (clock.now_ms(), clock.offset_ms());
     let Conn { client, statements } = conn;
     // One round trip opens the transaction and takes the lock (the clock
     // row's, held until the commit), so a group of events pays for it
@@ -205,7 +219,9 @@ pub fn in_write_transaction<T>(conn: &mut Conn, now_ms: i64, f: impl FnOnce(&Db,
     let mut tx = Transaction(client, false);
     let opened = tx.0.simple_query(&format!(
         "START TRANSACTION ISOLATION LEVEL READ COMMITTED;
-         UPDATE write_clock SET at = GREATEST(at, {now_ms}) WHERE id = 1 RETURNING at"
+         UPDATE write_clock SET at = GREATEST(at, LEAST({now_ms},
+             CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT) + {offset_ms} + {CLOCK_LEAD_MS}))
+         WHERE id = 1 RETURNING at"
     ))?;
     let at: i64 = opened
         .iter()
@@ -325,26 +341,33 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
     }
 }
 
-/// `url` without its password (in the user part or as a `password=`
-/// parameter), for messages and logs.
+/// `url` without its password (in the user part, which ends at the
+/// authority's last `@`, or as a `password` parameter, however its name is
+/// cased or percent-encoded), for messages and logs.
 pub fn redacted(url: &str) -> String {
     let (url, query) = url.split_once('?').unwrap_or((url, ""));
-    let query: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty() && !p.starts_with("password="))
-        .collect();
+    let is_password = |pair: &&str| {
+        let name = pair.split('=').next().unwrap_or_default();
+        percent_encoding::percent_decode_str(name)
+            .decode_utf8_lossy()
+            .eq_ignore_ascii_case("password")
+    };
+    let query: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !is_password(p)).collect();
     let query = if query.is_empty() {
         String::new()
     } else {
         format!("?{}", query.join("&"))
     };
-    let url = match url
-        .split_once("://")
-        .and_then(|(scheme, rest)| Some((scheme, rest.split_once('@')?)))
-    {
-        Some((scheme, (user, host))) => {
-            let user = user.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}@{host}")
+    let url = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((user, host)) => {
+                    let user = user.split(':').next().unwrap_or_default();
+                    format!("{scheme}://{user}@{host}{path}")
+                }
+                None => url.to_owned(),
+            }
         }
         None => url.to_owned(),
     };
@@ -409,6 +432,15 @@ mod tests {
         assert_eq!(
             super::redacted("postgres://db/growsumo?user=app&password=s3cret&sslmode=require"),
             "postgres://db/growsumo?user=app&sslmode=require"
+        );
+        // An `@` in the password; a parameter name percent-encoded or cased.
+        assert_eq!(
+            super::redacted("postgres://app:Wr@ngPw2@db:5432/g1"),
+            "postgres://app@db:5432/g1"
+        );
+        assert_eq!(
+            super::redacted("postgres://db/g1?user=app&passw%6Frd=Leak1&PASSWORD=Leak2"),
+            "postgres://db/g1?user=app"
         );
     }
 }

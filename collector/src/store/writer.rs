@@ -19,6 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most requests committed in one transaction.
 const GROUP_CAP: usize = 512;
+/// How long after its last group the writer keeps its PostgreSQL
+/// connection without checking it.
+const KEEP_CONNECTION: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often the checkpointer moves the WAL into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -256,7 +259,11 @@ pub(super) enum Target {
 #[allow(clippy::large_enum_variant)]
 enum Conn {
     Sqlite(Connection, FileIdentity),
-    Postgres(super::pg::Pool, Option<r2d2::PooledConnection<super::pg::Connector>>),
+    /// The connection, and when its last group committed.
+    Postgres(
+        super::pg::Pool,
+        Option<(r2d2::PooledConnection<super::pg::Connector>, std::time::Instant)>,
+    ),
 }
 
 impl Conn {
@@ -287,15 +294,18 @@ impl Conn {
                 Ok(value)
             }
             Conn::Postgres(pool, client) => {
+                // Kept from group to group under load; after a pause it goes
+                // back to the pool, which checks it before handing it out
+                // again (the server may have restarted meanwhile).
                 let mut conn = match client.take() {
-                    Some(conn) => conn,
-                    None => pool.get()?,
+                    Some((conn, at)) if at.elapsed() < KEEP_CONNECTION => conn,
+                    _ => pool.get()?,
                 };
-                let result = super::pg::in_write_transaction(&mut conn, clock.now_ms(), f);
+                let result = super::pg::in_write_transaction(&mut conn, clock, f);
                 // After a failure the connection goes back to the pool, which
                 // drops it if it broke and checks it before its next use.
                 if result.is_ok() {
-                    *client = Some(conn);
+                    *client = Some((conn, std::time::Instant::now()));
                 }
                 result
             }
