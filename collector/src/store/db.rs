@@ -574,7 +574,7 @@ impl<'a> Db<'a> {
                 let mut stmt = conn.prepare_cached(sql)?;
                 Ok(stmt.execute(rusqlite::params_from_iter(values.iter()))?)
             }
-            Db::Postgres(pg) => Ok(pg.execute(&postgres_sql(sql), &pg_params(&storable(&values)?))? as usize),
+            Db::Postgres(pg) => Ok(pg.execute(&postgres_sql(sql), &pg_params(storable(&values)?))? as usize),
         }
     }
 
