@@ -313,3 +313,17 @@ async fn a_live_sign_in_switches_to_its_test_key_and_never_the_reverse() {
         "{page}"
     );
 }
+
+/// A control character in a page's filter (PostgreSQL cannot compare a NUL)
+/// is left out, never a server error, on either backend.
+#[tokio::test]
+async fn a_control_character_in_a_filter_is_not_a_server_error() {
+    let c = Collector::start();
+    let cookie = c
+        .dashboard_sign_in(c.secret_key.as_deref().expect("the demo secret"))
+        .await;
+    for path in ["/dashboard/customers?q=a%00b", "/dashboard/partners?partner=a%00b"] {
+        let answer = e2e::http::send("GET", &format!("{}{path}", c.url), &[("cookie", cookie.as_str())], "").await;
+        assert_eq!(answer.status.as_u16(), 200, "{path}");
+    }
+}

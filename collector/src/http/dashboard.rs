@@ -299,9 +299,12 @@ async fn switch(app: &App, req: Request<Incoming>, session: Session) -> anyhow::
     Ok(redirect("/dashboard/customers"))
 }
 
+/// The page's query parameters; one holding a control character (which no
+/// key or search can hold, and PostgreSQL cannot even compare) is left out.
 fn query(req: &Request<Incoming>) -> HashMap<String, String> {
     form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
         .into_owned()
+        .filter(|(_, value)| !value.chars().any(char::is_control))
         .collect()
 }
 

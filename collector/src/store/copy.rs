@@ -53,18 +53,35 @@ pub struct Copied {
 
 /// Copies everything in `from` into `to`, which must hold no data.
 pub fn copy(from: &Store, to: &Store) -> Result<Vec<Copied>> {
-    let copied = from.snapshot(|source| copy_from(source, &from.location(), to))?;
+    let copied = from.snapshot(|source| {
+        unlimited(source)?;
+        copy_from(source, &from.location(), to)
+    })?;
     // PostgreSQL plans a new table's queries without statistics until its
     // autovacuum's first pass (a minute or more): an index probe becomes a
-    // scan of millions of rows meanwhile.
-    to.read(|db| match db.is_postgres() {
+    // scan of millions of rows meanwhile. (The data is in: a failure here
+    // is only a warning.)
+    let analyzed = to.read(|db| match db.is_postgres() {
         true => {
+            unlimited(db)?;
             let tables: Vec<&str> = TABLES.iter().map(|(name, _)| *name).collect();
             db.execute(&format!("ANALYZE {}", tables.join(", ")), []).map(drop)
         }
         false => Ok(()),
-    })?;
+    });
+    if let Err(e) = analyzed {
+        tracing::warn!(error = %e, "the copy is in, but analyzing its tables failed: run ANALYZE");
+    }
     Ok(copied)
+}
+
+/// Lifts PostgreSQL's statement timeout (30 s, see `pg`) for this session:
+/// counting or analyzing a large table may take longer.
+fn unlimited(db: &Db) -> Result<()> {
+    if db.is_postgres() {
+        db.execute("SET statement_timeout = 0", [])?;
+    }
+    Ok(())
 }
 
 fn copy_from(source: &Db, from: &super::Location, to: &Store) -> Result<Vec<Copied>> {
@@ -78,6 +95,7 @@ fn copy_from(source: &Db, from: &super::Location, to: &Store) -> Result<Vec<Copi
         );
     }
     to.write(|out| {
+        unlimited(out)?;
         for (table, _) in TABLES {
             if count(out, table)? > 0 {
                 bail!("{} already holds data ({table}): migrate copies into an empty database", to.location());

@@ -308,16 +308,27 @@ impl Store {
     /// WAL snapshot; PostgreSQL's REPEATABLE READ), whatever commits
     /// meanwhile.
     pub fn snapshot<T>(&self, f: impl FnOnce(&db::Db) -> Result<T>) -> Result<T> {
+        /// Rolls the read transaction back unless it was ended, however
+        /// `f` ends (a panic too): the connection goes back to the pool.
+        struct Open<'a, 'b>(&'a db::Db<'b>, bool);
+        impl Drop for Open<'_, '_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    let _ = self.0.execute("ROLLBACK", []);
+                }
+            }
+        }
         self.read(|db| {
             let begin = match db.is_postgres() {
                 true => "START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",
                 false => "BEGIN",
             };
             db.execute(begin, [])?;
-            let value = f(db);
-            // (Ended either way: the connection goes back to the pool.)
-            db.execute(if value.is_ok() { "COMMIT" } else { "ROLLBACK" }, [])?;
-            value
+            let mut open = Open(db, false);
+            let value = f(db)?;
+            db.execute("COMMIT", [])?;
+            open.1 = true;
+            Ok(value)
         })
     }
 

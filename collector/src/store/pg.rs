@@ -345,7 +345,24 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
 /// authority's last `@`, or as a `password` parameter, however its name is
 /// cased or percent-encoded), for messages and logs.
 pub fn redacted(url: &str) -> String {
-    let (url, query) = url.split_once('?').unwrap_or((url, ""));
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The driver's user part ends at the first `@` (a `/`, `?` or `#` in
+    // the password included); a password with a raw `@` runs to the last
+    // `@` before the host ends.
+    let (user, rest) = match rest.find('@') {
+        Some(first) => {
+            let host_end = rest[first..].find(['/', '?']).map_or(rest.len(), |i| first + i);
+            let last = rest[..host_end].rfind('@').unwrap_or(first);
+            let user = rest[..last].split(':').next().unwrap_or_default();
+            // (A "user" holding a path or query is no user: shown as nothing.)
+            let user = if user.contains(['/', '?']) { "" } else { user };
+            (Some(user), &rest[last + 1..])
+        }
+        None => (None, rest),
+    };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
     let is_password = |pair: &&str| {
         let name = pair.split('=').next().unwrap_or_default();
         percent_encoding::percent_decode_str(name)
@@ -358,20 +375,8 @@ pub fn redacted(url: &str) -> String {
     } else {
         format!("?{}", query.join("&"))
     };
-    let url = match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            match authority.rsplit_once('@') {
-                Some((user, host)) => {
-                    let user = user.split(':').next().unwrap_or_default();
-                    format!("{scheme}://{user}@{host}{path}")
-                }
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
-    };
-    url + &query
+    let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+    format!("{scheme}://{user}{rest}{query}")
 }
 
 /// The newest migration applied.
@@ -442,5 +447,44 @@ mod tests {
             super::redacted("postgres://db/g1?user=app&passw%6Frd=Leak1&PASSWORD=Leak2"),
             "postgres://db/g1?user=app"
         );
+    }
+
+    /// What the driver takes as the password must not show in `redacted`.
+    #[test]
+    fn redacted_hides_what_the_driver_reads_as_the_password() {
+        let mut leaks = Vec::new();
+        for url in [
+            "postgres://app:pa/ss@db:5432/g1",
+            "postgres://app:p?ss@db:5432/g1",
+            "postgres://app:p?ss@db:5432/g1?sslmode=disable",
+            "postgres://app:pa#ss@db:5432/g1",
+        ] {
+            let config: postgres::Config = url.parse().expect(url);
+            let password = String::from_utf8(config.get_password().expect("a password").to_vec()).unwrap();
+            let shown = super::redacted(url);
+            if shown.contains(&password) {
+                leaks.push(format!("{url} shows as {shown}"));
+            }
+        }
+        assert!(leaks.is_empty(), "{leaks:#?}");
+    }
+
+    #[test]
+    fn redacted_other_forms() {
+        for (url, want) in [
+            ("postgres://u:p@[::1]:5432/db", "postgres://u@[::1]:5432/db"),
+            ("postgres://[::1]:5432/db", "postgres://[::1]:5432/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("postgres://:p@h/db", "postgres://@h/db"),
+            ("postgres://u:p@h/d@b", "postgres://u@h/d@b"),
+            (
+                "postgres://u:p@h/db?application_name=a@b",
+                "postgres://u@h/db?application_name=a@b",
+            ),
+            ("postgres://h:5432/db?application_name=a@b", "postgres://h@b"), // the driver reads user h, password "5432/db?application_name=a", host b
+            ("postgres://u:p@h1:5432,h2:5433/db", "postgres://u@h1:5432,h2:5433/db"),
+        ] {
+            assert_eq!(super::redacted(url), want, "{url}");
+        }
     }
 }
