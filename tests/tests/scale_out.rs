@@ -387,34 +387,26 @@ async fn migrate_moves_a_filled_install_to_postgresql_and_back_and_it_keeps_serv
             .to_owned()
     };
     let (pk, sk) = (field("public key: ", 1), field("secret key: ", 1));
-    collector(
-        &sqlite,
-        &[
-            "partners",
-            "add",
-            &pk,
-            "--email",
-            "alice@example.com",
-            "--partner-key",
-            "alice",
-        ],
-    )
-    .unwrap();
-    collector(
-        &sqlite,
-        &[
-            "offers",
-            "set",
-            &pk,
-            "--key",
-            "share",
-            "--kind",
-            "percent",
-            "--percent",
-            "25",
-        ],
-    )
-    .unwrap();
+    source.cli(&[
+        "partners",
+        "add",
+        &pk,
+        "--email",
+        "alice@example.com",
+        "--partner-key",
+        "alice",
+    ]);
+    source.cli(&[
+        "offers",
+        "set",
+        &pk,
+        "--key",
+        "share",
+        "--kind",
+        "percent",
+        "--percent",
+        "25",
+    ]);
     let api = Api::new(&source.url, &pk, &sk);
     for n in 0..5 {
         let customer =
