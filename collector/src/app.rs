@@ -41,6 +41,9 @@ pub struct App {
     pub disk: crate::disk::DiskGuard,
     /// Requests per client and events per key.
     pub limits: crate::http::limits::Limits,
+    /// Outgoing webhooks may go to private addresses and plain http (see
+    /// `dispatch::target`).
+    pub allow_private_webhook_targets: bool,
     /// The last readiness probe write: when, and how it went.
     pub probe: Mutex<Option<(Instant, Result<(), String>)>>,
     /// Looked-up keys, by public key.
@@ -75,6 +78,7 @@ impl App {
             metrics_token: None,
             disk: crate::disk::DiskGuard::new(std::path::Path::new("."), 0),
             limits: crate::http::limits::Limits::new(0, 0),
+            allow_private_webhook_targets: false,
             probe: Mutex::default(),
             key_cache: Mutex::default(),
             key_generation,

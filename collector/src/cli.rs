@@ -168,6 +168,12 @@ pub struct ServeArgs {
     /// file (re-read at every use), so "30 days later" takes no time.
     #[arg(long, hide = true)]
     pub clock_offset_file: Option<PathBuf>,
+    /// Let outgoing webhooks reach private, loopback and link-local
+    /// addresses, and plain http URLs (an intranet's endpoints; tests).
+    /// Off by default: an endpoint URL is a request made from inside your
+    /// network on an API key holder's behalf.
+    #[arg(long, env = "GROWSUMO_ALLOW_PRIVATE_WEBHOOK_TARGETS")]
+    pub allow_private_webhook_targets: bool,
 }
 
 /// A key's allowed origins and attribution settings (see README, "Attribution").
@@ -664,8 +670,18 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
             app.disk = crate::disk::DiskGuard::new(path, args.min_free_mb);
         }
         app.limits = crate::http::limits::Limits::new(args.client_requests_per_second, args.key_events_per_second);
+        app.allow_private_webhook_targets = args.allow_private_webhook_targets;
+        let dispatcher = (!args.no_persist).then(|| {
+            tokio::spawn(crate::dispatch::run(
+                app.store.clone(),
+                args.allow_private_webhook_targets,
+            ))
+        });
         let app = Arc::new(app);
         crate::http::serve(listener, app, shutdown_signal()).await;
+        if let Some(dispatcher) = dispatcher {
+            dispatcher.abort();
+        }
         anyhow::Ok(())
     })?;
     // Every writer handle is gone with the server: the writer commits what is

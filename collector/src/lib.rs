@@ -8,11 +8,13 @@
 //! - `cli`: the `collector` command line.
 //! - `config`: the TOML configuration file, merged under flags and environment.
 //! - `export`: CSV exports (CLI and dashboard).
+//! - `dispatch`: sends outgoing webhooks (signed, retried, to safe targets).
 
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod disk;
+pub mod dispatch;
 pub mod export;
 pub mod http;
 pub mod metrics;

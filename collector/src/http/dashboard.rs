@@ -12,6 +12,7 @@
 use super::reply::{self, Reply};
 use crate::app::{App, Client};
 use crate::export::Table;
+use crate::store::clock::date;
 use crate::store::money::{self, RewardFilter};
 use crate::store::page::{Cursor, List};
 use crate::store::sessions::{self, Session};
@@ -308,20 +309,6 @@ fn query(req: &Request<Incoming>) -> HashMap<String, String> {
         .collect()
 }
 
-fn date(ms: i64) -> String {
-    // Days since the epoch to a civil date (Howard Hinnant's algorithm).
-    let days = ms.div_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
 
 async fn customers(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
     let search = query(req).get("q").cloned().unwrap_or_default();

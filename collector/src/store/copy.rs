@@ -33,6 +33,10 @@ const TABLES: &[(&str, Option<&str>)] = &[
     ("partner_revenue", None),
     ("diagnostics", None),
     ("deleted_items", None),
+    ("endpoints", Some("id")),
+    ("outgoing_messages", Some("id")),
+    ("deliveries", Some("id")),
+    ("delivery_attempts", Some("id")),
 ];
 
 /// Each store's own bookkeeping, not data to move.

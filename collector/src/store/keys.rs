@@ -357,6 +357,12 @@ pub fn revoke(conn: &Db, public_key: &str, now: i64) -> Result<()> {
     tell_collectors(conn)
 }
 
+/// The key whose row id is `id`, revoked or not.
+pub fn by_id(conn: &Db, id: i64) -> Result<Key> {
+    let sql = format!("SELECT {COLUMNS} FROM keys WHERE id = ?1");
+    conn.query_row(&sql, [id], from_row)
+}
+
 /// The first live (not revoked) key named `name`.
 pub fn find_by_name(conn: &Db, name: &str) -> Result<Option<Key>> {
     let sql = format!("SELECT {COLUMNS} FROM keys WHERE name = ?1 AND revoked_at IS NULL ORDER BY id LIMIT 1");

@@ -8,6 +8,7 @@
 use super::db::Value;
 use super::db::{params, Db, OptionalExtension, Row};
 use super::groups::{self, Group};
+use super::outbox::{self, Subject};
 use super::page::{self, Cursor, List, Page};
 use super::Refusal;
 use anyhow::Result;
@@ -174,6 +175,7 @@ pub fn create_partner(
             now
         ],
     )?;
+    outbox::emit(conn, key_id, "partnership.created", Subject::Partnership(&partner_key), now)?;
     super::credit::partnership_created(conn, key, &partner_key, now)?;
     partner(conn, key_id, &partner_key)
 }
@@ -211,11 +213,14 @@ pub fn partners(conn: &Db, key_id: i64, filter: &PartnerFilter, list: List) -> R
 /// list; what it earned stays. Archiving twice changes nothing.
 pub fn archive_partner(conn: &Db, key_id: i64, partner_key: &str, now: i64) -> Result<Partner> {
     partner(conn, key_id, partner_key)?;
-    conn.execute(
+    let archived = conn.execute(
         "UPDATE partners SET archived_at = ?3, updated_at = ?3
          WHERE key_id = ?1 AND partner_key = ?2 AND archived_at IS NULL",
         params![key_id, partner_key, now],
     )?;
+    if archived > 0 {
+        outbox::emit(conn, key_id, "partnership.updated", Subject::Partnership(partner_key), now)?;
+    }
     partner(conn, key_id, partner_key)
 }
 
@@ -247,6 +252,7 @@ pub fn update_partner(conn: &Db, key_id: i64, partner_key: &str, fields: Partner
             now
         ],
     )?;
+    outbox::emit(conn, key_id, "partnership.updated", Subject::Partnership(partner_key), now)?;
     partner(conn, key_id, partner_key)
 }
 
@@ -385,6 +391,7 @@ pub fn create_customer(
         ],
     )?;
     super::daily::add(conn, key.id, partner_key, now, 0, 1)?;
+    outbox::emit(conn, key.id, "customer.created", Subject::Customer(customer_key), now)?;
     super::leads::convert(conn, key.id, &email, customer_key, partner_key, now)?;
     find_customer(conn, key.id, &by_key)
 }
@@ -415,6 +422,7 @@ pub fn take_over(
         "UPDATE customers SET source = ?2, confidence = 'merchant', event_id = '' WHERE id = ?1",
         params![existing.id, partner_key.map(|_| origin)],
     )?;
+    outbox::emit(conn, key.id, "customer.updated", Subject::Customer(&existing.key), now)?;
     Ok(true)
 }
 
@@ -520,6 +528,7 @@ pub fn update_customer(
             now
         ],
     )?;
+    outbox::emit(conn, key_id, "customer.updated", Subject::Customer(customer_key), now)?;
     find_customer(conn, key_id, &CustomerRef::Key(customer_key.into()))
 }
 

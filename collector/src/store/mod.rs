@@ -21,6 +21,7 @@
 //! - `leads`: leads and deals partners bring, short of a customer.
 //! - `merchant`: partners and customers, for the merchant API and webhooks.
 //! - `money`: transactions, offers and the rewards they create.
+//! - `outbox`: outgoing webhooks: endpoints, and the messages changes write.
 //! - `actions`: customers' conversion events, which offers may reward.
 //! - `page`: cursor pagination for the API's lists.
 //! - `webhooks`: webhook secrets, the event log, and what events do.
@@ -29,7 +30,7 @@
 
 pub mod actions;
 pub mod attribution;
-mod clock;
+pub mod clock;
 pub mod copy;
 pub mod credit;
 pub mod daily;
@@ -41,6 +42,7 @@ pub mod keys;
 pub mod leads;
 pub mod merchant;
 pub mod money;
+pub mod outbox;
 pub mod page;
 mod pg;
 pub mod read;
@@ -202,6 +204,8 @@ impl Location {
 pub struct Store {
     backend: Backend,
     clock: Clock,
+    /// Told after a commit that wrote outgoing webhooks (see `outbox`).
+    outbox: outbox::Outbox,
 }
 
 #[derive(Clone)]
@@ -237,6 +241,7 @@ impl Store {
         Ok(Store {
             backend,
             clock: Clock::system(),
+            outbox: outbox::Outbox::default(),
         })
     }
 
@@ -265,6 +270,12 @@ impl Store {
         &self.clock
     }
 
+    /// Notified after a commit in this process that may have written
+    /// outgoing webhooks: the dispatcher waits on it.
+    pub fn outbox(&self) -> &outbox::Outbox {
+        &self.outbox
+    }
+
     /// Starts the writer thread: the only connection that writes events,
     /// with a queue of at most `queue` requests; on SQLite, its
     /// checkpointer empties the WAL once it passes `wal_limit_mb`.
@@ -282,7 +293,7 @@ impl Store {
             }
             Backend::Postgres(pool) => writer::Target::Postgres(pool.clone()),
         };
-        Ok(Writer::start(target, queue, self.clock.clone()))
+        Ok(Writer::start(target, queue, self.clock.clone(), self.outbox.clone()))
     }
 
     /// Runs `f` on a read connection from the pool (blocking: call it from
@@ -349,7 +360,7 @@ impl Store {
     /// disk too full for a batch fails here too (taking the write lock
     /// alone would not), waiting at most the busy timeout.
     pub fn check_writable(&self) -> Result<()> {
-        self.write(|tx| {
+        self.write_quietly(|tx, _| {
             let pad = if tx.is_postgres() {
                 "decode(repeat('00', ?2), 'hex')"
             } else {
@@ -405,6 +416,17 @@ impl Store {
     /// committed later. (On PostgreSQL the time never goes back, whichever
     /// collector wrote last: see `pg::in_write_transaction`.)
     pub fn write_stamped<T>(&self, f: impl FnOnce(&db::Db, i64) -> Result<T>) -> Result<T> {
+        let written = self.write_quietly(f);
+        // (Rare writes: the dispatcher looks whether they sent anything.)
+        if written.is_ok() {
+            self.outbox.notify_one();
+        }
+        written
+    }
+
+    /// Like `write_stamped`, without waking the dispatcher: for writes
+    /// that send no webhook (the dispatcher's own, the health probe).
+    pub fn write_quietly<T>(&self, f: impl FnOnce(&db::Db, i64) -> Result<T>) -> Result<T> {
         match &self.backend {
             Backend::Sqlite(sqlite) => {
                 if !sqlite.file.intact() {

@@ -21,6 +21,7 @@
 use super::db::Value;
 use super::db::{params, Db, OptionalExtension, Row};
 use super::merchant::{self, Customer, CustomerRef};
+use super::outbox::{self, Subject};
 use super::page::{self, List, Page};
 use super::{Key, Mode, Refusal};
 use anyhow::Result;
@@ -405,6 +406,7 @@ pub fn create_transaction(conn: &Db, key: &Key, new: &NewTransaction, now: i64) 
             now,
         )?;
     }
+    outbox::emit(conn, key.id, "transaction.created", Subject::Transaction(&new.key), now)?;
     let stored = transaction(conn, key.id, &new.key)?.expect("just written");
     Ok((stored, true))
 }
@@ -446,7 +448,7 @@ pub fn withdraw(conn: &Db, key_id: i64, customer: &Customer, now: i64) -> Result
         .query_map([customer.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<anyhow::Result<_>>()?;
     for (id, amount, currency) in live {
-        withdraw_rewards(conn, Source::Transaction(id), now)?;
+        withdraw_rewards(conn, key_id, Source::Transaction(id), now)?;
         add_revenue(conn, key_id, customer.partner_key.as_deref(), &currency, -amount)?;
     }
     let actions: Vec<i64> = conn
@@ -454,7 +456,7 @@ pub fn withdraw(conn: &Db, key_id: i64, customer: &Customer, now: i64) -> Result
         .query_map([customer.id], |r| r.get(0))?
         .collect::<anyhow::Result<_>>()?;
     for id in actions {
-        withdraw_rewards(conn, Source::Action(id), now)?;
+        withdraw_rewards(conn, key_id, Source::Action(id), now)?;
     }
     Ok(())
 }
@@ -478,8 +480,13 @@ impl Source {
 
 /// Declines the unpaid rewards `source` earned and claws back its paid
 /// ones (a negative reward), never editing a paid one.
-fn withdraw_rewards(conn: &Db, source: Source, now: i64) -> Result<()> {
+fn withdraw_rewards(conn: &Db, key_id: i64, source: Source, now: i64) -> Result<()> {
     let (column, id) = source.column();
+    let declined: Vec<i64> = conn.query_all(
+        &format!("SELECT id FROM rewards WHERE {column} = ?1 AND reverses IS NULL AND status IN ('new', 'approved')"),
+        [id],
+        |r| r.get(0),
+    )?;
     conn.execute(
         &format!(
             "UPDATE rewards SET status = 'declined', updated_at = ?2
@@ -498,6 +505,17 @@ fn withdraw_rewards(conn: &Db, source: Source, now: i64) -> Result<()> {
         ),
         params![id, now],
     )?;
+    let clawbacks: Vec<i64> = conn.query_all(
+        &format!("SELECT id FROM rewards WHERE {column} = ?1 AND reverses IS NOT NULL AND created_at = ?2"),
+        params![id, now],
+        |r| r.get(0),
+    )?;
+    for reward in declined {
+        outbox::emit(conn, key_id, "reward.updated", Subject::Reward(reward), now)?;
+    }
+    for reward in clawbacks {
+        outbox::emit(conn, key_id, "reward.created", Subject::Reward(reward), now)?;
+    }
     Ok(())
 }
 
@@ -584,7 +602,7 @@ fn insert_reward(conn: &Db, earning: Earning, (amount, currency): (i64, &str), n
         Source::Transaction(id) => (Some(id), None),
         Source::Action(id) => (None, Some(id)),
     };
-    conn.execute(
+    let reward = conn.insert(
         "INSERT INTO rewards (key_id, partner_key, customer_id, transaction_id, action_id, offer_id, amount, currency,
                               status, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'new', ?9, ?9)",
@@ -600,6 +618,7 @@ fn insert_reward(conn: &Db, earning: Earning, (amount, currency): (i64, &str), n
             now
         ],
     )?;
+    outbox::emit(conn, key_id, "reward.created", Subject::Reward(reward), now)?;
     Ok(())
 }
 
@@ -706,11 +725,12 @@ pub fn reverse_transaction(conn: &Db, key_id: i64, transaction_key: &str, now: i
     if found.reversed_at.is_some() {
         return Ok(found);
     }
-    withdraw_rewards(conn, Source::Transaction(found.id), now)?;
+    withdraw_rewards(conn, key_id, Source::Transaction(found.id), now)?;
     conn.execute(
         "UPDATE transactions SET reversed_at = ?2, updated_at = ?2 WHERE id = ?1",
         params![found.id, now],
     )?;
+    outbox::emit(conn, key_id, "transaction.reversed", Subject::Transaction(transaction_key), now)?;
     let partner: Option<String> = conn.query_row(
         "SELECT c.partner_key FROM transactions t JOIN customers c ON c.id = t.customer_id WHERE t.id = ?1",
         [found.id],
@@ -894,10 +914,13 @@ pub fn set_reward_status(conn: &Db, key_id: i64, reward_key: &str, status: &str,
         )
         .into());
     }
-    conn.execute(
+    let changed = conn.execute(
         "UPDATE rewards SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status != ?2",
         params![reward_id(reward_key), status, now],
     )?;
+    if let Some(id) = reward_id(reward_key).filter(|_| changed > 0) {
+        outbox::emit(conn, key_id, "reward.updated", Subject::Reward(id), now)?;
+    }
     reward(conn, key_id, reward_key)
 }
 

@@ -373,6 +373,59 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX partners_updated ON partners(key_id, updated_at);
     CREATE INDEX transactions_updated ON transactions(key_id, updated_at);
     CREATE INDEX rewards_updated ON rewards(key_id, updated_at);",
+    // 14: outgoing webhooks (see `outbox`): the merchant's endpoints, the
+    // messages written with the change that caused them, one delivery per
+    // (message, endpoint) and every attempt of it.
+    "CREATE TABLE endpoints (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        endpoint_key TEXT NOT NULL,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        secret TEXT NOT NULL,
+        previous_secret TEXT,
+        previous_until INTEGER,
+        disabled_at INTEGER,
+        disabled_reason TEXT,
+        failing_since INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (key_id, endpoint_key)
+    );
+    CREATE TABLE outgoing_messages (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        message_key TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX outgoing_messages_by_subject ON outgoing_messages(key_id, subject, created_at);
+    CREATE INDEX outgoing_messages_by_time ON outgoing_messages(created_at);
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES outgoing_messages(id) ON DELETE CASCADE,
+        endpoint_id INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (message_id, endpoint_id)
+    );
+    CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_at) WHERE status = 'pending';
+    CREATE INDEX deliveries_by_endpoint ON deliveries(endpoint_id, id);
+    CREATE TABLE delivery_attempts (
+        id INTEGER PRIMARY KEY,
+        delivery_id INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        status INTEGER,
+        duration_ms INTEGER NOT NULL,
+        response TEXT NOT NULL
+    );
+    CREATE INDEX delivery_attempts_by_delivery ON delivery_attempts(delivery_id, id);",
 ];
 
 /// Applies the migrations not yet applied. Foreign keys are off while a

@@ -9,6 +9,7 @@
 
 use super::attribution::{self, ServerClick, Source};
 use super::db::{padded_slices, params, row_placeholders, Db, Params, Value};
+use super::outbox::{self, Outbox, Subject};
 use super::{credit, daily, Clock, EventKind, Key, NewEvent};
 use crate::metrics::WriterMetrics;
 use rusqlite::Connection;
@@ -87,7 +88,8 @@ impl WriterThread {
 
 impl Writer {
     /// Starts the writer on `target`: on SQLite, with a checkpointer.
-    pub(super) fn start(target: Target, queue: usize, clock: Clock) -> (Writer, WriterThread) {
+    /// `outbox` hears of every commit that wrote an outgoing webhook.
+    pub(super) fn start(target: Target, queue: usize, clock: Clock, outbox: Outbox) -> (Writer, WriterThread) {
         let (tx, rx) = mpsc::channel(queue);
         let metrics = Arc::new(WriterMetrics::default());
         let observed = metrics.clone();
@@ -110,11 +112,11 @@ impl Writer {
                     let _ = conn.pragma_update(None, "cache_size", -65_536);
                     let (stop, stopped) = std::sync::mpsc::channel::<()>();
                     let checkpointer = std::thread::spawn(move || checkpoint(checkpoints, stopped, wal_limit_pages));
-                    run(Conn::Sqlite(conn, file), rx, &clock, &observed);
+                    run(Conn::Sqlite(conn, file), rx, (&clock, &outbox), &observed);
                     drop(stop);
                     let _ = checkpointer.join();
                 }
-                Target::Postgres(pool) => run(Conn::Postgres(pool, None), rx, &clock, &observed),
+                Target::Postgres(pool) => run(Conn::Postgres(pool, None), rx, (&clock, &outbox), &observed),
             })
             .expect("spawning the writer thread");
         (
@@ -313,7 +315,7 @@ impl Conn {
     }
 }
 
-fn run(mut conn: Conn, mut queue: mpsc::Receiver<Job>, clock: &Clock, metrics: &WriterMetrics) {
+fn run(mut conn: Conn, mut queue: mpsc::Receiver<Job>, (clock, outbox): (&Clock, &Outbox), metrics: &WriterMetrics) {
     let mut group = Vec::with_capacity(GROUP_CAP);
     while let Some(job) = queue.blocking_recv() {
         group.push(job);
@@ -328,7 +330,7 @@ fn run(mut conn: Conn, mut queue: mpsc::Receiver<Job>, clock: &Clock, metrics: &
             fail_group(&mut group, &e, metrics);
             continue;
         }
-        commit_group(&mut conn, &mut group, clock, metrics);
+        commit_group(&mut conn, &mut group, (clock, outbox), metrics);
     }
 }
 
@@ -338,12 +340,15 @@ fn run(mut conn: Conn, mut queue: mpsc::Receiver<Job>, clock: &Clock, metrics: &
 /// before they reach the writer and every insert is conflict-free, so an error
 /// here is the database's (disk full, I/O): the whole group fails, nothing in
 /// it is acknowledged, and the clients retry.
-fn commit_group(conn: &mut Conn, group: &mut Vec<Job>, clock: &Clock, metrics: &WriterMetrics) {
+fn commit_group(conn: &mut Conn, group: &mut Vec<Job>, (clock, outbox): (&Clock, &Outbox), metrics: &WriterMetrics) {
     let started = std::time::Instant::now();
     let applied = apply_group(conn, group, clock, metrics);
     metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
     match applied {
-        Ok(results) => {
+        Ok((results, sent)) => {
+            if sent {
+                outbox.notify_one();
+            }
             *metrics.failure.lock().expect("writer failure") = None;
             for (job, result) in group.drain(..).zip(results) {
                 let _ = job.reply.send(Ok(result));
@@ -363,19 +368,25 @@ fn fail_group(group: &mut Vec<Job>, e: &anyhow::Error, metrics: &WriterMetrics) 
     }
 }
 
+/// The group's answers, and whether it wrote outgoing webhooks.
 fn apply_group(
     conn: &mut Conn,
     group: &[Job],
     clock: &Clock,
     metrics: &WriterMetrics,
-) -> anyhow::Result<Vec<Vec<Outcome>>> {
+) -> anyhow::Result<(Vec<Vec<Outcome>>, bool)> {
     // Stamped once the write lock is held: rows commit in the order of
     // their times, so a sync reading `min_updated` from the newest time it
     // saw never misses a row committed later with an earlier time.
     conn.transaction(clock, |tx, now_ms| apply_all(tx, group, now_ms, metrics))
 }
 
-fn apply_all(tx: &Db, group: &[Job], now_ms: i64, metrics: &WriterMetrics) -> anyhow::Result<Vec<Vec<Outcome>>> {
+fn apply_all(
+    tx: &Db,
+    group: &[Job],
+    now_ms: i64,
+    metrics: &WriterMetrics,
+) -> anyhow::Result<(Vec<Vec<Outcome>>, bool)> {
     let mut found = Found::look_up(tx, group)?;
     found.count_click_id_conflicts(group, metrics);
     let mut new = insert_events(tx, group, now_ms)?;
@@ -389,6 +400,15 @@ fn apply_all(tx: &Db, group: &[Job], now_ms: i64, metrics: &WriterMetrics) -> an
         })
         .collect::<anyhow::Result<_>>()?;
     customers.insert(tx)?;
+    // (Asked once per key: on PostgreSQL each question is a round trip.)
+    let mut sent = false;
+    let mut subscribed = HashMap::new();
+    for (key_id, customer_key) in &customers.made {
+        if !*subscribed.entry(*key_id).or_insert(outbox::subscribed(tx, *key_id, CREATED)?) {
+            continue;
+        }
+        sent |= outbox::emit(tx, *key_id, CREATED, Subject::Customer(customer_key), now_ms)?;
+    }
     // Partner keys no partnership has are counted in one bucket: anyone
     // can post clicks for made-up keys, and a row each would let a flood
     // grow the table and slow the Partners page without bound. (A partner
@@ -410,8 +430,11 @@ fn apply_all(tx: &Db, group: &[Job], now_ms: i64, metrics: &WriterMetrics) -> an
         };
         daily::add(tx, key_id, Some(bucket), now_ms, clicks, signups)?;
     }
-    Ok(results)
+    Ok((results, sent))
 }
+
+/// The outgoing webhook a browser signup's new customer sends.
+const CREATED: &str = "customer.created";
 
 /// The group's new clicks and customers per (key, partner): written to the
 /// per-day counts once per group, not once per event.
@@ -629,7 +652,8 @@ fn outcomes(
                 };
                 if found.customers.insert((key.id, signup.customer_key.clone())) {
                     let row = new_customer(conn, key, &context, (event, signup), &found.partners, customers, tally)?;
-                    customers.0.push(row);
+                    customers.rows.push(row);
+                    customers.made.push((key.id, signup.customer_key.clone()));
                     Outcome::Accepted
                 } else {
                     Outcome::AlreadyAttributed
@@ -649,14 +673,19 @@ fn outcomes(
 /// Customers the group makes, inserted together once it has decided each
 /// (`insert`), or before a statement that may read them.
 #[derive(Default)]
-struct Customers(Vec<Vec<Value>>);
+struct Customers {
+    /// Rows not inserted yet.
+    rows: Vec<Vec<Value>>,
+    /// Every customer made, as (key, customer key).
+    made: Vec<(i64, String)>,
+}
 
 impl Customers {
     /// Columns of a customer row, as `new_customer` makes them.
     const COLUMNS: usize = 14;
 
     fn insert(&mut self, tx: &Db) -> anyhow::Result<()> {
-        for slice in padded_slices(&self.0, ROWS_PER_INSERT / 2) {
+        for slice in padded_slices(&self.rows, ROWS_PER_INSERT / 2) {
             // (A repeated row, the padding, is skipped as a conflict.)
             let sql = format!(
                 "INSERT INTO customers (key_id, customer_key, email, name, provider_key, partner_key, xid, source,
@@ -666,7 +695,7 @@ impl Customers {
             );
             tx.execute(&sql, slice.concat())?;
         }
-        self.0.clear();
+        self.rows.clear();
         Ok(())
     }
 }

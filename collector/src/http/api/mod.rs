@@ -20,6 +20,7 @@
 
 mod openapi;
 pub(crate) mod records;
+mod webhooks;
 
 use super::decode::{is_email, optional, required, FieldError};
 use super::read_body;
@@ -752,6 +753,14 @@ async fn dispatch(
             .await?;
             ok(records::DealRecord::from(archived), "deal archived")
         }
+        Op::ListWebhooks
+        | Op::CreateWebhook
+        | Op::GetWebhook
+        | Op::UpdateWebhook
+        | Op::DeleteWebhook
+        | Op::RotateWebhookSecret
+        | Op::ListWebhookDeliveries
+        | Op::ResendWebhookDelivery => webhooks::dispatch(app, route.op, &key, item, query, body).await,
     }
 }
 

@@ -9,6 +9,7 @@
 
 use super::records::{self, bodies, *};
 use crate::store::credit::Change;
+use crate::store::outbox::Attempt;
 use crate::store::page::Order;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -63,6 +64,14 @@ pub enum Op {
     GetDeal,
     UpdateDeal,
     ArchiveDeal,
+    ListWebhooks,
+    CreateWebhook,
+    GetWebhook,
+    UpdateWebhook,
+    DeleteWebhook,
+    RotateWebhookSecret,
+    ListWebhookDeliveries,
+    ResendWebhookDelivery,
 }
 
 type SchemaFn = fn() -> RefOr<Schema>;
@@ -195,6 +204,16 @@ pub static ROUTES: &[Route] = &[
     route!(GetDeal, "GET", "/deals/{key}", "Retrieve a deal", list: false, filters: NONE, answer: DealRecord),
     route!(UpdateDeal, "PATCH", "/deals/{key}", "Move a deal along", list: false, filters: NONE, body: bodies::UpdateDeal, answer: DealRecord),
     route!(ArchiveDeal, "DELETE", "/deals/{key}", "Archive a deal", list: false, filters: NONE, answer: DealRecord),
+    route!(ListWebhooks, "GET", "/webhooks", "List outgoing webhook endpoints", list: false, filters: NONE, answer: List<WebhookRecord>),
+    route!(CreateWebhook, "POST", "/webhooks", "Register an outgoing webhook endpoint (Zapier's REST hook subscribe)", list: false, filters: NONE, body: bodies::CreateWebhook, answer: WebhookRecord),
+    route!(GetWebhook, "GET", "/webhooks/{key}", "Retrieve a webhook endpoint", list: false, filters: NONE, answer: WebhookRecord),
+    route!(UpdateWebhook, "PATCH", "/webhooks/{key}", "Change, disable or enable a webhook endpoint", list: false, filters: NONE, body: bodies::UpdateWebhook, answer: WebhookRecord),
+    route!(DeleteWebhook, "DELETE", "/webhooks/{key}", "Delete a webhook endpoint (Zapier's unsubscribe)", list: false, filters: NONE, answer: WebhookRecord),
+    route!(RotateWebhookSecret, "POST", "/webhooks/{key}/rotate", "Give an endpoint a new secret; the old one signs too for 24 hours", list: false, filters: NONE, answer: WebhookRecord),
+    route!(ListWebhookDeliveries, "GET", "/webhooks/{key}/deliveries", "An endpoint's deliveries and their attempts, newest first", list: false,
+        filters: &[by("limit", "deliveries per page, 1-100 (default 20)"), by("starting_after", "the delivery key (dlv_…) the page follows")],
+        answer: List<DeliveryRecord>),
+    route!(ResendWebhookDelivery, "POST", "/webhook-deliveries/{key}/resend", "Send a delivery again, at once, with the same webhook-id", list: false, filters: NONE, answer: DeliveryRecord),
 ];
 
 /// The paging, range and order parameters every list takes.
@@ -400,6 +419,9 @@ fn build() -> OpenApi {
         (DealRecord::name().into(), DealRecord::schema()),
         (ActionRecord::name().into(), ActionRecord::schema()),
         (Change::name().into(), Change::schema()),
+        (WebhookRecord::name().into(), WebhookRecord::schema()),
+        (DeliveryRecord::name().into(), DeliveryRecord::schema()),
+        (Attempt::name().into(), Attempt::schema()),
     ];
     for route in ROUTES {
         (route.referred)(&mut referred);

@@ -15,6 +15,7 @@ use crate::store::groups::Group;
 use crate::store::leads::{Deal, Lead};
 use crate::store::merchant::{Customer, Partner};
 use crate::store::money::{Offer, Reward, Transaction};
+use crate::store::outbox::{Attempt, Delivery, Endpoint};
 use crate::store::{Key, Mode};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -609,6 +610,94 @@ impl From<Deal> for DealRecord {
     }
 }
 
+/// An outgoing webhook endpoint: where the merchant's other systems hear
+/// of changes (see `store::outbox`).
+#[derive(Serialize, ToSchema)]
+pub struct WebhookRecord {
+    /// `ep_…` (the item key).
+    pub key: String,
+    /// The same key: what Zapier's REST hooks keep to unsubscribe.
+    pub id: String,
+    pub url: String,
+    /// The event types sent; `*` is every one.
+    pub events: Vec<String>,
+    pub description: String,
+    /// `whsec_<base64>`: verify each message's `webhook-signature` with it
+    /// (Standard Webhooks).
+    pub secret: String,
+    /// Until when the secret before the last rotation still signs too.
+    #[schema(required)]
+    pub previous_secret_expires_at: Option<i64>,
+    /// Nothing is sent to a disabled endpoint.
+    pub disabled: bool,
+    /// `by the merchant`, or `failing since …` (disabled after 5 days of failures).
+    #[schema(required)]
+    pub disabled_reason: Option<String>,
+    /// The first failure since the last success, while the newest attempt failed.
+    #[schema(required)]
+    pub failing_since: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<Endpoint> for WebhookRecord {
+    fn from(e: Endpoint) -> WebhookRecord {
+        WebhookRecord {
+            id: e.key.clone(),
+            key: e.key,
+            url: e.url,
+            events: e.events,
+            description: e.description,
+            secret: e.secret,
+            previous_secret_expires_at: e.previous_until,
+            disabled: e.disabled_at.is_some(),
+            disabled_reason: e.disabled_reason,
+            failing_since: e.failing_since,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}
+
+/// A message's delivery to one endpoint, with its attempts, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryRecord {
+    /// `dlv_<n>` (the item key; resend it with POST /webhook-deliveries/{key}/resend).
+    pub key: String,
+    /// `msg_…`: the `webhook-id` header, the same at every attempt.
+    pub message_id: String,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// When a pending delivery is attempted next.
+    #[schema(required)]
+    pub next_attempt_at: Option<i64>,
+    /// The body sent: `{"type", "timestamp", "data"}`.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    pub attempts: Vec<Attempt>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<Delivery> for DeliveryRecord {
+    fn from(d: Delivery) -> DeliveryRecord {
+        DeliveryRecord {
+            key: format!("dlv_{}", d.id),
+            message_id: d.message_key,
+            event_type: d.event,
+            next_attempt_at: (d.status == "pending").then_some(d.next_at),
+            status: d.status,
+            payload: serde_json::from_str(&d.body).unwrap_or(Value::Null),
+            attempts: d.attempts,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
 /// Request bodies: the fields each write accepts. The router refuses any
 /// other field, naming it (see `openapi::body_fields`).
 pub mod bodies {
@@ -810,5 +899,34 @@ pub mod bodies {
         close_date: Option<String>,
         lost_reason: Option<String>,
         external_key: Option<String>,
+    }
+
+    /// Zapier's REST hooks send `target_url` and `event`; both forms work.
+    #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub struct CreateWebhook {
+        /// An https URL (plain http and private addresses only when the
+        /// operator allows them).
+        url: Option<String>,
+        /// Zapier's name for `url`.
+        target_url: Option<String>,
+        /// Event types; every one (`*`) when not given.
+        events: Option<Vec<String>>,
+        /// Zapier's form: one event type.
+        event: Option<String>,
+        description: Option<String>,
+        disabled: Option<bool>,
+    }
+
+    #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub struct UpdateWebhook {
+        url: Option<String>,
+        events: Option<Vec<String>>,
+        description: Option<String>,
+        /// false: enable again (its failure streak forgotten).
+        disabled: Option<bool>,
     }
 }

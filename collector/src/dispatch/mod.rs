@@ -1,0 +1,127 @@
+//! The outgoing webhooks' dispatcher: delivers what `store::outbox` holds,
+//! at least once.
+//!
+//! One loop per collector: it records the attempts that finished and claims
+//! the deliveries now due in one write transaction, then posts each claimed
+//! delivery in its own task (`send`). An endpoint has at most
+//! `PER_ENDPOINT` attempts in flight, so a slow or dead one holds only its
+//! own; the loop wakes when a commit in this process wrote a message, when
+//! an attempt ends, and every `POLL` (messages other processes wrote,
+//! retries that came due). A claim is a lease: a collector that dies with
+//! attempts in flight leaves them due again after `LEASE_MS`, and another
+//! collector (or this one, restarted) sends them: at least once, never
+//! lost; receivers deduplicate by `webhook-id`.
+
+pub mod send;
+pub mod target;
+
+use crate::store::outbox::{self, Tried};
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Most attempts in flight to one endpoint.
+pub const PER_ENDPOINT: usize = 16;
+/// Most attempts in flight in all.
+pub const IN_FLIGHT: usize = 256;
+/// How long a claim holds a delivery: past the attempt's timeout.
+const LEASE_MS: i64 = 60_000;
+/// How often the loop looks without being woken.
+const POLL: Duration = Duration::from_secs(1);
+/// How often delivered and failed messages past their keeping are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// An attempt that ended: its delivery, and how.
+struct Ended {
+    delivery_id: i64,
+    tried: Tried,
+}
+
+/// What the loop and its attempts share.
+#[derive(Default)]
+struct Flight {
+    /// Attempts in flight, per endpoint.
+    per_endpoint: Mutex<HashMap<i64, usize>>,
+    /// Attempts ended, not recorded yet.
+    ended: Mutex<Vec<Ended>>,
+}
+
+/// Runs the dispatcher (until its task is aborted: attempts in flight then
+/// are abandoned, and their deliveries are due again once their lease ends).
+pub async fn run(store: Store, allow_private: bool) {
+    let sender = send::Sender::new(allow_private);
+    let flight = Arc::new(Flight::default());
+    let mut last_prune: Option<tokio::time::Instant> = None;
+    loop {
+        let ended = std::mem::take(&mut *flight.ended.lock().expect("ended"));
+        let busy = flight.per_endpoint.lock().expect("in flight").clone();
+        let writer = store.clone();
+        let claimed = tokio::task::spawn_blocking(move || {
+            writer.write_quietly(|tx, now| {
+                for e in &ended {
+                    outbox::record_attempt(tx, e.delivery_id, &e.tried, now)?;
+                }
+                let mut room_left = IN_FLIGHT.saturating_sub(busy.values().sum());
+                outbox::claim(tx, now, LEASE_MS, |endpoint| {
+                    let flying = busy.get(&endpoint).copied().unwrap_or(0);
+                    let room = PER_ENDPOINT.saturating_sub(flying).min(room_left);
+                    room_left -= room;
+                    room
+                })
+            })
+        })
+        .await;
+        let claimed = match claimed {
+            Ok(Ok(claimed)) => claimed,
+            // The ended attempts are not recorded: their deliveries are
+            // sent again once their lease ends.
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "outgoing webhooks: cannot record or claim deliveries");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "outgoing webhooks: recording or claiming panicked");
+                Vec::new()
+            }
+        };
+        for due in claimed {
+            *flight
+                .per_endpoint
+                .lock()
+                .expect("in flight")
+                .entry(due.endpoint_id)
+                .or_default() += 1;
+            let (sender, flight, woken) = (sender.clone(), flight.clone(), store.outbox().clone());
+            tokio::spawn(async move {
+                let tried = sender.attempt(&due, crate::store::now_ms() / 1000).await;
+                tracing::debug!(delivery = due.delivery_id, status = ?tried.status, "outgoing webhook attempt");
+                flight.ended.lock().expect("ended").push(Ended {
+                    delivery_id: due.delivery_id,
+                    tried,
+                });
+                let mut per_endpoint = flight.per_endpoint.lock().expect("in flight");
+                if let Some(n) = per_endpoint.get_mut(&due.endpoint_id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        per_endpoint.remove(&due.endpoint_id);
+                    }
+                }
+                woken.notify_one();
+            });
+        }
+        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(tokio::time::Instant::now());
+            let pruner = store.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = pruner.write_quietly(|tx, now| outbox::prune(tx, now)) {
+                    tracing::warn!(error = %e, "outgoing webhooks: cannot delete old messages");
+                }
+            });
+        }
+        tokio::select! {
+            _ = store.outbox().notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}

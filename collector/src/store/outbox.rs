@@ -1,0 +1,646 @@
+//! Outgoing webhooks' outbox: the merchant's endpoints (URLs, the event
+//! types each wants, a `whsec_` secret), and the messages changes send them.
+//!
+//! A message is written by `emit` inside the transaction of the change that
+//! caused it, with one delivery per subscribed endpoint: a crash can neither
+//! lose it nor send one for a change that rolled back. Its body is
+//! `{"type", "timestamp", "data"}`, where `data` is the resource as the
+//! merchant API returns it (`http::api::records`), rendered as this change
+//! left it. The dispatcher (`crate::dispatch`) claims due deliveries, posts
+//! them, and records every attempt here; failures are retried on
+//! `SCHEDULE_MS`, then the delivery is `failed`; an endpoint failing for
+//! `DISABLE_AFTER_MS` is disabled.
+
+use super::db::{params, Db, OptionalExtension, Row};
+use super::merchant::{self, CustomerRef};
+use super::{keys, money, Refusal};
+use crate::http::api::records::{CustomerRecord, Partnership, RewardRecord, TransactionRecord};
+use anyhow::Result;
+
+/// The event types an endpoint may subscribe to.
+pub const EVENT_TYPES: &[&str] = &[
+    "customer.created",
+    "customer.updated",
+    "transaction.created",
+    "transaction.reversed",
+    "reward.created",
+    "reward.updated",
+    "partnership.created",
+    "partnership.updated",
+];
+
+/// The wait before each attempt of a delivery: the first at once, then
+/// after each failure 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (about
+/// 28 hours in all). After the last, the delivery is `failed`.
+pub const SCHEDULE_MS: &[i64] = &[
+    0,
+    5_000,
+    5 * 60_000,
+    30 * 60_000,
+    2 * 3_600_000,
+    5 * 3_600_000,
+    10 * 3_600_000,
+    10 * 3_600_000,
+];
+
+/// An endpoint whose deliveries failed, without one success, for this long
+/// is disabled (and flagged on the dashboard) at its next failure.
+pub const DISABLE_AFTER_MS: i64 = 5 * 86_400_000;
+
+/// How long a rotated-out secret still signs (both signatures are sent).
+pub const ROTATION_OVERLAP_MS: i64 = 86_400_000;
+
+/// How long delivered and failed messages, with their attempts, are kept.
+pub const KEEP_MS: i64 = 30 * 86_400_000;
+
+/// Most endpoints per key.
+pub const MAX_ENDPOINTS: i64 = 20;
+
+/// `events` checked: known types (or `*`), each once, sorted; the error
+/// names the one that is not.
+pub fn event_list<S: AsRef<str>>(events: &[S]) -> Result<Vec<String>, String> {
+    let mut list = Vec::new();
+    for event in events {
+        let event = event.as_ref().trim();
+        if event != "*" && !EVENT_TYPES.contains(&event) {
+            let shown: String = event.chars().take(64).collect();
+            return Err(format!("{shown:?} is not an event type; one of {} or *", EVENT_TYPES.join(", ")));
+        }
+        list.push(event.to_owned());
+    }
+    if list.is_empty() {
+        return Err("names no event type".into());
+    }
+    list.sort();
+    list.dedup();
+    if list.iter().any(|e| e == "*") {
+        list = vec!["*".into()];
+    }
+    Ok(list)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub id: i64,
+    /// `ep_…`: the item key.
+    pub key: String,
+    pub url: String,
+    /// Event types, or `*` for every one.
+    pub events: Vec<String>,
+    pub description: String,
+    /// `whsec_<base64>`: what the receiver verifies signatures with.
+    pub secret: String,
+    /// The secret before the last rotation, still signing until `previous_until`.
+    pub previous_secret: Option<String>,
+    pub previous_until: Option<i64>,
+    pub disabled_at: Option<i64>,
+    /// Why: `failing since …` or `by the merchant`.
+    pub disabled_reason: Option<String>,
+    /// The first failure since the last success, if the newest attempt failed.
+    pub failing_since: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Endpoint {
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.iter().any(|e| e == "*" || e == event)
+    }
+
+    /// The secrets that sign a message sent at `now`: the current one, and
+    /// the previous one during a rotation's overlap.
+    pub fn signing_secrets(&self, now: i64) -> Vec<String> {
+        let mut secrets = vec![self.secret.clone()];
+        if let (Some(previous), Some(until)) = (&self.previous_secret, self.previous_until) {
+            if now < until {
+                secrets.push(previous.clone());
+            }
+        }
+        secrets
+    }
+}
+
+const ENDPOINT_COLUMNS: &str = "id, endpoint_key, url, events, description, secret, previous_secret, previous_until,
+     disabled_at, disabled_reason, failing_since, created_at, updated_at";
+
+fn endpoint_row(row: &Row) -> Result<Endpoint> {
+    Ok(Endpoint {
+        id: row.get(0)?,
+        key: row.get(1)?,
+        url: row.get(2)?,
+        events: row
+            .get::<_, String>(3)?
+            .split(' ')
+            .filter(|e| !e.is_empty())
+            .map(String::from)
+            .collect(),
+        description: row.get(4)?,
+        secret: row.get(5)?,
+        previous_secret: row.get(6)?,
+        previous_until: row.get(7)?,
+        disabled_at: row.get(8)?,
+        disabled_reason: row.get(9)?,
+        failing_since: row.get(10)?,
+        created_at: row.get(11)?,
+        updated_at: row.get(12)?,
+    })
+}
+
+/// What an endpoint is made with, or changed to (what is `None` stays).
+#[derive(Debug, Default, Clone)]
+pub struct EndpointFields {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+    /// Disable (true) or enable again (false).
+    pub disabled: Option<bool>,
+}
+
+/// A new `whsec_` secret: 24 random bytes, base64 (Standard Webhooks' form).
+fn new_secret() -> Result<String> {
+    use base64::Engine;
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
+    Ok(format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
+}
+
+pub fn create_endpoint(db: &Db, key_id: i64, fields: EndpointFields, now: i64) -> Result<Endpoint> {
+    let count: i64 = db.query_row("SELECT count(*) FROM endpoints WHERE key_id = ?1", [key_id], |r| {
+        r.get(0)
+    })?;
+    if count >= MAX_ENDPOINTS {
+        return Err(Refusal::conflict("url", format!("a key has at most {MAX_ENDPOINTS} endpoints")).into());
+    }
+    let url = fields.url.ok_or_else(|| Refusal::invalid("url", "is required"))?;
+    let events = fields.events.unwrap_or_else(|| vec!["*".into()]);
+    let endpoint_key = format!("ep_{}", keys::random_token(16)?);
+    let disabled_at = fields.disabled.unwrap_or(false).then_some(now);
+    db.execute(
+        "INSERT INTO endpoints (key_id, endpoint_key, url, events, description, secret, disabled_at, disabled_reason,
+                                created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        params![
+            key_id,
+            endpoint_key,
+            url,
+            events.join(" "),
+            fields.description.unwrap_or_default(),
+            new_secret()?,
+            disabled_at,
+            disabled_at.map(|_| "by the merchant"),
+            now
+        ],
+    )?;
+    endpoint(db, key_id, &endpoint_key)
+}
+
+pub fn endpoint(db: &Db, key_id: i64, endpoint_key: &str) -> Result<Endpoint> {
+    let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE key_id = ?1 AND endpoint_key = ?2");
+    db.query_row(&sql, params![key_id, endpoint_key], endpoint_row)
+        .optional()?
+        .ok_or_else(|| Refusal::not_found("key", format!("no webhook endpoint {endpoint_key:?}")).into())
+}
+
+/// A key's endpoints, oldest first (a key has at most `MAX_ENDPOINTS`).
+pub fn endpoints(db: &Db, key_id: i64) -> Result<Vec<Endpoint>> {
+    let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE key_id = ?1 ORDER BY id");
+    let rows = db.prepare(&sql)?.query_map([key_id], endpoint_row)?.collect::<Result<_>>()?;
+    Ok(rows)
+}
+
+/// Changes an endpoint. Disabling it fails its pending deliveries (they
+/// can be resent); enabling it clears its failure streak.
+pub fn update_endpoint(db: &Db, key_id: i64, endpoint_key: &str, fields: EndpointFields, now: i64) -> Result<Endpoint> {
+    let current = endpoint(db, key_id, endpoint_key)?;
+    db.execute(
+        "UPDATE endpoints SET url = ?2, events = ?3, description = ?4, updated_at = ?5 WHERE id = ?1",
+        params![
+            current.id,
+            fields.url.unwrap_or(current.url),
+            fields.events.unwrap_or(current.events).join(" "),
+            fields.description.unwrap_or(current.description),
+            now
+        ],
+    )?;
+    match (fields.disabled, current.disabled_at) {
+        (Some(true), None) => disable(db, current.id, "by the merchant", now)?,
+        (Some(false), Some(_)) => {
+            db.execute(
+                "UPDATE endpoints SET disabled_at = NULL, disabled_reason = NULL, failing_since = NULL WHERE id = ?1",
+                [current.id],
+            )?;
+        }
+        _ => {}
+    }
+    endpoint(db, key_id, endpoint_key)
+}
+
+fn disable(db: &Db, endpoint_id: i64, reason: &str, now: i64) -> Result<()> {
+    db.execute(
+        "UPDATE endpoints SET disabled_at = ?2, disabled_reason = ?3, updated_at = ?2 WHERE id = ?1",
+        params![endpoint_id, now, reason],
+    )?;
+    db.execute(
+        "UPDATE deliveries SET status = 'failed', updated_at = ?2 WHERE endpoint_id = ?1 AND status = 'pending'",
+        params![endpoint_id, now],
+    )?;
+    Ok(())
+}
+
+/// Deletes an endpoint with its deliveries and their attempts.
+pub fn delete_endpoint(db: &Db, key_id: i64, endpoint_key: &str) -> Result<Endpoint> {
+    let current = endpoint(db, key_id, endpoint_key)?;
+    db.execute("DELETE FROM endpoints WHERE id = ?1", [current.id])?;
+    Ok(current)
+}
+
+/// Gives an endpoint a new secret; the old one signs too (a second
+/// signature) for `ROTATION_OVERLAP_MS`, while the receiver switches.
+pub fn rotate_secret(db: &Db, key_id: i64, endpoint_key: &str, now: i64) -> Result<Endpoint> {
+    let current = endpoint(db, key_id, endpoint_key)?;
+    db.execute(
+        "UPDATE endpoints SET secret = ?2, previous_secret = ?3, previous_until = ?4, updated_at = ?5 WHERE id = ?1",
+        params![current.id, new_secret()?, current.secret, now + ROTATION_OVERLAP_MS, now],
+    )?;
+    endpoint(db, key_id, endpoint_key)
+}
+
+/// The key's enabled endpoints that want `event`.
+fn subscribers(db: &Db, key_id: i64, event: &str) -> Result<Vec<i64>> {
+    Ok(endpoints(db, key_id)?
+        .into_iter()
+        .filter(|e| e.disabled_at.is_none() && e.wants(event))
+        .map(|e| e.id)
+        .collect())
+}
+
+/// Whether any of the key's enabled endpoints wants `event`.
+pub fn subscribed(db: &Db, key_id: i64, event: &str) -> Result<bool> {
+    Ok(!subscribers(db, key_id, event)?.is_empty())
+}
+
+/// Wakes the dispatcher when a commit wrote messages (in this process; the
+/// dispatcher also looks every second, for other processes' messages).
+pub type Outbox = std::sync::Arc<tokio::sync::Notify>;
+
+/// What a message is about: the resource whose API record is its `data`.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    Customer(&'a str),
+    Partnership(&'a str),
+    Transaction(&'a str),
+    Reward(i64),
+}
+
+/// Writes an `event` message about `subject` for each of the key's enabled
+/// endpoints that wants it, in the caller's transaction; true if any did.
+/// Two messages of one type about one subject at one time (one
+/// transaction's steps, before the first was sent) are one: the later state.
+pub fn emit(db: &Db, key_id: i64, event: &str, subject: Subject, now: i64) -> Result<bool> {
+    debug_assert!(EVENT_TYPES.contains(&event));
+    let targets = subscribers(db, key_id, event)?;
+    if targets.is_empty() {
+        return Ok(false);
+    }
+    let key = keys::by_id(db, key_id)?;
+    let (about, data) = match subject {
+        Subject::Customer(customer_key) => {
+            let customer = merchant::find_customer(db, key_id, &CustomerRef::Key(customer_key.into()))?;
+            (format!("customer:{customer_key}"), json(CustomerRecord::new(customer, &key)))
+        }
+        Subject::Partnership(partner_key) => {
+            let partner = merchant::partner(db, key_id, partner_key)?;
+            (format!("partnership:{partner_key}"), json(Partnership::new(partner, &key)))
+        }
+        Subject::Transaction(transaction_key) => {
+            let transaction = money::transaction(db, key_id, transaction_key)?
+                .ok_or_else(|| anyhow::anyhow!("transaction {transaction_key:?} is gone"))?;
+            (
+                format!("transaction:{transaction_key}"),
+                json(TransactionRecord::new(transaction, &key)),
+            )
+        }
+        Subject::Reward(id) => {
+            let reward = money::reward(db, key_id, &format!("rwd_{id}"))?;
+            (format!("reward:{id}"), json(RewardRecord::from(reward)))
+        }
+    };
+    let body = serde_json::json!({
+        "type": event,
+        "timestamp": super::clock::rfc3339(now),
+        "data": data,
+    })
+    .to_string();
+    let merged = db.execute(
+        "UPDATE outgoing_messages SET body = ?4
+         WHERE key_id = ?1 AND subject = ?2 AND type = ?3 AND created_at = ?5
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = outgoing_messages.id
+                           AND (d.attempts > 0 OR d.next_at != outgoing_messages.created_at))",
+        params![key_id, about, event, body, now],
+    )?;
+    if merged > 0 {
+        return Ok(true);
+    }
+    let message_id = db.insert(
+        "INSERT INTO outgoing_messages (key_id, message_key, type, subject, body, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![key_id, format!("msg_{}", keys::random_token(24)?), event, about, body, now],
+    )?;
+    for endpoint_id in targets {
+        db.execute(
+            "INSERT INTO deliveries (message_id, endpoint_id, status, attempts, next_at, created_at, updated_at)
+             VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3)",
+            params![message_id, endpoint_id, now],
+        )?;
+    }
+    Ok(true)
+}
+
+fn json(record: impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(record).unwrap_or(serde_json::Value::Null)
+}
+
+/// A delivery the dispatcher claimed: what to send where.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub delivery_id: i64,
+    pub endpoint_id: i64,
+    pub url: String,
+    pub secrets: Vec<String>,
+    /// `msg_…`: the `webhook-id`, the same at every attempt.
+    pub message_key: String,
+    pub body: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// Claims deliveries due at `now`: at most `room(endpoint)` of each enabled
+/// endpoint's, oldest due first. A claim moves the delivery's due time by
+/// `lease_ms`, so another dispatcher (another collector on PostgreSQL) does
+/// not take it meanwhile, and one that was claimed by a dispatcher that
+/// died is due again after it.
+pub fn claim(db: &Db, now: i64, lease_ms: i64, mut room: impl FnMut(i64) -> usize) -> Result<Vec<Due>> {
+    let enabled: Vec<(i64, String, String, Option<String>, Option<i64>)> = db
+        .prepare(
+            "SELECT e.id, e.url, e.secret, e.previous_secret, e.previous_until FROM endpoints e
+             WHERE e.disabled_at IS NULL
+               AND EXISTS (SELECT 1 FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending'
+                           AND d.next_at <= ?1)",
+        )?
+        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<Result<_>>()?;
+    let mut claimed = Vec::new();
+    for (endpoint_id, url, secret, previous_secret, previous_until) in enabled {
+        let room = room(endpoint_id);
+        if room == 0 {
+            continue;
+        }
+        let mut secrets = vec![secret];
+        if let (Some(previous), Some(until)) = (previous_secret, previous_until) {
+            if now < until {
+                secrets.push(previous);
+            }
+        }
+        let due: Vec<(i64, i64, String, String)> = db
+            .prepare(
+                "SELECT d.id, d.attempts, m.message_key, m.body FROM deliveries d
+                 JOIN outgoing_messages m ON m.id = d.message_id
+                 WHERE d.endpoint_id = ?1 AND d.status = 'pending' AND d.next_at <= ?2
+                 ORDER BY d.next_at, d.id LIMIT ?3",
+            )?
+            .query_map(params![endpoint_id, now, room as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<Result<_>>()?;
+        for (delivery_id, attempts, message_key, body) in due {
+            db.execute(
+                "UPDATE deliveries SET next_at = ?2 WHERE id = ?1",
+                params![delivery_id, now + lease_ms],
+            )?;
+            claimed.push(Due {
+                delivery_id,
+                endpoint_id,
+                url: url.clone(),
+                secrets: secrets.clone(),
+                message_key,
+                body,
+                attempts,
+            });
+        }
+    }
+    Ok(claimed)
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub struct Tried {
+    /// The HTTP status, none when no answer came (refused, timed out).
+    pub status: Option<u16>,
+    pub duration_ms: i64,
+    /// The answer's first bytes, or what went wrong.
+    pub response: String,
+}
+
+impl Tried {
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+
+    /// Worth another attempt later: no answer, 408, 429 or a 5xx. Any other
+    /// status is the receiver refusing this message for good.
+    pub fn retryable(&self) -> bool {
+        match self.status {
+            None => true,
+            Some(s) => s == 408 || s == 429 || s >= 500,
+        }
+    }
+}
+
+/// Most characters of an answer kept with its attempt.
+pub const RESPONSE_KEPT: usize = 500;
+
+/// Records an attempt of delivery `delivery_id` made at `now`, and what
+/// follows: delivered; due again on the schedule; or failed (and the
+/// endpoint disabled once it has failed for `DISABLE_AFTER_MS`).
+pub fn record_attempt(db: &Db, delivery_id: i64, tried: &Tried, now: i64) -> Result<()> {
+    let Some((endpoint_id, status, attempts)) = db
+        .query_row(
+            "SELECT endpoint_id, status, attempts FROM deliveries WHERE id = ?1",
+            [delivery_id],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+        )
+        .optional()?
+    else {
+        // Deleted with its endpoint meanwhile.
+        return Ok(());
+    };
+    let response: String = tried.response.chars().take(RESPONSE_KEPT).collect();
+    db.execute(
+        "INSERT INTO delivery_attempts (delivery_id, at, status, duration_ms, response) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![delivery_id, now, tried.status.map(i64::from), tried.duration_ms, response],
+    )?;
+    let attempts = attempts + 1;
+    if tried.succeeded() {
+        db.execute(
+            "UPDATE deliveries SET status = 'delivered', attempts = ?2, updated_at = ?3 WHERE id = ?1",
+            params![delivery_id, attempts, now],
+        )?;
+        db.execute("UPDATE endpoints SET failing_since = NULL WHERE id = ?1", [endpoint_id])?;
+        return Ok(());
+    }
+    // (A delivery another dispatcher finished, or the merchant failed by
+    // disabling its endpoint, stays as it is.)
+    let next = SCHEDULE_MS.get(attempts as usize).filter(|_| tried.retryable() && status == "pending");
+    match next {
+        Some(wait) => db.execute(
+            "UPDATE deliveries SET attempts = ?2, next_at = ?3, updated_at = ?4 WHERE id = ?1",
+            params![delivery_id, attempts, now + wait, now],
+        )?,
+        None => db.execute(
+            "UPDATE deliveries SET status = CASE WHEN status = 'delivered' THEN status ELSE 'failed' END,
+                                   attempts = ?2, updated_at = ?3 WHERE id = ?1",
+            params![delivery_id, attempts, now],
+        )?,
+    };
+    db.execute(
+        "UPDATE endpoints SET failing_since = coalesce(failing_since, ?2) WHERE id = ?1",
+        params![endpoint_id, now],
+    )?;
+    let since: Option<i64> = db.query_row(
+        "SELECT failing_since FROM endpoints WHERE id = ?1 AND disabled_at IS NULL",
+        [endpoint_id],
+        |r| r.get(0),
+    ).optional()?.flatten();
+    if let Some(since) = since.filter(|since| now - since >= DISABLE_AFTER_MS) {
+        let reason = format!("failing since {}", super::clock::rfc3339(since));
+        disable(db, endpoint_id, &reason, now)?;
+    }
+    Ok(())
+}
+
+/// One attempt, as the dashboard and the API show it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Attempt {
+    pub at: i64,
+    /// The HTTP status; null when no answer came.
+    pub status: Option<i64>,
+    pub duration_ms: i64,
+    /// The answer's first 500 characters, or what went wrong.
+    pub response: String,
+}
+
+/// A message's delivery to one endpoint, with its attempts.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub message_key: String,
+    pub event: String,
+    pub body: String,
+    pub status: String,
+    pub attempts: Vec<Attempt>,
+    /// When a pending delivery is due next.
+    pub next_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An endpoint's deliveries, newest first, before row id `before` if given;
+/// each with its newest 20 attempts.
+pub fn deliveries(db: &Db, endpoint_id: i64, before: Option<i64>, limit: u32) -> Result<Vec<Delivery>> {
+    let mut found: Vec<Delivery> = db
+        .prepare(
+            "SELECT d.id, m.message_key, m.type, m.body, d.status, d.next_at, d.created_at, d.updated_at
+             FROM deliveries d JOIN outgoing_messages m ON m.id = d.message_id
+             WHERE d.endpoint_id = ?1 AND d.id < ?2 ORDER BY d.id DESC LIMIT ?3",
+        )?
+        .query_map(params![endpoint_id, before.unwrap_or(i64::MAX), limit], |r| {
+            Ok(Delivery {
+                id: r.get(0)?,
+                message_key: r.get(1)?,
+                event: r.get(2)?,
+                body: r.get(3)?,
+                status: r.get(4)?,
+                next_at: r.get(5)?,
+                created_at: r.get(6)?,
+                updated_at: r.get(7)?,
+                attempts: Vec::new(),
+            })
+        })?
+        .collect::<Result<_>>()?;
+    for d in found.iter_mut() {
+        d.attempts = db
+            .prepare(
+                "SELECT at, status, duration_ms, response FROM delivery_attempts WHERE delivery_id = ?1
+                 ORDER BY id DESC LIMIT 20",
+            )?
+            .query_map([d.id], |r| {
+                Ok(Attempt {
+                    at: r.get(0)?,
+                    status: r.get(1)?,
+                    duration_ms: r.get(2)?,
+                    response: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_>>()?;
+    }
+    Ok(found)
+}
+
+/// The row id in a delivery key (`dlv_12` → 12).
+pub fn delivery_id(delivery_key: &str) -> Option<i64> {
+    delivery_key.strip_prefix("dlv_")?.parse().ok()
+}
+
+/// The key's delivery `delivery_key` (`dlv_<n>`).
+pub fn delivery(db: &Db, key_id: i64, delivery_key: &str) -> Result<Delivery> {
+    let missing = || Refusal::not_found("key", format!("no delivery {delivery_key:?}"));
+    let id = delivery_id(delivery_key).ok_or_else(missing)?;
+    let endpoint: Option<i64> = db
+        .query_row(
+            "SELECT d.endpoint_id FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
+             WHERE d.id = ?1 AND e.key_id = ?2",
+            params![id, key_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let endpoint = endpoint.ok_or_else(missing)?;
+    deliveries(db, endpoint, Some(id + 1), 1)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| missing().into())
+}
+
+/// Sends a delivery again, at once: one more attempt (and the schedule's
+/// retries, if it has attempts left), with the same `webhook-id`. A
+/// disabled endpoint's are refused: enable it first.
+pub fn resend(db: &Db, key_id: i64, delivery_key: &str, now: i64) -> Result<Delivery> {
+    let found = delivery(db, key_id, delivery_key)?;
+    let disabled: bool = db.query_row(
+        "SELECT e.disabled_at IS NOT NULL FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id WHERE d.id = ?1",
+        [found.id],
+        |r| r.get(0),
+    )?;
+    if disabled {
+        return Err(Refusal::conflict("key", "its endpoint is disabled: enable it first").into());
+    }
+    db.execute(
+        "UPDATE deliveries SET status = 'pending', next_at = ?2, updated_at = ?2 WHERE id = ?1",
+        params![found.id, now],
+    )?;
+    delivery(db, key_id, delivery_key)
+}
+
+/// Deletes messages older than `KEEP_MS` that nothing is still sending,
+/// with their deliveries and attempts; returns how many.
+pub fn prune(db: &Db, now: i64) -> Result<usize> {
+    db.execute(
+        "DELETE FROM outgoing_messages WHERE id IN (
+             SELECT m.id FROM outgoing_messages m WHERE m.created_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.status = 'pending')
+             LIMIT 1000)",
+        [now - KEEP_MS],
+    )
+}
