@@ -30,6 +30,8 @@ pub struct Collector {
     /// Where the SQLite file and the clock file are, removed when dropped
     /// (none for a collector that `another` started).
     _dir: Option<tempfile::TempDir>,
+    /// The `serve` arguments it was started with, kept by `restart` and `another`.
+    serve_args: Vec<String>,
 }
 
 /// A stored customer line item.
@@ -134,6 +136,7 @@ impl Collector {
             child,
             clock: self.clock.clone(),
             _dir: None,
+            serve_args: self.serve_args.clone(),
         }
     }
 
@@ -141,6 +144,12 @@ impl Collector {
     /// settings (e.g. `--cookie-domain example.com`).
     pub fn start_with_key(key_args: &[&str]) -> Collector {
         Self::start_full(None, key_args, &[])
+    }
+
+    /// Like `start_with_key`, with extra `serve` arguments (kept by
+    /// `restart` and `another`).
+    pub fn start_with_key_and(key_args: &[&str], serve_args: &[&str]) -> Collector {
+        Self::start_full(None, key_args, serve_args)
     }
 
     /// A merchant's site as merchants deploy it: the merchant's pages on
@@ -273,6 +282,7 @@ impl Collector {
             child,
             clock,
             _dir: Some(dir),
+            serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
         };
         (c.public_key, c.secret_key) = match shop {
             Some((public_key, secret_key)) => (public_key, Some(secret_key)),
@@ -314,7 +324,12 @@ impl Collector {
 
     /// Moves the collector's clock to `days` days after the real time.
     pub fn advance_days(&self, days: i64) {
-        std::fs::write(&self.clock, (days * 86_400).to_string()).expect("write the clock file");
+        self.advance_seconds(days * 86_400);
+    }
+
+    /// Moves the collector's clock to `seconds` after the real time.
+    pub fn advance_seconds(&self, seconds: i64) {
+        std::fs::write(&self.clock, seconds.to_string()).expect("write the clock file");
     }
 
     /// This collector's URL on another host name that resolves to it (the
@@ -342,12 +357,10 @@ impl Collector {
         sent && self.child.wait().is_ok_and(|s| s.success())
     }
 
-    /// The `serve` arguments a restart keeps: a shop's proxy stays trusted.
-    fn serve_args(&self) -> Vec<&'static str> {
-        match self.site {
-            Some(_) => vec!["--trusted-proxy", "127.0.0.1"],
-            None => vec![],
-        }
+    /// The `serve` arguments a restart keeps: those it started with (a
+    /// shop's trusted proxy among them).
+    fn serve_args(&self) -> Vec<&str> {
+        self.serve_args.iter().map(String::as_str).collect()
     }
 
     /// Starts the collector again on the same port and database.
@@ -407,6 +420,24 @@ impl Collector {
                 .query_map([], |r| r.get(0))
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
             rows.map(|r| r.expect("a row")).collect()
+        }
+    }
+
+    /// Runs `sql` (one or more statements) on the collector's database, on
+    /// either backend, as an operator's own tool would.
+    pub fn execute(&self, sql: &str) {
+        if self.location.starts_with("postgres") {
+            crate::postgres::blocking(|| {
+                let url = self.location.split('?').next().unwrap_or_default();
+                let mut client =
+                    ::postgres::Client::connect(url, ::postgres::NoTls).expect("connect to the test database");
+                client.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            })
+        } else {
+            let db = Connection::open(&self.db).expect("open db");
+            db.busy_timeout(std::time::Duration::from_secs(5))
+                .expect("busy timeout");
+            db.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
     }
 

@@ -13,6 +13,7 @@ pub mod collector;
 pub mod contract;
 pub mod http;
 pub mod postgres;
+pub mod receiver;
 pub mod site;
 
 pub use browser::{in_browser, with_browser, with_profile, Page, Profile};

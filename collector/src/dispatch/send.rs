@@ -93,10 +93,16 @@ impl Sender {
         let request = hyper::Request::post(target.path.as_str())
             .header(hyper::header::HOST, host_header(&target))
             .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::USER_AGENT, concat!("growsumo-webhooks/", env!("CARGO_PKG_VERSION")))
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("growsumo-webhooks/", env!("CARGO_PKG_VERSION")),
+            )
             .header("webhook-id", &due.message_key)
             .header("webhook-timestamp", sent_at.to_string())
-            .header("webhook-signature", signature(&due.secrets, &due.message_key, sent_at, &due.body))
+            .header(
+                "webhook-signature",
+                signature(&due.secrets, &due.message_key, sent_at, &due.body),
+            )
             .body(Full::new(Bytes::from(due.body.clone())))
             .map_err(|e| format!("cannot make the request: {e}"))?;
         let (status, body) = match stream {

@@ -138,7 +138,10 @@ mod tests {
             assert!(parse(url, false).is_err(), "{url}");
             assert!(parse(url, true).is_ok(), "{url}");
         }
-        assert_eq!(parse("http://hooks.example/x", false).unwrap_err(), "must be an https URL");
+        assert_eq!(
+            parse("http://hooks.example/x", false).unwrap_err(),
+            "must be an https URL"
+        );
         assert!(parse("http://127.0.0.1:9000/x", true).is_ok());
         assert!(parse("https://user:pw@hooks.example/", false).is_err());
         assert!(parse("ftp://hooks.example/", true).is_err());

@@ -309,7 +309,6 @@ fn query(req: &Request<Incoming>) -> HashMap<String, String> {
         .collect()
 }
 
-
 async fn customers(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
     let search = query(req).get("q").cloned().unwrap_or_default();
     let cursor = after(req);

@@ -55,7 +55,12 @@ pub fn date(ms: i64) -> String {
 /// `2026-11-25T22:37:42.123Z`.
 pub fn rfc3339(ms: i64) -> String {
     let in_day = ms.rem_euclid(86_400_000);
-    let (h, m, s, milli) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
+    let (h, m, s, milli) = (
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000,
+    );
     format!("{}T{h:02}:{m:02}:{s:02}.{milli:03}Z", date(ms))
 }
 

@@ -217,7 +217,13 @@ fn recredit(
         super::daily::add(conn, key.id, to, customer.created_at, 0, 1)?;
     }
     log(conn, key.id, customer, actor, from, to, reason, now)?;
-    super::outbox::emit(conn, key.id, "customer.updated", super::outbox::Subject::Customer(&customer.key), now)?;
+    super::outbox::emit(
+        conn,
+        key.id,
+        "customer.updated",
+        super::outbox::Subject::Customer(&customer.key),
+        now,
+    )?;
     let moved = merchant::find_customer(conn, key.id, &CustomerRef::Key(customer.key.clone()))?;
     money::credit_transactions(conn, key, &moved, now)?;
     Ok(moved)

@@ -175,7 +175,13 @@ pub fn create_partner(
             now
         ],
     )?;
-    outbox::emit(conn, key_id, "partnership.created", Subject::Partnership(&partner_key), now)?;
+    outbox::emit(
+        conn,
+        key_id,
+        "partnership.created",
+        Subject::Partnership(&partner_key),
+        now,
+    )?;
     super::credit::partnership_created(conn, key, &partner_key, now)?;
     partner(conn, key_id, &partner_key)
 }
@@ -219,7 +225,13 @@ pub fn archive_partner(conn: &Db, key_id: i64, partner_key: &str, now: i64) -> R
         params![key_id, partner_key, now],
     )?;
     if archived > 0 {
-        outbox::emit(conn, key_id, "partnership.updated", Subject::Partnership(partner_key), now)?;
+        outbox::emit(
+            conn,
+            key_id,
+            "partnership.updated",
+            Subject::Partnership(partner_key),
+            now,
+        )?;
     }
     partner(conn, key_id, partner_key)
 }
@@ -252,7 +264,13 @@ pub fn update_partner(conn: &Db, key_id: i64, partner_key: &str, fields: Partner
             now
         ],
     )?;
-    outbox::emit(conn, key_id, "partnership.updated", Subject::Partnership(partner_key), now)?;
+    outbox::emit(
+        conn,
+        key_id,
+        "partnership.updated",
+        Subject::Partnership(partner_key),
+        now,
+    )?;
     partner(conn, key_id, partner_key)
 }
 

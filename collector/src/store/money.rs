@@ -730,7 +730,13 @@ pub fn reverse_transaction(conn: &Db, key_id: i64, transaction_key: &str, now: i
         "UPDATE transactions SET reversed_at = ?2, updated_at = ?2 WHERE id = ?1",
         params![found.id, now],
     )?;
-    outbox::emit(conn, key_id, "transaction.reversed", Subject::Transaction(transaction_key), now)?;
+    outbox::emit(
+        conn,
+        key_id,
+        "transaction.reversed",
+        Subject::Transaction(transaction_key),
+        now,
+    )?;
     let partner: Option<String> = conn.query_row(
         "SELECT c.partner_key FROM transactions t JOIN customers c ON c.id = t.customer_id WHERE t.id = ?1",
         [found.id],

@@ -64,7 +64,10 @@ pub fn event_list<S: AsRef<str>>(events: &[S]) -> Result<Vec<String>, String> {
         let event = event.as_ref().trim();
         if event != "*" && !EVENT_TYPES.contains(&event) {
             let shown: String = event.chars().take(64).collect();
-            return Err(format!("{shown:?} is not an event type; one of {} or *", EVENT_TYPES.join(", ")));
+            return Err(format!(
+                "{shown:?} is not an event type; one of {} or *",
+                EVENT_TYPES.join(", ")
+            ));
         }
         list.push(event.to_owned());
     }
@@ -207,7 +210,10 @@ pub fn endpoint(db: &Db, key_id: i64, endpoint_key: &str) -> Result<Endpoint> {
 /// A key's endpoints, oldest first (a key has at most `MAX_ENDPOINTS`).
 pub fn endpoints(db: &Db, key_id: i64) -> Result<Vec<Endpoint>> {
     let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE key_id = ?1 ORDER BY id");
-    let rows = db.prepare(&sql)?.query_map([key_id], endpoint_row)?.collect::<Result<_>>()?;
+    let rows = db
+        .prepare(&sql)?
+        .query_map([key_id], endpoint_row)?
+        .collect::<Result<_>>()?;
     Ok(rows)
 }
 
@@ -263,7 +269,13 @@ pub fn rotate_secret(db: &Db, key_id: i64, endpoint_key: &str, now: i64) -> Resu
     let current = endpoint(db, key_id, endpoint_key)?;
     db.execute(
         "UPDATE endpoints SET secret = ?2, previous_secret = ?3, previous_until = ?4, updated_at = ?5 WHERE id = ?1",
-        params![current.id, new_secret()?, current.secret, now + ROTATION_OVERLAP_MS, now],
+        params![
+            current.id,
+            new_secret()?,
+            current.secret,
+            now + ROTATION_OVERLAP_MS,
+            now
+        ],
     )?;
     endpoint(db, key_id, endpoint_key)
 }
@@ -309,11 +321,17 @@ pub fn emit(db: &Db, key_id: i64, event: &str, subject: Subject, now: i64) -> Re
     let (about, data) = match subject {
         Subject::Customer(customer_key) => {
             let customer = merchant::find_customer(db, key_id, &CustomerRef::Key(customer_key.into()))?;
-            (format!("customer:{customer_key}"), json(CustomerRecord::new(customer, &key)))
+            (
+                format!("customer:{customer_key}"),
+                json(CustomerRecord::new(customer, &key)),
+            )
         }
         Subject::Partnership(partner_key) => {
             let partner = merchant::partner(db, key_id, partner_key)?;
-            (format!("partnership:{partner_key}"), json(Partnership::new(partner, &key)))
+            (
+                format!("partnership:{partner_key}"),
+                json(Partnership::new(partner, &key)),
+            )
         }
         Subject::Transaction(transaction_key) => {
             let transaction = money::transaction(db, key_id, transaction_key)?
@@ -347,7 +365,14 @@ pub fn emit(db: &Db, key_id: i64, event: &str, subject: Subject, now: i64) -> Re
     let message_id = db.insert(
         "INSERT INTO outgoing_messages (key_id, message_key, type, subject, body, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![key_id, format!("msg_{}", keys::random_token(24)?), event, about, body, now],
+        params![
+            key_id,
+            format!("msg_{}", keys::random_token(24)?),
+            event,
+            about,
+            body,
+            now
+        ],
     )?;
     for endpoint_id in targets {
         db.execute(
@@ -480,7 +505,13 @@ pub fn record_attempt(db: &Db, delivery_id: i64, tried: &Tried, now: i64) -> Res
     let response: String = tried.response.chars().take(RESPONSE_KEPT).collect();
     db.execute(
         "INSERT INTO delivery_attempts (delivery_id, at, status, duration_ms, response) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![delivery_id, now, tried.status.map(i64::from), tried.duration_ms, response],
+        params![
+            delivery_id,
+            now,
+            tried.status.map(i64::from),
+            tried.duration_ms,
+            response
+        ],
     )?;
     let attempts = attempts + 1;
     if tried.succeeded() {
@@ -493,7 +524,9 @@ pub fn record_attempt(db: &Db, delivery_id: i64, tried: &Tried, now: i64) -> Res
     }
     // (A delivery another dispatcher finished, or the merchant failed by
     // disabling its endpoint, stays as it is.)
-    let next = SCHEDULE_MS.get(attempts as usize).filter(|_| tried.retryable() && status == "pending");
+    let next = SCHEDULE_MS
+        .get(attempts as usize)
+        .filter(|_| tried.retryable() && status == "pending");
     match next {
         Some(wait) => db.execute(
             "UPDATE deliveries SET attempts = ?2, next_at = ?3, updated_at = ?4 WHERE id = ?1",
@@ -509,11 +542,14 @@ pub fn record_attempt(db: &Db, delivery_id: i64, tried: &Tried, now: i64) -> Res
         "UPDATE endpoints SET failing_since = coalesce(failing_since, ?2) WHERE id = ?1",
         params![endpoint_id, now],
     )?;
-    let since: Option<i64> = db.query_row(
-        "SELECT failing_since FROM endpoints WHERE id = ?1 AND disabled_at IS NULL",
-        [endpoint_id],
-        |r| r.get(0),
-    ).optional()?.flatten();
+    let since: Option<i64> = db
+        .query_row(
+            "SELECT failing_since FROM endpoints WHERE id = ?1 AND disabled_at IS NULL",
+            [endpoint_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
     if let Some(since) = since.filter(|since| now - since >= DISABLE_AFTER_MS) {
         let reason = format!("failing since {}", super::clock::rfc3339(since));
         disable(db, endpoint_id, &reason, now)?;

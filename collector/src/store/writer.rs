@@ -404,7 +404,10 @@ fn apply_all(
     let mut sent = false;
     let mut subscribed = HashMap::new();
     for (key_id, customer_key) in &customers.made {
-        if !*subscribed.entry(*key_id).or_insert(outbox::subscribed(tx, *key_id, CREATED)?) {
+        if !*subscribed
+            .entry(*key_id)
+            .or_insert(outbox::subscribed(tx, *key_id, CREATED)?)
+        {
             continue;
         }
         sent |= outbox::emit(tx, *key_id, CREATED, Subject::Customer(customer_key), now_ms)?;

@@ -38,7 +38,10 @@ pub async fn dispatch(app: &App, op: Op, key: &Key, item: String, query: &Query,
         }
         Op::UpdateWebhook => {
             let fields = fields(app, body, false)?;
-            let updated = write(app, move |c, now| outbox::update_endpoint(c, key_id, &item, fields, now)).await?;
+            let updated = write(app, move |c, now| {
+                outbox::update_endpoint(c, key_id, &item, fields, now)
+            })
+            .await?;
             ok(WebhookRecord::from(updated), "webhook updated")
         }
         Op::DeleteWebhook => {
@@ -64,7 +67,8 @@ pub async fn dispatch(app: &App, op: Op, key: &Key, item: String, query: &Query,
             let before = match query.get("starting_after") {
                 None => None,
                 Some(text) => Some(
-                    outbox::delivery_id(&text).ok_or_else(|| bad("starting_after", "must be a delivery key (dlv_…)"))?,
+                    outbox::delivery_id(&text)
+                        .ok_or_else(|| bad("starting_after", "must be a delivery key (dlv_…)"))?,
                 ),
             };
             let (items, has_more) = db(app, move |c| {

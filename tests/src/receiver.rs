@@ -1,0 +1,193 @@
+//! A merchant's webhook receiver, for the outgoing webhook suites: a real
+//! HTTP server on a loopback port that keeps every request it gets
+//! (headers and body) and answers as the test says: a status per request
+//! in turn (then 200), or holding every request until released. It checks
+//! nothing itself: the tests verify signatures with the `standardwebhooks`
+//! crate, which shares no code with the collector.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Request, Response};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// One request received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    /// The `webhook-id` header.
+    pub fn id(&self) -> String {
+        self.header("webhook-id")
+    }
+
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The body, as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+
+    /// The message's `type`.
+    pub fn event(&self) -> String {
+        self.json()["type"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    received: Mutex<Vec<Received>>,
+    /// Statuses to answer, in turn; then 200.
+    answers: Mutex<VecDeque<u16>>,
+    arrived: Notify,
+}
+
+pub struct Receiver {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    pub port: u16,
+    state: Arc<State>,
+    /// True while requests are held unanswered.
+    hold: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    /// Starts a receiver on a free port.
+    pub async fn start() -> Receiver {
+        Self::start_on(0).await
+    }
+
+    /// Starts a receiver on `port` (0: a free one).
+    pub async fn start_on(port: u16) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the receiver");
+        let port = listener.local_addr().expect("an address").port();
+        let state = Arc::new(State::default());
+        let (hold, held) = watch::channel(false);
+        let served = state.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (state, held) = (served.clone(), held.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| answer(state.clone(), held.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Receiver {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            state,
+            hold,
+            server,
+        }
+    }
+
+    /// Answers the next requests with these statuses, in turn (then 200).
+    pub fn answer_with(&self, statuses: &[u16]) {
+        self.state.answers.lock().unwrap().extend(statuses);
+    }
+
+    /// Holds every request unanswered until `release`.
+    pub fn hold(&self) {
+        self.hold.send_replace(true);
+    }
+
+    pub fn release(&self) {
+        self.hold.send_replace(false);
+    }
+
+    /// Every request received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds of the requests received, or fails after
+    /// `within`; returns them.
+    pub async fn wait_until(&self, within: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let arrived = self.state.arrived.notified();
+            let received = self.received();
+            if done(&received) {
+                return received;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                let received = self.received();
+                assert!(
+                    done(&received),
+                    "waited {within:?}; received {} requests: {:?}",
+                    received.len(),
+                    received.iter().map(|r| r.event()).collect::<Vec<_>>()
+                );
+                return received;
+            }
+        }
+    }
+
+    /// Waits until `n` requests were received (at most 30 s).
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        self.wait_until(Duration::from_secs(30), |r| r.len() >= n).await
+    }
+
+    /// Stops listening (connections are refused).
+    pub fn stop(self) {
+        self.server.abort();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn answer(
+    state: Arc<State>,
+    mut held: watch::Receiver<bool>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let path = req.uri().path().to_owned();
+    let headers = req.headers().clone();
+    let body = req.into_body().collect().await?.to_bytes();
+    state.received.lock().unwrap().push(Received { path, headers, body });
+    state.arrived.notify_waiters();
+    let _ = held.wait_for(|hold| !*hold).await;
+    let status = state.answers.lock().unwrap().pop_front().unwrap_or(200);
+    Ok(Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from(format!("answered {status}"))))
+        .expect("a response"))
+}
+
+/// Verifies `received`'s signature with the Standard Webhooks reference
+/// implementation (the `standardwebhooks` crate) under `secret`; the error
+/// says why not.
+pub fn verify(secret: &str, received: &Received) -> Result<(), String> {
+    let webhook = standardwebhooks::Webhook::new(secret).map_err(|e| format!("{e:?}"))?;
+    let mut headers = HeaderMap::new();
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        let value = received.header(name);
+        headers.insert(name, value.parse().map_err(|e| format!("{name}: {e:?}"))?);
+    }
+    webhook.verify(&received.body, &headers).map_err(|e| format!("{e:?}"))
+}
