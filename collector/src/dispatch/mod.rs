@@ -114,7 +114,7 @@ pub async fn run(store: Store, allow_private: bool) {
             last_prune = Some(tokio::time::Instant::now());
             let pruner = store.clone();
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = pruner.write_quietly(|tx, now| outbox::prune(tx, now)) {
+                if let Err(e) = pruner.write_quietly(outbox::prune) {
                     tracing::warn!(error = %e, "outgoing webhooks: cannot delete old messages");
                 }
             });

@@ -398,8 +398,6 @@ pub struct Due {
     /// `msg_…`: the `webhook-id`, the same at every attempt.
     pub message_key: String,
     pub body: String,
-    /// Attempts made before this one.
-    pub attempts: i64,
 }
 
 /// Claims deliveries due at `now`: at most `room(endpoint)` of each enabled
@@ -408,51 +406,45 @@ pub struct Due {
 /// not take it meanwhile, and one that was claimed by a dispatcher that
 /// died is due again after it.
 pub fn claim(db: &Db, now: i64, lease_ms: i64, mut room: impl FnMut(i64) -> usize) -> Result<Vec<Due>> {
-    let enabled: Vec<(i64, String, String, Option<String>, Option<i64>)> = db
-        .prepare(
-            "SELECT e.id, e.url, e.secret, e.previous_secret, e.previous_until FROM endpoints e
-             WHERE e.disabled_at IS NULL
-               AND EXISTS (SELECT 1 FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending'
-                           AND d.next_at <= ?1)",
-        )?
-        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+    let sql = format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM endpoints e WHERE e.disabled_at IS NULL
+           AND EXISTS (SELECT 1 FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending'
+                       AND d.next_at <= ?1)"
+    );
+    let enabled: Vec<Endpoint> = db
+        .prepare(&sql)?
+        .query_map([now], endpoint_row)?
         .collect::<Result<_>>()?;
     let mut claimed = Vec::new();
-    for (endpoint_id, url, secret, previous_secret, previous_until) in enabled {
-        let room = room(endpoint_id);
+    for endpoint in enabled {
+        let room = room(endpoint.id);
         if room == 0 {
             continue;
         }
-        let mut secrets = vec![secret];
-        if let (Some(previous), Some(until)) = (previous_secret, previous_until) {
-            if now < until {
-                secrets.push(previous);
-            }
-        }
-        let due: Vec<(i64, i64, String, String)> = db
+        let secrets = endpoint.signing_secrets(now);
+        let due: Vec<(i64, String, String)> = db
             .prepare(
-                "SELECT d.id, d.attempts, m.message_key, m.body FROM deliveries d
+                "SELECT d.id, m.message_key, m.body FROM deliveries d
                  JOIN outgoing_messages m ON m.id = d.message_id
                  WHERE d.endpoint_id = ?1 AND d.status = 'pending' AND d.next_at <= ?2
                  ORDER BY d.next_at, d.id LIMIT ?3",
             )?
-            .query_map(params![endpoint_id, now, room as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            .query_map(params![endpoint.id, now, room as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?
             .collect::<Result<_>>()?;
-        for (delivery_id, attempts, message_key, body) in due {
+        for (delivery_id, message_key, body) in due {
             db.execute(
                 "UPDATE deliveries SET next_at = ?2 WHERE id = ?1",
                 params![delivery_id, now + lease_ms],
             )?;
             claimed.push(Due {
                 delivery_id,
-                endpoint_id,
-                url: url.clone(),
+                endpoint_id: endpoint.id,
+                url: endpoint.url.clone(),
                 secrets: secrets.clone(),
                 message_key,
                 body,
-                attempts,
             });
         }
     }
