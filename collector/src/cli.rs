@@ -63,6 +63,9 @@ pub enum Command {
     /// Add and list a key's partners.
     #[command(subcommand)]
     Partners(PartnersCommand),
+    /// A key's outgoing webhook endpoints: where its changes are sent.
+    #[command(subcommand)]
+    Endpoints(EndpointsCommand),
     /// Write a key's customers, transactions or rewards as CSV.
     Export {
         public_key: String,
@@ -337,6 +340,31 @@ pub enum PartnersCommand {
 }
 
 #[derive(Subcommand)]
+pub enum EndpointsCommand {
+    /// Register an endpoint (prints it with its whsec_ secret).
+    Add {
+        public_key: String,
+        /// An https URL.
+        #[arg(long)]
+        url: String,
+        /// An event type to send (repeatable; default: every one), e.g.
+        /// customer.created.
+        #[arg(long = "event")]
+        events: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Accept a private address or plain http (the server sends to it
+        /// only with --allow-private-webhook-targets).
+        #[arg(long)]
+        allow_private: bool,
+    },
+    /// List a key's endpoints.
+    List { public_key: String },
+    /// Delete an endpoint, with its deliveries.
+    Remove { public_key: String, endpoint_key: String },
+}
+
+#[derive(Subcommand)]
 pub enum WebhooksCommand {
     /// Set a key's webhook secrets (options left out are turned off).
     Set {
@@ -478,6 +506,7 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
             }
             Ok(())
         }
+        Command::Endpoints(command) => endpoints(&store, command),
         Command::Export {
             public_key,
             table,
@@ -691,6 +720,53 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `endpoints add|list|remove`: each endpoint printed as the API's JSON record.
+fn endpoints(store: &Store, command: EndpointsCommand) -> Result<()> {
+    use crate::http::api::records::WebhookRecord;
+    use crate::store::outbox::{self, EndpointFields};
+    let print = |endpoint| -> Result<()> {
+        println!("{}", serde_json::to_string(&WebhookRecord::from(endpoint))?);
+        Ok(())
+    };
+    match command {
+        EndpointsCommand::Add {
+            public_key,
+            url,
+            events,
+            description,
+            allow_private,
+        } => {
+            let owner = key_named(store, &public_key)?;
+            crate::dispatch::target::parse(&url, allow_private).map_err(|m| anyhow::anyhow!("--url {m}"))?;
+            let events = match events.is_empty() {
+                true => None,
+                false => Some(outbox::event_list(&events).map_err(|m| anyhow::anyhow!("--event {m}"))?),
+            };
+            let fields = EndpointFields {
+                url: Some(url),
+                events,
+                description: Some(description),
+                disabled: None,
+            };
+            print(store.write_stamped(|tx, now| outbox::create_endpoint(tx, owner.id, fields, now))?)
+        }
+        EndpointsCommand::List { public_key } => {
+            let owner = key_named(store, &public_key)?;
+            store
+                .read(|c| outbox::endpoints(c, owner.id))?
+                .into_iter()
+                .try_for_each(print)
+        }
+        EndpointsCommand::Remove {
+            public_key,
+            endpoint_key,
+        } => {
+            let owner = key_named(store, &public_key)?;
+            print(store.write(|tx| outbox::delete_endpoint(tx, owner.id, &endpoint_key))?)
+        }
+    }
 }
 
 /// Prints the keys (or the one `only` names) with their settings.

@@ -451,3 +451,172 @@ async fn zapier_subscribes_and_unsubscribes() {
     other.wait_for(1).await;
     assert_eq!(receiver.received().len(), 1);
 }
+
+/// The dashboard page, as a signed-in merchant uses it: an endpoint added
+/// through its form, a failed delivery shown with its attempt and flagged,
+/// the Resend button sending it again with the same `webhook-id`, and
+/// what the merchant typed shown as text.
+#[tokio::test]
+async fn the_dashboard_adds_endpoints_shows_attempts_and_resends() {
+    let (c, api) = shop();
+    let receiver = Receiver::start().await;
+    receiver.answer_with(&[503]);
+    let session = c.dashboard_sign_in(c.secret_key.as_deref().unwrap()).await;
+    let csrf = csrf_of(&dashboard(&c, &session).await);
+    let form = format!(
+        "csrf={csrf}&action=add&url={}&event=customer.created&description=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        urlencode(&format!("{}/dash", receiver.url))
+    );
+    assert_eq!(post_form(&c, &session, &form).await, 303);
+    let forged = format!("csrf=guess&action=add&url={}", urlencode(&receiver.url));
+    assert_eq!(post_form(&c, &session, &forged).await, 403);
+    let endpoints = ok(&api, "GET", "webhooks", Value::Null).await;
+    assert_eq!(
+        endpoints["items"].as_array().unwrap().len(),
+        1,
+        "the forged form added nothing"
+    );
+    let endpoint = endpoints["items"][0]["key"].as_str().unwrap().to_owned();
+    create_customer(&api, "ann@example.com").await;
+    let first = receiver.wait_for(1).await[0].clone();
+    attempts_recorded(&api, &endpoint, 1).await;
+    let shown = dashboard(&c, &session).await;
+    assert!(shown.contains(&first.id()), "the message is listed");
+    assert!(shown.contains("<strong>503</strong>"), "the attempt's status is shown");
+    assert!(shown.contains("answered 503"), "the answer's excerpt is shown");
+    assert!(shown.contains("Failing since"), "the failing endpoint is flagged");
+    assert!(
+        shown.contains("&lt;script&gt;") && !shown.contains("<script>"),
+        "typed text is escaped"
+    );
+    let delivery = shown.split("id=\"dlv_").nth(1).unwrap().split('"').next().unwrap();
+    let resend = format!("csrf={csrf}&action=resend&delivery=dlv_{delivery}");
+    assert_eq!(post_form(&c, &session, &resend).await, 303);
+    let again = receiver.wait_for(2).await;
+    assert_eq!(again[1].id(), first.id());
+    attempts_recorded(&api, &endpoint, 2).await;
+    let shown = dashboard(&c, &session).await;
+    assert!(shown.contains("<td class=\"status\">delivered"), "{shown}");
+    assert!(!shown.contains("Failing since"), "a success clears the flag");
+}
+
+/// An endpoint that has failed for 5 days is disabled at its next failure,
+/// flagged on the dashboard and in the API; enabled again, it is sent to.
+#[tokio::test]
+async fn an_endpoint_failing_for_days_is_disabled_and_flagged() {
+    let (c, api) = shop();
+    let down = Receiver::start().await;
+    let port = down.port;
+    down.stop();
+    let (endpoint, _) = subscribe(&api, &format!("http://127.0.0.1:{port}/"), json!(["customer.created"])).await;
+    create_customer(&api, "ann@example.com").await;
+    attempts_recorded(&api, &endpoint, 1).await;
+    c.advance_days(6);
+    attempts_recorded(&api, &endpoint, 2).await;
+    let found = ok(&api, "GET", &format!("webhooks/{endpoint}"), Value::Null).await;
+    assert_eq!(found["disabled"], true);
+    assert!(
+        found["disabled_reason"].as_str().unwrap().starts_with("failing since"),
+        "{found}"
+    );
+    let session = c.dashboard_sign_in(c.secret_key.as_deref().unwrap()).await;
+    assert!(dashboard(&c, &session).await.contains("Disabled: http://127.0.0.1"));
+    // Disabled: a new change makes no delivery to it.
+    create_customer(&api, "bea@example.com").await;
+    let deliveries = ok(&api, "GET", &format!("webhooks/{endpoint}/deliveries"), Value::Null).await;
+    assert_eq!(deliveries["items"].as_array().unwrap().len(), 1);
+    assert_eq!(deliveries["items"][0]["status"], "failed");
+    // Back up and enabled: the failed delivery is resent on request.
+    let receiver = Receiver::start_on(port).await;
+    ok(
+        &api,
+        "PATCH",
+        &format!("webhooks/{endpoint}"),
+        json!({"disabled": false}),
+    )
+    .await;
+    let delivery = deliveries["items"][0]["key"].as_str().unwrap();
+    ok(
+        &api,
+        "POST",
+        &format!("webhook-deliveries/{delivery}/resend"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(receiver.wait_for(1).await[0].json()["data"]["email"], "ann@example.com");
+}
+
+/// The operator's command line: add (refusing plain http and unknown
+/// events), list, remove.
+#[tokio::test]
+async fn the_cli_adds_lists_and_removes_endpoints() {
+    let (c, _api) = shop();
+    let pk = c.public_key.clone();
+    let added: Value = serde_json::from_str(&c.cli(&[
+        "endpoints",
+        "add",
+        &pk,
+        "--url",
+        "https://hooks.example.com/crm",
+        "--event",
+        "reward.created",
+        "--event",
+        "reward.updated",
+    ]))
+    .unwrap();
+    assert_eq!(added["events"], json!(["reward.created", "reward.updated"]));
+    assert!(added["secret"].as_str().unwrap().starts_with("whsec_"));
+    for refused in [
+        vec!["--url", "http://hooks.example.com/"],
+        vec!["--url", "https://hooks.example.com/", "--event", "customer.deleted"],
+    ] {
+        let out = std::process::Command::new(e2e::collector::binary())
+            .args(["--db", &c.location, "endpoints", "add", &pk])
+            .args(&refused)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{refused:?}");
+    }
+    let listed = c.cli(&["endpoints", "list", &pk]);
+    assert_eq!(listed.lines().count(), 1);
+    c.cli(&["endpoints", "remove", &pk, added["key"].as_str().unwrap()]);
+    assert_eq!(c.cli(&["endpoints", "list", &pk]), "");
+}
+
+async fn dashboard(c: &Collector, session: &str) -> String {
+    let answer = e2e::http::send(
+        "GET",
+        &format!("{}/dashboard/webhooks", c.url),
+        &[("cookie", session)],
+        "",
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    String::from_utf8(answer.body.to_vec()).unwrap()
+}
+
+async fn post_form(c: &Collector, session: &str, form: &str) -> u16 {
+    let headers = [
+        ("cookie", session),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let url = format!("{}/dashboard/webhooks", c.url);
+    e2e::http::send("POST", &url, &headers, form.to_owned())
+        .await
+        .status
+        .as_u16()
+}
+
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}

@@ -1,13 +1,16 @@
 //! The merchant dashboard under `/dashboard`: sign in with a secret key, then
 //! the customers (the partner → customer line items, searchable), partners
 //! with their figures, transactions, rewards (approve, decline, mark paid),
-//! each paged with a CSV export, and the installation check.
+//! each paged with a CSV export, outgoing webhooks (`webhooks`), and the
+//! installation check.
 //!
 //! Safe by construction: pages are rendered with maud, which escapes every
 //! value (customer names and emails are the visitor's input); the CSP allows
 //! no script at all and styles only from `/dashboard/style.css`; the session
 //! cookie is `HttpOnly`, `SameSite=Strict`, `Secure` over https, and every
 //! form that changes something carries the session's CSRF token.
+
+mod webhooks;
 
 use super::reply::{self, Reply};
 use crate::app::{App, Client};
@@ -34,7 +37,8 @@ header a{color:#cfd8ff;text-decoration:none}main{padding:1.5rem 2rem}
 table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:.45rem .6rem;border-bottom:1px solid #e3e6ef}
 .mode{padding:.15rem .6rem;border-radius:1rem;font-weight:600}.test{background:#ffd666;color:#3b2f00}.live{background:#52c41a;color:#fff}
 pre{background:#fff;padding:1rem;overflow:auto;border:1px solid #e3e6ef}.note{color:#5b6478}
-form.inline{display:inline}button{cursor:pointer}";
+form.inline{display:inline}button{cursor:pointer}
+.flag{background:#fff1f0;border:1px solid #ffa39e;padding:.5rem .8rem}.endpoint{margin-bottom:2rem}";
 
 fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
     html! {
@@ -54,6 +58,7 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                         a href="/dashboard/transactions" { "Transactions" }
                         a href="/dashboard/rewards" { "Rewards" }
                         a href="/dashboard/review" { "Review" }
+                        a href="/dashboard/webhooks" { "Webhooks" }
                         a href="/dashboard/installation" { "Installation" }
                         @let live = session.key.mode == Mode::Live;
                         span class={ "mode " (if live { "live" } else { "test" }) } id="mode" {
@@ -170,6 +175,8 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         (Method::GET, "/dashboard/installation", Some(session)) => installation(app, &req, session).await,
         (Method::GET, "/dashboard/review", Some(session)) => review(app, &req, session).await,
         (Method::POST, "/dashboard/review", Some(session)) => decide_review(app, req, session).await,
+        (Method::GET, "/dashboard/webhooks", Some(session)) => webhooks::show(app, session).await,
+        (Method::POST, "/dashboard/webhooks", Some(session)) => webhooks::act(app, req, session).await,
         (_, _, Some(session)) => Ok(html_reply(
             StatusCode::NOT_FOUND,
             page(
