@@ -16,6 +16,8 @@ use tokio::sync::{watch, Notify};
 /// One request received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When its body had been read.
+    pub at: std::time::Instant,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -169,7 +171,13 @@ async fn answer(
     let path = req.uri().path().to_owned();
     let headers = req.headers().clone();
     let body = req.into_body().collect().await?.to_bytes();
-    state.received.lock().unwrap().push(Received { path, headers, body });
+    let at = std::time::Instant::now();
+    state.received.lock().unwrap().push(Received {
+        at,
+        path,
+        headers,
+        body,
+    });
     state.arrived.notify_waiters();
     let _ = held.wait_for(|hold| !*hold).await;
     let status = state.answers.lock().unwrap().pop_front().unwrap_or(200);

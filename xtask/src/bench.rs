@@ -149,6 +149,28 @@ pub fn ingest(quick: bool, postgres: bool) -> Result<()> {
 }
 
 /// Creates the database once per size (filling takes minutes at 10 M).
+/// `bench webhooks`: the `webhooks_bench` example against the release
+/// collector, on SQLite, then on PostgreSQL when asked.
+pub fn webhooks(postgres: bool) -> Result<()> {
+    crate::snippet::build()?;
+    crate::cargo(&["build", "--release", "-p", "collector"])?;
+    let bin = crate::target_dir().join("release/collector");
+    let backends: &[&str] = if postgres { &["sqlite", "postgres"] } else { &["sqlite"] };
+    for backend in backends {
+        if *backend == "postgres" {
+            crate::tools::ensure_postgres()?;
+        }
+        let status = Command::new("cargo")
+            .args(["run", "--release", "-q", "-p", "e2e", "--example", "webhooks_bench"])
+            .env("COLLECTOR_BIN", &bin)
+            .env("GROWSUMO_TEST_DB", backend)
+            .env("RUST_LOG", "error")
+            .status()?;
+        crate::check(status, "webhooks_bench")?;
+    }
+    Ok(())
+}
+
 fn prepare_db(bin: &Path, db: &Path, prefill: u64) -> Result<()> {
     let ready = db.with_extension("ready");
     if ready.exists() && db.exists() {

@@ -71,6 +71,13 @@ enum Bench {
         #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
         db: String,
     },
+    /// Outgoing webhooks to a receiver on loopback: latency from change
+    /// to receipt (p50, p99) and the dispatcher's messages per second.
+    Webhooks {
+        /// `postgres`: on PostgreSQL too.
+        #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+        db: String,
+    },
     /// The snippet in headless Chromium: time to `growsumo` and to the
     /// referral, long tasks, and requests, on a plain page view and a partner
     /// landing.
@@ -120,6 +127,9 @@ fn run(task: Task) -> Result<()> {
         Task::Bench {
             which: Bench::Pages { quick, db },
         } => pages::run(quick, db == "postgres"),
+        Task::Bench {
+            which: Bench::Webhooks { db },
+        } => bench::webhooks(db == "postgres"),
         Task::Bench { which: Bench::Snippet } => {
             tools::ensure_browser()?;
             tools::ensure_web_server()?;

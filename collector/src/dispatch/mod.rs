@@ -32,19 +32,13 @@ const POLL: Duration = Duration::from_secs(1);
 /// How often delivered and failed messages past their keeping are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// An attempt that ended: its delivery, and how.
-struct Ended {
-    delivery_id: i64,
-    tried: Tried,
-}
-
 /// What the loop and its attempts share.
 #[derive(Default)]
 struct Flight {
     /// Attempts in flight, per endpoint.
     per_endpoint: Mutex<HashMap<i64, usize>>,
-    /// Attempts ended, not recorded yet.
-    ended: Mutex<Vec<Ended>>,
+    /// Attempts ended, not recorded yet: (delivery, how).
+    ended: Mutex<Vec<(i64, Tried)>>,
 }
 
 /// Runs the dispatcher (until its task is aborted: attempts in flight then
@@ -59,9 +53,7 @@ pub async fn run(store: Store, allow_private: bool) {
         let writer = store.clone();
         let claimed = tokio::task::spawn_blocking(move || {
             writer.write_quietly(|tx, now| {
-                for e in &ended {
-                    outbox::record_attempt(tx, e.delivery_id, &e.tried, now)?;
-                }
+                outbox::record_attempts(tx, &ended, now)?;
                 let mut room_left = IN_FLIGHT.saturating_sub(busy.values().sum());
                 outbox::claim(tx, now, LEASE_MS, |endpoint| {
                     let flying = busy.get(&endpoint).copied().unwrap_or(0);
@@ -96,10 +88,7 @@ pub async fn run(store: Store, allow_private: bool) {
             tokio::spawn(async move {
                 let tried = sender.attempt(&due, crate::store::now_ms() / 1000).await;
                 tracing::debug!(delivery = due.delivery_id, status = ?tried.status, "outgoing webhook attempt");
-                flight.ended.lock().expect("ended").push(Ended {
-                    delivery_id: due.delivery_id,
-                    tried,
-                });
+                flight.ended.lock().expect("ended").push((due.delivery_id, tried));
                 let mut per_endpoint = flight.per_endpoint.lock().expect("in flight");
                 if let Some(n) = per_endpoint.get_mut(&due.endpoint_id) {
                     *n -= 1;

@@ -11,11 +11,12 @@
 //! `SCHEDULE_MS`, then the delivery is `failed`; an endpoint failing for
 //! `DISABLE_AFTER_MS` is disabled.
 
-use super::db::{params, Db, OptionalExtension, Row};
+use super::db::{padded_slices, params, row_placeholders, Db, OptionalExtension, Params, Row, Value};
 use super::merchant::{self, CustomerRef};
-use super::{keys, money, Refusal};
+use super::{keys, money, Key, Refusal};
 use crate::http::api::records::{CustomerRecord, Partnership, RewardRecord, TransactionRecord};
 use anyhow::Result;
+use std::collections::HashMap;
 
 /// The event types an endpoint may subscribe to.
 pub const EVENT_TYPES: &[&str] = &[
@@ -289,11 +290,6 @@ fn subscribers(db: &Db, key_id: i64, event: &str) -> Result<Vec<i64>> {
         .collect())
 }
 
-/// Whether any of the key's enabled endpoints wants `event`.
-pub fn subscribed(db: &Db, key_id: i64, event: &str) -> Result<bool> {
-    Ok(!subscribers(db, key_id, event)?.is_empty())
-}
-
 /// Wakes the dispatcher when a commit wrote messages (in this process; the
 /// dispatcher also looks every second, for other processes' messages).
 pub type Outbox = std::sync::Arc<tokio::sync::Notify>;
@@ -312,46 +308,12 @@ pub enum Subject<'a> {
 /// Two messages of one type about one subject at one time (one
 /// transaction's steps, before the first was sent) are one: the later state.
 pub fn emit(db: &Db, key_id: i64, event: &str, subject: Subject, now: i64) -> Result<bool> {
-    debug_assert!(EVENT_TYPES.contains(&event));
     let targets = subscribers(db, key_id, event)?;
     if targets.is_empty() {
         return Ok(false);
     }
     let key = keys::by_id(db, key_id)?;
-    let (about, data) = match subject {
-        Subject::Customer(customer_key) => {
-            let customer = merchant::find_customer(db, key_id, &CustomerRef::Key(customer_key.into()))?;
-            (
-                format!("customer:{customer_key}"),
-                json(CustomerRecord::new(customer, &key)),
-            )
-        }
-        Subject::Partnership(partner_key) => {
-            let partner = merchant::partner(db, key_id, partner_key)?;
-            (
-                format!("partnership:{partner_key}"),
-                json(Partnership::new(partner, &key)),
-            )
-        }
-        Subject::Transaction(transaction_key) => {
-            let transaction = money::transaction(db, key_id, transaction_key)?
-                .ok_or_else(|| anyhow::anyhow!("transaction {transaction_key:?} is gone"))?;
-            (
-                format!("transaction:{transaction_key}"),
-                json(TransactionRecord::new(transaction, &key)),
-            )
-        }
-        Subject::Reward(id) => {
-            let reward = money::reward(db, key_id, &format!("rwd_{id}"))?;
-            (format!("reward:{id}"), json(RewardRecord::from(reward)))
-        }
-    };
-    let body = serde_json::json!({
-        "type": event,
-        "timestamp": super::clock::rfc3339(now),
-        "data": data,
-    })
-    .to_string();
+    let (about, body) = message(db, &key, event, subject, now)?;
     let merged = db.execute(
         "UPDATE outgoing_messages SET body = ?4
          WHERE key_id = ?1 AND subject = ?2 AND type = ?3 AND created_at = ?5
@@ -359,10 +321,72 @@ pub fn emit(db: &Db, key_id: i64, event: &str, subject: Subject, now: i64) -> Re
                            AND (d.attempts > 0 OR d.next_at != outgoing_messages.created_at))",
         params![key_id, about, event, body, now],
     )?;
-    if merged > 0 {
-        return Ok(true);
+    if merged == 0 {
+        let id = insert_message(db, key_id, event, &about, &body, now)?;
+        insert_deliveries(db, &[id], &targets, now)?;
     }
-    let message_id = db.insert(
+    Ok(true)
+}
+
+/// Like `emit`, for many subjects of `key` new in this transaction (the
+/// writer's new customers, which no message named yet): the endpoints
+/// looked up once, the deliveries inserted together.
+pub fn emit_new(db: &Db, key: &Key, event: &str, subjects: &[Subject], now: i64) -> Result<bool> {
+    let targets = subscribers(db, key.id, event)?;
+    if targets.is_empty() || subjects.is_empty() {
+        return Ok(false);
+    }
+    let mut messages = Vec::with_capacity(subjects.len());
+    for subject in subjects {
+        let (about, body) = message(db, key, event, *subject, now)?;
+        messages.push(insert_message(db, key.id, event, &about, &body, now)?);
+    }
+    insert_deliveries(db, &messages, &targets, now)?;
+    Ok(true)
+}
+
+/// The message's subject (`customer:<key>`…) and body: `{"type",
+/// "timestamp", "data"}`, `data` the API's record of the subject now.
+fn message(db: &Db, key: &Key, event: &str, subject: Subject, now: i64) -> Result<(String, String)> {
+    debug_assert!(EVENT_TYPES.contains(&event));
+    let (about, data) = match subject {
+        Subject::Customer(customer_key) => {
+            let customer = merchant::find_customer(db, key.id, &CustomerRef::Key(customer_key.into()))?;
+            (
+                format!("customer:{customer_key}"),
+                json(CustomerRecord::new(customer, key)),
+            )
+        }
+        Subject::Partnership(partner_key) => {
+            let partner = merchant::partner(db, key.id, partner_key)?;
+            (
+                format!("partnership:{partner_key}"),
+                json(Partnership::new(partner, key)),
+            )
+        }
+        Subject::Transaction(transaction_key) => {
+            let transaction = money::transaction(db, key.id, transaction_key)?
+                .ok_or_else(|| anyhow::anyhow!("transaction {transaction_key:?} is gone"))?;
+            (
+                format!("transaction:{transaction_key}"),
+                json(TransactionRecord::new(transaction, key)),
+            )
+        }
+        Subject::Reward(id) => {
+            let reward = money::reward(db, key.id, &format!("rwd_{id}"))?;
+            (format!("reward:{id}"), json(RewardRecord::from(reward)))
+        }
+    };
+    let body = serde_json::json!({
+        "type": event,
+        "timestamp": super::clock::rfc3339(now),
+        "data": data,
+    });
+    Ok((about, body.to_string()))
+}
+
+fn insert_message(db: &Db, key_id: i64, event: &str, about: &str, body: &str, now: i64) -> Result<i64> {
+    db.insert(
         "INSERT INTO outgoing_messages (key_id, message_key, type, subject, body, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -373,15 +397,29 @@ pub fn emit(db: &Db, key_id: i64, event: &str, subject: Subject, now: i64) -> Re
             body,
             now
         ],
-    )?;
-    for endpoint_id in targets {
-        db.execute(
+    )
+}
+
+/// A pending delivery of each message to each endpoint, due at `now`.
+fn insert_deliveries(db: &Db, messages: &[i64], endpoints: &[i64], now: i64) -> Result<()> {
+    let rows: Vec<Vec<Value>> = messages
+        .iter()
+        .flat_map(|m| {
+            endpoints
+                .iter()
+                .map(move |e| params![*m, *e, "pending", 0, now, now, now].values())
+        })
+        .collect();
+    // (A repeated row, the padding, is skipped as a conflict.)
+    for slice in padded_slices(&rows, BATCH) {
+        let sql = format!(
             "INSERT INTO deliveries (message_id, endpoint_id, status, attempts, next_at, created_at, updated_at)
-             VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3)",
-            params![message_id, endpoint_id, now],
-        )?;
+             VALUES {} ON CONFLICT (message_id, endpoint_id) DO NOTHING",
+            row_placeholders(slice.len(), 7)
+        );
+        db.execute(&sql, slice.concat())?;
     }
-    Ok(true)
+    Ok(())
 }
 
 fn json(record: impl serde::Serialize) -> serde_json::Value {
@@ -433,11 +471,17 @@ pub fn claim(db: &Db, now: i64, lease_ms: i64, mut room: impl FnMut(i64) -> usiz
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?
             .collect::<Result<_>>()?;
-        for (delivery_id, message_key, body) in due {
+        let ids: Vec<i64> = due.iter().map(|(id, _, _)| *id).collect();
+        for slice in padded_slices(&ids, BATCH) {
+            let mut values = vec![Value::Integer(now + lease_ms)];
+            values.extend(slice.iter().map(|id| Value::Integer(*id)));
+            let list = numbered(2, slice.len());
             db.execute(
-                "UPDATE deliveries SET next_at = ?2 WHERE id = ?1",
-                params![delivery_id, now + lease_ms],
+                &format!("UPDATE deliveries SET next_at = ?1 WHERE id IN ({list})"),
+                values,
             )?;
+        }
+        for (delivery_id, message_key, body) in due {
             claimed.push(Due {
                 delivery_id,
                 endpoint_id: endpoint.id,
@@ -479,41 +523,73 @@ impl Tried {
 /// Most characters of an answer kept with its attempt.
 pub const RESPONSE_KEPT: usize = 500;
 
-/// Records an attempt of delivery `delivery_id` made at `now`, and what
-/// follows: delivered; due again on the schedule; or failed (and the
-/// endpoint disabled once it has failed for `DISABLE_AFTER_MS`).
-pub fn record_attempt(db: &Db, delivery_id: i64, tried: &Tried, now: i64) -> Result<()> {
-    let Some((endpoint_id, status, attempts)) = db
-        .query_row(
-            "SELECT endpoint_id, status, attempts FROM deliveries WHERE id = ?1",
-            [delivery_id],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
-        )
-        .optional()?
-    else {
-        // Deleted with its endpoint meanwhile.
-        return Ok(());
-    };
-    let response: String = tried.response.chars().take(RESPONSE_KEPT).collect();
-    db.execute(
-        "INSERT INTO delivery_attempts (delivery_id, at, status, duration_ms, response) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            delivery_id,
-            now,
-            tried.status.map(i64::from),
-            tried.duration_ms,
-            response
-        ],
-    )?;
-    let attempts = attempts + 1;
-    if tried.succeeded() {
-        db.execute(
-            "UPDATE deliveries SET status = 'delivered', attempts = ?2, updated_at = ?3 WHERE id = ?1",
-            params![delivery_id, attempts, now],
-        )?;
-        db.execute("UPDATE endpoints SET failing_since = NULL WHERE id = ?1", [endpoint_id])?;
-        return Ok(());
+/// Records attempts that ended, as (delivery, how), at `now`, and what
+/// follows each: delivered; due again on the schedule; or failed (and the
+/// endpoint disabled once it has failed for `DISABLE_AFTER_MS`). Successes,
+/// the common case, take a few statements whatever their number: on
+/// PostgreSQL each statement is a round trip under the write lock.
+pub fn record_attempts(db: &Db, ended: &[(i64, Tried)], now: i64) -> Result<()> {
+    let ids: Vec<i64> = ended.iter().map(|(id, _)| *id).collect();
+    // The deliveries still there (deleting an endpoint deletes its own).
+    let mut live: HashMap<i64, (i64, String, i64)> = HashMap::new();
+    for slice in padded_slices(&ids, BATCH) {
+        let sql = format!(
+            "SELECT id, endpoint_id, status, attempts FROM deliveries WHERE id IN ({})",
+            numbered(1, slice.len())
+        );
+        for (id, endpoint, status, attempts) in db.query_all(
+            &sql,
+            slice.iter().map(|id| Value::Integer(*id)).collect::<Vec<_>>(),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )? {
+            live.insert(id, (endpoint, status, attempts));
+        }
     }
+    let ended: Vec<&(i64, Tried)> = ended.iter().filter(|(id, _)| live.contains_key(id)).collect();
+    let rows: Vec<Vec<Value>> = ended
+        .iter()
+        .map(|(id, tried)| {
+            let response: String = tried.response.chars().take(RESPONSE_KEPT).collect();
+            params![*id, now, tried.status.map(i64::from), tried.duration_ms, response].values()
+        })
+        .collect();
+    for chunk in power_chunks(&rows, BATCH) {
+        let sql = format!(
+            "INSERT INTO delivery_attempts (delivery_id, at, status, duration_ms, response) VALUES {}",
+            row_placeholders(chunk.len(), 5)
+        );
+        db.execute(&sql, chunk.concat())?;
+    }
+    let delivered: Vec<i64> = ended.iter().filter(|(_, t)| t.succeeded()).map(|(id, _)| *id).collect();
+    for slice in padded_slices(&delivered, BATCH) {
+        let list = numbered(2, slice.len());
+        let mut values = vec![Value::Integer(now)];
+        values.extend(slice.iter().map(|id| Value::Integer(*id)));
+        db.execute(
+            &format!(
+                "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, updated_at = ?1 WHERE id IN ({list})"
+            ),
+            values.clone(),
+        )?;
+        db.execute(
+            &format!(
+                "UPDATE endpoints SET failing_since = NULL WHERE failing_since IS NOT NULL
+                   AND id IN (SELECT endpoint_id FROM deliveries WHERE id IN ({list}) AND updated_at = ?1)"
+            ),
+            values,
+        )?;
+    }
+    for (id, tried) in ended.into_iter().filter(|(_, t)| !t.succeeded()) {
+        let (endpoint, status, attempts) = &live[id];
+        failed(db, *id, *endpoint, (status, *attempts + 1), tried, now)?;
+    }
+    Ok(())
+}
+
+/// After a failed attempt (the `attempts`-th) of delivery `id`, in
+/// `status`: due again on the schedule, or failed; the endpoint failing
+/// since its first failure, and disabled after `DISABLE_AFTER_MS`.
+fn failed(db: &Db, id: i64, endpoint_id: i64, (status, attempts): (&str, i64), tried: &Tried, now: i64) -> Result<()> {
     // (A delivery another dispatcher finished, or the merchant failed by
     // disabling its endpoint, stays as it is.)
     let next = SCHEDULE_MS
@@ -522,12 +598,12 @@ pub fn record_attempt(db: &Db, delivery_id: i64, tried: &Tried, now: i64) -> Res
     match next {
         Some(wait) => db.execute(
             "UPDATE deliveries SET attempts = ?2, next_at = ?3, updated_at = ?4 WHERE id = ?1",
-            params![delivery_id, attempts, now + wait, now],
+            params![id, attempts, now + wait, now],
         )?,
         None => db.execute(
             "UPDATE deliveries SET status = CASE WHEN status = 'delivered' THEN status ELSE 'failed' END,
                                    attempts = ?2, updated_at = ?3 WHERE id = ?1",
-            params![delivery_id, attempts, now],
+            params![id, attempts, now],
         )?,
     };
     db.execute(
@@ -547,6 +623,33 @@ pub fn record_attempt(db: &Db, delivery_id: i64, tried: &Tried, now: i64) -> Res
         disable(db, endpoint_id, &reason, now)?;
     }
     Ok(())
+}
+
+/// Most rows or ids in one statement.
+const BATCH: usize = 64;
+
+/// `?first, ?first+1, …`: `n` numbered placeholders.
+fn numbered(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `items` in chunks whose lengths are powers of two, largest first, at
+/// most `max`: few statement texts (each prepared once per connection),
+/// and, unlike `padded_slices`, no repeated row (for inserts nothing
+/// deduplicates).
+fn power_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (chunk, after) = rest.split_at(max.min(1 << rest.len().ilog2()));
+        rest = after;
+        Some(chunk)
+    })
 }
 
 /// One attempt, as the dashboard and the API show it.
@@ -671,4 +774,31 @@ pub fn prune(db: &Db, now: i64) -> Result<usize> {
              LIMIT 1000)",
         [now - KEEP_MS],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_are_powers_of_two_and_cover_every_item_once() {
+        let items: Vec<u32> = (0..77).collect();
+        let sizes: Vec<usize> = super::power_chunks(&items, 64).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [64, 8, 4, 1]);
+        assert_eq!(
+            super::power_chunks(&items, 64).flatten().copied().collect::<Vec<_>>(),
+            items
+        );
+        assert_eq!(super::power_chunks(&[] as &[u32], 64).count(), 0);
+        assert_eq!(super::numbered(2, 3), "?2, ?3, ?4");
+    }
+
+    #[test]
+    fn event_lists_are_checked_sorted_and_deduplicated() {
+        let list = super::event_list(&["reward.updated", "customer.created", "reward.updated"]).unwrap();
+        assert_eq!(list, ["customer.created", "reward.updated"]);
+        assert_eq!(super::event_list(&["customer.created", "*"]).unwrap(), ["*"]);
+        assert!(super::event_list(&["customer.deleted"])
+            .unwrap_err()
+            .contains("customer.deleted"));
+        assert!(super::event_list::<&str>(&[]).is_err());
+    }
 }

@@ -400,17 +400,17 @@ fn apply_all(
         })
         .collect::<anyhow::Result<_>>()?;
     customers.insert(tx)?;
-    // (Asked once per key: on PostgreSQL each question is a round trip.)
+    // (Per key, together: on PostgreSQL each statement is a round trip.)
+    let mut made: HashMap<i64, (&Key, Vec<Subject>)> = HashMap::new();
+    for (key, customer_key) in &customers.made {
+        made.entry(key.id)
+            .or_insert((key, Vec::new()))
+            .1
+            .push(Subject::Customer(customer_key));
+    }
     let mut sent = false;
-    let mut subscribed = HashMap::new();
-    for (key_id, customer_key) in &customers.made {
-        if !*subscribed
-            .entry(*key_id)
-            .or_insert(outbox::subscribed(tx, *key_id, CREATED)?)
-        {
-            continue;
-        }
-        sent |= outbox::emit(tx, *key_id, CREATED, Subject::Customer(customer_key), now_ms)?;
+    for (key, subjects) in made.into_values() {
+        sent |= outbox::emit_new(tx, key, "customer.created", &subjects, now_ms)?;
     }
     // Partner keys no partnership has are counted in one bucket: anyone
     // can post clicks for made-up keys, and a row each would let a flood
@@ -435,9 +435,6 @@ fn apply_all(
     }
     Ok((results, sent))
 }
-
-/// The outgoing webhook a browser signup's new customer sends.
-const CREATED: &str = "customer.created";
 
 /// The group's new clicks and customers per (key, partner): written to the
 /// per-day counts once per group, not once per event.
@@ -656,7 +653,7 @@ fn outcomes(
                 if found.customers.insert((key.id, signup.customer_key.clone())) {
                     let row = new_customer(conn, key, &context, (event, signup), &found.partners, customers, tally)?;
                     customers.rows.push(row);
-                    customers.made.push((key.id, signup.customer_key.clone()));
+                    customers.made.push((key.clone(), signup.customer_key.clone()));
                     Outcome::Accepted
                 } else {
                     Outcome::AlreadyAttributed
@@ -680,7 +677,7 @@ struct Customers {
     /// Rows not inserted yet.
     rows: Vec<Vec<Value>>,
     /// Every customer made, as (key, customer key).
-    made: Vec<(i64, String)>,
+    made: Vec<(Key, String)>,
 }
 
 impl Customers {
