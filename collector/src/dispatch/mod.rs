@@ -27,6 +27,8 @@ pub const PER_ENDPOINT: usize = 16;
 pub const IN_FLIGHT: usize = 256;
 /// How long a claim holds a delivery: past the attempt's timeout.
 const LEASE_MS: i64 = 60_000;
+/// How long the loop waits for more attempts to end before recording.
+const LINGER: Duration = Duration::from_millis(2);
 /// How often the loop looks without being woken.
 const POLL: Duration = Duration::from_secs(1);
 /// How often delivered and failed messages past their keeping are deleted.
@@ -111,6 +113,12 @@ pub async fn run(store: Store, allow_private: bool) {
         tokio::select! {
             _ = store.outbox().notified() => {}
             _ = tokio::time::sleep(POLL) => {}
+        }
+        // While attempts are in flight, the ones ending within `LINGER` are
+        // recorded together: one write transaction (which holds the write
+        // lock every collector's events wait for) for many attempts.
+        if !flight.per_endpoint.lock().expect("in flight").is_empty() {
+            tokio::time::sleep(LINGER).await;
         }
     }
 }

@@ -415,7 +415,7 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL,
         UNIQUE (message_id, endpoint_id)
     );
-    CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_at) WHERE status = 'pending';
+    CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_at, id) WHERE status = 'pending';
     CREATE INDEX deliveries_by_endpoint ON deliveries(endpoint_id, id);
     CREATE TABLE delivery_attempts (
         id INTEGER PRIMARY KEY,
