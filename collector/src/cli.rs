@@ -177,6 +177,10 @@ pub struct ServeArgs {
     /// network on an API key holder's behalf.
     #[arg(long, env = "GROWSUMO_ALLOW_PRIVATE_WEBHOOK_TARGETS")]
     pub allow_private_webhook_targets: bool,
+    /// A PEM file of CA certificates outgoing webhooks trust besides
+    /// Mozilla's roots (endpoints on an intranet with its own CA).
+    #[arg(long, env = "GROWSUMO_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<String>,
 }
 
 /// A key's allowed origins and attribution settings (see README, "Attribution").
@@ -658,6 +662,9 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         }
         false => (None, None),
     };
+    let sender =
+        crate::dispatch::send::Sender::new(args.allow_private_webhook_targets, args.webhook_ca_file.as_deref())
+            .context("--webhook-ca-file")?;
     let runtime = tokio::runtime::Runtime::new()?;
     let (writer, writer_thread) = if args.no_persist {
         tracing::warn!("--no-persist: events are answered but NOT stored");
@@ -700,12 +707,7 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         }
         app.limits = crate::http::limits::Limits::new(args.client_requests_per_second, args.key_events_per_second);
         app.allow_private_webhook_targets = args.allow_private_webhook_targets;
-        let dispatcher = (!args.no_persist).then(|| {
-            tokio::spawn(crate::dispatch::run(
-                app.store.clone(),
-                args.allow_private_webhook_targets,
-            ))
-        });
+        let dispatcher = (!args.no_persist).then(|| tokio::spawn(crate::dispatch::run(app.store.clone(), sender)));
         let app = Arc::new(app);
         crate::http::serve(listener, app, shutdown_signal()).await;
         if let Some(dispatcher) = dispatcher {

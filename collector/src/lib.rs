@@ -9,6 +9,7 @@
 //! - `config`: the TOML configuration file, merged under flags and environment.
 //! - `export`: CSV exports (CLI and dashboard).
 //! - `dispatch`: sends outgoing webhooks (signed, retried, to safe targets).
+//! - `tls`: the certificates trusted as a TLS client.
 
 pub mod app;
 pub mod cli;
@@ -19,3 +20,4 @@ pub mod export;
 pub mod http;
 pub mod metrics;
 pub mod store;
+pub mod tls;

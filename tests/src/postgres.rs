@@ -230,10 +230,10 @@ fn as_server_user(command: &mut Command, user: Option<(u32, u32)>) -> &mut Comma
 }
 
 /// A CA (`ca.pem`) and the server's certificate for `localhost` signed by
-/// it (`server.pem`, `server.key`, readable by the server's user only, as
-/// PostgreSQL wants), in the cluster's directory; made with the openssl
-/// command line.
-fn certificates(dir: &Path, user: Option<(u32, u32)>) {
+/// it (`server.pem`, `server.key`, readable by `user` only, as PostgreSQL
+/// wants), in `dir` (a cluster's; a TLS webhook receiver's); made with
+/// the openssl command line.
+pub fn certificates(dir: &Path, user: Option<(u32, u32)>) {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)

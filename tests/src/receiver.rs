@@ -57,7 +57,7 @@ struct State {
 }
 
 pub struct Receiver {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://localhost:<port>`.
     pub url: String,
     pub port: u16,
     state: Arc<State>,
@@ -74,6 +74,31 @@ impl Receiver {
 
     /// Starts a receiver on `port` (0: a free one).
     pub async fn start_on(port: u16) -> Receiver {
+        Self::listen(port, None).await
+    }
+
+    /// Starts an https receiver on a free port, its certificate for
+    /// `localhost` signed by the CA `certificates` made in `dir`
+    /// (`dir/ca.pem`).
+    pub async fn start_tls(dir: &std::path::Path) -> Receiver {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        crate::postgres::certificates(dir, None);
+        let chain = CertificateDer::pem_file_iter(dir.join("server.pem"))
+            .expect("the certificate")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("the certificate");
+        let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("the key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("the server's certificate");
+        Self::listen(0, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn listen(port: u16, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind the receiver");
@@ -81,22 +106,39 @@ impl Receiver {
         let state = Arc::new(State::default());
         let (hold, held) = watch::channel(false);
         let served = state.clone();
+        let scheme = if tls.is_some() {
+            "https://localhost"
+        } else {
+            "http://127.0.0.1"
+        };
         let server = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (state, held) = (served.clone(), held.clone());
+                let (state, held, tls) = (served.clone(), held.clone(), tls.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| answer(state.clone(), held.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        // A client that refuses the certificate ends here.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let io = hyper_util::rt::TokioIo::new(stream);
+                                let _ = http.serve_connection(io, service).await;
+                            }
+                        }
+                        None => {
+                            let _ = http
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
             }
         });
         Receiver {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}:{port}"),
             port,
             state,
             hold,

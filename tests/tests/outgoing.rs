@@ -620,3 +620,52 @@ fn csrf_of(page: &str) -> String {
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
+
+/// An https endpoint is reached over verified TLS: delivered when its
+/// certificate chains to a CA the operator trusts (`--webhook-ca-file`, an
+/// intranet's CA); refused, with the reason kept, when it chains to none
+/// or names another host.
+#[tokio::test]
+async fn https_endpoints_are_delivered_over_verified_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start_tls(dir.path()).await;
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let c = Collector::start_with_key_and(&["--mode", "test"], &[ALLOW[0], "--webhook-ca-file", &ca]);
+    let api = Api::new(&c.url, &c.public_key, c.secret_key.as_deref().unwrap());
+    let (good, secret) = subscribe(&api, &receiver.url, json!(["customer.created"])).await;
+    let wrong_name = receiver.url.replace("localhost", "127.0.0.1");
+    let (mismatched, _) = subscribe(&api, &wrong_name, json!(["customer.created"])).await;
+    create_customer(&api, "ann@example.com").await;
+    let received = receiver.wait_for(1).await;
+    verify(&secret, &received[0]).unwrap();
+    attempts_recorded(&api, &good, 1).await;
+    attempts_recorded(&api, &mismatched, 1).await;
+    let failure = |deliveries: &Value| {
+        deliveries["items"][0]["attempts"][0]["response"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let refused = failure(&ok(&api, "GET", &format!("webhooks/{mismatched}/deliveries"), Value::Null).await);
+    assert!(
+        refused.starts_with("TLS with 127.0.0.1 failed") && refused.contains("not valid for name"),
+        "{refused}"
+    );
+    // Without the CA, the same receiver is not trusted.
+    let untrusting = Collector::start_with_key_and(&["--mode", "test"], ALLOW);
+    let api = Api::new(
+        &untrusting.url,
+        &untrusting.public_key,
+        untrusting.secret_key.as_deref().unwrap(),
+    );
+    let (endpoint, _) = subscribe(&api, &receiver.url, json!(["customer.created"])).await;
+    create_customer(&api, "bea@example.com").await;
+    attempts_recorded(&api, &endpoint, 1).await;
+    let refused = failure(&ok(&api, "GET", &format!("webhooks/{endpoint}/deliveries"), Value::Null).await);
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "only the trusting collector's message arrived"
+    );
+}

@@ -45,8 +45,7 @@ struct Flight {
 
 /// Runs the dispatcher (until its task is aborted: attempts in flight then
 /// are abandoned, and their deliveries are due again once their lease ends).
-pub async fn run(store: Store, allow_private: bool) {
-    let sender = send::Sender::new(allow_private);
+pub async fn run(store: Store, sender: send::Sender) {
     let flight = Arc::new(Flight::default());
     let mut last_prune: Option<tokio::time::Instant> = None;
     loop {

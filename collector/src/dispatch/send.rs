@@ -1,7 +1,7 @@
 //! One attempt of one outgoing webhook: signed as the Standard Webhooks 1.0
 //! specification says, posted over a connection made to a checked address
-//! (see `target`), HTTPS verified against Mozilla's roots (webpki-roots),
-//! everything within `TIMEOUT`.
+//! (see `target`), HTTPS verified against Mozilla's roots and the
+//! operator's own CA, if any (`crate::tls`), everything within `TIMEOUT`.
 //!
 //! The request is made with hyper's connection-level client over our own
 //! connection, because the address must be chosen (and checked) by us, not
@@ -50,17 +50,18 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(allow_private: bool) -> Sender {
-        let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    /// `ca_file`: a PEM file of certificates trusted besides Mozilla's
+    /// roots (an intranet's CA).
+    pub fn new(allow_private: bool, ca_file: Option<&str>) -> anyhow::Result<Sender> {
+        let roots = crate::tls::roots(ca_file)?;
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports TLS 1.2 and 1.3")
+            .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Sender {
+        Ok(Sender {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             allow_private,
-        }
+        })
     }
 
     /// Posts `due` once; `sent_at` (Unix seconds) is its `webhook-timestamp`.

@@ -282,15 +282,7 @@ fn tls_of(url: &str) -> Result<(String, tokio_postgres_rustls::MakeRustlsConnect
             .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
             .with_no_client_auth(),
         (true, root_file) => {
-            let mut roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            if let Some(path) = root_file {
-                use rustls::pki_types::{pem::PemObject, CertificateDer};
-                for cert in CertificateDer::pem_file_iter(&path).with_context(|| format!("sslrootcert {path}"))? {
-                    roots.add(cert.with_context(|| format!("sslrootcert {path}"))?)?;
-                }
-            }
+            let roots = crate::tls::roots(root_file.as_deref()).context("sslrootcert")?;
             builder.with_root_certificates(roots).with_no_client_auth()
         }
     };
