@@ -121,6 +121,11 @@ impl Collector {
         Self::start_full(Some(location.to_owned()), &[], &[])
     }
 
+    /// Like `start_on`, with extra `serve` arguments (kept by `another`).
+    pub fn start_on_with(location: &str, serve_args: &[&str]) -> Collector {
+        Self::start_full(Some(location.to_owned()), &[], serve_args)
+    }
+
     /// Another collector process on this one's database, as collectors
     /// behind a load balancer share one PostgreSQL: its own port, the same
     /// keys and clock.

@@ -5,7 +5,8 @@
 //! partner, and one payment one reward; a key changed or revoked through
 //! the CLI is applied by every collector at once; PostgreSQL restarted
 //! under load makes collectors answer 503 and not ready, then recover by
-//! themselves, losing nothing acknowledged.
+//! themselves, losing nothing acknowledged; outgoing webhooks made at any
+//! collector are each delivered once.
 //!
 //! Always on PostgreSQL (a SQLite file has one collector), so the test
 //! command runs this suite once, in its SQLite pass.
@@ -501,4 +502,46 @@ async fn collectors_reach_postgresql_over_tls_and_check_its_certificate_as_sslmo
     collector(&format!("{plain}?sslmode=require"), &["keys", "list"]).unwrap();
     let refused = collector(&format!("{plain}?sslmode=verify-ca"), &["keys", "list"]).unwrap_err();
     assert!(refused.contains("verify-full"), "{refused}");
+}
+
+/// Three collectors on one database, each with its dispatcher: messages
+/// made at any of them are each delivered once (a claim holds a delivery
+/// for one dispatcher), none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_webhooks_made_at_three_collectors_are_each_delivered_once() {
+    const SIGNUPS: usize = 300;
+    let a = Collector::start_on_with(&postgres::database(), &["--allow-private-webhook-targets"]);
+    let (b, c) = (a.another(), a.another());
+    let receiver = e2e::receiver::Receiver::start().await;
+    let api = Api::new(
+        &a.url,
+        &a.public_key,
+        a.secret_key.as_deref().expect("the demo key's secret"),
+    );
+    let endpoint = api
+        .call(
+            "POST",
+            "webhooks",
+            json!({"url": receiver.url, "events": ["customer.created"]}),
+        )
+        .await;
+    assert_eq!(endpoint.status, 200, "{}", String::from_utf8_lossy(&endpoint.body));
+    let urls = [&a.url, &b.url, &c.url];
+    for n in 0..SIGNUPS {
+        let answer = post(urls[n % 3], signup(&a.public_key, &format!("w{n}"))).await;
+        assert!(stored(&answer), "{answer:?}");
+    }
+    let received = receiver.wait_for(SIGNUPS).await;
+    within(Duration::from_secs(30), "every attempt recorded", async || {
+        a.count("SELECT count(*) FROM delivery_attempts") >= SIGNUPS as i64
+    })
+    .await;
+    let ids: std::collections::HashSet<String> = received.iter().map(|r| r.id()).collect();
+    assert_eq!(ids.len(), SIGNUPS);
+    assert_eq!(receiver.received().len(), SIGNUPS, "a message was delivered twice");
+    assert_eq!(a.count("SELECT count(*) FROM delivery_attempts"), SIGNUPS as i64);
+    assert_eq!(
+        a.count("SELECT count(*) FROM deliveries WHERE status = 'delivered'"),
+        SIGNUPS as i64
+    );
 }

@@ -87,6 +87,8 @@ pub async fn run(store: Store, sender: send::Sender) {
                 .or_default() += 1;
             let (sender, flight, woken) = (sender.clone(), flight.clone(), store.outbox().clone());
             tokio::spawn(async move {
+                // `webhook-timestamp` is the system's time, never the
+                // tests' shifted clock: receivers compare it with their own.
                 let tried = sender.attempt(&due, crate::store::now_ms() / 1000).await;
                 tracing::debug!(delivery = due.delivery_id, status = ?tried.status, "outgoing webhook attempt");
                 flight.ended.lock().expect("ended").push((due.delivery_id, tried));
