@@ -187,10 +187,18 @@ impl Collector {
     pub fn shop_selling(stripe_secret: &str) -> (Collector, crate::http::Api) {
         let c = Self::shop_with_key(&["--mode", "live"]);
         let pk = c.public_key.clone();
-        c.cli(&[
+        c.offer_quarter();
+        c.cli(&["webhooks", "set", &pk, "--stripe-secret", stripe_secret]);
+        let api = crate::http::Api::new(&c.url, &pk, c.secret_key.as_deref().expect("a shop key's secret"));
+        (c, api)
+    }
+
+    /// Gives the key the offer "share": 25% of every payment.
+    pub fn offer_quarter(&self) {
+        self.cli(&[
             "offers",
             "set",
-            &pk,
+            &self.public_key,
             "--key",
             "share",
             "--kind",
@@ -198,9 +206,6 @@ impl Collector {
             "--percent",
             "25",
         ]);
-        c.cli(&["webhooks", "set", &pk, "--stripe-secret", stripe_secret]);
-        let api = crate::http::Api::new(&c.url, &pk, c.secret_key.as_deref().expect("a shop key's secret"));
-        (c, api)
     }
 
     /// Signs in to the dashboard with `secret`; returns the session cookie

@@ -21,17 +21,7 @@ const ALLOW: &[&str] = &["--allow-private-webhook-targets"];
 /// collector may send to loopback; with its API client.
 fn shop() -> (Collector, Api) {
     let c = Collector::start_with_key_and(&["--mode", "live"], ALLOW);
-    c.cli(&[
-        "offers",
-        "set",
-        &c.public_key,
-        "--key",
-        "share",
-        "--kind",
-        "percent",
-        "--percent",
-        "25",
-    ]);
+    c.offer_quarter();
     let api = Api::new(&c.url, &c.public_key, c.secret_key.as_deref().expect("a secret"));
     (c, api)
 }

@@ -224,16 +224,10 @@ pub fn archive_partner(conn: &Db, key_id: i64, partner_key: &str, now: i64) -> R
          WHERE key_id = ?1 AND partner_key = ?2 AND archived_at IS NULL",
         params![key_id, partner_key, now],
     )?;
-    if archived > 0 {
-        outbox::emit(
-            conn,
-            key_id,
-            "partnership.updated",
-            Subject::Partnership(partner_key),
-            now,
-        )?;
+    match archived {
+        0 => partner(conn, key_id, partner_key),
+        _ => updated(conn, key_id, partner_key, now),
     }
-    partner(conn, key_id, partner_key)
 }
 
 pub fn update_partner(conn: &Db, key_id: i64, partner_key: &str, fields: PartnerFields, now: i64) -> Result<Partner> {
@@ -264,13 +258,13 @@ pub fn update_partner(conn: &Db, key_id: i64, partner_key: &str, fields: Partner
             now
         ],
     )?;
-    outbox::emit(
-        conn,
-        key_id,
-        "partnership.updated",
-        Subject::Partnership(partner_key),
-        now,
-    )?;
+    updated(conn, key_id, partner_key, now)
+}
+
+/// The partnership just changed, told to the merchant's endpoints.
+fn updated(conn: &Db, key_id: i64, partner_key: &str, now: i64) -> Result<Partner> {
+    let event = "partnership.updated";
+    outbox::emit(conn, key_id, event, Subject::Partnership(partner_key), now)?;
     partner(conn, key_id, partner_key)
 }
 
