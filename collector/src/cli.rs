@@ -742,6 +742,8 @@ fn endpoints(store: &Store, command: EndpointsCommand) -> Result<()> {
         } => {
             let owner = key_named(store, &public_key)?;
             crate::dispatch::target::parse(&url, allow_private).map_err(|m| anyhow::anyhow!("--url {m}"))?;
+            let description = crate::http::decode::text("--description", &description, outbox::DESCRIPTION_CHARS)
+                .map_err(|e| anyhow::anyhow!("--description {}", e.message))?;
             let events = match events.is_empty() {
                 true => None,
                 false => Some(outbox::event_list(&events).map_err(|m| anyhow::anyhow!("--event {m}"))?),

@@ -48,11 +48,30 @@ impl Received {
     }
 }
 
+/// An answer the receiver gives: a status, a body, headers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    /// `status` with the body `answered <status>`.
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            body: format!("answered {status}").into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     received: Mutex<Vec<Received>>,
-    /// Statuses to answer, in turn; then 200.
-    answers: Mutex<VecDeque<u16>>,
+    /// Answers to give, in turn; then 200.
+    answers: Mutex<VecDeque<Reply>>,
     arrived: Notify,
 }
 
@@ -148,7 +167,12 @@ impl Receiver {
 
     /// Answers the next requests with these statuses, in turn (then 200).
     pub fn answer_with(&self, statuses: &[u16]) {
-        self.state.answers.lock().unwrap().extend(statuses);
+        self.reply_with(statuses.iter().map(|s| Reply::status(*s)));
+    }
+
+    /// Gives these answers to the next requests, in turn (then 200).
+    pub fn reply_with(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.answers.lock().unwrap().extend(replies);
     }
 
     /// Holds every request unanswered until `release`.
@@ -223,11 +247,12 @@ async fn answer(
     });
     state.arrived.notify_waiters();
     let _ = held.wait_for(|hold| !*hold).await;
-    let status = state.answers.lock().unwrap().pop_front().unwrap_or(200);
-    Ok(Response::builder()
-        .status(status)
-        .body(Full::new(Bytes::from(format!("answered {status}"))))
-        .expect("a response"))
+    let reply = state.answers.lock().unwrap().pop_front().unwrap_or(Reply::status(200));
+    let mut response = Response::builder().status(reply.status);
+    for (name, value) in &reply.headers {
+        response = response.header(*name, value);
+    }
+    Ok(response.body(Full::new(Bytes::from(reply.body))).expect("a response"))
 }
 
 /// Verifies `received`'s signature with the Standard Webhooks reference

@@ -8,7 +8,7 @@
 //! collector's clock, never by waiting.
 
 use e2e::http::{post_events, Api};
-use e2e::receiver::{verify, Receiver};
+use e2e::receiver::{verify, Receiver, Reply};
 use e2e::Collector;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashSet};
@@ -344,6 +344,11 @@ async fn private_targets_are_refused_unless_the_operator_allows_them() {
         ("https://10.0.0.7/", "private address"),
         ("https://localhost:8443/", "local host"),
         ("https://user:secret@hooks.example.com/", "user name"),
+        ("https://2130706433/", "other than a.b.c.d"),
+        ("https://0x7f000001/", "other than a.b.c.d"),
+        ("https://127.0.0.1./", "private address"),
+        ("https://[2002:7f00:1::]/", "private address"),
+        ("https://hooks.example.com:99999/", "valid port"),
     ] {
         let answer = api
             .call(
@@ -400,14 +405,18 @@ async fn a_rotated_secret_signs_beside_the_old_one() {
     let (_c, api) = shop();
     let receiver = Receiver::start().await;
     let (endpoint, old) = subscribe(&api, &receiver.url, json!(["customer.created"])).await;
+    let between = ok(&api, "POST", &format!("webhooks/{endpoint}/rotate"), Value::Null).await;
+    // Rotated again within the day (a double click): a receiver still on
+    // the first secret is not cut off.
     let rotated = ok(&api, "POST", &format!("webhooks/{endpoint}/rotate"), Value::Null).await;
-    let new = rotated["secret"].as_str().unwrap();
-    assert_ne!(new, old);
+    let (new, between) = (rotated["secret"].as_str().unwrap(), between["secret"].as_str().unwrap());
+    assert!(new != old && new != between);
     assert!(rotated["previous_secret_expires_at"].as_i64().is_some());
     create_customer(&api, "ann@example.com").await;
     let received = &receiver.wait_for(1).await[0];
-    assert_eq!(received.header("webhook-signature").split(' ').count(), 2);
+    assert_eq!(received.header("webhook-signature").split(' ').count(), 3);
     verify(new, received).expect("the new secret verifies");
+    verify(between, received).expect("the secret in between verifies");
     verify(&old, received).expect("the old secret verifies");
     assert!(verify("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", received).is_err());
 }
@@ -657,5 +666,113 @@ async fn https_endpoints_are_delivered_over_verified_tls() {
         receiver.received().len(),
         1,
         "only the trusting collector's message arrived"
+    );
+}
+
+/// More endpoints than one endpoint's share of the attempts in flight, all
+/// but the last idle: the last one still gets its messages.
+#[tokio::test]
+async fn the_twentieth_endpoint_is_sent_to_like_the_first() {
+    let (_c, api) = shop();
+    let idle = Receiver::start().await;
+    for _ in 0..19 {
+        subscribe(&api, &idle.url, json!(["reward.created"])).await;
+    }
+    let receiver = Receiver::start().await;
+    subscribe(&api, &receiver.url, json!(["customer.created"])).await;
+    create_customer(&api, "ann@example.com").await;
+    assert_eq!(receiver.wait_for(1).await[0].json()["data"]["email"], "ann@example.com");
+}
+
+/// What a receiver answers is its own business: a NUL (which PostgreSQL
+/// cannot store) and control characters are left out of the excerpt, and
+/// the attempts recorded with it are recorded too. 410 Gone ends the
+/// subscription (Zapier's REST hooks); a 429's `Retry-After` is honoured.
+#[tokio::test]
+async fn receivers_answers_are_kept_safely_and_obeyed() {
+    let (_c, api) = shop();
+    let (odd, gone, busy) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    odd.reply_with([Reply {
+        status: 200,
+        body: b"ok\0\x1b[31m\r\nfine".to_vec(),
+        headers: Vec::new(),
+    }]);
+    gone.answer_with(&[410]);
+    busy.reply_with([Reply {
+        status: 429,
+        body: Vec::new(),
+        headers: vec![("retry-after", "3600".into())],
+    }]);
+    let (odd_key, _) = subscribe(&api, &odd.url, json!(["customer.created"])).await;
+    let (gone_key, _) = subscribe(&api, &gone.url, json!(["customer.created"])).await;
+    let (busy_key, _) = subscribe(&api, &busy.url, json!(["customer.created"])).await;
+    create_customer(&api, "ann@example.com").await;
+    for endpoint in [&odd_key, &gone_key, &busy_key] {
+        attempts_recorded(&api, endpoint, 1).await;
+    }
+    let first = |deliveries: Value| deliveries["items"][0].clone();
+    let odd_delivery = first(ok(&api, "GET", &format!("webhooks/{odd_key}/deliveries"), Value::Null).await);
+    assert_eq!(odd_delivery["status"], "delivered");
+    assert_eq!(odd_delivery["attempts"][0]["response"], "ok[31mfine");
+    let gone_endpoint = ok(&api, "GET", &format!("webhooks/{gone_key}"), Value::Null).await;
+    assert_eq!(
+        (
+            gone_endpoint["disabled"].clone(),
+            gone_endpoint["disabled_reason"].clone()
+        ),
+        (json!(true), json!("answered 410 Gone"))
+    );
+    let busy_delivery = first(ok(&api, "GET", &format!("webhooks/{busy_key}/deliveries"), Value::Null).await);
+    let (tried_at, next) = (
+        busy_delivery["attempts"][0]["at"].as_i64().unwrap(),
+        busy_delivery["next_attempt_at"].as_i64().unwrap(),
+    );
+    assert!(
+        next - tried_at >= 3_600_000,
+        "retried {} ms later, not after Retry-After's hour",
+        next - tried_at
+    );
+}
+
+/// Fields are checked as everywhere else: url and target_url are one
+/// field; an empty description clears it.
+#[tokio::test]
+async fn endpoint_fields_are_checked_and_an_empty_description_clears() {
+    let (_c, api) = shop();
+    let both = api
+        .call(
+            "POST",
+            "webhooks",
+            json!({"url": "https://a.example.com/", "target_url": "https://b.example.com/"}),
+        )
+        .await;
+    assert_eq!(
+        (both.status.as_u16(), both.json()["field"].clone()),
+        (400, json!("target_url"))
+    );
+    let created = ok(
+        &api,
+        "POST",
+        "webhooks",
+        json!({"url": "https://a.example.com/", "description": "CRM"}),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap();
+    let cleared = ok(&api, "PATCH", &format!("webhooks/{key}"), json!({"description": ""})).await;
+    assert_eq!(cleared["description"], "");
+    let bidi = api
+        .call(
+            "PATCH",
+            &format!("webhooks/{key}"),
+            json!({"description": "a\u{202e}b"}),
+        )
+        .await;
+    assert_eq!(
+        (bidi.status.as_u16(), bidi.json()["field"].clone()),
+        (400, json!("description"))
     );
 }

@@ -23,8 +23,9 @@ use std::time::Duration;
 
 /// Most attempts in flight to one endpoint.
 pub const PER_ENDPOINT: usize = 16;
-/// Most attempts in flight in all.
-pub const IN_FLIGHT: usize = 256;
+/// Most attempts in flight in all: room for a few keys' worth of dead
+/// endpoints (20 each, each holding 16 for up to 15 s) beside the rest.
+pub const IN_FLIGHT: usize = 1024;
 /// How long a claim holds a delivery: past the attempt's timeout.
 const LEASE_MS: i64 = 60_000;
 /// How long the loop waits for more attempts to end before recording.
@@ -55,12 +56,9 @@ pub async fn run(store: Store, sender: send::Sender) {
         let claimed = tokio::task::spawn_blocking(move || {
             writer.write_quietly(|tx, now| {
                 outbox::record_attempts(tx, &ended, now)?;
-                let mut room_left = IN_FLIGHT.saturating_sub(busy.values().sum());
-                outbox::claim(tx, now, LEASE_MS, |endpoint| {
-                    let flying = busy.get(&endpoint).copied().unwrap_or(0);
-                    let room = PER_ENDPOINT.saturating_sub(flying).min(room_left);
-                    room_left -= room;
-                    room
+                let budget = IN_FLIGHT.saturating_sub(busy.values().sum());
+                outbox::claim(tx, now, LEASE_MS, budget, |endpoint| {
+                    PER_ENDPOINT.saturating_sub(busy.get(&endpoint).copied().unwrap_or(0))
                 })
             })
         })
@@ -105,9 +103,16 @@ pub async fn run(store: Store, sender: send::Sender) {
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
             last_prune = Some(tokio::time::Instant::now());
             let pruner = store.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = pruner.write_quietly(outbox::prune) {
-                    tracing::warn!(error = %e, "outgoing webhooks: cannot delete old messages");
+            // A thousand at a time, each in its own short transaction,
+            // until none is left.
+            tokio::task::spawn_blocking(move || loop {
+                match pruner.write_quietly(outbox::prune) {
+                    Ok(deleted) if deleted == outbox::PRUNE_AT_ONCE => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outgoing webhooks: cannot delete old messages");
+                        break;
+                    }
                 }
             });
         }

@@ -69,26 +69,20 @@ impl Sender {
         let started = Instant::now();
         let answer = tokio::time::timeout(TIMEOUT, self.post(due, sent_at)).await;
         let duration_ms = started.elapsed().as_millis() as i64;
-        match answer {
-            Ok(Ok((status, excerpt))) => Tried {
-                status: Some(status),
-                duration_ms,
-                response: excerpt,
-            },
-            Ok(Err(error)) => Tried {
-                status: None,
-                duration_ms,
-                response: error,
-            },
-            Err(_) => Tried {
-                status: None,
-                duration_ms,
-                response: format!("no answer within {} s", TIMEOUT.as_secs()),
-            },
+        let (status, response, retry_after_ms) = match answer {
+            Ok(Ok(answer)) => (Some(answer.status), answer.excerpt, answer.retry_after_ms),
+            Ok(Err(error)) => (None, error, None),
+            Err(_) => (None, format!("no answer within {} s", TIMEOUT.as_secs()), None),
+        };
+        Tried {
+            status,
+            duration_ms,
+            response,
+            retry_after_ms,
         }
     }
 
-    async fn post(&self, due: &Due, sent_at: i64) -> Result<(u16, String), String> {
+    async fn post(&self, due: &Due, sent_at: i64) -> Result<Answer, String> {
         let target = target::parse(&due.url, self.allow_private)?;
         let stream = self.connect(&target).await?;
         let request = hyper::Request::post(target.path.as_str())
@@ -106,11 +100,10 @@ impl Sender {
             )
             .body(Full::new(Bytes::from(due.body.clone())))
             .map_err(|e| format!("cannot make the request: {e}"))?;
-        let (status, body) = match stream {
-            Stream::Plain(tcp) => exchange(tcp, request).await?,
-            Stream::Tls(tls) => exchange(*tls, request).await?,
-        };
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        match stream {
+            Stream::Plain(tcp) => exchange(tcp, request).await,
+            Stream::Tls(tls) => exchange(*tls, request).await,
+        }
     }
 
     /// A connection to the first of the name's addresses that is allowed
@@ -172,9 +165,18 @@ fn host_header(target: &Target) -> String {
     }
 }
 
-/// Sends `request` on `io` (HTTP/1.1) and reads the status and at most
-/// `ANSWER_BYTES` of the answer.
-async fn exchange<T>(io: T, request: hyper::Request<Full<Bytes>>) -> Result<(u16, Vec<u8>), String>
+/// What a receiver answered.
+struct Answer {
+    status: u16,
+    /// At most `ANSWER_BYTES` of the body, as text.
+    excerpt: String,
+    /// `Retry-After` (delay-seconds), with a 429 or 503.
+    retry_after_ms: Option<i64>,
+}
+
+/// Sends `request` on `io` (HTTP/1.1) and reads the status, `Retry-After`
+/// and at most `ANSWER_BYTES` of the answer.
+async fn exchange<T>(io: T, request: hyper::Request<Full<Bytes>>) -> Result<Answer, String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -187,6 +189,13 @@ where
         .await
         .map_err(|e| format!("no answer: {e}"))?;
     let status = answer.status().as_u16();
+    let retry_after_ms = answer
+        .headers()
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|_| status == 429 || status == 503)
+        .map(|seconds| seconds.saturating_mul(1000));
     let mut body = answer.into_body();
     let mut read = Vec::new();
     while read.len() < ANSWER_BYTES {
@@ -201,7 +210,11 @@ where
     }
     read.truncate(ANSWER_BYTES);
     driver.abort();
-    Ok((status, read))
+    Ok(Answer {
+        status,
+        excerpt: String::from_utf8_lossy(&read).into_owned(),
+        retry_after_ms,
+    })
 }
 
 #[cfg(test)]

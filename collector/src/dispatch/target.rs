@@ -41,23 +41,59 @@ pub fn parse(url: &str, allow_private: bool) -> Result<Target, String> {
     if authority.as_str().contains('@') {
         return Err("must not hold a user name or password".into());
     }
+    // (One trailing dot is the same name, absolute.)
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     if host.is_empty() {
         return Err("has no host".into());
     }
+    // The text after the host's last ':' (`Uri::port` hides a number out
+    // of range as no port at all).
+    let port_text = authority
+        .as_str()
+        .rsplit_once(']')
+        .map_or(authority.as_str(), |(_, rest)| rest);
+    let port = match port_text.rsplit_once(':') {
+        None => {
+            if https {
+                443
+            } else {
+                80
+            }
+        }
+        Some((_, port)) => port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or("has no valid port (1-65535)")?,
+    };
     if let Ok(ip) = host.parse::<IpAddr>() {
         if !allow_private && !is_public(ip) {
             return Err(format!("names a private address ({ip})"));
         }
-    } else if !allow_private && is_local_name(host) {
+    } else if numeric(&host) {
+        // 2130706433, 0x7f000001, 127.1, 0177.0.0.1: resolvers read them
+        // as addresses; no DNS name ends in a number.
+        return Err(format!("names an address in a form other than a.b.c.d ({host})"));
+    } else if !allow_private && is_local_name(&host) {
         return Err(format!("names a local host ({host})"));
     }
     Ok(Target {
         https,
-        host: host.to_ascii_lowercase(),
-        port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        host,
+        port,
         path: uri.path_and_query().map_or("/".into(), |p| p.as_str().to_owned()),
     })
+}
+
+/// Whether the last label of `host` is a number (decimal, octal or `0x`
+/// hex): an address in a form `IpAddr` does not read, never a DNS name.
+fn numeric(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let hex = last
+        .strip_prefix("0x")
+        .is_some_and(|h| h.chars().all(|c| c.is_ascii_hexdigit()));
+    hex || (!last.is_empty() && last.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Names that only ever mean this host or its network.
@@ -78,11 +114,23 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public_v4(v4);
             }
             let s = v6.segments();
-            // NAT64 (64:ff9b::/96) carries an IPv4 address in its last 32 bits.
-            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-                let [a, b] = s[6].to_be_bytes();
-                let [c, d] = s[7].to_be_bytes();
-                return is_public_v4(Ipv4Addr::new(a, b, c, d));
+            let v4 = |high: u16, low: u16| {
+                let ([a, b], [c, d]) = (high.to_be_bytes(), low.to_be_bytes());
+                Ipv4Addr::new(a, b, c, d)
+            };
+            // NAT64 (64:ff9b::/96) and IPv4-translated (::ffff:0:0:0/96)
+            // carry an IPv4 address in their last 32 bits, 6to4
+            // (2002::/16) in the 32 after the prefix.
+            if (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0]) || s[0..6] == [0, 0, 0, 0, 0xffff, 0] {
+                return is_public_v4(v4(s[6], s[7]));
+            }
+            if s[0] == 0x2002 {
+                return is_public_v4(v4(s[1], s[2]));
+            }
+            // Teredo (2001::/32) hides its client's address; 64:ff9b:1::/48
+            // is a site's own NAT64: either may lead inside.
+            if (s[0] == 0x2001 && s[1] == 0) || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) {
+                return false;
             }
             !(v6.is_loopback()
                 || v6.is_unspecified()
@@ -134,6 +182,12 @@ mod tests {
             "https://0.0.0.0/",
             "https://localhost/",
             "https://metadata.google.internal/",
+            "https://127.0.0.1./",
+            "https://169.254.169.254./",
+            "https://[::ffff:0:7f00:1]/",
+            "https://[2002:7f00:1::]/",
+            "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+            "https://[64:ff9b:1::a00:1]/",
         ] {
             assert!(parse(url, false).is_err(), "{url}");
             assert!(parse(url, true).is_ok(), "{url}");
@@ -146,6 +200,24 @@ mod tests {
         assert!(parse("https://user:pw@hooks.example/", false).is_err());
         assert!(parse("ftp://hooks.example/", true).is_err());
         assert!(parse("hooks.example", true).is_err());
+        for numeric in [
+            "2130706433",
+            "0x7f000001",
+            "127.1",
+            "0177.0.0.1",
+            "0",
+            "hooks.example.1",
+        ] {
+            assert!(parse(&format!("https://{numeric}/"), true).is_err(), "{numeric}");
+        }
+        for port in ["99999", "75467", "0"] {
+            let refused = parse(&format!("https://hooks.example.com:{port}/"), true).unwrap_err();
+            assert!(refused.contains("port"), "{port}: {refused}");
+        }
+        assert_eq!(
+            parse("https://hooks.example.com.:8443/", false).unwrap().host,
+            "hooks.example.com"
+        );
     }
 
     #[test]

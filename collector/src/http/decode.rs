@@ -178,28 +178,32 @@ pub fn optional(obj: &Map<String, Value>, name: &str, max: usize) -> Result<Opti
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => {
-            let chars = s.chars().count();
-            if chars > max {
-                Err(FieldError::new(
-                    name,
-                    format!("is {chars} characters long; the limit is {max}"),
-                ))
-            } else if s.chars().any(char::is_control) {
-                Err(FieldError::new(name, "must not contain control characters"))
-            } else if let Some(c) = s.chars().find(|c| invisible(*c)) {
-                Err(FieldError::new(
-                    name,
-                    format!(
-                        "must not contain invisible or direction-changing characters (U+{:04X})",
-                        c as u32
-                    ),
-                ))
-            } else {
-                Ok(Some(s.clone()))
-            }
-        }
+        Some(Value::String(s)) => text(name, s, max).map(Some),
         Some(_) => Err(FieldError::new(name, "must be a string")),
+    }
+}
+
+/// `s`, the value of field `name`, if it is at most `max` characters,
+/// without control characters nor invisible or direction-changing ones.
+pub fn text(name: &str, s: &str, max: usize) -> Result<String, FieldError> {
+    let chars = s.chars().count();
+    if chars > max {
+        Err(FieldError::new(
+            name,
+            format!("is {chars} characters long; the limit is {max}"),
+        ))
+    } else if s.chars().any(char::is_control) {
+        Err(FieldError::new(name, "must not contain control characters"))
+    } else if let Some(c) = s.chars().find(|c| invisible(*c)) {
+        Err(FieldError::new(
+            name,
+            format!(
+                "must not contain invisible or direction-changing characters (U+{:04X})",
+                c as u32
+            ),
+        ))
+    } else {
+        Ok(s.to_owned())
     }
 }
 

@@ -54,6 +54,9 @@ pub const ROTATION_OVERLAP_MS: i64 = 86_400_000;
 /// How long delivered and failed messages, with their attempts, are kept.
 pub const KEEP_MS: i64 = 30 * 86_400_000;
 
+/// Most characters in an endpoint's description.
+pub const DESCRIPTION_CHARS: usize = 500;
+
 /// Most endpoints per key.
 pub const MAX_ENDPOINTS: i64 = 20;
 
@@ -94,9 +97,8 @@ pub struct Endpoint {
     pub description: String,
     /// `whsec_<base64>`: what the receiver verifies signatures with.
     pub secret: String,
-    /// The secret before the last rotation, still signing until `previous_until`.
-    pub previous_secret: Option<String>,
-    pub previous_until: Option<i64>,
+    /// Secrets rotated out, each signing too until its time (newest last).
+    pub previous: Vec<(String, i64)>,
     pub disabled_at: Option<i64>,
     /// Why: `failing since …` or `by the merchant`.
     pub disabled_reason: Option<String>,
@@ -112,19 +114,16 @@ impl Endpoint {
     }
 
     /// The secrets that sign a message sent at `now`: the current one, and
-    /// the previous one during a rotation's overlap.
+    /// those rotated out less than `ROTATION_OVERLAP_MS` before.
     pub fn signing_secrets(&self, now: i64) -> Vec<String> {
-        let mut secrets = vec![self.secret.clone()];
-        if let (Some(previous), Some(until)) = (&self.previous_secret, self.previous_until) {
-            if now < until {
-                secrets.push(previous.clone());
-            }
-        }
-        secrets
+        let previous = self.previous.iter().filter(|(_, until)| now < *until);
+        std::iter::once(self.secret.clone())
+            .chain(previous.map(|(secret, _)| secret.clone()))
+            .collect()
     }
 }
 
-const ENDPOINT_COLUMNS: &str = "id, endpoint_key, url, events, description, secret, previous_secret, previous_until,
+const ENDPOINT_COLUMNS: &str = "id, endpoint_key, url, events, description, secret, previous_secrets,
      disabled_at, disabled_reason, failing_since, created_at, updated_at";
 
 fn endpoint_row(row: &Row) -> Result<Endpoint> {
@@ -140,13 +139,20 @@ fn endpoint_row(row: &Row) -> Result<Endpoint> {
             .collect(),
         description: row.get(4)?,
         secret: row.get(5)?,
-        previous_secret: row.get(6)?,
-        previous_until: row.get(7)?,
-        disabled_at: row.get(8)?,
-        disabled_reason: row.get(9)?,
-        failing_since: row.get(10)?,
-        created_at: row.get(11)?,
-        updated_at: row.get(12)?,
+        // `until:secret …` (a `whsec_` secret holds neither ':' nor ' ').
+        previous: row
+            .get::<_, String>(6)?
+            .split(' ')
+            .filter_map(|entry| {
+                let (until, secret) = entry.split_once(':')?;
+                Some((secret.to_owned(), until.parse().ok()?))
+            })
+            .collect(),
+        disabled_at: row.get(7)?,
+        disabled_reason: row.get(8)?,
+        failing_since: row.get(9)?,
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
     })
 }
 
@@ -264,22 +270,26 @@ pub fn delete_endpoint(db: &Db, key_id: i64, endpoint_key: &str) -> Result<Endpo
     Ok(current)
 }
 
-/// Gives an endpoint a new secret; the old one signs too (a second
-/// signature) for `ROTATION_OVERLAP_MS`, while the receiver switches.
+/// Gives an endpoint a new secret; the old one signs too (another
+/// signature) for `ROTATION_OVERLAP_MS`, while the receiver switches, as do
+/// those rotated out before it within that time (at most
+/// `PREVIOUS_KEPT`): rotating twice does not cut off a receiver still on
+/// the first secret.
 pub fn rotate_secret(db: &Db, key_id: i64, endpoint_key: &str, now: i64) -> Result<Endpoint> {
     let current = endpoint(db, key_id, endpoint_key)?;
+    let mut previous: Vec<(String, i64)> = current.previous.into_iter().filter(|(_, until)| now < *until).collect();
+    previous.push((current.secret, now + ROTATION_OVERLAP_MS));
+    let kept = &previous[previous.len().saturating_sub(PREVIOUS_KEPT)..];
+    let text: Vec<String> = kept.iter().map(|(secret, until)| format!("{until}:{secret}")).collect();
     db.execute(
-        "UPDATE endpoints SET secret = ?2, previous_secret = ?3, previous_until = ?4, updated_at = ?5 WHERE id = ?1",
-        params![
-            current.id,
-            new_secret()?,
-            current.secret,
-            now + ROTATION_OVERLAP_MS,
-            now
-        ],
+        "UPDATE endpoints SET secret = ?2, previous_secrets = ?3, updated_at = ?4 WHERE id = ?1",
+        params![current.id, new_secret()?, text.join(" "), now],
     )?;
     endpoint(db, key_id, endpoint_key)
 }
+
+/// Most rotated-out secrets that still sign.
+const PREVIOUS_KEPT: usize = 5;
 
 /// The key's enabled endpoints that want `event`.
 fn subscribers(db: &Db, key_id: i64, event: &str) -> Result<Vec<i64>> {
@@ -439,19 +449,25 @@ pub struct Due {
 }
 
 /// Claims deliveries due at `now`: at most `room(endpoint)` of each enabled
-/// endpoint's, oldest due first. A claim moves the delivery's due time by
-/// `lease_ms`, so another dispatcher (another collector on PostgreSQL) does
-/// not take it meanwhile, and one that was claimed by a dispatcher that
-/// died is due again after it.
-pub fn claim(db: &Db, now: i64, lease_ms: i64, mut room: impl FnMut(i64) -> usize) -> Result<Vec<Due>> {
+/// endpoint's, oldest due first, and at most `budget` in all (endpoints
+/// taken in turn from a place that moves every second, so none is always
+/// last). A claim moves the delivery's due time by `lease_ms`, so another
+/// dispatcher (another collector on PostgreSQL) does not take it
+/// meanwhile, and one that was claimed by a dispatcher that died is due
+/// again after it.
+pub fn claim(db: &Db, now: i64, lease_ms: i64, budget: usize, room: impl Fn(i64) -> usize) -> Result<Vec<Due>> {
     // Every enabled endpoint, each then asked for its due deliveries
     // through `deliveries_due` (endpoints are few; a join or EXISTS would
     // let a planner without statistics scan every delivery).
-    let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE disabled_at IS NULL");
-    let enabled: Vec<Endpoint> = db.prepare(&sql)?.query_map([], endpoint_row)?.collect::<Result<_>>()?;
+    let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE disabled_at IS NULL ORDER BY id");
+    let mut enabled: Vec<Endpoint> = db.prepare(&sql)?.query_map([], endpoint_row)?.collect::<Result<_>>()?;
+    if !enabled.is_empty() {
+        let first = (now / 1000).rem_euclid(enabled.len() as i64) as usize;
+        enabled.rotate_left(first);
+    }
     let mut claimed = Vec::new();
     for endpoint in enabled {
-        let room = room(endpoint.id);
+        let room = room(endpoint.id).min(budget - claimed.len());
         if room == 0 {
             continue;
         }
@@ -503,6 +519,9 @@ pub struct Tried {
     pub duration_ms: i64,
     /// The answer's first bytes, or what went wrong.
     pub response: String,
+    /// How long the receiver asked to be left alone (`Retry-After` seconds
+    /// with a 429 or 503).
+    pub retry_after_ms: Option<i64>,
 }
 
 impl Tried {
@@ -549,7 +568,9 @@ pub fn record_attempts(db: &Db, ended: &[(i64, Tried)], now: i64) -> Result<()> 
     let rows: Vec<Vec<Value>> = ended
         .iter()
         .map(|(id, tried)| {
-            let response: String = tried.response.chars().take(RESPONSE_KEPT).collect();
+            // (An answer may hold anything: a NUL PostgreSQL cannot store,
+            // control characters for a terminal.)
+            let response = crate::http::decode::clean(&tried.response, RESPONSE_KEPT);
             params![*id, now, tried.status.map(i64::from), tried.duration_ms, response].values()
         })
         .collect();
@@ -598,9 +619,15 @@ fn failed(db: &Db, id: i64, endpoint_id: i64, (status, attempts): (&str, i64), t
         .get(attempts as usize)
         .filter(|_| tried.retryable() && status == "pending");
     match next {
+        // A receiver that asked for more time gets it (a day at most).
         Some(wait) => db.execute(
             "UPDATE deliveries SET attempts = ?2, next_at = ?3, updated_at = ?4 WHERE id = ?1",
-            params![id, attempts, now + wait, now],
+            params![
+                id,
+                attempts,
+                now + (*wait).max(tried.retry_after_ms.unwrap_or(0).min(86_400_000)),
+                now
+            ],
         )?,
         None => db.execute(
             "UPDATE deliveries SET status = CASE WHEN status = 'delivered' THEN status ELSE 'failed' END,
@@ -608,6 +635,11 @@ fn failed(db: &Db, id: i64, endpoint_id: i64, (status, attempts): (&str, i64), t
             params![id, attempts, now],
         )?,
     };
+    // 410 Gone: the receiver says the subscription is over (Zapier's
+    // REST hooks' unsubscribe): nothing more is sent to it.
+    if tried.status == Some(410) {
+        return disable(db, endpoint_id, "answered 410 Gone", now);
+    }
     db.execute(
         "UPDATE endpoints SET failing_since = coalesce(failing_since, ?2) WHERE id = ?1",
         params![endpoint_id, now],
@@ -766,14 +798,20 @@ pub fn resend(db: &Db, key_id: i64, delivery_key: &str, now: i64) -> Result<Deli
     delivery(db, key_id, delivery_key)
 }
 
-/// Deletes messages older than `KEEP_MS` that nothing is still sending,
-/// with their deliveries and attempts; returns how many.
+/// Most messages `prune` deletes at once.
+pub const PRUNE_AT_ONCE: usize = 1000;
+
+/// Deletes at most `PRUNE_AT_ONCE` messages older than `KEEP_MS` that
+/// nothing is still sending, with their deliveries and attempts; returns
+/// how many.
 pub fn prune(db: &Db, now: i64) -> Result<usize> {
     db.execute(
-        "DELETE FROM outgoing_messages WHERE id IN (
-             SELECT m.id FROM outgoing_messages m WHERE m.created_at < ?1
-               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.status = 'pending')
-             LIMIT 1000)",
+        &format!(
+            "DELETE FROM outgoing_messages WHERE id IN (
+                 SELECT m.id FROM outgoing_messages m WHERE m.created_at < ?1
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.status = 'pending')
+                 LIMIT {PRUNE_AT_ONCE})"
+        ),
         [now - KEEP_MS],
     )
 }

@@ -625,7 +625,8 @@ pub struct WebhookRecord {
     /// `whsec_<base64>`: verify each message's `webhook-signature` with it
     /// (Standard Webhooks).
     pub secret: String,
-    /// Until when the secret before the last rotation still signs too.
+    /// Until when secrets rotated out in the last 24 hours still sign too
+    /// (the latest of their times).
     #[schema(required)]
     pub previous_secret_expires_at: Option<i64>,
     /// Nothing is sent to a disabled endpoint.
@@ -649,7 +650,7 @@ impl From<Endpoint> for WebhookRecord {
             events: e.events,
             description: e.description,
             secret: e.secret,
-            previous_secret_expires_at: e.previous_until,
+            previous_secret_expires_at: e.previous.iter().map(|(_, until)| *until).max(),
             disabled: e.disabled_at.is_some(),
             disabled_reason: e.disabled_reason,
             failing_since: e.failing_since,

@@ -10,7 +10,7 @@ use super::{db, ok, write, Answer, ApiError, Query};
 use crate::app::App;
 use crate::dispatch::target;
 use crate::http::decode::optional;
-use crate::store::outbox::{self, EndpointFields};
+use crate::store::outbox::{self, EndpointFields, DESCRIPTION_CHARS};
 use crate::store::Key;
 use hyper::StatusCode;
 use serde_json::{Map, Value};
@@ -97,9 +97,13 @@ fn bad(field: &str, message: &str) -> ApiError {
 /// An endpoint's fields from a body: `url` (or Zapier's `target_url`),
 /// `events` (or Zapier's `event`), `description`, `disabled`.
 fn fields(app: &App, body: &Map<String, Value>, creating: bool) -> Result<EndpointFields, ApiError> {
-    let (url_field, url) = match optional(body, "target_url", target::URL_CHARS)? {
-        Some(url) => ("target_url", Some(url)),
-        None => ("url", optional(body, "url", target::URL_CHARS)?),
+    let (url_field, url) = match (
+        optional(body, "target_url", target::URL_CHARS)?,
+        optional(body, "url", target::URL_CHARS)?,
+    ) {
+        (Some(_), Some(_)) => return Err(bad("target_url", "give url or target_url, not both")),
+        (Some(url), None) => ("target_url", Some(url)),
+        (None, url) => ("url", url),
     };
     if creating && url.is_none() {
         return Err(bad("url", "is required (or target_url)"));
@@ -126,10 +130,15 @@ fn fields(app: &App, body: &Map<String, Value>, creating: bool) -> Result<Endpoi
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => return Err(bad("disabled", "must be true or false")),
     };
+    // (An empty description clears it.)
+    let description = match body.get("description") {
+        Some(Value::String(s)) if s.is_empty() => Some(String::new()),
+        _ => optional(body, "description", DESCRIPTION_CHARS)?,
+    };
     Ok(EndpointFields {
         url,
         events,
-        description: optional(body, "description", 500)?,
+        description,
         disabled,
     })
 }

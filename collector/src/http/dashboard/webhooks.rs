@@ -8,8 +8,9 @@
 use super::{blocking, forged, html_reply, page, redirect};
 use crate::app::App;
 use crate::dispatch::target;
+use crate::http::decode::text;
 use crate::store::clock::rfc3339;
-use crate::store::outbox::{self, Delivery, Endpoint, EndpointFields, EVENT_TYPES};
+use crate::store::outbox::{self, Delivery, Endpoint, EndpointFields, DESCRIPTION_CHARS, EVENT_TYPES};
 use crate::store::sessions::Session;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -66,7 +67,8 @@ pub async fn show(app: &App, session: Session) -> anyhow::Result<crate::http::re
                     " · " (if e.disabled_at.is_some() { "disabled" } else { "enabled" })
                 }
                 p { "Secret: " code class="secret" { (e.secret) }
-                    @if let Some(until) = e.previous_until { span class="note" { " (the previous secret signs too until " (rfc3339(until)) ")" } } }
+                    @if let Some(until) = e.previous.iter().map(|(_, until)| *until).max() {
+                        span class="note" { " (the secrets rotated out sign too until " (rfc3339(until)) ")" } } }
                 p {
                     @if e.disabled_at.is_some() { (button("enable", "endpoint", e.key.clone(), "Enable")) }
                     @else { (button("disable", "endpoint", e.key.clone(), "Disable")) }
@@ -131,18 +133,21 @@ pub async fn act(app: &App, req: Request<Incoming>, session: Session) -> anyhow:
             match (target::parse(&url, app.allow_private_webhook_targets), checked) {
                 (Err(m), _) => Err(anyhow::anyhow!("URL: {m}")),
                 (_, Err(m)) => Err(anyhow::anyhow!("Events: {m}")),
-                (Ok(_), Ok(events)) => {
-                    let fields = EndpointFields {
-                        url: Some(url),
-                        events,
-                        description: Some(get("description").chars().take(500).collect()),
-                        disabled: None,
-                    };
-                    write(app, move |tx, now| {
-                        outbox::create_endpoint(tx, key_id, fields, now).map(drop)
-                    })
-                    .await
-                }
+                (Ok(_), Ok(events)) => match text("description", &get("description"), DESCRIPTION_CHARS) {
+                    Err(e) => Err(anyhow::anyhow!("Description: {}", e.message)),
+                    Ok(description) => {
+                        let fields = EndpointFields {
+                            url: Some(url),
+                            events,
+                            description: Some(description),
+                            disabled: None,
+                        };
+                        write(app, move |tx, now| {
+                            outbox::create_endpoint(tx, key_id, fields, now).map(drop)
+                        })
+                        .await
+                    }
+                },
             }
         }
         "disable" | "enable" => {
