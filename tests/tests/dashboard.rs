@@ -327,3 +327,58 @@ async fn a_control_character_in_a_filter_is_not_a_server_error() {
         assert_eq!(answer.status.as_u16(), 200, "{path}");
     }
 }
+
+/// Amounts read in each currency's own minor unit: a yen has no cents
+/// (4900 is JPY 4,900, not 49.00), a dinar has three decimals; thousands
+/// are separated; amount cells are right-aligned.
+#[tokio::test]
+async fn amounts_are_shown_in_each_currency_s_minor_unit() {
+    let c = Collector::start_with_key(&["--mode", "live"]);
+    c.cli(&[
+        "offers",
+        "set",
+        &c.public_key,
+        "--key",
+        "share",
+        "--kind",
+        "percent",
+        "--percent",
+        "10",
+    ]);
+    let api = Api::new(&c.url, &c.public_key, c.secret_key.as_deref().unwrap());
+    let customer = serde_json::json!({"customer_key": "kei", "email": "kei@example.com", "partner_key": "alice"});
+    assert_eq!(api.call("POST", "customers", customer).await.status, 200);
+    for (key, amount, currency) in [
+        ("t-jpy", 4900, "JPY"),
+        ("t-usd", 1_234_567, "USD"),
+        ("t-kwd", 12_345, "KWD"),
+    ] {
+        let payment = serde_json::json!({"key": key, "customer_key": "kei", "amount": amount, "currency": currency});
+        assert_eq!(api.call("POST", "transactions", payment).await.status, 200);
+    }
+    let session = c.dashboard_sign_in(c.secret_key.as_deref().unwrap()).await;
+    let page = |path: &'static str| {
+        let (url, session) = (format!("{}/dashboard/{path}", c.url), session.clone());
+        async move {
+            let answer = send("GET", &url, &[("cookie", &session)], "").await;
+            String::from_utf8(answer.body.to_vec()).unwrap()
+        }
+    };
+    let transactions = page("transactions").await;
+    for shown in ["JPY 4,900", "USD 12,345.67", "KWD 12.345"] {
+        assert!(
+            transactions.contains(&format!("<td class=\"amount\">{shown}</td>")),
+            "{shown}: {transactions}"
+        );
+    }
+    let rewards = page("rewards").await;
+    for shown in ["JPY 490", "USD 1,234.57", "KWD 1.235"] {
+        assert!(
+            rewards.contains(&format!("<td class=\"amount\">{shown}</td>")),
+            "{shown}: {rewards}"
+        );
+    }
+    let partners = page("partners").await;
+    assert!(partners.contains("JPY 4,900, KWD 12.345, USD 12,345.67"), "{partners}");
+    assert!(!transactions.contains("JPY 49.00"));
+}

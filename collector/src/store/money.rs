@@ -181,16 +181,48 @@ pub fn archive_offer(conn: &Db, key_id: i64, offer_key: &str, now: i64) -> Resul
     offer(conn, key_id, offer_key)
 }
 
-/// Sums per currency as text: "USD 120.00, EUR -5.50"; "" for none.
+/// Sums per currency as text: "USD 1,120.00, JPY 4,900, EUR -5.50"; ""
+/// for none.
 pub fn amounts_text(sums: &[(String, i64)]) -> String {
     let text: Vec<String> = sums
         .iter()
-        .map(|(currency, cents)| {
-            let sign = if *cents < 0 { "-" } else { "" };
-            format!("{currency} {sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
-        })
+        .map(|(currency, amount)| amount_text(*amount, currency))
         .collect();
     text.join(", ")
+}
+
+/// `amount`, in `currency`'s minor unit, as people read it: the code, then
+/// the amount with the currency's own number of decimals (JPY has none:
+/// 4900 is "JPY 4,900"; KWD has three) and thousands separators.
+pub fn amount_text(amount: i64, currency: &str) -> String {
+    let decimals = minor_digits(currency);
+    let unit = 10u64.pow(decimals);
+    let (whole, fraction) = (amount.unsigned_abs() / unit, amount.unsigned_abs() % unit);
+    let digits = whole.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    let sign = if amount < 0 { "-" } else { "" };
+    match decimals {
+        0 => format!("{currency} {sign}{grouped}"),
+        d => format!("{currency} {sign}{grouped}.{fraction:0width$}", width = d as usize),
+    }
+}
+
+/// Digits after the decimal point in `currency`'s minor unit (ISO 4217):
+/// 2 but for the currencies listed.
+pub fn minor_digits(currency: &str) -> u32 {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND"
+        | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        "CLF" | "UYW" => 4,
+        _ => 2,
+    }
 }
 
 /// `sql` (rows of currency, sum) with `params`, as text (see `amounts_text`).
@@ -936,6 +968,21 @@ mod tests {
     use crate::store::merchant::{create_customer, create_partner, CustomerFields, PartnerFields};
     use crate::store::{keys, Settings};
     use rusqlite::Connection;
+
+    #[test]
+    fn amounts_read_in_each_currency_s_own_minor_unit() {
+        assert_eq!(amount_text(4900, "JPY"), "JPY 4,900");
+        assert_eq!(amount_text(123_456_789, "USD"), "USD 1,234,567.89");
+        assert_eq!(amount_text(-1050, "EUR"), "EUR -10.50");
+        assert_eq!(amount_text(1234, "KWD"), "KWD 1.234");
+        assert_eq!(amount_text(5, "USD"), "USD 0.05");
+        assert_eq!(amount_text(-1_000_000, "KRW"), "KRW -1,000,000");
+        assert_eq!(amount_text(100, "CLF"), "CLF 0.0100");
+        assert_eq!(
+            amounts_text(&[("JPY".into(), 999), ("USD".into(), 100_000)]),
+            "JPY 999, USD 1,000.00"
+        );
+    }
 
     const NOW: i64 = 1_800_000_000_000;
 

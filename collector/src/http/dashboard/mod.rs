@@ -37,6 +37,7 @@ header a{color:#cfd8ff;text-decoration:none}main{padding:1.5rem 2rem}
 table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:.45rem .6rem;border-bottom:1px solid #e3e6ef}
 .mode{padding:.15rem .6rem;border-radius:1rem;font-weight:600}.test{background:#ffd666;color:#3b2f00}.live{background:#52c41a;color:#fff}
 pre{background:#fff;padding:1rem;overflow:auto;border:1px solid #e3e6ef}.note{color:#5b6478}
+td.amount{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 form.inline{display:inline}button{cursor:pointer}
 .flag{background:#fff1f0;border:1px solid #ffa39e;padding:.5rem .8rem}.endpoint{margin-bottom:2rem}";
 
@@ -359,7 +360,7 @@ async fn customers(app: &App, req: &Request<Incoming>, session: Session) -> anyh
                         td { (c.source.as_deref().unwrap_or("unattributed"))
                              @if let Some(review) = &c.review { " · " a href="/dashboard/review" { "in review: " (review) } } }
                         td { (c.confidence.as_deref().unwrap_or("—")) }
-                        td { (revenue) }
+                        td class="amount" { (revenue) }
                     }
                 }
             }
@@ -393,10 +394,6 @@ fn after(req: &Request<Incoming>) -> Cursor {
         .get("after")
         .and_then(|a| a.parse::<i64>().ok())
         .map_or(Cursor::First, Cursor::After)
-}
-
-fn cents(amount: i64, currency: &str) -> String {
-    money::amounts_text(&[(currency.to_owned(), amount)])
 }
 
 /// Days the chart covers.
@@ -479,9 +476,9 @@ async fn partners(app: &App, req: &Request<Incoming>, session: Session) -> anyho
                         td { (f.clicks) }
                         td { (f.signups) }
                         td { @if f.clicks > 0 { (format!("{:.1}%", 100.0 * f.signups as f64 / f.clicks as f64)) } @else { "—" } }
-                        td { (f.revenue) }
-                        td { (f.owed) }
-                        td { (f.paid) }
+                        td class="amount" { (f.revenue) }
+                        td class="amount" { (f.owed) }
+                        td class="amount" { (f.paid) }
                         @let (parameter, link) = merchant::referral_link(&session.key, &p.key);
                         td { code { (link.unwrap_or_else(|| format!("?{parameter}"))) } }
                     }
@@ -508,7 +505,7 @@ async fn transactions(app: &App, req: &Request<Incoming>, session: Session) -> a
             tbody {
                 @for t in &page_.items {
                     tr {
-                        td { (t.key) } td { (t.customer_key) } td { (cents(t.amount, &t.currency)) }
+                        td { (t.key) } td { (t.customer_key) } td class="amount" { (money::amount_text(t.amount, &t.currency)) }
                         td { (t.product_key.as_deref().unwrap_or("")) } td { (t.origin) } td { (date(t.created_at)) }
                         td { (t.reversed_at.map(date).unwrap_or_default()) }
                     }
@@ -541,7 +538,7 @@ async fn rewards(app: &App, req: &Request<Incoming>, session: Session) -> anyhow
                 @for r in &page_.items {
                     tr id=(r.key) {
                         td { (r.key) } td { (r.partner_key) } td { (r.customer_key) } td { (r.offer_key) }
-                        td { (cents(r.amount, &r.currency)) } td class="status" { (r.status) }
+                        td class="amount" { (money::amount_text(r.amount, &r.currency)) } td class="status" { (r.status) }
                         td {
                             @for (label, status) in reward_actions(&r.status) {
                                 form class="inline" method="post" action={ "/dashboard/rewards/" (r.key) } {
