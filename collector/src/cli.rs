@@ -341,6 +341,16 @@ pub enum PartnersCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Print a one-time sign-in link to the partner portal (valid 24 h)
+    /// for a partner to open.
+    Link {
+        public_key: String,
+        partner_key: String,
+        /// The collector's public URL (https://t.shop.example): printed
+        /// before the link's path.
+        #[arg(long, default_value = "")]
+        base_url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -498,6 +508,17 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
             let now = store.clock().now_ms();
             let partner = store.write(|tx| merchant::create_partner(tx, &owner, partner_key, fields, now))?;
             println!("{}", serde_json::to_string(&Partnership::new(partner, &owner))?);
+            Ok(())
+        }
+        Command::Partners(PartnersCommand::Link {
+            public_key,
+            partner_key,
+            base_url,
+        }) => {
+            let owner = key_named(&store, &public_key)?;
+            let token =
+                store.write_stamped(|tx, now| crate::store::portal::sign_in_link(tx, owner.id, &partner_key, now))?;
+            println!("{}/partners/sign-in/{token}", base_url.trim_end_matches('/'));
             Ok(())
         }
         Command::Partners(PartnersCommand::List { public_key, limit }) => {

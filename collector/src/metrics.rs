@@ -72,7 +72,7 @@ impl Default for WriterMetrics {
 }
 
 /// The routes `/metrics` counts requests by; `http::route_label` picks one.
-pub const ROUTES: [&str; 15] = [
+pub const ROUTES: [&str; 16] = [
     "events",
     "config",
     "diagnostics",
@@ -86,6 +86,7 @@ pub const ROUTES: [&str; 15] = [
     "webhooks_recurly",
     "api",
     "dashboard",
+    "portal",
     "static",
     "other",
 ];

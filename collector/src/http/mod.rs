@@ -15,6 +15,7 @@ pub mod decode;
 mod diagnostics;
 mod events;
 pub mod limits;
+mod portal;
 mod reply;
 mod server_cookie;
 mod webhooks;
@@ -230,6 +231,7 @@ fn route_label(method: &Method, path: &str) -> usize {
         p if p.starts_with("/v1/") && p.ends_with(".wasm") => "wasm",
         p if p.starts_with("/api/v2/") => "api",
         p if p.starts_with("/dashboard") => "dashboard",
+        p if p == "/partners" || p.starts_with("/partners/") => "portal",
         _ if method == Method::GET => "static",
         _ => "other",
     };
@@ -346,6 +348,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Reply {
         (&Method::GET | &Method::HEAD, p) if p.starts_with("/v1/growsumo-") => immutable(&req, &p[4..]),
         (_, p) if p.starts_with("/api/v2/") => api::handle(app, req).await,
         (_, p) if p == "/dashboard" || p.starts_with("/dashboard/") => dashboard::handle(app, req).await,
+        (_, p) if p == "/partners" || p.starts_with("/partners/") => portal::handle(app, req).await,
         (&Method::POST, "/webhooks/stripe") => webhooks::stripe(app, req).await,
         (&Method::POST, "/webhooks/chargebee") => webhooks::chargebee(app, req).await,
         (&Method::POST, "/webhooks/recurly") => webhooks::recurly(app, req).await,

@@ -37,6 +37,8 @@ const TABLES: &[(&str, Option<&str>)] = &[
     ("outgoing_messages", Some("id")),
     ("deliveries", Some("id")),
     ("delivery_attempts", Some("id")),
+    ("partner_links", None),
+    ("partner_sessions", None),
 ];
 
 /// Each store's own bookkeeping, not data to move.

@@ -22,6 +22,7 @@
 //! - `merchant`: partners and customers, for the merchant API and webhooks.
 //! - `money`: transactions, offers and the rewards they create.
 //! - `outbox`: outgoing webhooks: endpoints, and the messages changes write.
+//! - `portal`: partners' sign-in links, sessions, and what they may see.
 //! - `actions`: customers' conversion events, which offers may reward.
 //! - `page`: cursor pagination for the API's lists.
 //! - `webhooks`: webhook secrets, the event log, and what events do.
@@ -45,6 +46,7 @@ pub mod money;
 pub mod outbox;
 pub mod page;
 mod pg;
+pub mod portal;
 pub mod read;
 pub(crate) mod schema;
 pub mod sessions;

@@ -20,7 +20,11 @@ use std::time::Duration;
 /// Migrations, in order, applied at open and recorded in `schema_version`.
 /// The first brings an empty database to SQLite's version 13; each later
 /// SQLite migration (schema.rs) gets its PostgreSQL counterpart here.
-const MIGRATIONS: &[(i64, &str)] = &[(13, include_str!("pg/13.sql")), (14, include_str!("pg/14.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (13, include_str!("pg/13.sql")),
+    (14, include_str!("pg/14.sql")),
+    (15, include_str!("pg/15.sql")),
+];
 
 /// The advisory lock migrations hold: collectors starting together migrate once.
 const MIGRATE_LOCK: i64 = 0x6772_6f77_7375_6d6f;

@@ -425,6 +425,24 @@ const MIGRATIONS: &[&str] = &[
         response TEXT NOT NULL
     );
     CREATE INDEX delivery_attempts_by_delivery ON delivery_attempts(delivery_id, id);",
+    // 15: the partner portal (see `portal`): one-time sign-in links and
+    // partners' sessions, both stored as token hashes.
+    "CREATE TABLE partner_links (
+        token_hash BLOB PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        partner_key TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER
+    );
+    CREATE TABLE partner_sessions (
+        token_hash BLOB PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        partner_key TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );",
 ];
 
 /// Applies the migrations not yet applied. Foreign keys are off while a

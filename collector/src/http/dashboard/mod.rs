@@ -19,7 +19,7 @@ use crate::store::clock::date;
 use crate::store::money::{self, RewardFilter};
 use crate::store::page::{Cursor, List};
 use crate::store::sessions::{self, Session};
-use crate::store::{credit, daily, diagnostics, merchant};
+use crate::store::{credit, daily, diagnostics, merchant, portal};
 use crate::store::{keys, Mode};
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -86,7 +86,7 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
     }
 }
 
-fn html_reply(status: StatusCode, markup: Markup) -> Reply {
+pub(super) fn html_reply(status: StatusCode, markup: Markup) -> Reply {
     let mut reply = reply::bytes("text/html; charset=utf-8", "no-store", markup.into_string());
     *reply.status_mut() = status;
     let headers = reply.headers_mut();
@@ -102,7 +102,7 @@ fn html_reply(status: StatusCode, markup: Markup) -> Reply {
     reply
 }
 
-fn redirect(to: &'static str) -> Reply {
+pub(super) fn redirect(to: &'static str) -> Reply {
     let mut reply = reply::bytes("text/plain", "no-store", Bytes::new());
     *reply.status_mut() = StatusCode::SEE_OTHER;
     reply.headers_mut().insert(LOCATION, HeaderValue::from_static(to));
@@ -110,27 +110,39 @@ fn redirect(to: &'static str) -> Reply {
 }
 
 fn session_cookie(value: &str, max_age_secs: i64, https: bool) -> HeaderValue {
+    cookie(COOKIE_NAME, "/dashboard", value, max_age_secs, https)
+}
+
+/// A session cookie `name` for the pages under `path`: `HttpOnly`,
+/// `SameSite=Strict`, `Secure` over https.
+pub(super) fn cookie(name: &str, path: &str, value: &str, max_age_secs: i64, https: bool) -> HeaderValue {
     let secure = if https { "; Secure" } else { "" };
-    let cookie =
-        format!("{COOKIE_NAME}={value}; Path=/dashboard; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict{secure}");
+    let cookie = format!("{name}={value}; Path={path}; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict{secure}");
     HeaderValue::from_str(&cookie).unwrap_or(HeaderValue::from_static(""))
 }
 
 fn token(req: &Request<Incoming>) -> Option<String> {
+    cookie_value(req, COOKIE_NAME)
+}
+
+/// The request's cookie `name`.
+pub(super) fn cookie_value(req: &Request<Incoming>, name: &str) -> Option<String> {
     req.headers()
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
         .map(String::from)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
     tokio::task::spawn_blocking(f).await?
 }
 
-async fn form(app: &App, req: Request<Incoming>) -> HashMap<String, String> {
+pub(super) async fn form(app: &App, req: Request<Incoming>) -> HashMap<String, String> {
     match super::read_body(req.into_body(), app.client_timeout, 4096).await {
         Ok(body) => form_urlencoded::parse(&body).into_owned().collect(),
         Err(_) => HashMap::new(),
@@ -167,6 +179,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         (Method::GET, "/dashboard/transactions.csv", Some(session)) => csv(app, session, Table::Transactions).await,
         (Method::GET, "/dashboard/rewards.csv", Some(session)) => csv(app, session, Table::Rewards).await,
         (Method::GET, "/dashboard/partners", Some(session)) => partners(app, &req, session).await,
+        (Method::POST, "/dashboard/partners/link", Some(session)) => partner_link(app, req, session).await,
         (Method::GET, "/dashboard/transactions", Some(session)) => transactions(app, &req, session).await,
         (Method::GET, "/dashboard/rewards", Some(session)) => rewards(app, &req, session).await,
         (Method::POST, p, Some(session)) if p.starts_with("/dashboard/rewards/") => {
@@ -467,7 +480,7 @@ async fn partners(app: &App, req: &Request<Incoming>, session: Session) -> anyho
         }
         (chart(&series, first_day_ms))
         table id="partners" {
-            thead { tr { th { "Partner" } th { "Email" } th { "Clicks" } th { "Signups" } th { "Conversion" } th { "Revenue" } th { "Rewards owed" } th { "Rewards paid" } th { "Referral link" } } }
+            thead { tr { th { "Partner" } th { "Email" } th { "Clicks" } th { "Signups" } th { "Conversion" } th { "Revenue" } th { "Rewards owed" } th { "Rewards paid" } th { "Referral link" } th { "Portal" } } }
             tbody {
                 @for (_, p, f) in &rows {
                     tr {
@@ -481,6 +494,13 @@ async fn partners(app: &App, req: &Request<Incoming>, session: Session) -> anyho
                         td class="amount" { (f.paid) }
                         @let (parameter, link) = merchant::referral_link(&session.key, &p.key);
                         td { code { (link.unwrap_or_else(|| format!("?{parameter}"))) } }
+                        td {
+                            form class="inline" method="post" action="/dashboard/partners/link" {
+                                input type="hidden" name="csrf" value=(session.csrf);
+                                input type="hidden" name="partner" value=(p.key);
+                                button type="submit" { "Sign-in link" }
+                            }
+                        }
                     }
                 }
             }
@@ -709,14 +729,43 @@ async fn decide_review(app: &App, req: Request<Incoming>, session: Session) -> a
     }
 }
 
-async fn installation(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
+/// This collector's URL as the request reached it: `https://host`.
+fn own_url(req: &Request<Incoming>) -> String {
     let https = req.extensions().get::<Client>().is_some_and(|c| c.https);
     let host = req
         .headers()
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("collector.example");
-    let base = format!("{}://{host}/v1/", if https { "https" } else { "http" });
+    format!("{}://{host}", if https { "https" } else { "http" })
+}
+
+/// A one-time sign-in link to the partner portal, for the merchant to pass
+/// on to the partner (see `portal`).
+async fn partner_link(app: &App, req: Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
+    let base = own_url(&req);
+    let fields = form(app, req).await;
+    if let Some(refused) = forged(&fields, &session) {
+        return Ok(refused);
+    }
+    let partner = fields.get("partner").cloned().unwrap_or_default();
+    let (store, key_id, shown) = (app.store.clone(), session.key.id, partner.clone());
+    let made = blocking(move || store.write_stamped(|tx, now| portal::sign_in_link(tx, key_id, &partner, now))).await;
+    let body = match made {
+        Ok(token) => html! {
+            p { "Send this link to " strong { (shown) } ". It signs them in to the partner portal once, within 24 hours." }
+            p { code id="portal-link" { (base) "/partners/sign-in/" (token) } }
+        },
+        Err(e) => html! { p { (e.to_string()) } },
+    };
+    Ok(html_reply(
+        StatusCode::OK,
+        page("Partner sign-in link", Some(&session), body),
+    ))
+}
+
+async fn installation(app: &App, req: &Request<Incoming>, session: Session) -> anyhow::Result<Reply> {
+    let base = format!("{}/v1/", own_url(req));
     let store = app.store.clone();
     let key_id = session.key.id;
     let (last, problems): (Option<i64>, _) = blocking(move || {
