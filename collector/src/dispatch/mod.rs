@@ -51,18 +51,30 @@ pub async fn run(store: Store, sender: send::Sender) {
     let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
         let ended = std::mem::take(&mut *flight.ended.lock().expect("ended"));
+        // Idle (nothing ended, nothing due): only a read, so collectors
+        // sharing PostgreSQL take no write lock every second for nothing.
+        let idle = ended.is_empty() && {
+            let (reader, now) = (store.clone(), store.clock().now_ms());
+            let due = tokio::task::spawn_blocking(move || reader.read(|db| outbox::anything_due(db, now))).await;
+            matches!(due, Ok(Ok(false)))
+        };
         let busy = flight.per_endpoint.lock().expect("in flight").clone();
         let writer = store.clone();
-        let claimed = tokio::task::spawn_blocking(move || {
-            writer.write_quietly(|tx, now| {
-                outbox::record_attempts(tx, &ended, now)?;
-                let budget = IN_FLIGHT.saturating_sub(busy.values().sum());
-                outbox::claim(tx, now, LEASE_MS, budget, |endpoint| {
-                    PER_ENDPOINT.saturating_sub(busy.get(&endpoint).copied().unwrap_or(0))
+        let claimed = match idle {
+            true => Ok(Ok(Vec::new())),
+            false => {
+                tokio::task::spawn_blocking(move || {
+                    writer.write_quietly(|tx, now| {
+                        outbox::record_attempts(tx, &ended, now)?;
+                        let budget = IN_FLIGHT.saturating_sub(busy.values().sum());
+                        outbox::claim(tx, now, LEASE_MS, budget, |endpoint| {
+                            PER_ENDPOINT.saturating_sub(busy.get(&endpoint).copied().unwrap_or(0))
+                        })
+                    })
                 })
-            })
-        })
-        .await;
+                .await
+            }
+        };
         let claimed = match claimed {
             Ok(Ok(claimed)) => claimed,
             // The ended attempts are not recorded: their deliveries are

@@ -448,6 +448,16 @@ pub struct Due {
     pub body: String,
 }
 
+/// Whether any delivery is due at `now` (a read: an idle dispatcher takes
+/// no write lock).
+pub fn anything_due(db: &Db, now: i64) -> Result<bool> {
+    db.query_row(
+        "SELECT EXISTS (SELECT 1 FROM deliveries WHERE status = 'pending' AND next_at <= ?1)",
+        [now],
+        |r| r.get(0),
+    )
+}
+
 /// Claims deliveries due at `now`: at most `room(endpoint)` of each enabled
 /// endpoint's, oldest due first, and at most `budget` in all (endpoints
 /// taken in turn from a place that moves every second, so none is always
