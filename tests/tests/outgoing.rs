@@ -776,3 +776,39 @@ async fn endpoint_fields_are_checked_and_an_empty_description_clears() {
         (400, json!("description"))
     );
 }
+
+/// A failing endpoint gets one attempt at a time (a dead one holds one
+/// slot, not sixteen), and the others meanwhile everything.
+#[tokio::test]
+async fn a_failing_endpoint_is_tried_one_delivery_at_a_time() {
+    let (c, api) = shop();
+    let (failing, healthy) = (Receiver::start().await, Receiver::start().await);
+    failing.answer_with(&[500]);
+    let (endpoint, _) = subscribe(&api, &failing.url, json!(["customer.created"])).await;
+    create_customer(&api, "first@example.com").await;
+    attempts_recorded(&api, &endpoint, 1).await;
+    failing.hold();
+    subscribe(&api, &healthy.url, json!(["customer.created"])).await;
+    for n in 0..10 {
+        create_customer(&api, &format!("c{n}@example.com")).await;
+    }
+    healthy.wait_for(10).await;
+    failing.wait_for(2).await;
+    // The first's retry comes due too, and one more change goes out: the
+    // passes that sent it claimed nothing more for the failing endpoint.
+    c.advance_seconds(10);
+    create_customer(&api, "marker@example.com").await;
+    healthy.wait_for(11).await;
+    assert_eq!(
+        failing.received().len(),
+        2,
+        "one attempt in flight to a failing endpoint"
+    );
+    failing.release();
+    let all = failing
+        .wait_until(Duration::from_secs(30), |r| {
+            r.iter().map(|r| r.id()).collect::<HashSet<_>>().len() >= 11
+        })
+        .await;
+    assert!(all.len() >= 11);
+}

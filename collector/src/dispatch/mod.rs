@@ -32,6 +32,8 @@ const LEASE_MS: i64 = 60_000;
 const LINGER: Duration = Duration::from_millis(2);
 /// How often the loop looks without being woken.
 const POLL: Duration = Duration::from_secs(1);
+/// The pause between two of `prune`'s transactions.
+const PRUNE_PAUSE: Duration = Duration::from_millis(50);
 /// How often delivered and failed messages past their keeping are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -67,8 +69,8 @@ pub async fn run(store: Store, sender: send::Sender) {
                     writer.write_quietly(|tx, now| {
                         outbox::record_attempts(tx, &ended, now)?;
                         let budget = IN_FLIGHT.saturating_sub(busy.values().sum());
-                        outbox::claim(tx, now, LEASE_MS, budget, |endpoint| {
-                            PER_ENDPOINT.saturating_sub(busy.get(&endpoint).copied().unwrap_or(0))
+                        outbox::claim(tx, now, LEASE_MS, (budget, PER_ENDPOINT), |endpoint| {
+                            busy.get(&endpoint).copied().unwrap_or(0)
                         })
                     })
                 })
@@ -115,11 +117,12 @@ pub async fn run(store: Store, sender: send::Sender) {
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
             last_prune = Some(tokio::time::Instant::now());
             let pruner = store.clone();
-            // A thousand at a time, each in its own short transaction,
-            // until none is left.
+            // A few hundred at a time, each in its own short transaction,
+            // paced so that events get the write lock in between, until
+            // none is left.
             tokio::task::spawn_blocking(move || loop {
                 match pruner.write_quietly(outbox::prune) {
-                    Ok(deleted) if deleted == outbox::PRUNE_AT_ONCE => continue,
+                    Ok(deleted) if deleted == outbox::PRUNE_AT_ONCE => std::thread::sleep(PRUNE_PAUSE),
                     Ok(_) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "outgoing webhooks: cannot delete old messages");

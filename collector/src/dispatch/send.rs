@@ -109,10 +109,7 @@ impl Sender {
     /// A connection to the first of the name's addresses that is allowed
     /// and answers (the address connected to is the one checked).
     async fn connect(&self, target: &Target) -> Result<Stream, String> {
-        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
-            .await
-            .map_err(|e| format!("cannot resolve {}: {e}", target.host))?
-            .collect();
+        let addresses = resolve(&target.host, target.port).await?;
         let allowed: Vec<SocketAddr> = addresses
             .iter()
             .copied()
@@ -147,6 +144,29 @@ impl Sender {
         }
         Err(last_error)
     }
+}
+
+/// Most name lookups running at once. The system's resolver blocks a
+/// thread until it answers, however long: the collector's API, dashboard
+/// and health checks share those threads, so endpoints whose DNS never
+/// answers may hold only this many (the permit is released when the
+/// lookup ends, not when the attempt gives up waiting).
+const LOOKUPS: usize = 16;
+
+/// The addresses of `host`, from the system's resolver, at most `LOOKUPS`
+/// at a time.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    static RUNNING: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let running = RUNNING.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(LOOKUPS)));
+    let permit = running.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+    let name = host.to_owned();
+    let looked_up = tokio::task::spawn_blocking(move || {
+        let _running = permit;
+        std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port)).map(Iterator::collect::<Vec<_>>)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    looked_up.map_err(|e| format!("cannot resolve {host}: {e}"))
 }
 
 enum Stream {

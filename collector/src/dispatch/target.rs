@@ -47,6 +47,11 @@ pub fn parse(url: &str, allow_private: bool) -> Result<Target, String> {
     if host.is_empty() {
         return Err("has no host".into());
     }
+    // An IPv6 zone (`fe80::1%eth0`) names this host's own link; an empty
+    // label (`a..b`, `127.0.0.1..`) no host at all.
+    if host.contains('%') || (!host.contains(':') && host.split('.').any(str::is_empty)) {
+        return Err(format!("names no valid host ({host})"));
+    }
     // The text after the host's last ':' (`Uri::port` hides a number out
     // of range as no port at all).
     let port_text = authority
@@ -218,6 +223,13 @@ mod tests {
             parse("https://hooks.example.com.:8443/", false).unwrap().host,
             "hooks.example.com"
         );
+        for invalid in [
+            "https://[fe80::1%25eth0]/",
+            "https://127.0.0.1../",
+            "https://hooks..example.com/",
+        ] {
+            assert!(parse(invalid, true).is_err(), "{invalid}");
+        }
     }
 
     #[test]

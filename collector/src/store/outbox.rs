@@ -458,14 +458,21 @@ pub fn anything_due(db: &Db, now: i64) -> Result<bool> {
     )
 }
 
-/// Claims deliveries due at `now`: at most `room(endpoint)` of each enabled
-/// endpoint's, oldest due first, and at most `budget` in all (endpoints
+/// Claims deliveries due at `now`, oldest due first: at most `budget` in
+/// all, and for each enabled endpoint up to `per_endpoint` in flight
+/// (`busy(endpoint)` are already), or one when it is failing (endpoints
 /// taken in turn from a place that moves every second, so none is always
 /// last). A claim moves the delivery's due time by `lease_ms`, so another
 /// dispatcher (another collector on PostgreSQL) does not take it
 /// meanwhile, and one that was claimed by a dispatcher that died is due
 /// again after it.
-pub fn claim(db: &Db, now: i64, lease_ms: i64, budget: usize, room: impl Fn(i64) -> usize) -> Result<Vec<Due>> {
+pub fn claim(
+    db: &Db,
+    now: i64,
+    lease_ms: i64,
+    (budget, per_endpoint): (usize, usize),
+    busy: impl Fn(i64) -> usize,
+) -> Result<Vec<Due>> {
     // Every enabled endpoint, each then asked for its due deliveries
     // through `deliveries_due` (endpoints are few; a join or EXISTS would
     // let a planner without statistics scan every delivery).
@@ -475,50 +482,82 @@ pub fn claim(db: &Db, now: i64, lease_ms: i64, budget: usize, room: impl Fn(i64)
         let first = (now / 1000).rem_euclid(enabled.len() as i64) as usize;
         enabled.rotate_left(first);
     }
+    // Two rounds: one delivery for every endpoint with work first, so
+    // endpoints that hold slots (hung ones) cannot leave the others none;
+    // then the rest of the budget. A failing endpoint gets one at a time:
+    // a dead one holds one slot, not its whole share.
     let mut claimed = Vec::new();
-    for endpoint in enabled {
-        let room = room(endpoint.id).min(budget - claimed.len());
-        if room == 0 {
-            continue;
-        }
-        let secrets = endpoint.signing_secrets(now);
-        let due: Vec<(i64, String, String)> = db
-            .prepare(
-                // The due ones first, through `deliveries_due` in its
-                // order, then their messages: joined before the limit, a
-                // planner without statistics read every due message.
-                "SELECT d.id, m.message_key, m.body FROM (
-                     SELECT id, message_id, next_at FROM deliveries
-                     WHERE endpoint_id = ?1 AND status = 'pending' AND next_at <= ?2
-                     ORDER BY next_at, id LIMIT ?3) d
-                 JOIN outgoing_messages m ON m.id = d.message_id ORDER BY d.next_at, d.id",
-            )?
-            .query_map(params![endpoint.id, now, room as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?
-            .collect::<Result<_>>()?;
-        let ids: Vec<i64> = due.iter().map(|(id, _, _)| *id).collect();
-        for slice in padded_slices(&ids, BATCH) {
-            let mut values = vec![Value::Integer(now + lease_ms)];
-            values.extend(slice.iter().map(|id| Value::Integer(*id)));
-            let list = numbered(2, slice.len());
-            db.execute(
-                &format!("UPDATE deliveries SET next_at = ?1 WHERE id IN ({list})"),
-                values,
-            )?;
-        }
-        for (delivery_id, message_key, body) in due {
-            claimed.push(Due {
-                delivery_id,
-                endpoint_id: endpoint.id,
-                url: endpoint.url.clone(),
-                secrets: secrets.clone(),
-                message_key,
-                body,
-            });
+    for round in [Round::One, Round::Rest] {
+        for endpoint in &enabled {
+            let mine = claimed.iter().filter(|d: &&Due| d.endpoint_id == endpoint.id).count();
+            // (Nothing claimed in the first round: nothing is due.)
+            if matches!(round, Round::Rest) && mine == 0 {
+                continue;
+            }
+            let limit = match endpoint.failing_since {
+                Some(_) => 1,
+                None => per_endpoint,
+            };
+            let free = limit.saturating_sub(busy(endpoint.id) + mine);
+            let room = match round {
+                Round::One => free.min(1),
+                Round::Rest => free,
+            }
+            .min(budget - claimed.len());
+            if room > 0 {
+                claimed.extend(claim_of(db, endpoint, now, lease_ms, room)?);
+            }
         }
     }
     Ok(claimed)
+}
+
+/// Which round of a claim: one each, then the rest.
+#[derive(Clone, Copy)]
+enum Round {
+    One,
+    Rest,
+}
+
+/// Claims at most `room` of `endpoint`'s deliveries due at `now`.
+fn claim_of(db: &Db, endpoint: &Endpoint, now: i64, lease_ms: i64, room: usize) -> Result<Vec<Due>> {
+    let secrets = endpoint.signing_secrets(now);
+    let due: Vec<(i64, String, String)> = db
+        .prepare(
+            // The due ones first, through `deliveries_due` in its order,
+            // then their messages: joined before the limit, a planner
+            // without statistics read every due message.
+            "SELECT d.id, m.message_key, m.body FROM (
+                 SELECT id, message_id, next_at FROM deliveries
+                 WHERE endpoint_id = ?1 AND status = 'pending' AND next_at <= ?2
+                 ORDER BY next_at, id LIMIT ?3) d
+             JOIN outgoing_messages m ON m.id = d.message_id ORDER BY d.next_at, d.id",
+        )?
+        .query_map(params![endpoint.id, now, room as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<_>>()?;
+    let ids: Vec<i64> = due.iter().map(|(id, _, _)| *id).collect();
+    for slice in padded_slices(&ids, BATCH) {
+        let mut values = vec![Value::Integer(now + lease_ms)];
+        values.extend(slice.iter().map(|id| Value::Integer(*id)));
+        let list = numbered(2, slice.len());
+        db.execute(
+            &format!("UPDATE deliveries SET next_at = ?1 WHERE id IN ({list})"),
+            values,
+        )?;
+    }
+    Ok(due
+        .into_iter()
+        .map(|(delivery_id, message_key, body)| Due {
+            delivery_id,
+            endpoint_id: endpoint.id,
+            url: endpoint.url.clone(),
+            secrets: secrets.clone(),
+            message_key,
+            body,
+        })
+        .collect())
 }
 
 /// How an attempt ended.
@@ -808,8 +847,9 @@ pub fn resend(db: &Db, key_id: i64, delivery_key: &str, now: i64) -> Result<Deli
     delivery(db, key_id, delivery_key)
 }
 
-/// Most messages `prune` deletes at once.
-pub const PRUNE_AT_ONCE: usize = 1000;
+/// Most messages `prune` deletes at once (a short transaction: events wait
+/// for the write lock meanwhile).
+pub const PRUNE_AT_ONCE: usize = 200;
 
 /// Deletes at most `PRUNE_AT_ONCE` messages older than `KEEP_MS` that
 /// nothing is still sending, with their deliveries and attempts; returns

@@ -111,6 +111,9 @@ fn fields(app: &App, body: &Map<String, Value>, creating: bool) -> Result<Endpoi
     if let Some(url) = &url {
         target::parse(url, app.allow_private_webhook_targets).map_err(|m| bad(url_field, &m))?;
     }
+    if body.get("events").is_some_and(|e| !e.is_null()) && body.get("event").is_some_and(|e| !e.is_null()) {
+        return Err(bad("event", "give events or event, not both"));
+    }
     let (events_field, events) = match (body.get("events"), optional(body, "event", 64)?) {
         (Some(Value::Array(list)), _) => {
             let names: Option<Vec<&str>> = list.iter().map(Value::as_str).collect();
