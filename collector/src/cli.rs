@@ -686,6 +686,11 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
     let sender =
         crate::dispatch::send::Sender::new(args.allow_private_webhook_targets, args.webhook_ca_file.as_deref())
             .context("--webhook-ca-file")?;
+    // Outlives the runtime (locals drop in reverse order): the store's
+    // last owner must not be a task, since dropping a PostgreSQL client
+    // blocks, which panics on the runtime's threads (the aborted
+    // dispatcher could otherwise be the last one at shutdown).
+    let _kept = store.clone();
     let runtime = tokio::runtime::Runtime::new()?;
     let (writer, writer_thread) = if args.no_persist {
         tracing::warn!("--no-persist: events are answered but NOT stored");
