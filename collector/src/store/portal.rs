@@ -12,16 +12,13 @@ use super::merchant::{self, Customer, Partner};
 use super::page::List;
 use super::{keys, money, Key, Refusal};
 use anyhow::Result;
-use sha2::{Digest, Sha256};
 
 /// How long a sign-in link can be used (once).
 pub const LINK_LIFETIME_MS: i64 = 24 * 3_600_000;
 /// How long a partner's session lasts.
 pub const SESSION_LIFETIME_MS: i64 = 7 * 86_400_000;
 
-fn hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
+use super::sessions::token_hash as hash;
 
 /// A new one-time sign-in link's token for partnership `partner_key` of
 /// the key: to email, or for the merchant to pass on.

@@ -42,7 +42,8 @@ pub fn create(conn: &Db, key_id: i64, now: i64) -> Result<String> {
     Ok(token)
 }
 
-fn token_hash(token: &str) -> Vec<u8> {
+/// What a token is stored as: its SHA-256.
+pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
