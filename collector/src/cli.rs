@@ -63,6 +63,9 @@ pub enum Command {
     /// Add and list a key's partners.
     #[command(subcommand)]
     Partners(PartnersCommand),
+    /// A key's partner program: its name, applications, emails.
+    #[command(subcommand)]
+    Program(ProgramCommand),
     /// A key's outgoing webhook endpoints: where its changes are sent.
     #[command(subcommand)]
     Endpoints(EndpointsCommand),
@@ -321,6 +324,33 @@ pub enum OffersCommand {
 }
 
 #[derive(Subcommand)]
+pub enum ProgramCommand {
+    /// Change a key's program settings (those not given stay as they are);
+    /// prints them.
+    Set {
+        public_key: String,
+        /// The name partners see (the key's name by default).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where new applications are announced ("" for nowhere).
+        #[arg(long)]
+        merchant_email: Option<String>,
+        /// The collector's public URL, for links in emails sent outside a request.
+        #[arg(long)]
+        portal_url: Option<String>,
+        /// Who may join through the public application page.
+        #[arg(long, value_parser = ["closed", "review", "auto"])]
+        applications: Option<String>,
+        /// The group approved applicants join ("" for the default group).
+        #[arg(long)]
+        group: Option<String>,
+        /// The kinds of email sent, comma-separated ("all", or "" for none).
+        #[arg(long)]
+        emails: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PartnersCommand {
     /// Add a partner (prints it with its referral link parameter).
     Add {
@@ -457,7 +487,8 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
     match cli.command {
         Command::Serve(args) => {
             crate::config::apply_keys(&store, file)?;
-            serve(store, args)
+            let mailer = file.smtp.as_ref().map(crate::mailer::Mailer::new).transpose()?;
+            serve(store, args, mailer)
         }
         Command::Keys(KeysCommand::Create { mode, pair, name, key }) => {
             let modes = if pair { vec![Mode::Test, Mode::Live] } else { vec![mode] };
@@ -508,6 +539,62 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
             let now = store.clock().now_ms();
             let partner = store.write(|tx| merchant::create_partner(tx, &owner, partner_key, fields, now))?;
             println!("{}", serde_json::to_string(&Partnership::new(partner, &owner))?);
+            Ok(())
+        }
+        Command::Program(ProgramCommand::Set {
+            public_key,
+            name,
+            merchant_email,
+            portal_url,
+            applications,
+            group,
+            emails,
+        }) => {
+            use crate::store::program::{self, Applications};
+            let owner = key_named(&store, &public_key)?;
+            let program = store.write_stamped(|tx, now| {
+                let mut program = program::get(tx, &owner)?;
+                if program.name == owner.name {
+                    program.name.clear();
+                }
+                if let Some(name) = name {
+                    program.name = name;
+                }
+                if let Some(email) = merchant_email {
+                    program.merchant_email = email;
+                }
+                if let Some(url) = portal_url {
+                    program.portal_url = url;
+                }
+                if let Some(applications) = applications.as_deref().and_then(Applications::parse) {
+                    program.applications = applications;
+                }
+                if let Some(group) = group {
+                    program.group_key = Some(group).filter(|g| !g.is_empty());
+                }
+                if let Some(emails) = emails {
+                    program.emails = match emails.as_str() {
+                        "all" => crate::store::mail::KINDS.iter().map(|k| k.to_string()).collect(),
+                        list => list
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|k| !k.is_empty())
+                            .map(String::from)
+                            .collect(),
+                    };
+                }
+                program::set(tx, &owner, &program, now)?;
+                program::get(tx, &owner)
+            })?;
+            println!(
+                "name: {}\nmerchant_email: {}\nportal_url: {}\napplications: {}\ngroup: {}\nemails: {}",
+                program.name,
+                program.merchant_email,
+                program.portal_url,
+                program.applications.as_str(),
+                program.group_key.as_deref().unwrap_or("(default)"),
+                program.emails.join(",")
+            );
             Ok(())
         }
         Command::Partners(PartnersCommand::Link {
@@ -671,7 +758,7 @@ pub fn run(cli: Cli, file: &crate::config::File) -> Result<()> {
     }
 }
 
-fn serve(store: Store, args: ServeArgs) -> Result<()> {
+fn serve(store: Store, args: ServeArgs, mailer: Option<crate::mailer::Mailer>) -> Result<()> {
     let store = match args.clock_offset_file.clone() {
         Some(path) => store.with_clock(Clock::with_offset_file(path)),
         None => store,
@@ -711,6 +798,9 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         if demo_key.is_some() {
             println!("  demo landing: http://{addr}/?ps_partner_key=YWxpY2U&ps_xid=demo-click-1  (partner \"alice\")");
             println!("  demo signup:  http://{addr}/signup.html");
+            if let Some(key) = &demo_key {
+                println!("  partners:     http://{addr}/partners/apply/{key}  (apply to the demo's program)");
+            }
             let exe = std::env::args().next().unwrap_or_else(|| "collector".into());
             println!("  customers:    {exe} --db {} customers list", store.location());
         }
@@ -734,10 +824,14 @@ fn serve(store: Store, args: ServeArgs) -> Result<()> {
         app.limits = crate::http::limits::Limits::new(args.client_requests_per_second, args.key_events_per_second);
         app.allow_private_webhook_targets = args.allow_private_webhook_targets;
         let dispatcher = (!args.no_persist).then(|| tokio::spawn(crate::dispatch::run(app.store.clone(), sender)));
+        let mailer = match (mailer, args.no_persist) {
+            (Some(mailer), false) => Some(tokio::spawn(crate::mailer::run(app.store.clone(), mailer))),
+            _ => None,
+        };
         let app = Arc::new(app);
         crate::http::serve(listener, app, shutdown_signal()).await;
-        if let Some(dispatcher) = dispatcher {
-            dispatcher.abort();
+        for task in dispatcher.into_iter().chain(mailer) {
+            task.abort();
         }
         anyhow::Ok(())
     })?;
@@ -867,7 +961,16 @@ fn demo_key(store: &Store) -> Result<(crate::store::Key, Option<String>)> {
         ),
         Some(key) => key,
         None => {
-            let pair = store.write(|tx| keys::create(tx, Mode::Test, "demo", &[], &Settings::default()))?;
+            let pair = store.write_stamped(|tx, now| {
+                let pair = keys::create(tx, Mode::Test, "demo", &[], &Settings::default())?;
+                // The demo's program takes applications (reviewed on the dashboard).
+                let program = crate::store::program::Program {
+                    applications: crate::store::program::Applications::Review,
+                    ..crate::store::program::get(tx, &pair.key)?
+                };
+                crate::store::program::set(tx, &pair.key, &program, now)?;
+                Ok(pair)
+            })?;
             match &secret_file {
                 Some(file) => write_private(file, &pair.secret_key)?,
                 None => made = Some(pair.secret_key),

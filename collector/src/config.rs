@@ -24,9 +24,22 @@
 //! fingerprint_hours = 24
 //! auto_partners = false
 //! stripe_secret = "whsec_…"
+//! program_name = "Shop"                # the partner program (see `store::program`)
+//! merchant_email = "owner@shop.example"
+//! portal_url = "https://growsumo.shop.example"
+//! applications = "review"               # closed, review or auto
+//! emails = ["application", "approved"]  # the kinds sent (all when left out)
+//!
+//! [smtp]                                # see `mailer`
+//! host = "smtp.shop.example"
+//! tls = "starttls"
+//! username = "partners"
+//! password = "…"                        # or GROWSUMO_SMTP_PASSWORD
+//! from = "Shop partners <partners@shop.example>"
 //! ```
 
 use crate::cli::{Cli, Command, LogFormat};
+use crate::store::program::{Applications, Program};
 use crate::store::webhooks::WebhookSettings;
 use crate::store::{keys, webhooks, Param, Settings, Store};
 use anyhow::{Context, Result};
@@ -45,6 +58,33 @@ pub struct File {
     pub serve: ServeFile,
     #[serde(default)]
     pub keys: Vec<KeyFile>,
+    /// The SMTP server programs' emails go through (none: no email is sent).
+    pub smtp: Option<SmtpFile>,
+}
+
+fn starttls() -> String {
+    "starttls".into()
+}
+
+/// `[smtp]`: where the mailer sends (see `mailer`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpFile {
+    pub host: String,
+    /// 587 for starttls, 465 for tls, 25 for none, unless given.
+    pub port: Option<u16>,
+    /// "starttls" (required, the default), "tls" (from the start) or "none".
+    #[serde(default = "starttls")]
+    pub tls: String,
+    #[serde(default)]
+    pub username: String,
+    /// Also `GROWSUMO_SMTP_PASSWORD`, which wins.
+    #[serde(default)]
+    pub password: String,
+    /// The sender: `Shop partners <partners@shop.example>`.
+    pub from: String,
+    /// A CA certificate (PEM) to trust besides Mozilla's roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +144,15 @@ pub struct KeyFile {
     pub chargebee_auth: String,
     #[serde(default)]
     pub recurly_auth: String,
+    /// The program's settings (see `store::program`), when any is given.
+    pub program_name: Option<String>,
+    pub merchant_email: Option<String>,
+    pub portal_url: Option<String>,
+    /// "closed", "review" or "auto".
+    pub applications: Option<String>,
+    pub program_group: Option<String>,
+    /// The kinds of email sent (all when not given).
+    pub emails: Option<Vec<String>>,
 }
 
 /// Reads the file at `path`.
@@ -154,6 +203,36 @@ pub fn apply(cli: &mut Cli, matches: &ArgMatches, file: &File) {
     }
 }
 
+/// The program settings a `[[keys]]` entry gives, if it gives any.
+fn program_of(key: &KeyFile) -> Result<Option<Program>> {
+    let given = key.program_name.is_some()
+        || key.merchant_email.is_some()
+        || key.portal_url.is_some()
+        || key.applications.is_some()
+        || key.program_group.is_some()
+        || key.emails.is_some();
+    if !given {
+        return Ok(None);
+    }
+    let applications = key.applications.as_deref().unwrap_or("closed");
+    Ok(Some(Program {
+        name: key.program_name.clone().unwrap_or_default(),
+        merchant_email: key.merchant_email.clone().unwrap_or_default(),
+        portal_url: key.portal_url.clone().unwrap_or_default(),
+        applications: Applications::parse(applications).ok_or_else(|| {
+            anyhow::anyhow!(
+                "config: key {}: applications must be closed, review or auto",
+                key.public_key
+            )
+        })?,
+        group_key: key.program_group.clone(),
+        emails: key
+            .emails
+            .clone()
+            .unwrap_or_else(|| crate::store::mail::KINDS.iter().map(|k| k.to_string()).collect()),
+    }))
+}
+
 /// Writes the `[[keys]]` settings into the database.
 pub fn apply_keys(store: &Store, file: &File) -> Result<()> {
     for key in &file.keys {
@@ -184,10 +263,15 @@ pub fn apply_keys(store: &Store, file: &File) -> Result<()> {
             chargebee_auth: key.chargebee_auth.clone(),
             recurly_auth: key.recurly_auth.clone(),
         };
+        let program = program_of(key)?;
         store
-            .write(|tx| {
+            .write_stamped(|tx, now| {
                 keys::update(tx, &key.public_key, &key.origins, &settings)?;
-                let id = keys::find(tx, &key.public_key)?.map(|k| k.id).unwrap_or_default();
+                let found = keys::find(tx, &key.public_key)?;
+                let id = found.as_ref().map(|k| k.id).unwrap_or_default();
+                if let (Some(found), Some(program)) = (&found, &program) {
+                    crate::store::program::set(tx, found, program, now)?;
+                }
                 webhooks::set(tx, id, &hooks)
             })
             .with_context(|| format!("config: key {}", key.public_key))?;

@@ -9,6 +9,7 @@
 //! - `config`: the TOML configuration file, merged under flags and environment.
 //! - `export`: CSV exports (CLI and dashboard).
 //! - `dispatch`: sends outgoing webhooks (signed, retried, to safe targets).
+//! - `mailer`: sends programs' emails over SMTP (retried).
 //! - `tls`: the certificates trusted as a TLS client.
 
 pub mod app;
@@ -18,6 +19,7 @@ pub mod disk;
 pub mod dispatch;
 pub mod export;
 pub mod http;
+pub mod mailer;
 pub mod metrics;
 pub mod store;
 pub mod tls;

@@ -166,6 +166,11 @@ impl Collector {
 
     /// Like `shop`, with these `keys create` settings for the demo key.
     pub fn shop_with_key(key_args: &[&str]) -> Collector {
+        Self::shop_with_key_and(key_args, &[])
+    }
+
+    /// Like `shop_with_key`, with extra `serve` arguments.
+    pub fn shop_with_key_and(key_args: &[&str], serve_args: &[&str]) -> Collector {
         if on_postgres() {
             crate::postgres::ensure_started();
         }
@@ -176,7 +181,8 @@ impl Collector {
             args.extend(["--origin", origin.as_str()]);
         }
         // nginx on loopback is the trusted reverse proxy.
-        let mut c = Self::start_full(None, &args, &["--trusted-proxy", "127.0.0.1"]);
+        let serve: Vec<&str> = [&["--trusted-proxy", "127.0.0.1"], serve_args].concat();
+        let mut c = Self::start_full(None, &args, &serve);
         let port = c.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
         c.site = Some(Site::start(ports, port, &c.public_key));
         c

@@ -165,3 +165,12 @@ pub async fn stripe_webhook(base: &str, secret: &str, event: &serde_json::Value)
     ];
     send("POST", &format!("{base}/webhooks/stripe"), &headers, body).await
 }
+
+/// The CSRF token of a dashboard or portal page's first form.
+pub fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form with a CSRF token")
+        .to_owned()
+}

@@ -15,6 +15,7 @@ pub mod http;
 pub mod postgres;
 pub mod receiver;
 pub mod site;
+pub mod smtp;
 
 pub use browser::{in_browser, with_browser, with_profile, Page, Profile};
 pub use collector::{Collector, Customer};

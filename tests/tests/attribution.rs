@@ -431,12 +431,7 @@ async fn dashboard_session(c: &Collector) -> (String, String) {
     )
     .await;
     let html = String::from_utf8_lossy(&page.body).into_owned();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("a CSRF token on the review page")
-        .to_owned();
+    let csrf = e2e::http::csrf_of(&html);
     (cookie, csrf)
 }
 

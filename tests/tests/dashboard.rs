@@ -281,14 +281,7 @@ async fn a_live_sign_in_switches_to_its_test_key_and_never_the_reverse() {
         live.contains("LIVE data") && live.contains("Switch to test data"),
         "{live}"
     );
-    let csrf = live
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let csrf = e2e::http::csrf_of(&live);
     let switched = send(
         "POST",
         &format!("{}/dashboard/switch", c.url),

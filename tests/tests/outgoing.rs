@@ -461,7 +461,7 @@ async fn the_dashboard_adds_endpoints_shows_attempts_and_resends() {
     let receiver = Receiver::start().await;
     receiver.answer_with(&[503]);
     let session = c.dashboard_sign_in(c.secret_key.as_deref().unwrap()).await;
-    let csrf = csrf_of(&dashboard(&c, &session).await);
+    let csrf = e2e::http::csrf_of(&dashboard(&c, &session).await);
     let form = format!(
         "csrf={csrf}&action=add&url={}&event=customer.created&description=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
         urlencode(&format!("{}/dash", receiver.url))
@@ -604,16 +604,6 @@ async fn post_form(c: &Collector, session: &str, form: &str) -> u16 {
         .await
         .status
         .as_u16()
-}
-
-fn csrf_of(page: &str) -> String {
-    page.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 fn urlencode(text: &str) -> String {

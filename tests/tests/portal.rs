@@ -15,6 +15,11 @@ async fn text_of(client: &Client, at: Locator<'_>) -> String {
     client.find(at).await.unwrap().text().await.unwrap()
 }
 
+/// The text of the element at `at`, once the page has one.
+async fn text_when(client: &Client, at: Locator<'_>) -> String {
+    client.wait().for_element(at).await.unwrap().text().await.unwrap()
+}
+
 async fn click(client: &Client, at: Locator<'_>) {
     client.find(at).await.unwrap().click().await.unwrap();
 }
@@ -86,13 +91,7 @@ async fn a_partner_signs_in_with_the_merchants_link_and_sees_its_results() {
         // The merchant's dashboard makes the link.
         let session = cc.dashboard_sign_in(cc.secret_key.as_deref().unwrap()).await;
         let (_, partners) = get(&format!("{base}/dashboard/partners"), &session).await;
-        let csrf = partners
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
+        let csrf = e2e::http::csrf_of(&partners);
         let made = send(
             "POST",
             &format!("{base}/dashboard/partners/link"),
@@ -117,14 +116,7 @@ async fn a_partner_signs_in_with_the_merchants_link_and_sees_its_results() {
         client.goto(&link).await.unwrap();
         screenshot(&client, "1-sign-in").await;
         click(&client, Locator::Id("sign-in")).await;
-        let link_shown = client
-            .wait()
-            .for_element(Locator::Id("link"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let link_shown = text_when(&client, Locator::Id("link")).await;
         assert!(
             link_shown.contains(&format!("ps_partner_key={}", b64("alice").trim_end_matches('='))),
             "{link_shown}"
@@ -244,4 +236,441 @@ async fn a_partner_sees_only_its_own_data() {
         200
     );
     assert_eq!(get(&format!("{}/partners", c.url), &bob).await.0, 401);
+}
+
+/// A config file sending email through the in-test SMTP server on `port`;
+/// kept as long as the returned directory.
+fn smtp_config(port: u16) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("growsumo.toml");
+    let text = format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"Shop partners <partners@shop.test>\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    let path = path.display().to_string();
+    (dir, path)
+}
+
+/// The program settings `collector program set` gives the key.
+fn program(c: &Collector, args: &[&str]) {
+    c.cli(&[&["program", "set", &c.public_key], args].concat());
+}
+
+async fn post_form(url: &str, cookie: &str, body: String) -> Answer {
+    send(
+        "POST",
+        url,
+        &[
+            ("cookie", cookie),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        body,
+    )
+    .await
+}
+
+async fn fill(client: &Client, name: &str, text: &str) {
+    let field = client.find(Locator::Css(&format!("[name='{name}']"))).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+/// The whole program, in Chromium: a partner applies; the merchant hears
+/// of it by email and approves it on the dashboard; the partner gets the
+/// approval email (through a real SMTP conversation), signs in with its
+/// link, makes a sub-id link and gives payout details; a visitor lands
+/// through the link and signs up (the partner is emailed); the partner
+/// sees the click and signup; a payment earns a reward; the merchant
+/// approves it and makes a payout batch, exports it for PayPal and Wise,
+/// and marks it paid; the partner is emailed and sees it paid.
+#[tokio::test]
+async fn a_partner_applies_is_approved_earns_and_is_paid() {
+    let smtp = e2e::smtp::SmtpServer::start();
+    let (_config_dir, config) = smtp_config(smtp.port);
+    let c = Arc::new(Collector::shop_with_key_and(
+        &["--mode", "live"],
+        &["--config", &config],
+    ));
+    c.offer_quarter();
+    program(
+        &c,
+        &[
+            "--name",
+            "Shop & Co",
+            "--merchant-email",
+            "owner@shop.test",
+            "--applications",
+            "review",
+            "--emails",
+            "all",
+            "--portal-url",
+            &c.url,
+        ],
+    );
+    let smtp = Arc::new(smtp);
+    let (cc, mail) = (c.clone(), smtp.clone());
+    with_browser(move |client| async move {
+        let (base, shop, pk) = (cc.url.clone(), cc.shop_url(), cc.public_key.clone());
+        let secret = cc.secret_key.clone().unwrap();
+
+        // Carol applies.
+        client.goto(&format!("{base}/partners/apply/{pk}")).await.unwrap();
+        fill(&client, "email", "carol@example.com").await;
+        fill(&client, "first_name", "Carol").await;
+        fill(&client, "last_name", "<b>Reed</b>").await;
+        fill(&client, "website", "https://carol.example").await;
+        fill(&client, "promotion", "My newsletter, 12k readers.").await;
+        screenshot(&client, "5-apply").await;
+        click(&client, Locator::Id("apply")).await;
+        let applied = text_when(&client, Locator::Id("applied")).await;
+        assert!(applied.contains("We will answer by email"), "{applied}");
+        let to_merchant = mail.wait_for(1).await;
+        assert_eq!(to_merchant[0].to, ["owner@shop.test"]);
+        assert_eq!(to_merchant[0].subject(), "New partner application: Carol <b>Reed</b>");
+        assert!(
+            to_merchant[0].text().contains("https://carol.example"),
+            "{}",
+            to_merchant[0].text()
+        );
+
+        // The merchant approves it on the dashboard.
+        client.goto(&format!("{base}/dashboard/sign-in")).await.unwrap();
+        fill(&client, "secret_key", &secret).await;
+        client
+            .find(Locator::Css("button[type='submit']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client.wait().for_element(Locator::Id("mode")).await.unwrap();
+        client.goto(&format!("{base}/dashboard/program")).await.unwrap();
+        let waiting = text_of(&client, Locator::Id("applications")).await;
+        assert!(
+            waiting.contains("Carol <b>Reed</b>") && waiting.contains("12k readers"),
+            "{waiting}"
+        );
+        screenshot(&client, "6-dashboard-applications").await;
+        let id = cc.count("SELECT id FROM applications");
+        click(&client, Locator::Id(&format!("approve-{id}"))).await;
+        client.wait().for_element(Locator::Id("settings")).await.unwrap();
+        let partner = cc.query_text("SELECT partner_key FROM applications WHERE status = 'approved'");
+        let mails = mail.wait_for(2).await;
+        let welcome = &mails[1];
+        assert_eq!(welcome.to, ["carol@example.com"]);
+        assert_eq!(welcome.subject(), "You are a Shop & Co partner");
+        let link = welcome.sign_in_link().expect("a sign-in link in the approval email");
+        assert!(link.starts_with(&format!("{base}/partners/sign-in/")), "{link}");
+
+        // Carol signs in, makes a sub-id link and gives her payout details.
+        client.goto(&link).await.unwrap();
+        click(&client, Locator::Id("sign-in")).await;
+        client.wait().for_element(Locator::Id("link")).await.unwrap();
+        fill(&client, "sub", "newsletter").await;
+        client
+            .find(Locator::Css("input[name='sub']"))
+            .await
+            .unwrap()
+            .send_keys("\u{E007}")
+            .await
+            .unwrap();
+        client
+            .wait()
+            .for_url(&url::Url::parse(&format!("{base}/partners?sub=newsletter")).unwrap())
+            .await
+            .unwrap();
+        let referral = text_of(&client, Locator::Id("link")).await;
+        assert!(
+            referral.starts_with(&shop) && referral.ends_with("&ps_xid=newsletter"),
+            "{referral}"
+        );
+        client.goto(&format!("{base}/partners/payout-details")).await.unwrap();
+        fill(&client, "paypal_email", "carol@pay.example").await;
+        fill(&client, "wise_email", "carol@wise.example").await;
+        fill(&client, "account_name", "Carol Reed").await;
+        fill(&client, "tax_details", "VAT GB123456789").await;
+        click(&client, Locator::Id("save-details")).await;
+        let saved = text_when(&client, Locator::Id("note")).await;
+        assert_eq!(saved, "Saved.");
+        screenshot(&client, "7-payout-details").await;
+
+        // A visitor comes through the link and signs up.
+        client.goto(&referral).await.unwrap();
+        Page::ready(&client).await;
+        client.goto(&format!("{shop}/signup.html")).await.unwrap();
+        Page::ready(&client).await;
+        Page::submit_signup(&client, "Dan Visitor", "dan@example.net").await;
+        cc.wait_for_count(
+            &format!("SELECT count(*) FROM customers WHERE partner_key = '{partner}'"),
+            1,
+        );
+        let mails = mail.wait_for(3).await;
+        assert_eq!(mails[2].to, ["carol@example.com"]);
+        assert!(mails[2].text().contains("d•••@example.net"), "{}", mails[2].text());
+        assert!(
+            mails[2].text().contains(&format!("{base}/partners")),
+            "{}",
+            mails[2].text()
+        );
+
+        client.goto(&format!("{base}/partners")).await.unwrap();
+        let figures = text_of(&client, Locator::Css("#figures tbody tr")).await;
+        assert!(figures.starts_with("1 1 100.0%"), "{figures}");
+        let subs = text_of(&client, Locator::Css("#subs tbody")).await;
+        assert_eq!(subs, "newsletter 1 1");
+        client.find(Locator::Id("chart")).await.expect("the chart");
+
+        // A payment earns Carol a reward; the merchant approves it, makes a batch.
+        let api = Api::new(&base, &pk, &secret);
+        let payment = json!({"key": "t1", "customer_email": "dan@example.net", "amount": 10000, "currency": "USD"});
+        assert_eq!(api.call("POST", "transactions", payment).await.status, 200);
+        client.goto(&format!("{base}/dashboard/payouts")).await.unwrap();
+        let new = text_of(&client, Locator::Id("approve-form")).await;
+        assert!(new.contains("USD 25.00"), "{new}");
+        client
+            .find(Locator::Css("#approve-form button[type='submit']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let approved = text_when(&client, Locator::Id("batch-form")).await;
+        assert!(
+            approved.contains("PayPal carol@pay.example") && approved.contains("VAT GB123456789"),
+            "{approved}"
+        );
+        client
+            .find(Locator::Css("#batch-form button[type='submit']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client.wait().for_element(Locator::Id("paid-po_1")).await.unwrap();
+        screenshot(&client, "8-dashboard-payouts").await;
+        let mails = mail.wait_for(4).await;
+        assert_eq!(mails[3].subject(), "USD 25.00 approved: your Shop & Co reward");
+
+        let session = cc.dashboard_sign_in(&secret).await;
+        let (status, paypal) = get(&format!("{base}/dashboard/payouts/po_1-paypal-USD.csv"), &session).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            paypal,
+            format!("carol@pay.example,25.00,USD,{partner},Shop & Co partner payout po_1,PAYPAL\n")
+        );
+        let (_, wise) = get(&format!("{base}/dashboard/payouts/po_1-wise.csv"), &session).await;
+        assert_eq!(
+            wise,
+            "name,recipientEmail,paymentReference,receiverType,amountCurrency,amount,sourceCurrency,targetCurrency\n\
+             Carol Reed,carol@wise.example,po_1,PERSON,target,25.00,USD,USD\n"
+        );
+        click(&client, Locator::Id("paid-po_1")).await;
+        client.wait().for_element(Locator::Id("batch-form")).await.unwrap();
+        let mails = mail.wait_for(5).await;
+        assert_eq!(mails[4].subject(), "Your Shop & Co payout: USD 25.00");
+        assert_eq!(mails.len(), 5, "one email for the batch, none per reward");
+
+        // Carol sees it paid.
+        client.goto(&format!("{base}/partners")).await.unwrap();
+        let payouts = text_of(&client, Locator::Css("#payouts tbody")).await;
+        assert!(
+            payouts.starts_with("po_1") && payouts.contains("paid") && payouts.ends_with("USD 25.00"),
+            "{payouts}"
+        );
+        let rewards = text_of(&client, Locator::Id("rewards")).await;
+        assert!(rewards.contains("paid USD 25.00"), "{rewards}");
+        screenshot(&client, "9-home-paid").await;
+    })
+    .await;
+}
+
+/// An email written while the SMTP server is down is sent when it is back,
+/// on the retry schedule; a full mailbox (452) is retried too; an unknown
+/// mailbox (550) fails at once. Nothing waits for any of it.
+#[tokio::test]
+async fn emails_wait_out_a_down_smtp_server_and_are_sent() {
+    let port = e2e::smtp::free_port();
+    let (_dir, config) = smtp_config(port);
+    let c = Collector::start_with_key_and(&["--mode", "test"], &["--config", &config]);
+    program(
+        &c,
+        &[
+            "--merchant-email",
+            "owner@shop.test",
+            "--applications",
+            "review",
+            "--emails",
+            "all",
+        ],
+    );
+    let apply = |email: &'static str| {
+        let url = format!("{}/partners/apply/{}", c.url, c.public_key);
+        async move {
+            let answer = send(
+                "POST",
+                &url,
+                &[("content-type", "application/x-www-form-urlencoded")],
+                format!("email={email}&first_name=Ann&website=&promotion=blog"),
+            )
+            .await;
+            assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+        }
+    };
+    apply("ann@example.com").await;
+    c.wait_for_count(
+        "SELECT count(*) FROM emails WHERE status = 'pending' AND attempts = 1 AND last_error != ''",
+        1,
+    );
+    let smtp = e2e::smtp::SmtpServer::start_on(port);
+    c.advance_seconds(10);
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails[0].subject(), "New partner application: Ann");
+    c.wait_for_count("SELECT count(*) FROM emails WHERE status = 'sent' AND body = ''", 1);
+
+    smtp.refuse_next("452 4.2.2 mailbox full");
+    apply("bea@example.com").await;
+    c.wait_for_count(
+        "SELECT count(*) FROM emails WHERE status = 'pending' AND last_error LIKE '%mailbox full%'",
+        1,
+    );
+    c.advance_seconds(20);
+    smtp.wait_for(2).await;
+
+    smtp.refuse_next("550 5.1.1 no such mailbox");
+    apply("cid@example.com").await;
+    c.wait_for_count(
+        "SELECT count(*) FROM emails WHERE status = 'failed' AND last_error LIKE '%no such mailbox%'",
+        1,
+    );
+    assert_eq!(smtp.mails().len(), 2);
+}
+
+/// The public forms hold against spam: a closed program has no page, bad
+/// fields are named, a bot's hidden field stores nothing, an email applies
+/// once, and a client sends at most 5 forms an hour. Asking for a sign-in
+/// link tells no one whether the email is a partner's. What applicants
+/// type is shown escaped. One partner's payout details are its own.
+#[tokio::test]
+async fn public_forms_hold_against_spam_and_show_nothing_they_should_not() {
+    let smtp = e2e::smtp::SmtpServer::start();
+    let (_dir, config) = smtp_config(smtp.port);
+    let c = Collector::start_with_key_and(&["--mode", "test"], &["--config", &config]);
+    let url = format!("{}/partners/apply/{}", c.url, c.public_key);
+    assert_eq!(send("GET", &url, &[], "").await.status, 404, "closed by default");
+    program(&c, &["--applications", "review", "--emails", "sign_in"]);
+    assert_eq!(send("GET", &url, &[], "").await.status, 200);
+    let post = |body: &'static str| {
+        let url = url.clone();
+        async move {
+            let answer = send(
+                "POST",
+                &url,
+                &[("content-type", "application/x-www-form-urlencoded")],
+                body,
+            )
+            .await;
+            (answer.status.as_u16(), String::from_utf8(answer.body.to_vec()).unwrap())
+        }
+    };
+    let (status, page) = post("email=not-an-email&first_name=Ann").await;
+    assert_eq!(status, 422);
+    assert!(page.contains("email: ") && page.contains("value=\"Ann\""), "{page}");
+    let (status, page) = post("email=x%40example.com&first_name=X&website=javascript%3Aalert(1)").await;
+    assert_eq!(status, 422);
+    assert!(page.contains("website: must start with https://"), "{page}");
+    assert_eq!(
+        post("email=bot%40example.com&first_name=Bot&homepage=http%3A%2F%2Fspam")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        c.count("SELECT count(*) FROM applications"),
+        0,
+        "the bot's form is dropped"
+    );
+    assert_eq!(
+        post("email=eve%40example.com&first_name=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        post("email=EVE%40example.com&first_name=Eve").await.0,
+        200,
+        "answered as any other"
+    );
+    assert_eq!(c.count("SELECT count(*) FROM applications"), 1, "an email applies once");
+    let (status, page) = post("email=fay%40example.com&first_name=Fay").await;
+    assert_eq!(status, 429, "the 6th form in an hour: {page}");
+
+    let session = c.dashboard_sign_in(c.secret_key.as_deref().unwrap()).await;
+    let (_, dashboard) = get(&format!("{}/dashboard/program", c.url), &session).await;
+    assert!(
+        dashboard.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !dashboard.contains("<script>alert"),
+        "applicants' text is escaped"
+    );
+
+    // Links by email (another client address: 127.0.0.1 used its forms).
+    let ask = |email: &'static str| {
+        let url = format!("{}/partners/sign-in", c.url);
+        async move {
+            let answer = e2e::http::send_from(
+                Some("127.0.0.3".parse().unwrap()),
+                "POST",
+                &url,
+                &[("content-type", "application/x-www-form-urlencoded")],
+                format!("email={email}"),
+            )
+            .await;
+            (answer.status.as_u16(), String::from_utf8(answer.body.to_vec()).unwrap())
+        }
+    };
+    let (known, unknown) = (ask("alice%40demo.invalid").await, ask("nobody%40example.com").await);
+    assert_eq!((known.0, unknown.0), (200, 200));
+    assert_eq!(known.1, unknown.1, "the answer does not tell who is a partner");
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, ["alice@demo.invalid"]);
+    let link = mails[0].sign_in_link().unwrap();
+    let alice = cookie_of(&sign_in(&link).await);
+    let bob = cookie_of(&sign_in(&self::link(&c, "bob")).await);
+
+    // Payout details: each partner's own, checked.
+    let (_, form) = get(&format!("{}/partners/payout-details", c.url), &alice).await;
+    let saved = post_form(
+        &format!("{}/partners/payout-details", c.url),
+        &alice,
+        format!(
+            "csrf={}&paypal_email=alice%40pay.example&bank_details=IBAN+DE89",
+            e2e::http::csrf_of(&form)
+        ),
+    )
+    .await;
+    assert_eq!(saved.status, 200);
+    let bad = post_form(
+        &format!("{}/partners/payout-details", c.url),
+        &alice,
+        format!("csrf={}&paypal_email=nope", e2e::http::csrf_of(&form)),
+    )
+    .await;
+    assert_eq!(bad.status, 422);
+    assert!(String::from_utf8_lossy(&bad.body).contains("paypal_email"));
+    let forged = post_form(
+        &format!("{}/partners/payout-details", c.url),
+        &bob,
+        "csrf=forged&paypal_email=bob%40evil.example".into(),
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+    let (_, bobs) = get(&format!("{}/partners/payout-details", c.url), &bob).await;
+    assert!(
+        !bobs.contains("alice@pay.example") && !bobs.contains("IBAN DE89"),
+        "{bobs}"
+    );
+    let (_, alices) = get(&format!("{}/partners/payout-details", c.url), &alice).await;
+    assert!(
+        alices.contains("alice@pay.example") && alices.contains("IBAN DE89"),
+        "{alices}"
+    );
 }

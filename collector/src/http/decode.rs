@@ -237,6 +237,11 @@ pub fn required(obj: &Map<String, Value>, name: &str, max: usize) -> Result<Stri
 /// A plausible deliverable address: `local@domain.tld`, no spaces, a dotted
 /// domain of letters, digits and hyphens. Deliberately stricter than RFC 5322
 /// (no quoted locals, no IP literals): those are not signups worth crediting.
+/// Whether `s` is an http or https URL (a website, a base address).
+pub fn is_web_url(s: &str) -> bool {
+    s.starts_with("https://") || s.starts_with("http://")
+}
+
 pub fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.rsplit_once('@') else {
         return false;

@@ -16,7 +16,13 @@ use std::num::NonZeroU32;
 pub struct Limits {
     clients: Option<DefaultKeyedRateLimiter<IpAddr>>,
     keys: Option<DefaultKeyedRateLimiter<i64>>,
+    /// Public forms that store or send something (a partner application,
+    /// a sign-in link by email): `FORMS_PER_HOUR` per client, always on.
+    forms: DefaultKeyedRateLimiter<IpAddr>,
 }
+
+/// Public forms one client may send per hour (5 at once, then one every 12 minutes).
+pub const FORMS_PER_HOUR: u32 = 5;
 
 /// A bucket refilled at `per_second`, holding two seconds' worth; None: off.
 fn limiter<K: std::hash::Hash + Eq + Clone>(per_second: u32) -> Option<DefaultKeyedRateLimiter<K>> {
@@ -29,9 +35,11 @@ impl Limits {
     /// `client_requests` per second per client address, `key_events` per
     /// second per key; 0 turns a limit off.
     pub fn new(client_requests: u32, key_events: u32) -> Limits {
+        let per_hour = NonZeroU32::new(FORMS_PER_HOUR).expect("not zero");
         Limits {
             clients: limiter(client_requests),
             keys: limiter(key_events),
+            forms: RateLimiter::keyed(Quota::per_hour(per_hour)),
         }
     }
 
@@ -57,8 +65,14 @@ impl Limits {
         Some(too_many("pk", "this key receives events faster than its limit", wait))
     }
 
+    /// Whether `ip` may send another public form now.
+    pub fn form(&self, ip: IpAddr) -> bool {
+        self.forms.check_key(&client_bucket(ip)).is_ok()
+    }
+
     /// Drops the buckets of clients and keys idle long enough to be full.
     pub fn forget_idle(&self) {
+        self.forms.retain_recent();
         if let Some(clients) = &self.clients {
             clients.retain_recent();
             clients.shrink_to_fit();

@@ -22,6 +22,7 @@ const TABLES: &[(&str, Option<&str>)] = &[
     ("transactions", Some("id")),
     ("offers", Some("id")),
     ("actions", Some("id")),
+    ("payouts", Some("id")),
     ("rewards", Some("id")),
     ("leads", Some("id")),
     ("deals", Some("id")),
@@ -39,6 +40,10 @@ const TABLES: &[(&str, Option<&str>)] = &[
     ("delivery_attempts", Some("id")),
     ("partner_links", None),
     ("partner_sessions", None),
+    ("programs", None),
+    ("applications", Some("id")),
+    ("emails", Some("id")),
+    ("payout_details", None),
 ];
 
 /// Each store's own bookkeeping, not data to move.

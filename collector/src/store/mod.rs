@@ -23,6 +23,9 @@
 //! - `money`: transactions, offers and the rewards they create.
 //! - `outbox`: outgoing webhooks: endpoints, and the messages changes write.
 //! - `portal`: partners' sign-in links, sessions, and what they may see.
+//! - `program`: a key's program settings, and partners' applications.
+//! - `mail`: the emails programs send (an outbox the mailer sends from).
+//! - `payouts`: partners' payout details, and payout batches.
 //! - `actions`: customers' conversion events, which offers may reward.
 //! - `page`: cursor pagination for the API's lists.
 //! - `webhooks`: webhook secrets, the event log, and what events do.
@@ -41,12 +44,15 @@ pub mod fill;
 pub mod groups;
 pub mod keys;
 pub mod leads;
+pub mod mail;
 pub mod merchant;
 pub mod money;
 pub mod outbox;
 pub mod page;
+pub mod payouts;
 mod pg;
 pub mod portal;
+pub mod program;
 pub mod read;
 pub(crate) mod schema;
 pub mod sessions;

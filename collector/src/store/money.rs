@@ -213,6 +213,19 @@ pub fn amount_text(amount: i64, currency: &str) -> String {
     }
 }
 
+/// `amount` as a plain decimal in `currency`'s unit, for files payout
+/// providers read: "1234.50", "4900" (JPY), "-0.05".
+pub fn decimal(amount: i64, currency: &str) -> String {
+    let decimals = minor_digits(currency);
+    let unit = 10u64.pow(decimals);
+    let sign = if amount < 0 { "-" } else { "" };
+    let (whole, fraction) = (amount.unsigned_abs() / unit, amount.unsigned_abs() % unit);
+    match decimals {
+        0 => format!("{sign}{whole}"),
+        d => format!("{sign}{whole}.{fraction:0width$}", width = d as usize),
+    }
+}
+
 /// Digits after the decimal point in `currency`'s minor unit (ISO 4217):
 /// 2 but for the currencies listed.
 pub fn minor_digits(currency: &str) -> u32 {
@@ -978,6 +991,10 @@ mod tests {
         assert_eq!(amount_text(5, "USD"), "USD 0.05");
         assert_eq!(amount_text(-1_000_000, "KRW"), "KRW -1,000,000");
         assert_eq!(amount_text(100, "CLF"), "CLF 0.0100");
+        assert_eq!(decimal(123_456, "USD"), "1234.56");
+        assert_eq!(decimal(4900, "JPY"), "4900");
+        assert_eq!(decimal(-5, "EUR"), "-0.05");
+        assert_eq!(decimal(1234, "KWD"), "1.234");
         assert_eq!(
             amounts_text(&[("JPY".into(), 999), ("USD".into(), 100_000)]),
             "JPY 999, USD 1,000.00"

@@ -318,6 +318,9 @@ pub enum Subject<'a> {
 /// Two messages of one type about one subject at one time (one
 /// transaction's steps, before the first was sent) are one: the later state.
 pub fn emit(db: &Db, key_id: i64, event: &str, subject: Subject, now: i64) -> Result<bool> {
+    if super::mail::NOTICED.contains(&event) {
+        super::mail::notices(db, &keys::by_id(db, key_id)?, event, &[subject], now)?;
+    }
     let targets = subscribers(db, key_id, event)?;
     if targets.is_empty() {
         return Ok(false);
@@ -342,6 +345,7 @@ pub fn emit(db: &Db, key_id: i64, event: &str, subject: Subject, now: i64) -> Re
 /// writer's new customers, which no message named yet): the endpoints
 /// looked up once, the deliveries inserted together.
 pub fn emit_new(db: &Db, key: &Key, event: &str, subjects: &[Subject], now: i64) -> Result<bool> {
+    super::mail::notices(db, key, event, subjects, now)?;
     let targets = subscribers(db, key.id, event)?;
     if targets.is_empty() || subjects.is_empty() {
         return Ok(false);

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("pg/13.sql")),
     (14, include_str!("pg/14.sql")),
     (15, include_str!("pg/15.sql")),
+    (16, include_str!("pg/16.sql")),
 ];
 
 /// The advisory lock migrations hold: collectors starting together migrate once.

@@ -110,9 +110,68 @@ pub fn sign_out(db: &Db, token: &str) -> Result<()> {
     Ok(())
 }
 
+/// Asks for sign-in links by email: one to `email` for each active
+/// partnership with it whose program sends them (`mail::sign_in`),
+/// pointing to the portal at `base`. The number written (the page tells
+/// the asker nothing of it: it must not reveal who is a partner).
+pub fn request_links(db: &Db, email: &str, base: &str, now: i64) -> Result<usize> {
+    let mut stmt = db.prepare(
+        "SELECT p.key_id, p.partner_key FROM partners p JOIN keys k ON k.id = p.key_id
+         WHERE p.email = ?1 COLLATE NOCASE AND p.archived_at IS NULL AND k.revoked_at IS NULL ORDER BY p.id LIMIT 20",
+    )?;
+    let found: Vec<(i64, String)> = stmt
+        .query_map([email], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_>>()?;
+    let mut sent = 0;
+    for (key_id, partner_key) in found {
+        let key = keys::by_id(db, key_id)?;
+        let program = super::program::get(db, &key)?;
+        let partner = merchant::partner(db, key_id, &partner_key)?;
+        if super::mail::sign_in(db, &key, &program, &partner, base, now)? {
+            sent += 1;
+        }
+    }
+    Ok(sent)
+}
+
+/// Sub-ids shown on the portal, the busiest first.
+const SUBS_SHOWN: u32 = 20;
+
+/// The partner's sub-ids (`ps_xid` values of its links): (sub-id, clicks,
+/// signups), the most clicked first.
+pub fn sub_ids(db: &Db, key_id: i64, partner_key: &str) -> Result<Vec<(String, i64, i64)>> {
+    let mut stmt = db.prepare(
+        "SELECT xid, count(*) FROM events WHERE key_id = ?1 AND partner_key = ?2 AND type = 'click' AND xid IS NOT NULL
+         GROUP BY xid ORDER BY count(*) DESC, xid LIMIT ?3",
+    )?;
+    let clicks: Vec<(String, i64)> = stmt
+        .query_map(params![key_id, partner_key, SUBS_SHOWN], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_>>()?;
+    let mut out = Vec::with_capacity(clicks.len());
+    for (xid, clicks) in clicks {
+        let signups: i64 = db.query_row(
+            "SELECT count(*) FROM customers WHERE key_id = ?1 AND partner_key = ?2 AND xid = ?3",
+            params![key_id, partner_key, xid],
+            |r| r.get(0),
+        )?;
+        out.push((xid, clicks, signups));
+    }
+    Ok(out)
+}
+
+/// Days the portal's chart covers.
+pub const CHART_DAYS: i64 = 90;
+
 /// What a partner sees of its program.
 pub struct Overview {
     pub figures: money::PartnerFigures,
+    /// Clicks and signups per day, `CHART_DAYS` up to today.
+    pub series: Vec<(i64, i64)>,
+    /// Its sub-ids: (sub-id, clicks, signups).
+    pub subs: Vec<(String, i64, i64)>,
+    /// Its payout batches: (payout key, created, paid, totals).
+    pub payouts: Vec<super::payouts::PartnerPayout>,
+
     /// Rewards per status (new, approved, paid, declined): totals per currency.
     pub rewards: Vec<(&'static str, String)>,
     /// The newest customers credited to it: (masked email, signed up at).
@@ -122,7 +181,7 @@ pub struct Overview {
 /// Customers listed on the portal's page.
 const CUSTOMERS_SHOWN: u32 = 50;
 
-pub fn overview(db: &Db, key_id: i64, partner_key: &str) -> Result<Overview> {
+pub fn overview(db: &Db, key_id: i64, partner_key: &str, now: i64) -> Result<Overview> {
     let mut rewards = Vec::new();
     for status in ["new", "approved", "paid", "declined"] {
         let totals = money::sums_text(
@@ -136,6 +195,9 @@ pub fn overview(db: &Db, key_id: i64, partner_key: &str) -> Result<Overview> {
     let page = merchant::customers(db, key_id, Some(partner_key), false, List::first(CUSTOMERS_SHOWN))?;
     Ok(Overview {
         figures: money::partner_figures(db, key_id, partner_key)?,
+        series: super::daily::series(db, key_id, Some(partner_key), now, CHART_DAYS)?,
+        subs: sub_ids(db, key_id, partner_key)?,
+        payouts: super::payouts::of_partner(db, key_id, partner_key)?,
         rewards,
         customers: page
             .items

@@ -443,6 +443,73 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
     );",
+    // 16: running a program (see `program`, `mail`, `payouts`): each key's
+    // program settings, partners' applications, the emails the program
+    // sends (an outbox, retried), partners' payout details, payout batches
+    // (a reward is in at most one), and clicks per partner and sub-id.
+    "CREATE TABLE programs (
+        key_id INTEGER PRIMARY KEY REFERENCES keys(id),
+        name TEXT NOT NULL DEFAULT '',
+        merchant_email TEXT NOT NULL DEFAULT '',
+        portal_url TEXT NOT NULL DEFAULT '',
+        applications TEXT NOT NULL DEFAULT 'closed' CHECK (applications IN ('closed', 'review', 'auto')),
+        group_key TEXT,
+        emails TEXT NOT NULL DEFAULT '',
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE applications (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        email TEXT NOT NULL,
+        first_name TEXT NOT NULL,
+        last_name TEXT NOT NULL,
+        website TEXT NOT NULL,
+        promotion TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'approved', 'declined')),
+        partner_key TEXT,
+        created_at INTEGER NOT NULL,
+        decided_at INTEGER
+    );
+    CREATE INDEX applications_by_status ON applications(key_id, status, id);
+    CREATE INDEX applications_by_email ON applications(key_id, email COLLATE NOCASE);
+    CREATE TABLE emails (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        kind TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL,
+        last_error TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX emails_due ON emails(next_at, id) WHERE status = 'pending';
+    CREATE INDEX emails_by_time ON emails(created_at);
+    CREATE INDEX emails_newest ON emails(key_id, id);
+    CREATE TABLE payout_details (
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        partner_key TEXT NOT NULL,
+        paypal_email TEXT NOT NULL DEFAULT '',
+        wise_email TEXT NOT NULL DEFAULT '',
+        account_name TEXT NOT NULL DEFAULT '',
+        bank_details TEXT NOT NULL DEFAULT '',
+        tax_details TEXT NOT NULL DEFAULT '',
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (key_id, partner_key)
+    );
+    CREATE TABLE payouts (
+        id INTEGER PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES keys(id),
+        created_at INTEGER NOT NULL,
+        paid_at INTEGER
+    );
+    CREATE INDEX payouts_newest ON payouts(key_id, id);
+    ALTER TABLE rewards ADD COLUMN payout_id INTEGER REFERENCES payouts(id);
+    CREATE INDEX rewards_by_payout ON rewards(payout_id) WHERE payout_id IS NOT NULL;
+    CREATE INDEX clicks_by_partner_xid ON events(key_id, partner_key, xid) WHERE type = 'click' AND xid IS NOT NULL;",
 ];
 
 /// Applies the migrations not yet applied. Foreign keys are off while a
@@ -525,7 +592,15 @@ mod tests {
             .unwrap();
         assert_eq!(
             referred,
-            ["actions", "customers", "keys", "offers", "rewards", "transactions"]
+            [
+                "actions",
+                "customers",
+                "keys",
+                "offers",
+                "payouts",
+                "rewards",
+                "transactions"
+            ]
         );
         let default_group: String = conn
             .query_row(

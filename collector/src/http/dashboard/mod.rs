@@ -10,6 +10,8 @@
 //! cookie is `HttpOnly`, `SameSite=Strict`, `Secure` over https, and every
 //! form that changes something carries the session's CSRF token.
 
+mod payouts;
+mod program;
 mod webhooks;
 
 use super::reply::{self, Reply};
@@ -32,16 +34,17 @@ use subtle::ConstantTimeEq;
 const COOKIE_NAME: &str = "growsumo_session";
 const PAGE: u32 = 50;
 const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2433;background:#f6f7fb}
-header{display:flex;gap:1.5rem;align-items:center;padding:.8rem 2rem;background:#1d2433;color:#fff}
+header{display:flex;flex-wrap:wrap;gap:.4rem 1.5rem;align-items:center;padding:.8rem 2rem;background:#1d2433;color:#fff}
 header a{color:#cfd8ff;text-decoration:none}main{padding:1.5rem 2rem}
 table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:.45rem .6rem;border-bottom:1px solid #e3e6ef}
 .mode{padding:.15rem .6rem;border-radius:1rem;font-weight:600}.test{background:#ffd666;color:#3b2f00}.live{background:#52c41a;color:#fff}
 pre{background:#fff;padding:1rem;overflow:auto;border:1px solid #e3e6ef}.note{color:#5b6478}
 td.amount{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 form.inline{display:inline}button{cursor:pointer}
-.flag{background:#fff1f0;border:1px solid #ffa39e;padding:.5rem .8rem}.endpoint{margin-bottom:2rem}";
+.flag{background:#fff1f0;border:1px solid #ffa39e;padding:.5rem .8rem}.endpoint{margin-bottom:2rem}
+.trap{position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden}";
 
-fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -59,6 +62,8 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                         a href="/dashboard/transactions" { "Transactions" }
                         a href="/dashboard/rewards" { "Rewards" }
                         a href="/dashboard/review" { "Review" }
+                        a href="/dashboard/program" { "Program" }
+                        a href="/dashboard/payouts" { "Payouts" }
                         a href="/dashboard/webhooks" { "Webhooks" }
                         a href="/dashboard/installation" { "Installation" }
                         @let live = session.key.mode == Mode::Live;
@@ -143,9 +148,46 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 pub(super) async fn form(app: &App, req: Request<Incoming>) -> HashMap<String, String> {
-    match super::read_body(req.into_body(), app.client_timeout, 4096).await {
+    form_fields(app, req, 4096).await.into_iter().collect()
+}
+
+/// After a form's action: back to the page `to` when it was done, else a
+/// page saying why (answered with `status`) that links back.
+pub(super) fn after_action<T>(
+    done: anyhow::Result<T>,
+    session: &Session,
+    status: StatusCode,
+    to: &'static str,
+    back: &str,
+) -> Reply {
+    match done {
+        Ok(_) => redirect(to),
+        Err(e) => html_reply(
+            status,
+            page(
+                "Not changed",
+                Some(session),
+                html! { p id="error" { (e.to_string()) } p { a href=(to) { (back) } } },
+            ),
+        ),
+    }
+}
+
+/// Runs `f` in a write transaction (stamped with the time) off the runtime.
+pub(super) async fn write<T: Send + 'static>(
+    app: &App,
+    f: impl FnOnce(&crate::store::db::Db, i64) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let store = app.store.clone();
+    blocking(move || store.write_stamped(f)).await
+}
+
+/// A form's fields in order, repeated names kept (a list of checkboxes),
+/// from a body of at most `limit` bytes (none past it).
+pub(super) async fn form_fields(app: &App, req: Request<Incoming>, limit: usize) -> Vec<(String, String)> {
+    match super::read_body(req.into_body(), app.client_timeout, limit).await {
         Ok(body) => form_urlencoded::parse(&body).into_owned().collect(),
-        Err(_) => HashMap::new(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -189,6 +231,14 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         (Method::GET, "/dashboard/installation", Some(session)) => installation(app, &req, session).await,
         (Method::GET, "/dashboard/review", Some(session)) => review(app, &req, session).await,
         (Method::POST, "/dashboard/review", Some(session)) => decide_review(app, req, session).await,
+        (Method::GET, "/dashboard/program", Some(session)) => program::show(app, &req, session).await,
+        (Method::POST, "/dashboard/program", Some(session)) => program::act(app, req, session).await,
+        (Method::GET, "/dashboard/payouts", Some(session)) => payouts::show(app, session).await,
+        (Method::POST, "/dashboard/payouts", Some(session)) => payouts::act(app, req, session).await,
+        (Method::GET, p, Some(session)) if p.starts_with("/dashboard/payouts/") => {
+            let file = p.trim_start_matches("/dashboard/payouts/").to_owned();
+            payouts::file(app, session, file).await
+        }
         (Method::GET, "/dashboard/webhooks", Some(session)) => webhooks::show(app, session).await,
         (Method::POST, "/dashboard/webhooks", Some(session)) => webhooks::act(app, req, session).await,
         (_, _, Some(session)) => Ok(html_reply(
@@ -292,7 +342,7 @@ async fn sign_out(app: &App, req: Request<Incoming>, session: Session, https: bo
 
 /// The 403 page for a form without this session's CSRF token (a forged
 /// cross-site post), or `None` when the token matches.
-fn forged(fields: &HashMap<String, String>, session: &Session) -> Option<Reply> {
+pub(super) fn forged(fields: &HashMap<String, String>, session: &Session) -> Option<Reply> {
     let given = fields.get("csrf").map(String::as_bytes).unwrap_or_default();
     if bool::from(given.ct_eq(session.csrf.as_bytes())) {
         return None;
@@ -414,7 +464,7 @@ const CHART_DAYS: i64 = 90;
 
 /// Clicks and signups per day as an inline SVG line chart (no script, no
 /// library): a line each, the day axis from `first_day` on, the peak labelled.
-fn chart(series: &[(i64, i64)], first_day_ms: i64) -> Markup {
+pub(super) fn chart(series: &[(i64, i64)], first_day_ms: i64) -> Markup {
     let (width, height, pad) = (900.0, 180.0, 28.0);
     let peak = series.iter().map(|(c, s)| (*c).max(*s)).max().unwrap_or(0).max(1) as f64;
     let step = (width - 2.0 * pad) / (series.len().max(2) - 1) as f64;
@@ -599,17 +649,13 @@ async fn set_reward(app: &App, req: Request<Incoming>, session: Session, reward_
         store.write_stamped(|tx, now| money::set_reward_status(tx, key_id, &reward_key, &status, now))
     })
     .await;
-    match changed {
-        Ok(_) => Ok(redirect("/dashboard/rewards")),
-        Err(e) => Ok(html_reply(
-            StatusCode::CONFLICT,
-            page(
-                "Not changed",
-                Some(&session),
-                html! { p { (e.to_string()) } p { a href="/dashboard/rewards" { "Back to rewards" } } },
-            ),
-        )),
-    }
+    Ok(after_action(
+        changed,
+        &session,
+        StatusCode::CONFLICT,
+        "/dashboard/rewards",
+        "Back to rewards",
+    ))
 }
 
 /// Customers whose credit waits for the merchant (an unknown partner, a
@@ -716,21 +762,17 @@ async fn decide_review(app: &App, req: Request<Incoming>, session: Session) -> a
         })
     })
     .await;
-    match done {
-        Ok(()) => Ok(redirect("/dashboard/review")),
-        Err(e) => Ok(html_reply(
-            StatusCode::CONFLICT,
-            page(
-                "Not changed",
-                Some(&session),
-                html! { p { (e.to_string()) } p { a href="/dashboard/review" { "Back to review" } } },
-            ),
-        )),
-    }
+    Ok(after_action(
+        done,
+        &session,
+        StatusCode::CONFLICT,
+        "/dashboard/review",
+        "Back to review",
+    ))
 }
 
 /// This collector's URL as the request reached it: `https://host`.
-fn own_url(req: &Request<Incoming>) -> String {
+pub(super) fn own_url(req: &Request<Incoming>) -> String {
     let https = req.extensions().get::<Client>().is_some_and(|c| c.https);
     let host = req
         .headers()

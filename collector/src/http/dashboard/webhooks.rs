@@ -5,7 +5,7 @@
 //! Resend button per delivery. Every action is a form with the session's
 //! CSRF token.
 
-use super::{blocking, forged, html_reply, page, redirect};
+use super::{after_action, blocking, forged, form_fields, html_reply, page, write};
 use crate::app::App;
 use crate::dispatch::target;
 use crate::http::decode::text;
@@ -116,7 +116,13 @@ pub async fn show(app: &App, session: Session) -> anyhow::Result<crate::http::re
 
 /// A form's action: add, disable, enable, rotate, delete or resend.
 pub async fn act(app: &App, req: Request<Incoming>, session: Session) -> anyhow::Result<crate::http::reply::Reply> {
-    let (fields, events) = form_fields(app, req).await;
+    let pairs = form_fields(app, req, 4096).await;
+    let events: Vec<String> = pairs
+        .iter()
+        .filter(|(n, _)| n == "event")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let fields: std::collections::HashMap<String, String> = pairs.into_iter().collect();
     if let Some(refused) = forged(&fields, &session) {
         return Ok(refused);
     }
@@ -175,38 +181,11 @@ pub async fn act(app: &App, req: Request<Incoming>, session: Session) -> anyhow:
         "resend" => write(app, move |tx, now| outbox::resend(tx, key_id, &delivery, now).map(drop)).await,
         _ => Err(anyhow::anyhow!("no such action")),
     };
-    match done {
-        Ok(()) => Ok(redirect("/dashboard/webhooks")),
-        Err(e) => Ok(html_reply(
-            StatusCode::BAD_REQUEST,
-            page(
-                "Not changed",
-                Some(&session),
-                html! { p { (e.to_string()) } p { a href="/dashboard/webhooks" { "Back to webhooks" } } },
-            ),
-        )),
-    }
-}
-
-/// The form's fields, and every value of its `event` checkboxes (a field
-/// given many times).
-async fn form_fields(app: &App, req: Request<Incoming>) -> (std::collections::HashMap<String, String>, Vec<String>) {
-    let body = crate::http::read_body(req.into_body(), app.client_timeout, 4096)
-        .await
-        .unwrap_or_default();
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let events = pairs
-        .iter()
-        .filter(|(n, _)| n == "event")
-        .map(|(_, v)| v.clone())
-        .collect();
-    (pairs.into_iter().collect(), events)
-}
-
-async fn write(
-    app: &App,
-    f: impl FnOnce(&crate::store::db::Db, i64) -> anyhow::Result<()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let store = app.store.clone();
-    blocking(move || store.write_stamped(f)).await
+    Ok(after_action(
+        done,
+        &session,
+        StatusCode::BAD_REQUEST,
+        "/dashboard/webhooks",
+        "Back to webhooks",
+    ))
 }
