@@ -155,7 +155,7 @@ pub fn write_csv(store: &Store, key_id: i64, table: Table, out: impl Write) -> R
 
 /// `cell`, made inert for spreadsheets if it would start a formula, also
 /// after leading spaces (some imports trim them) or as a full-width sign.
-fn safe(cell: &str) -> String {
+pub fn safe(cell: &str) -> String {
     let first = cell.trim_start_matches(|c: char| c.is_whitespace() && c != '\t' && c != '\r');
     let formula = first.starts_with(['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'])
         && cell.trim().parse::<f64>().is_err();

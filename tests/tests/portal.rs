@@ -420,13 +420,15 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
         assert_eq!(subs, "newsletter 1 1");
         client.find(Locator::Id("chart")).await.expect("the chart");
 
-        // A payment earns Carol a reward; the merchant approves it, makes a batch.
+        // Two payments earn Carol rewards; the merchant approves them (one email), makes a batch.
         let api = Api::new(&base, &pk, &secret);
-        let payment = json!({"key": "t1", "customer_email": "dan@example.net", "amount": 10000, "currency": "USD"});
-        assert_eq!(api.call("POST", "transactions", payment).await.status, 200);
+        for (key, amount) in [("t1", 10000), ("t2", 20000)] {
+            let payment = json!({"key": key, "customer_email": "dan@example.net", "amount": amount, "currency": "USD"});
+            assert_eq!(api.call("POST", "transactions", payment).await.status, 200);
+        }
         client.goto(&format!("{base}/dashboard/payouts")).await.unwrap();
         let new = text_of(&client, Locator::Id("approve-form")).await;
-        assert!(new.contains("USD 25.00"), "{new}");
+        assert!(new.contains("USD 75.00"), "{new}");
         client
             .find(Locator::Css("#approve-form button[type='submit']"))
             .await
@@ -449,36 +451,36 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
         client.wait().for_element(Locator::Id("paid-po_1")).await.unwrap();
         screenshot(&client, "8-dashboard-payouts").await;
         let mails = mail.wait_for(4).await;
-        assert_eq!(mails[3].subject(), "USD 25.00 approved: your Shop & Co reward");
+        assert_eq!(mails[3].subject(), "USD 75.00 approved: your Shop & Co rewards");
 
         let session = cc.dashboard_sign_in(&secret).await;
         let (status, paypal) = get(&format!("{base}/dashboard/payouts/po_1-paypal-USD.csv"), &session).await;
         assert_eq!(status, 200);
         assert_eq!(
             paypal,
-            format!("carol@pay.example,25.00,USD,{partner},Shop & Co partner payout po_1,PAYPAL\n")
+            format!("carol@pay.example,75.00,USD,{partner},Shop & Co partner payout po_1,PAYPAL\n")
         );
         let (_, wise) = get(&format!("{base}/dashboard/payouts/po_1-wise.csv"), &session).await;
         assert_eq!(
             wise,
             "name,recipientEmail,paymentReference,receiverType,amountCurrency,amount,sourceCurrency,targetCurrency\n\
-             Carol Reed,carol@wise.example,po_1,PERSON,target,25.00,USD,USD\n"
+             Carol Reed,carol@wise.example,po_1,PERSON,target,75.00,USD,USD\n"
         );
         click(&client, Locator::Id("paid-po_1")).await;
         client.wait().for_element(Locator::Id("batch-form")).await.unwrap();
         let mails = mail.wait_for(5).await;
-        assert_eq!(mails[4].subject(), "Your Shop & Co payout: USD 25.00");
-        assert_eq!(mails.len(), 5, "one email for the batch, none per reward");
+        assert_eq!(mails[4].subject(), "Your Shop & Co payout: USD 75.00");
+        assert_eq!(mails.len(), 5, "one email for two rewards approved, one for the batch");
 
         // Carol sees it paid.
         client.goto(&format!("{base}/partners")).await.unwrap();
         let payouts = text_of(&client, Locator::Css("#payouts tbody")).await;
         assert!(
-            payouts.starts_with("po_1") && payouts.contains("paid") && payouts.ends_with("USD 25.00"),
+            payouts.starts_with("po_1") && payouts.contains("paid") && payouts.ends_with("USD 75.00"),
             "{payouts}"
         );
         let rewards = text_of(&client, Locator::Id("rewards")).await;
-        assert!(rewards.contains("paid USD 25.00"), "{rewards}");
+        assert!(rewards.contains("paid USD 75.00"), "{rewards}");
         screenshot(&client, "9-home-paid").await;
     })
     .await;
@@ -673,4 +675,70 @@ async fn public_forms_hold_against_spam_and_show_nothing_they_should_not() {
         alices.contains("alice@pay.example") && alices.contains("IBAN DE89"),
         "{alices}"
     );
+}
+
+/// Invitations, from the merchant API and the dashboard: the partner gets
+/// an email with a sign-in link on the program's portal address; a program
+/// whose invitation emails are off refuses, naming why.
+#[tokio::test]
+async fn invitations_from_the_api_and_the_dashboard_email_a_sign_in_link() {
+    let smtp = e2e::smtp::SmtpServer::start();
+    let (_dir, config) = smtp_config(smtp.port);
+    let c = Collector::start_with_key_and(&["--mode", "test"], &["--config", &config]);
+    program(
+        &c,
+        &[
+            "--name",
+            "Shop",
+            "--emails",
+            "invited",
+            "--portal-url",
+            "https://partners.shop.test/",
+        ],
+    );
+    let api = Api::new(&c.url, &c.public_key, c.secret_key.as_deref().unwrap());
+    let dana = json!({"partner_key": "dana", "email": "dana@example.com", "first_name": "Dana"});
+    assert_eq!(api.call("POST", "partnerships", dana).await.status, 200);
+    let invited = api
+        .call("POST", "partnerships/dana/invite", serde_json::Value::Null)
+        .await;
+    assert_eq!(invited.status, 200, "{:?}", invited.json());
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails[0].to, ["dana@example.com"]);
+    assert_eq!(mails[0].subject(), "Your invitation to the Shop partner program");
+    let link = mails[0].sign_in_link().unwrap();
+    assert!(
+        link.starts_with("https://partners.shop.test/partners/sign-in/"),
+        "{link}"
+    );
+    let token = link.rsplit('/').next().unwrap();
+    let signed_in = sign_in(&format!("{}/partners/sign-in/{token}", c.url)).await;
+    assert_eq!(signed_in.status, 303, "the emailed link signs Dana in");
+
+    let session = c.dashboard_sign_in(c.secret_key.as_deref().unwrap()).await;
+    let (_, page) = get(&format!("{}/dashboard/program", c.url), &session).await;
+    let invite = post_form(
+        &format!("{}/dashboard/program", c.url),
+        &session,
+        format!(
+            "csrf={}&action=invite&email=eli%40example.com&first_name=Eli&last_name=&group=default",
+            e2e::http::csrf_of(&page)
+        ),
+    )
+    .await;
+    assert_eq!(invite.status, 303, "{}", String::from_utf8_lossy(&invite.body));
+    let mails = smtp.wait_for(2).await;
+    assert_eq!(mails[1].to, ["eli@example.com"]);
+    assert!(mails[1].sign_in_link().is_some());
+
+    program(&c, &["--emails", ""]);
+    let refused = api
+        .call("POST", "partnerships/dana/invite", serde_json::Value::Null)
+        .await;
+    assert_eq!(refused.status, 409);
+    assert_eq!(refused.json()["field"], "emails", "{:?}", refused.json());
+    let missing = api
+        .call("POST", "partnerships/nobody/invite", serde_json::Value::Null)
+        .await;
+    assert_eq!(missing.status, 404);
 }

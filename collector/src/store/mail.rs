@@ -63,6 +63,16 @@ fn enqueue(
     Ok(true)
 }
 
+/// Where sign-in links point: the program's portal address when it has
+/// one (a request may have reached the collector by an internal name),
+/// else `base`, the request's own.
+fn link_base<'a>(program: &'a Program, base: &'a str) -> &'a str {
+    match program.portal_url.as_str() {
+        "" => base,
+        url => url,
+    }
+}
+
 /// The portal's address under `base` ("" when unknown).
 fn portal(base: &str) -> String {
     match base.trim_end_matches('/') {
@@ -77,7 +87,7 @@ fn signature(program: &Program) -> String {
 
 /// To the merchant: a new application, to decide on the dashboard.
 pub fn application(db: &Db, key: &Key, program: &Program, new: &NewApplication, base: &str, now: i64) -> Result<bool> {
-    let base = base.trim_end_matches('/');
+    let base = link_base(program, base).trim_end_matches('/');
     let body = format!(
         "{} {} <{}> applied to the {} partner program.\n\nWebsite: {}\nHow they will promote it: {}\n\nApprove or decline it on the dashboard: {base}/dashboard/applications{}",
         new.first_name,
@@ -133,7 +143,7 @@ pub fn welcome(
     let body = format!(
         "Hello {},\n\n{opening}\n\nSign in to your partner portal to get your referral link and follow your results (the link works once, for 24 hours):\n{}/sign-in/{token}{}",
         partner.first_name,
-        portal(base),
+        portal(link_base(program, base)),
         signature(program)
     );
     enqueue(db, key.id, program, kind, &partner.email, &subject, &body, now)
@@ -149,7 +159,7 @@ pub fn sign_in(db: &Db, key: &Key, program: &Program, partner: &Partner, base: &
         "Hello {},\n\nhere is your sign-in link to the {} partner portal (it works once, for 24 hours):\n{}/sign-in/{token}\n\nIf you did not ask for it, ignore this email.{}",
         partner.first_name,
         program.name,
-        portal(base),
+        portal(link_base(program, base)),
         signature(program)
     );
     let subject = format!("Sign in to the {} partner portal", program.name);
@@ -216,36 +226,49 @@ pub fn notices(db: &Db, key: &Key, event: &str, subjects: &[Subject], now: i64) 
                 enqueue(db, key.id, &program, "signup", &to, &subject, &body, now)?;
             }
             Subject::Reward(id) => {
-                let found: Option<(String, i64, String, String, Option<i64>)> = db
+                let found: Option<(String, String, Option<i64>)> = db
                     .query_row(
-                        "SELECT partner_key, amount, currency, status, payout_id FROM rewards WHERE key_id = ?1 AND id = ?2",
+                        "SELECT partner_key, status, payout_id FROM rewards WHERE key_id = ?1 AND id = ?2",
                         params![key.id, id],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )
                     .optional()?;
-                let Some((partner_key, amount, currency, status, payout)) = found else {
+                let Some((partner_key, status, payout)) = found else {
                     continue;
                 };
-                let kind = match (status.as_str(), payout) {
-                    ("approved", _) => "reward_approved",
-                    ("paid", None) => "reward_paid",
+                let (kind, done) = match (status.as_str(), payout) {
+                    ("approved", _) => ("reward_approved", "approved"),
+                    ("paid", None) => ("reward_paid", "paid"),
                     _ => continue,
                 };
                 let Some((to, first_name)) = partner_of(db, key.id, &partner_key)? else {
                     continue;
                 };
-                let amount = money::amount_text(amount, &currency);
+                // One email per partner and transaction: approving many
+                // rewards at once tells the partner once, with the total.
+                let total = money::sums_text(
+                    db,
+                    "SELECT currency, sum(amount) FROM rewards
+                     WHERE key_id = ?1 AND partner_key = ?2 AND status = ?3 AND updated_at = ?4
+                       AND (status = 'approved' OR payout_id IS NULL)
+                     GROUP BY currency ORDER BY currency",
+                    params![key.id, partner_key, status, now],
+                )?;
                 let body = format!(
-                    "Hello {first_name},\n\nyour reward of {amount} was {}.{}{}",
-                    if kind == "reward_paid" { "paid" } else { "approved" },
+                    "Hello {first_name},\n\nyour {} rewards of {total} were {done}.{}{}",
+                    program.name,
                     see_more(&program),
                     signature(&program)
                 );
-                let subject = match kind {
-                    "reward_paid" => format!("{amount} paid: your {} reward", program.name),
-                    _ => format!("{amount} approved: your {} reward", program.name),
-                };
-                enqueue(db, key.id, &program, kind, &to, &subject, &body, now)?;
+                let subject = format!("{total} {done}: your {} rewards", program.name);
+                let merged = db.execute(
+                    "UPDATE emails SET subject = ?5, body = ?6
+                     WHERE key_id = ?1 AND kind = ?2 AND recipient = ?3 AND created_at = ?4 AND status = 'pending' AND attempts = 0",
+                    params![key.id, kind, to, now, subject, body],
+                )?;
+                if merged == 0 {
+                    enqueue(db, key.id, &program, kind, &to, &subject, &body, now)?;
+                }
             }
             _ => {}
         }

@@ -11,6 +11,7 @@
 
 use super::db::{params, Db, OptionalExtension, Row};
 use super::{mail, money, Key, Refusal};
+use crate::export::safe;
 use anyhow::Result;
 
 /// What a partner gives to be paid; "" when not given.
@@ -352,6 +353,10 @@ pub fn of_partner(db: &Db, key_id: i64, partner_key: &str) -> Result<Vec<Partner
     Ok(out)
 }
 
+// Every text cell of a payout file goes through `export::safe`: a partner
+// named `=HYPERLINK(…)` must not become a formula in the merchant's
+// spreadsheet.
+
 /// The batch's PayPal Payouts file for `currency` (PayPal takes one
 /// currency per file): no header; recipient email, amount, currency,
 /// customer id (the partner key, when PayPal's 30 characters without
@@ -368,12 +373,12 @@ pub fn paypal_csv(batch: &Batch, currency: &str, program: &str) -> Result<String
             false => "",
         };
         out.write_record([
-            line.details.paypal_email.as_str(),
-            &money::decimal(line.amount, &line.currency),
-            &line.currency,
-            id,
-            &format!("{program} partner payout {}", batch.key),
-            "PAYPAL",
+            safe(&line.details.paypal_email),
+            money::decimal(line.amount, &line.currency),
+            line.currency.clone(),
+            safe(id),
+            safe(&format!("{program} partner payout {}", batch.key)),
+            "PAYPAL".into(),
         ])?;
     }
     Ok(String::from_utf8(out.into_inner()?)?)
@@ -402,14 +407,14 @@ pub fn wise_csv(batch: &Batch) -> Result<String> {
             name => name,
         };
         out.write_record([
-            name,
-            &line.details.wise_email,
-            &batch.key,
-            "PERSON",
-            "target",
-            &money::decimal(line.amount, &line.currency),
-            &line.currency,
-            &line.currency,
+            safe(name),
+            safe(&line.details.wise_email),
+            batch.key.clone(),
+            "PERSON".into(),
+            "target".into(),
+            money::decimal(line.amount, &line.currency),
+            line.currency.clone(),
+            line.currency.clone(),
         ])?;
     }
     Ok(String::from_utf8(out.into_inner()?)?)
@@ -454,6 +459,10 @@ mod tests {
                 line("ann", "JPY", 4900, "ann@pay.example", ""),
                 line("ann", "USD", 123_456, "ann@pay.example", "ann@wise.example"),
                 line("bob", "USD", 500, "", ""),
+                Line {
+                    name: "=HYPERLINK(\"http://evil.example\")".into(),
+                    ..line("eve", "EUR", 100, "", "eve@wise.example")
+                },
             ],
         };
         assert_eq!(
@@ -467,7 +476,8 @@ mod tests {
         assert_eq!(
             wise_csv(&batch).unwrap(),
             "name,recipientEmail,paymentReference,receiverType,amountCurrency,amount,sourceCurrency,targetCurrency\n\
-             Ann Lee,ann@wise.example,po_7,PERSON,target,1234.56,USD,USD\n"
+             Ann Lee,ann@wise.example,po_7,PERSON,target,1234.56,USD,USD\n\
+             \"'=HYPERLINK(\"\"http://evil.example\"\")\",eve@wise.example,po_7,PERSON,target,1.00,EUR,EUR\n"
         );
         assert_eq!(missing(&batch).len(), 1);
     }

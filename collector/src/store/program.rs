@@ -284,6 +284,19 @@ pub fn invite(db: &Db, key: &Key, fields: PartnerFields, base_url: &str, now: i6
     Ok(partner)
 }
 
+/// Emails partnership `partner_key` an invitation with a sign-in link;
+/// refused when the program sends no invitations (nothing would go out).
+pub fn send_invitation(db: &Db, key: &Key, partner_key: &str, base_url: &str, now: i64) -> Result<merchant::Partner> {
+    let partner = merchant::partner(db, key.id, partner_key)?;
+    let program = get(db, key)?;
+    if !mail::welcome(db, key, &program, &partner, "invited", base_url, now)? {
+        let message =
+            "this program sends no invitation emails (see its settings); pass the partner a sign-in link instead";
+        return Err(Refusal::conflict("emails", message).into());
+    }
+    Ok(partner)
+}
+
 /// The key whose program's application page is `public_key`'s, if open.
 pub fn open_for_applications(db: &Db, public_key: &str) -> Result<Option<(Key, Program)>> {
     let Some(key) = keys::find(db, public_key)?.filter(|k| !k.revoked) else {

@@ -32,7 +32,7 @@ use crate::store::leads::{self, DealFields, LeadFields};
 use crate::store::merchant::{self, CustomerFields, CustomerRef, PartnerFields, PartnerFilter};
 use crate::store::money::{self, NewTransaction, OfferKind, OfferSpec, RewardFilter, SignUp};
 use crate::store::page::{List, Order, Page, Range};
-use crate::store::{credit, groups, keys, Key, Refusal, RefusalKind};
+use crate::store::{credit, groups, keys, program, Key, Refusal, RefusalKind};
 use base64::Engine;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -329,6 +329,8 @@ fn records<T, R: Serialize>(page: Page<T>, map: impl FnMut(T) -> R) -> records::
 
 async fn route(app: &App, req: Request<Incoming>) -> Answer {
     let key = authenticate(app, &req).await?;
+    // Where links in emails the request writes point (invitations).
+    let base = super::dashboard::own_url(&req);
     let method = req.method().clone();
     let path = req
         .uri()
@@ -409,7 +411,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Answer {
             format!("is not a field of {method} /api/v2/{path}"),
         ));
     }
-    dispatch(app, route, key, item, &query, &body).await
+    dispatch(app, route, key, item, &query, &body, &base).await
 }
 
 async fn dispatch(
@@ -419,6 +421,7 @@ async fn dispatch(
     item: String,
     query: &Query,
     body: &Map<String, Value>,
+    base: &str,
 ) -> Answer {
     let key_id = key.id;
     match route.op {
@@ -482,6 +485,14 @@ async fn dispatch(
             })
             .await?;
             ok(Partnership::new(created, &key), "partnership created")
+        }
+        Op::InvitePartnership => {
+            let (owner, base) = (key.clone(), base.to_owned());
+            let invited = write(app, move |c, now| {
+                program::send_invitation(c, &owner, &item, &base, now)
+            })
+            .await?;
+            ok(Partnership::new(invited, &key), "invitation sent")
         }
         Op::GetPartnership => {
             let found = db(app, move |c| merchant::partner(c, key_id, &item)).await?;
