@@ -190,8 +190,14 @@ async fn a_partner_sees_only_its_own_data() {
         let customer = json!({"customer_key": email, "email": email, "partner_key": partner});
         assert_eq!(api.call("POST", "customers", customer).await.status, 200);
     }
+    // A yen payment: JPY has no minor unit (4900 is JPY 4,900).
+    c.offer_quarter();
+    let payment = json!({"key": "y1", "customer_key": "ann@alice-fans.example", "amount": 4900, "currency": "JPY"});
+    assert_eq!(api.call("POST", "transactions", payment).await.status, 200);
     let alice = cookie_of(&sign_in(&link(&c, "alice")).await);
     let bob = cookie_of(&sign_in(&link(&c, "bob")).await);
+    let (_, home) = get(&format!("{}/partners", c.url), &alice).await;
+    assert!(home.contains("JPY 4,900") && home.contains("JPY 1,225"), "{home}");
     for path in [
         "/partners",
         "/partners?partner=bob",
@@ -207,7 +213,7 @@ async fn a_partner_sees_only_its_own_data() {
     }
     assert_eq!(get(&format!("{}/partners/bob", c.url), &alice).await.0, 404);
     let (_, bobs) = get(&format!("{}/partners", c.url), &bob).await;
-    assert!(bobs.contains("bob-fans.example") && !bobs.contains("alice-fans.example"));
+    assert!(bobs.contains("bob-fans.example") && !bobs.contains("alice-fans.example") && !bobs.contains("JPY"));
     assert_eq!(
         get(&format!("{}/partners", c.url), "growsumo_partner=forged").await.0,
         401
@@ -323,6 +329,7 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
         screenshot(&client, "5-apply").await;
         click(&client, Locator::Id("apply")).await;
         let applied = text_when(&client, Locator::Id("applied")).await;
+        screenshot(&client, "5b-applied").await;
         assert!(applied.contains("We will answer by email"), "{applied}");
         let to_merchant = mail.wait_for(1).await;
         assert_eq!(to_merchant[0].to, ["owner@shop.test"]);
@@ -383,6 +390,11 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
         assert!(
             referral.starts_with(&shop) && referral.ends_with("&ps_xid=newsletter"),
             "{referral}"
+        );
+        let others = text_of(&client, Locator::Id("other-links")).await;
+        assert!(
+            others.lines().count() > 1 && others.lines().all(|l| l.ends_with("&ps_xid=newsletter")),
+            "a link on each of the key's other sites: {others}"
         );
         client.goto(&format!("{base}/partners/payout-details")).await.unwrap();
         fill(&client, "paypal_email", "carol@pay.example").await;

@@ -479,6 +479,11 @@ async fn home(app: &App, req: &Request<Incoming>, session: PartnerSession, now: 
     let body = html! {
         h2 { "Your referral link" }
         p { code id="link" { (with_sub(link.unwrap_or_else(|| format!("?{parameter}")))) } }
+        @let others: Vec<&String> = session.key.origins.iter().filter(|o| o.as_str() != "*").skip(1).collect();
+        @if !others.is_empty() {
+            p class="note" { "The same link works on the program's other sites:" }
+            ul id="other-links" { @for site in others { li { code { (with_sub(format!("{site}/?{parameter}"))) } } } }
+        }
         form method="get" action="/partners" {
             label { "Sub-id (to tell your links apart) " input type="text" name="sub" value=(sub.clone().unwrap_or_default()) maxlength=(SUB_CHARS); }
             " " button type="submit" { "Make the link" }

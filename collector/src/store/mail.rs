@@ -411,3 +411,104 @@ pub fn recent(db: &Db, key_id: i64, limit: u32) -> Result<Vec<EmailRow>> {
     })?;
     rows.collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db::Db;
+    use crate::store::merchant::{create_customer, create_partner, CustomerFields, PartnerFields};
+    use crate::store::program::{self, Applications};
+    use crate::store::{keys, Mode, Settings};
+    use rusqlite::Connection;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    /// A program sending `kinds`, with partner alice.
+    fn setup(kinds: &[&str]) -> (Connection, Key) {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn).unwrap();
+        let db = Db::from(&conn);
+        let key = keys::create(&db, Mode::Live, "shop", &[], &Settings::default()).unwrap().key;
+        let settings = Program {
+            name: "Shop".into(),
+            merchant_email: String::new(),
+            portal_url: String::new(),
+            applications: Applications::Review,
+            group_key: None,
+            emails: kinds.iter().map(|k| k.to_string()).collect(),
+        };
+        program::set(&db, &key, &settings, NOW).unwrap();
+        let alice = PartnerFields {
+            email: Some("alice@partners.example".into()),
+            first_name: Some("Alice".into()),
+            last_name: None,
+            group_key: None,
+        };
+        create_partner(&db, &key, Some("alice".into()), alice, NOW).unwrap();
+        (conn, key)
+    }
+
+    fn signup(db: &Db, key: &Key, email: &str, now: i64) {
+        let fields = CustomerFields {
+            email: Some(email.into()),
+            name: None,
+            provider_key: None,
+            meta: None,
+        };
+        create_customer(db, key, email, Some("alice"), fields, "api", now).unwrap();
+    }
+
+    #[test]
+    fn a_kind_turned_off_writes_nothing() {
+        let (conn, key) = setup(&["approved"]);
+        let db = Db::from(&conn);
+        signup(&db, &key, "ann@example.com", NOW);
+        assert!(claim(&db, NOW, 60_000, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn emails_are_retried_on_the_schedule_then_failed_and_expire_unsent() {
+        let (conn, key) = setup(&["signup"]);
+        let db = Db::from(&conn);
+        signup(&db, &key, "ann@example.com", NOW);
+        let due = claim(&db, NOW, 60_000, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].recipient, "alice@partners.example");
+        assert!(due[0].body.contains("a•••@example.com"), "{}", due[0].body);
+        assert!(claim(&db, NOW + 1, 60_000, 10).unwrap().is_empty(), "leased");
+        record(&db, &[(due[0].id, Sent::Retry("421 busy".into()))], NOW + 10).unwrap();
+        assert!(claim(&db, NOW + 5_009, 60_000, 10).unwrap().is_empty());
+        let again = claim(&db, NOW + 5_010, 60_000, 10).unwrap();
+        assert_eq!(again.len(), 1, "due 5 s after the first failure");
+        record(&db, &[(again[0].id, Sent::Refused("550 no such mailbox".into()))], NOW + 6_000).unwrap();
+        let (status, body, error): (String, String, String) = db
+            .query_row("SELECT status, body, last_error FROM emails", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!((status.as_str(), body.as_str()), ("failed", ""));
+        assert!(error.contains("550"));
+
+        signup(&db, &key, "bea@example.com", NOW);
+        assert!(claim(&db, NOW + EXPIRE_MS + 1, 60_000, 10).unwrap().is_empty());
+        let expired: String = db
+            .query_row("SELECT last_error FROM emails ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
+            .unwrap();
+        assert!(expired.starts_with("expired"), "{expired}");
+    }
+
+    #[test]
+    fn a_sent_email_keeps_no_body_and_is_deleted_after_30_days() {
+        let (conn, key) = setup(&["signup"]);
+        let db = Db::from(&conn);
+        signup(&db, &key, "ann@example.com", NOW);
+        let due = claim(&db, NOW, 60_000, 10).unwrap();
+        record(&db, &[(due[0].id, Sent::Ok)], NOW + 1).unwrap();
+        let (status, body): (String, String) = db
+            .query_row("SELECT status, body FROM emails", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((status.as_str(), body.as_str()), ("sent", ""));
+        assert_eq!(prune(&db, NOW + KEEP_MS - 1).unwrap(), 0);
+        assert_eq!(prune(&db, NOW + KEEP_MS + 1).unwrap(), 1);
+    }
+}

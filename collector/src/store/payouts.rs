@@ -152,8 +152,12 @@ pub fn owed(db: &Db, key_id: i64, status: &str) -> Result<Vec<Owed>> {
     Ok(out)
 }
 
+/// Rewards one bulk approval approves at most (one transaction, holding
+/// the write lock); the rest stay new for the next.
+pub const APPROVE_AT_ONCE: usize = 1000;
+
 /// Approves the new rewards of `partners` (all of them when empty) that
-/// are in no batch: the number approved.
+/// are in no batch, `APPROVE_AT_ONCE` at most: the number approved.
 pub fn approve_new(db: &Db, key_id: i64, partners: &[String], now: i64) -> Result<usize> {
     let mut stmt = db.prepare(
         "SELECT id, partner_key FROM rewards WHERE key_id = ?1 AND status = 'new' AND payout_id IS NULL ORDER BY id",
@@ -163,6 +167,9 @@ pub fn approve_new(db: &Db, key_id: i64, partners: &[String], now: i64) -> Resul
         .collect::<Result<_>>()?;
     let mut approved = 0;
     for (id, partner) in ids {
+        if approved == APPROVE_AT_ONCE {
+            break;
+        }
         if partners.is_empty() || partners.contains(&partner) {
             money::set_reward_status(db, key_id, &format!("rwd_{id}"), "approved", now)?;
             approved += 1;
