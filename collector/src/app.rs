@@ -44,6 +44,8 @@ pub struct App {
     /// Outgoing webhooks may go to private addresses and plain http (see
     /// `dispatch::target`).
     pub allow_private_webhook_targets: bool,
+    /// The config file names an SMTP server (`[smtp]`): programs' emails go out.
+    pub smtp: bool,
     /// The last readiness probe write: when, and how it went.
     pub probe: Mutex<Option<(Instant, Result<(), String>)>>,
     /// Looked-up keys, by public key.
@@ -79,6 +81,7 @@ impl App {
             disk: crate::disk::DiskGuard::new(std::path::Path::new("."), 0),
             limits: crate::http::limits::Limits::new(0, 0),
             allow_private_webhook_targets: false,
+            smtp: false,
             probe: Mutex::default(),
             key_cache: Mutex::default(),
             key_generation,

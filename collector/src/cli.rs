@@ -824,10 +824,8 @@ fn serve(store: Store, args: ServeArgs, mailer: Option<crate::mailer::Mailer>) -
         app.limits = crate::http::limits::Limits::new(args.client_requests_per_second, args.key_events_per_second);
         app.allow_private_webhook_targets = args.allow_private_webhook_targets;
         let dispatcher = (!args.no_persist).then(|| tokio::spawn(crate::dispatch::run(app.store.clone(), sender)));
-        let mailer = match (mailer, args.no_persist) {
-            (Some(mailer), false) => Some(tokio::spawn(crate::mailer::run(app.store.clone(), mailer))),
-            _ => None,
-        };
+        app.smtp = mailer.is_some();
+        let mailer = (!args.no_persist).then(|| tokio::spawn(crate::mailer::run(app.store.clone(), mailer)));
         let app = Arc::new(app);
         crate::http::serve(listener, app, shutdown_signal()).await;
         for task in dispatcher.into_iter().chain(mailer) {

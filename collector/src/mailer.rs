@@ -84,18 +84,45 @@ impl Mailer {
             Ok(message) => message,
             Err(e) => return Sent::Refused(format!("message: {e}")),
         };
-        match self.transport.send(message).await {
-            Ok(_) => Sent::Ok,
-            Err(e) if e.is_permanent() => Sent::Refused(e.to_string()),
-            Err(e) => Sent::Retry(e.to_string()),
+        // (lettre's own timeout covers connecting only: a server that
+        // accepts and then says nothing would hold the send for ever.)
+        match tokio::time::timeout(TIMEOUT, self.transport.send(message)).await {
+            Err(_) => Sent::Retry(format!("no answer within {} s", TIMEOUT.as_secs())),
+            Ok(Ok(_)) => Sent::Ok,
+            Ok(Err(e)) if refuses_recipient(&e) => Sent::Refused(e.to_string()),
+            Ok(Err(e)) => Sent::Retry(e.to_string()),
         }
     }
 }
 
+/// Whether the server refused the recipient for good (550 no such
+/// mailbox, 551, 553 bad address): the only answers not worth another
+/// try. Any other refusal (a wrong password, relaying denied, a full
+/// disk) is the sender's to fix, and the email waits for it.
+fn refuses_recipient(e: &lettre::transport::smtp::Error) -> bool {
+    e.is_permanent()
+        && e.status()
+            .is_some_and(|code| matches!(code.to_string().as_str(), "550" | "551" | "553"))
+}
+
 /// Runs the mailer until its task is aborted (emails being sent then are
-/// sent again once their lease ends).
-pub async fn run(store: Store, mailer: Mailer) {
+/// sent again once their lease ends). Without an SMTP server it only drops
+/// the emails that waited too long, and deletes old ones.
+pub async fn run(store: Store, mailer: Option<Mailer>) {
     let mut last_prune: Option<tokio::time::Instant> = None;
+    let Some(mailer) = mailer else {
+        loop {
+            let keeper = store.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                keeper.write_quietly(|tx, now| {
+                    mail::expire(tx, now)?;
+                    mail::prune(tx, now)
+                })
+            })
+            .await;
+            tokio::time::sleep(PRUNE_EVERY).await;
+        }
+    };
     loop {
         let (reader, now) = (store.clone(), store.clock().now_ms());
         let due = tokio::task::spawn_blocking(move || reader.read(|db| mail::anything_due(db, now))).await;

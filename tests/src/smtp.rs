@@ -143,6 +143,23 @@ impl SmtpServer {
         }
     }
 
+    /// Waits (20 s at most) for a message to `to` whose subject starts
+    /// with `subject`; the first such.
+    pub async fn wait_for_mail(&self, to: &str, subject: &str) -> Mail {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let arrived = self.state.arrived.notified();
+            if let Some(mail) = self.to(to).into_iter().find(|m| m.subject().starts_with(subject)) {
+                return mail;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                let subjects: Vec<(Vec<String>, String)> =
+                    self.mails().iter().map(|m| (m.to.clone(), m.subject())).collect();
+                panic!("no email to {to} about {subject:?} arrived: {subjects:?}");
+            }
+        }
+    }
+
     /// The messages to `to`.
     pub fn to(&self, to: &str) -> Vec<Mail> {
         self.mails()

@@ -331,13 +331,14 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
         let applied = text_when(&client, Locator::Id("applied")).await;
         screenshot(&client, "5b-applied").await;
         assert!(applied.contains("We will answer by email"), "{applied}");
-        let to_merchant = mail.wait_for(1).await;
-        assert_eq!(to_merchant[0].to, ["owner@shop.test"]);
-        assert_eq!(to_merchant[0].subject(), "New partner application: Carol <b>Reed</b>");
+        // Applications reach the merchant as a digest, 10 minutes later.
+        cc.advance_seconds(600);
+        let to_merchant = mail.wait_for_mail("owner@shop.test", "New partner application").await;
+        assert_eq!(to_merchant.subject(), "New partner application: Carol <b>Reed</b>");
+        let text = to_merchant.text();
         assert!(
-            to_merchant[0].text().contains("https://carol.example"),
-            "{}",
-            to_merchant[0].text()
+            text.contains("https://carol.example") && text.contains(&format!("{base}/dashboard/program")),
+            "{text}"
         );
 
         // The merchant approves it on the dashboard.
@@ -360,12 +361,11 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
         screenshot(&client, "6-dashboard-applications").await;
         let id = cc.count("SELECT id FROM applications");
         click(&client, Locator::Id(&format!("approve-{id}"))).await;
-        client.wait().for_element(Locator::Id("settings")).await.unwrap();
+        cc.wait_for_count("SELECT count(*) FROM applications WHERE status = 'approved'", 1);
         let partner = cc.query_text("SELECT partner_key FROM applications WHERE status = 'approved'");
-        let mails = mail.wait_for(2).await;
-        let welcome = &mails[1];
-        assert_eq!(welcome.to, ["carol@example.com"]);
-        assert_eq!(welcome.subject(), "You are a Shop & Co partner");
+        let welcome = mail
+            .wait_for_mail("carol@example.com", "You are a Shop & Co partner")
+            .await;
         let link = welcome.sign_in_link().expect("a sign-in link in the approval email");
         assert!(link.starts_with(&format!("{base}/partners/sign-in/")), "{link}");
 
@@ -397,6 +397,13 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
             "a link on each of the key's other sites: {others}"
         );
         client.goto(&format!("{base}/partners/payout-details")).await.unwrap();
+        client
+            .find(Locator::Css("select[name='method'] option[value='paypal']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         fill(&client, "paypal_email", "carol@pay.example").await;
         fill(&client, "wise_email", "carol@wise.example").await;
         fill(&client, "account_name", "Carol Reed").await;
@@ -405,6 +412,27 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
         let saved = text_when(&client, Locator::Id("note")).await;
         assert_eq!(saved, "Saved.");
         screenshot(&client, "7-payout-details").await;
+        let told = mail
+            .wait_for_mail("carol@example.com", "Your Shop & Co payout details were changed")
+            .await;
+        assert!(
+            told.text().contains("by PayPal, to carol@pay.example"),
+            "{}",
+            told.text()
+        );
+        // Bob, paid by Wise, gives his details too.
+        let bob = cookie_of(&sign_in(&self::link(&cc, "bob")).await);
+        let (_, form) = get(&format!("{base}/partners/payout-details"), &bob).await;
+        let saved = post_form(
+            &format!("{base}/partners/payout-details"),
+            &bob,
+            format!(
+                "csrf={}&method=wise&wise_email=bob%40wise.example&account_name=Bob+Stone",
+                e2e::http::csrf_of(&form)
+            ),
+        )
+        .await;
+        assert_eq!(saved.status, 200);
 
         // A visitor comes through the link and signs up.
         client.goto(&referral).await.unwrap();
@@ -416,13 +444,15 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
             &format!("SELECT count(*) FROM customers WHERE partner_key = '{partner}'"),
             1,
         );
-        let mails = mail.wait_for(3).await;
-        assert_eq!(mails[2].to, ["carol@example.com"]);
-        assert!(mails[2].text().contains("d•••@example.net"), "{}", mails[2].text());
+        // Signups reach the partner as a digest too.
+        cc.advance_seconds(1300);
+        let signup = mail
+            .wait_for_mail("carol@example.com", "A new signup through your Shop & Co link")
+            .await;
+        let text = signup.text();
         assert!(
-            mails[2].text().contains(&format!("{base}/partners")),
-            "{}",
-            mails[2].text()
+            text.contains("d•••@example.net") && text.contains(&format!("{base}/partners")),
+            "{text}"
         );
 
         client.goto(&format!("{base}/partners")).await.unwrap();
@@ -438,6 +468,11 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
             let payment = json!({"key": key, "customer_email": "dan@example.net", "amount": amount, "currency": "USD"});
             assert_eq!(api.call("POST", "transactions", payment).await.status, 200);
         }
+        // And a yen payment earns Bob a reward (JPY has no minor unit).
+        let eve = json!({"customer_key": "eve", "email": "eve@example.org", "partner_key": "bob"});
+        assert_eq!(api.call("POST", "customers", eve).await.status, 200);
+        let yen = json!({"key": "y1", "customer_key": "eve", "amount": 4900, "currency": "JPY"});
+        assert_eq!(api.call("POST", "transactions", yen).await.status, 200);
         client.goto(&format!("{base}/dashboard/payouts")).await.unwrap();
         let new = text_of(&client, Locator::Id("approve-form")).await;
         assert!(new.contains("USD 75.00"), "{new}");
@@ -448,7 +483,9 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
             .click()
             .await
             .unwrap();
-        let approved = text_when(&client, Locator::Id("batch-form")).await;
+        cc.wait_for_count("SELECT count(*) FROM rewards WHERE status = 'approved'", 3);
+        client.goto(&format!("{base}/dashboard/payouts")).await.unwrap();
+        let approved = text_of(&client, Locator::Id("batch-form")).await;
         assert!(
             approved.contains("PayPal carol@pay.example") && approved.contains("VAT GB123456789"),
             "{approved}"
@@ -462,8 +499,10 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
             .unwrap();
         client.wait().for_element(Locator::Id("paid-po_1")).await.unwrap();
         screenshot(&client, "8-dashboard-payouts").await;
-        let mails = mail.wait_for(4).await;
-        assert_eq!(mails[3].subject(), "USD 75.00 approved: your Shop & Co rewards");
+        mail.wait_for_mail("carol@example.com", "USD 75.00 approved: your Shop & Co rewards")
+            .await;
+        mail.wait_for_mail("bob@demo.invalid", "JPY 1,225 approved: your Shop & Co rewards")
+            .await;
 
         let session = cc.dashboard_sign_in(&secret).await;
         let (status, paypal) = get(&format!("{base}/dashboard/payouts/po_1-paypal-USD.csv"), &session).await;
@@ -476,13 +515,28 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
         assert_eq!(
             wise,
             "name,recipientEmail,paymentReference,receiverType,amountCurrency,amount,sourceCurrency,targetCurrency\n\
-             Carol Reed,carol@wise.example,po_1,PERSON,target,75.00,USD,USD\n"
+             Bob Stone,bob@wise.example,po_1,PERSON,target,1225,JPY,JPY\n",
+            "Bob only: Carol is paid by PayPal, once"
+        );
+        assert_eq!(
+            get(&format!("{base}/dashboard/payouts/po_1-paypal-JPY.csv"), &session)
+                .await
+                .0,
+            404,
+            "no PayPal line in yen"
         );
         click(&client, Locator::Id("paid-po_1")).await;
         client.wait().for_element(Locator::Id("batch-form")).await.unwrap();
-        let mails = mail.wait_for(5).await;
-        assert_eq!(mails[4].subject(), "Your Shop & Co payout: USD 75.00");
-        assert_eq!(mails.len(), 5, "one email for two rewards approved, one for the batch");
+        mail.wait_for_mail("carol@example.com", "Your Shop & Co payout: USD 75.00")
+            .await;
+        mail.wait_for_mail("bob@demo.invalid", "Your Shop & Co payout: JPY 1,225")
+            .await;
+        let to_carol: Vec<String> = mail.to("carol@example.com").iter().map(|m| m.subject()).collect();
+        assert_eq!(
+            to_carol.len(),
+            5,
+            "approved, details changed, a signup, two rewards approved in one email, the batch: {to_carol:?}"
+        );
 
         // Carol sees it paid.
         client.goto(&format!("{base}/partners")).await.unwrap();
@@ -530,30 +584,43 @@ async fn emails_wait_out_a_down_smtp_server_and_are_sent() {
             assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
         }
     };
+    // (Applications reach the merchant as a digest, 10 minutes after the first.)
     apply("ann@example.com").await;
+    c.advance_seconds(600);
     c.wait_for_count(
         "SELECT count(*) FROM emails WHERE status = 'pending' AND attempts = 1 AND last_error != ''",
         1,
     );
     let smtp = e2e::smtp::SmtpServer::start_on(port);
-    c.advance_seconds(10);
+    c.advance_seconds(610);
     let mails = smtp.wait_for(1).await;
     assert_eq!(mails[0].subject(), "New partner application: Ann");
     c.wait_for_count("SELECT count(*) FROM emails WHERE status = 'sent' AND body = ''", 1);
 
     smtp.refuse_next("452 4.2.2 mailbox full");
     apply("bea@example.com").await;
+    c.advance_seconds(1220);
     c.wait_for_count(
         "SELECT count(*) FROM emails WHERE status = 'pending' AND last_error LIKE '%mailbox full%'",
         1,
     );
-    c.advance_seconds(20);
+    c.advance_seconds(1230);
     smtp.wait_for(2).await;
 
+    // A refused recipient fails at once; a refused sender (a wrong
+    // password, relaying denied) is the merchant's to fix: retried.
     smtp.refuse_next("550 5.1.1 no such mailbox");
     apply("cid@example.com").await;
+    c.advance_seconds(1840);
     c.wait_for_count(
         "SELECT count(*) FROM emails WHERE status = 'failed' AND last_error LIKE '%no such mailbox%'",
+        1,
+    );
+    smtp.refuse_next("554 5.7.1 relaying denied");
+    apply("dee@example.com").await;
+    c.advance_seconds(2450);
+    c.wait_for_count(
+        "SELECT count(*) FROM emails WHERE status = 'pending' AND last_error LIKE '%relaying denied%'",
         1,
     );
     assert_eq!(smtp.mails().len(), 2);
@@ -573,6 +640,13 @@ async fn public_forms_hold_against_spam_and_show_nothing_they_should_not() {
     assert_eq!(send("GET", &url, &[], "").await.status, 404, "closed by default");
     program(&c, &["--applications", "review", "--emails", "sign_in"]);
     assert_eq!(send("GET", &url, &[], "").await.status, 200);
+    let session = c.dashboard_sign_in(c.secret_key.as_deref().unwrap()).await;
+    let (_, dashboard) = get(&format!("{}/dashboard/program", c.url), &session).await;
+    assert!(
+        dashboard.contains("id=\"no-portal-url\""),
+        "the merchant is told to set the portal address"
+    );
+    program(&c, &["--portal-url", &c.url]);
     let post = |body: &'static str| {
         let url = url.clone();
         async move {
@@ -618,14 +692,15 @@ async fn public_forms_hold_against_spam_and_show_nothing_they_should_not() {
     let (status, page) = post("email=fay%40example.com&first_name=Fay").await;
     assert_eq!(status, 429, "the 6th form in an hour: {page}");
 
-    let session = c.dashboard_sign_in(c.secret_key.as_deref().unwrap()).await;
     let (_, dashboard) = get(&format!("{}/dashboard/program", c.url), &session).await;
     assert!(
         dashboard.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !dashboard.contains("<script>alert"),
         "applicants' text is escaped"
     );
 
-    // Links by email (another client address: 127.0.0.1 used its forms).
+    // Links by email (another client address: 127.0.0.1 used its forms),
+    // asked with a Host header of the asker's choosing: the link is on the
+    // program's portal address all the same.
     let ask = |email: &'static str| {
         let url = format!("{}/partners/sign-in", c.url);
         async move {
@@ -633,7 +708,10 @@ async fn public_forms_hold_against_spam_and_show_nothing_they_should_not() {
                 Some("127.0.0.3".parse().unwrap()),
                 "POST",
                 &url,
-                &[("content-type", "application/x-www-form-urlencoded")],
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("host", "attacker.example"),
+                ],
                 format!("email={email}"),
             )
             .await;
@@ -647,6 +725,34 @@ async fn public_forms_hold_against_spam_and_show_nothing_they_should_not() {
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].to, ["alice@demo.invalid"]);
     let link = mails[0].sign_in_link().unwrap();
+    assert!(link.starts_with(&format!("{}/partners/sign-in/", c.url)), "{link}");
+    // A partner applying again is sent a sign-in link, answered as anyone.
+    let again = e2e::http::send_from(
+        Some("127.0.0.4".parse().unwrap()),
+        "POST",
+        &url,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "email=ALICE%40demo.invalid&first_name=Alice",
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&again.body).contains("Thank you! We will answer by email."));
+    assert_eq!(smtp.wait_for(2).await[1].to, ["alice@demo.invalid"]);
+    // No flooding a partner with links: 3 an hour.
+    ask("alice%40demo.invalid").await;
+    ask("alice%40demo.invalid").await;
+    assert_eq!(c.count("SELECT count(*) FROM emails WHERE kind = 'sign_in'"), 3);
+    // No other site's form signs anyone in (login CSRF).
+    let cross = send(
+        "POST",
+        &link,
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(cross.status, 403);
     let alice = cookie_of(&sign_in(&link).await);
     let bob = cookie_of(&sign_in(&self::link(&c, "bob")).await);
 
@@ -656,7 +762,7 @@ async fn public_forms_hold_against_spam_and_show_nothing_they_should_not() {
         &format!("{}/partners/payout-details", c.url),
         &alice,
         format!(
-            "csrf={}&paypal_email=alice%40pay.example&bank_details=IBAN+DE89",
+            "csrf={}&method=bank&paypal_email=alice%40pay.example&bank_details=IBAN+DE89",
             e2e::http::csrf_of(&form)
         ),
     )
@@ -670,6 +776,17 @@ async fn public_forms_hold_against_spam_and_show_nothing_they_should_not() {
     .await;
     assert_eq!(bad.status, 422);
     assert!(String::from_utf8_lossy(&bad.body).contains("paypal_email"));
+    let unpayable = post_form(
+        &format!("{}/partners/payout-details", c.url),
+        &alice,
+        format!(
+            "csrf={}&method=wise&paypal_email=alice%40pay.example",
+            e2e::http::csrf_of(&form)
+        ),
+    )
+    .await;
+    assert_eq!(unpayable.status, 422);
+    assert!(String::from_utf8_lossy(&unpayable.body).contains("wise_email: required"));
     let forged = post_form(
         &format!("{}/partners/payout-details", c.url),
         &bob,
@@ -753,4 +870,114 @@ async fn invitations_from_the_api_and_the_dashboard_email_a_sign_in_link() {
         .call("POST", "partnerships/nobody/invite", serde_json::Value::Null)
         .await;
     assert_eq!(missing.status, 404);
+}
+
+/// A batch holds still once made: its rewards are locked (the API refuses
+/// to change them), a refund meanwhile is clawed back instead of taken
+/// out, a partner changing its payout details changes no file, and each
+/// partner is in one file only. Cancelling frees the rewards; marking paid
+/// twice pays once.
+#[tokio::test]
+async fn a_payout_batch_holds_still_until_it_is_paid_or_cancelled() {
+    let c = Collector::start_with_key(&["--mode", "live"]);
+    c.offer_quarter();
+    let api = Api::new(&c.url, &c.public_key, c.secret_key.as_deref().unwrap());
+    for (customer, partner, payment, amount) in [
+        ("ann", "alice", "t1", 10000),
+        ("ann", "alice", "t2", 4000),
+        ("bea", "bob", "t3", 2000),
+    ] {
+        let body =
+            json!({"customer_key": customer, "email": format!("{customer}@example.com"), "partner_key": partner});
+        let _ = api.call("POST", "customers", body).await;
+        let paid = json!({"key": payment, "customer_key": customer, "amount": amount, "currency": "USD"});
+        assert_eq!(api.call("POST", "transactions", paid).await.status, 200);
+    }
+    let alice = cookie_of(&sign_in(&link(&c, "alice")).await);
+    let details = |cookie: String, body: &'static str| {
+        let url = format!("{}/partners/payout-details", c.url);
+        async move {
+            let (_, form) = get(&url, &cookie).await;
+            let saved = post_form(&url, &cookie, format!("csrf={}&{body}", e2e::http::csrf_of(&form))).await;
+            assert_eq!(saved.status, 200, "{}", String::from_utf8_lossy(&saved.body));
+        }
+    };
+    // Both a PayPal and a Wise email, paid by Wise: in the Wise file only.
+    details(
+        alice.clone(),
+        "method=wise&paypal_email=alice%40pay.example&wise_email=alice%40wise.example&account_name=Alice+Ames",
+    )
+    .await;
+
+    let session = c.dashboard_sign_in(c.secret_key.as_deref().unwrap()).await;
+    let payouts = format!("{}/dashboard/payouts", c.url);
+    let act = |body: String| {
+        let (payouts, session) = (payouts.clone(), session.clone());
+        async move {
+            let (_, page) = get(&payouts, &session).await;
+            let answer = post_form(&payouts, &session, format!("csrf={}&{body}", e2e::http::csrf_of(&page))).await;
+            (
+                answer.status.as_u16(),
+                String::from_utf8_lossy(&answer.body).into_owned(),
+            )
+        }
+    };
+    assert_eq!(act("action=approve&partner=alice&partner=bob".into()).await.0, 303);
+    assert_eq!(act("action=batch&partner=alice&partner=bob".into()).await.0, 303);
+    let (_, page) = get(&payouts, &session).await;
+    assert!(page.contains("no payout details"), "bob gave none: paid by hand");
+    let file = |name: &'static str| {
+        let (url, session) = (format!("{}/dashboard/payouts/po_1-{name}", c.url), session.clone());
+        async move { get(&url, &session).await }
+    };
+    let wise =
+        "name,recipientEmail,paymentReference,receiverType,amountCurrency,amount,sourceCurrency,targetCurrency\n\
+                Alice Ames,alice@wise.example,po_1,PERSON,target,35.00,USD,USD\n";
+    assert_eq!(file("wise.csv").await, (200, wise.to_owned()));
+    assert_eq!(file("paypal-USD.csv").await.0, 404, "alice is paid by Wise, once");
+
+    // Locked: the API cannot change a batched reward.
+    let reward = c.query_text("SELECT 'rwd_' || id FROM rewards WHERE partner_key = 'bob'");
+    let changed = api
+        .call("PATCH", &format!("rewards/{reward}"), json!({"status": "declined"}))
+        .await;
+    assert_eq!(changed.status, 409);
+    assert_eq!(changed.json()["field"], "status");
+    // A refund is clawed back from the next payout, not taken out of this one.
+    assert_eq!(
+        api.call("DELETE", "transactions/t2", serde_json::Value::Null)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        c.count("SELECT count(*) FROM rewards WHERE partner_key = 'alice' AND amount = -1000 AND status = 'new'"),
+        1
+    );
+    // Details changed after the batch change no file.
+    details(alice.clone(), "method=paypal&paypal_email=mallory%40pay.example").await;
+    assert_eq!(file("wise.csv").await, (200, wise.to_owned()));
+
+    // Cancelling frees the rewards; a new batch takes the details now.
+    assert_eq!(act("action=cancel&payout=po_1".into()).await.0, 303);
+    assert_eq!(file("wise.csv").await.0, 404);
+    assert_eq!(act("action=batch&partner=alice".into()).await.0, 303);
+    let (status, paypal) = get(&format!("{}/dashboard/payouts/po_2-paypal-USD.csv", c.url), &session).await;
+    assert_eq!(status, 200);
+    assert!(paypal.starts_with("mallory@pay.example,35.00,USD,alice,"), "{paypal}");
+
+    // Paid once, however often it is marked.
+    assert_eq!(act("action=paid&payout=po_2".into()).await.0, 303);
+    assert_eq!(act("action=paid&payout=po_2".into()).await.0, 303);
+    assert_eq!(
+        c.count("SELECT count(*) FROM rewards WHERE partner_key = 'alice' AND status = 'paid'"),
+        2
+    );
+    assert_eq!(
+        act("action=cancel&payout=po_2".into()).await.0,
+        409,
+        "a paid batch stays"
+    );
+    let (_, home) = get(&format!("{}/partners", c.url), &alice).await;
+    assert!(home.contains("po_2") && home.contains("USD 35.00"), "{home}");
 }

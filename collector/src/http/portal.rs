@@ -18,12 +18,13 @@
 //! for `/partners` only, a CSRF token on every form. A session names one
 //! partnership; no URL or parameter selects another (see `store::portal`).
 
-use super::dashboard::{blocking, chart, cookie, cookie_value, form, html_reply, own_url, redirect};
+use super::dashboard::{blocking, chart, cookie, cookie_value, form, html_reply, redirect};
 use super::decode::{is_email, is_web_url, text};
 use super::reply::Reply;
 use crate::app::{App, Client};
 use crate::store::clock::date;
 use crate::store::daily::DAY_MS;
+use crate::store::mail;
 use crate::store::merchant;
 use crate::store::payouts::{self, Details, FIELD_CHARS, TEXT_CHARS};
 use crate::store::portal::{self, PartnerSession};
@@ -81,6 +82,14 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         None => None,
     };
     let result = match (req.method().clone(), path.as_str(), session) {
+        (Method::POST, _, _) if cross_site(&req) => Ok(html_reply(
+            StatusCode::FORBIDDEN,
+            page(
+                "Refused",
+                None,
+                html! { p { "Forms here are sent from the portal's own pages only." } },
+            ),
+        )),
         (Method::GET, p, _) if p.starts_with("/partners/apply/") => {
             apply_page(app, p.trim_start_matches("/partners/apply/").to_owned()).await
         }
@@ -167,6 +176,17 @@ fn too_many() -> Reply {
     reply
 }
 
+/// Whether the browser says a form came from another site
+/// (`Sec-Fetch-Site`, which pages cannot set): the portal's forms are
+/// taken from its own pages only, so no site can sign a visitor in to an
+/// attacker's session (login CSRF) or post forms in its name. (`Origin`
+/// against `Host` would break behind a proxy that rewrites `Host`.)
+fn cross_site(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get("sec-fetch-site")
+        .is_some_and(|site| site.as_bytes() == b"cross-site")
+}
+
 fn client_ip(req: &Request<Incoming>) -> Option<std::net::IpAddr> {
     req.extensions().get::<Client>().map(|c| c.ip)
 }
@@ -176,7 +196,6 @@ async fn request_link(app: &App, req: Request<Incoming>, now: i64) -> anyhow::Re
     if client_ip(&req).is_some_and(|ip| !app.limits.form(ip)) {
         return Ok(too_many());
     }
-    let base = own_url(&req);
     let fields = form(app, req).await;
     let email = fields.get("email").map(|e| e.trim().to_owned()).unwrap_or_default();
     if !is_email(&email) || email.chars().count() > FIELD_CHARS {
@@ -191,7 +210,7 @@ async fn request_link(app: &App, req: Request<Incoming>, now: i64) -> anyhow::Re
     }
     if !trapped(&fields) {
         let store = app.store.clone();
-        blocking(move || store.write_stamped(|tx, _| portal::request_links(tx, &email, &base, now))).await?;
+        blocking(move || store.write_stamped(|tx, _| portal::request_links(tx, &email, now))).await?;
     }
     Ok(html_reply(
         StatusCode::OK,
@@ -284,7 +303,6 @@ async fn apply(app: &App, req: Request<Incoming>, public_key: String, now: i64) 
     if client_ip(&req).is_some_and(|ip| !app.limits.form(ip)) {
         return Ok(too_many());
     }
-    let base = own_url(&req);
     let fields = form(app, req).await;
     let new = match checked(&fields) {
         Ok(new) => new,
@@ -310,17 +328,16 @@ async fn apply(app: &App, req: Request<Incoming>, public_key: String, now: i64) 
         true => Applied::Known,
         false => {
             let store = app.store.clone();
-            blocking(move || store.write_stamped(|tx, _| program::apply(tx, &key, &new, &base, now))).await?
+            blocking(move || store.write_stamped(|tx, _| program::apply(tx, &key, &new, now))).await?
         }
     };
-    let message = match applied {
-        Applied::Full => "The program cannot take more applications right now. Try again in a few days.",
-        Applied::Approved(_) => "Welcome! Your sign-in link to the partner portal is on its way by email.",
-        Applied::Waiting | Applied::Known => "Thank you! We will answer by email.",
-    };
-    let status = match applied {
-        Applied::Full => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::OK,
+    // The same answer for a new applicant and one the program knows.
+    let (status, message) = match applied {
+        Applied::Full => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The program cannot take more applications right now. Try again in a few days.",
+        ),
+        _ => (StatusCode::OK, "Thank you! We will answer by email."),
     };
     Ok(html_reply(
         status,
@@ -330,10 +347,15 @@ async fn apply(app: &App, req: Request<Incoming>, public_key: String, now: i64) 
 
 fn details_page(status: StatusCode, session: &PartnerSession, details: &Details, note: Option<&str>) -> Reply {
     let body = html! {
-        p { "How the program pays you. Give what your program asked for; leave the rest empty." }
+        p { "How the program pays you. Give what your program asked for; leave the rest empty. You are told by email of every change." }
         @if let Some(note) = note { p class="flag" id="note" { (note) } }
         form method="post" action="/partners/payout-details" {
             input type="hidden" name="csrf" value=(session.csrf);
+            p { label { "Pay me by " select name="method" {
+                @for (value, label) in [("", "(choose)"), ("paypal", "PayPal"), ("wise", "Wise"), ("bank", "bank transfer")] {
+                    option value=(value) selected[details.method == value] { (label) }
+                }
+            } } }
             p { label { "PayPal email " input type="email" name="paypal_email" value=(details.paypal_email) maxlength=(FIELD_CHARS); } }
             p { label { "Wise email " input type="email" name="wise_email" value=(details.wise_email) maxlength=(FIELD_CHARS); } }
             p { label { "Name on the account " input type="text" name="account_name" value=(details.account_name) maxlength=(FIELD_CHARS); } }
@@ -367,19 +389,36 @@ async fn save_details(app: &App, req: Request<Incoming>, session: PartnerSession
             .unwrap_or_default()
     };
     let details = Details {
+        method: get("method"),
         paypal_email: get("paypal_email"),
         wise_email: get("wise_email"),
         account_name: get("account_name"),
         bank_details: get("bank_details"),
         tax_details: get("tax_details"),
     };
-    let (store, key_id, partner) = (app.store.clone(), session.key.id, session.partner.key.clone());
+    let (store, key, partner) = (app.store.clone(), session.key.clone(), session.partner.clone());
     let saved = {
         let details = details.clone();
-        blocking(move || store.write(|tx| payouts::set_details(tx, key_id, &partner, &details, now))).await
+        blocking(move || {
+            store.write(|tx| {
+                let before = payouts::details(tx, key.id, &partner.key)?;
+                let saved = payouts::set_details(tx, key.id, &partner.key, &details, now)?;
+                if saved.destination() != before.destination() {
+                    let how = match saved.destination() {
+                        Some(("paypal", to)) => format!("by PayPal, to {to}"),
+                        Some(("wise", to)) => format!("by Wise, to {to}"),
+                        Some(_) => "by bank transfer, to the bank details you gave".to_owned(),
+                        None => "in no way yet (no payout details)".to_owned(),
+                    };
+                    mail::details_changed(tx, &key, &partner, &how, now)?;
+                }
+                Ok(saved)
+            })
+        })
+        .await
     };
     Ok(match saved {
-        Ok(()) => details_page(StatusCode::OK, &session, &details, Some("Saved.")),
+        Ok(saved) => details_page(StatusCode::OK, &session, &saved, Some("Saved.")),
         Err(e) => details_page(
             StatusCode::UNPROCESSABLE_ENTITY,
             &session,
@@ -478,7 +517,10 @@ async fn home(app: &App, req: &Request<Incoming>, session: PartnerSession, now: 
     let f = &overview.figures;
     let body = html! {
         h2 { "Your referral link" }
-        p { code id="link" { (with_sub(link.unwrap_or_else(|| format!("?{parameter}")))) } }
+        @if link.is_none() {
+            p class="flag" { "The program has not named its site yet: add this to any of its pages' addresses, or ask it for your link." }
+        }
+        p { code id="link" { (with_sub(link.clone().unwrap_or_else(|| format!("?{parameter}")))) } }
         @let others: Vec<&String> = session.key.origins.iter().filter(|o| o.as_str() != "*").skip(1).collect();
         @if !others.is_empty() {
             p class="note" { "The same link works on the program's other sites:" }

@@ -23,6 +23,7 @@ const TABLES: &[(&str, Option<&str>)] = &[
     ("offers", Some("id")),
     ("actions", Some("id")),
     ("payouts", Some("id")),
+    ("payout_lines", None),
     ("rewards", Some("id")),
     ("leads", Some("id")),
     ("deals", Some("id")),

@@ -1,13 +1,20 @@
 //! The emails a program sends, as an outbox: a change writes its email in
-//! its own transaction (`enqueue`), and the mailer (`crate::mailer`)
-//! sends what is due over SMTP, retried on the outgoing webhooks'
-//! schedule (`outbox::SCHEDULE_MS`), so an SMTP server that is down loses
-//! nothing and no request waits for it.
+//! its own transaction, and the mailer (`crate::mailer`) sends what is due
+//! over SMTP, retried on the outgoing webhooks' schedule
+//! (`outbox::SCHEDULE_MS`), so an SMTP server that is down loses nothing
+//! and no request waits for it.
 //!
 //! Each kind can be turned off per program (`program::Program::emails`);
-//! a kind that is off writes nothing. An email still unsent after
-//! `EXPIRE_MS` is dropped as `failed` (its sign-in link expired anyway),
-//! and a sent email's body, which may hold a sign-in link, is not kept.
+//! a kind that is off writes nothing. What strangers can cause is bounded:
+//! signups (browser events anyone can send) and applications are digests,
+//! one email per recipient per `DIGEST_MS` listing what came meanwhile;
+//! a partner gets at most `SIGN_IN_PER_HOUR` sign-in links an hour. Links
+//! in emails written by public pages point only to the program's portal
+//! address (`portal_url`), never to the address a request claims (its
+//! `Host` header is the requester's to choose). An email with a sign-in
+//! link still unsent when the link expires is dropped (`failed`,
+//! "expired"), any other after `EXPIRE_MS`; a sent email's body is not
+//! kept.
 
 use super::db::{params, Db, OptionalExtension};
 use super::merchant::Partner;
@@ -18,7 +25,7 @@ use anyhow::Result;
 
 /// The kinds of email, each of which a program can turn off.
 pub const KINDS: &[&str] = &[
-    // To the merchant: someone applied.
+    // To the merchant: who applied (a digest).
     "application",
     // To a partner: its application was approved (with a sign-in link).
     "approved",
@@ -26,46 +33,132 @@ pub const KINDS: &[&str] = &[
     "invited",
     // To a partner who asked for a sign-in link on the portal.
     "sign_in",
-    // To a partner: a signup was credited to it.
+    // To a partner: signups credited to it (a digest).
     "signup",
-    // To a partner: a reward was approved.
+    // To a partner: rewards approved.
     "reward_approved",
     // To a partner: a reward, or a payout batch, was paid.
     "reward_paid",
+    // To a partner: its payout details were changed.
+    "payout_details",
 ];
 
-/// An email not sent within this long is dropped (failed, "expired").
+/// Kinds holding a sign-in link: dropped unsent once the link expires.
+const WITH_LINK: &[&str] = &["approved", "invited", "sign_in"];
+
+/// An email without a link not sent within this long is dropped.
 pub const EXPIRE_MS: i64 = 2 * 86_400_000;
 
 /// Sent and failed emails are deleted after this long.
 pub const KEEP_MS: i64 = super::outbox::KEEP_MS;
 
-/// Writes an email of `kind` to `to` if the program sends that kind.
+/// How long a digest gathers before it is sent.
+pub const DIGEST_MS: i64 = 10 * 60_000;
+
+/// Items a digest lists (it counts the rest).
+const DIGEST_ITEMS: i64 = 50;
+
+/// Sign-in links one partner is sent per hour at most.
+pub const SIGN_IN_PER_HOUR: i64 = 3;
+
+fn sends(program: &Program, kind: &str) -> bool {
+    program.emails.iter().any(|k| k == kind)
+}
+
+/// Writes an email of `kind` to `to`, due at `due`, if the program sends
+/// that kind.
 #[allow(clippy::too_many_arguments)]
 fn enqueue(
     db: &Db,
     key_id: i64,
     program: &Program,
-    kind: &str,
-    to: &str,
+    (kind, to): (&str, &str),
     subject: &str,
     body: &str,
     now: i64,
+    due: i64,
 ) -> Result<bool> {
-    if to.is_empty() || !program.emails.iter().any(|k| k == kind) {
+    if to.is_empty() || !sends(program, kind) {
         return Ok(false);
     }
     db.execute(
         "INSERT INTO emails (key_id, kind, recipient, subject, body, next_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
-        params![key_id, kind, to, subject, body, now],
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        params![key_id, kind, to, subject, body, due, now],
     )?;
     Ok(true)
 }
 
+/// Adds `item` to the recipient's digest of `kind` that is gathering, or
+/// starts one, due in `DIGEST_MS`; `render` makes (subject, body) of the
+/// items listed and their count.
+#[allow(clippy::too_many_arguments)]
+fn digest(
+    db: &Db,
+    key_id: i64,
+    program: &Program,
+    (kind, to): (&str, &str),
+    item: &str,
+    render: impl Fn(&[&str], i64) -> (String, String),
+    now: i64,
+) -> Result<bool> {
+    if to.is_empty() || !sends(program, kind) {
+        return Ok(false);
+    }
+    // Gathering: not claimed yet (a claim moves `next_at` off the digest's
+    // own due time).
+    let gathering: Option<(i64, String, i64)> = db
+        .query_row(
+            "SELECT id, items, item_count FROM emails
+             WHERE key_id = ?1 AND kind = ?2 AND recipient = ?3 AND status = 'pending' AND attempts = 0
+               AND next_at = created_at + ?4 AND next_at > ?5
+             ORDER BY id DESC LIMIT 1",
+            params![key_id, kind, to, DIGEST_MS, now],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let (id, mut items, count) = gathering.unwrap_or((0, String::new(), 0));
+    if count < DIGEST_ITEMS {
+        if !items.is_empty() {
+            items.push('\n');
+        }
+        items.push_str(item);
+    }
+    let listed: Vec<&str> = items.lines().collect();
+    let (subject, body) = render(&listed, count + 1);
+    match id {
+        0 => {
+            db.execute(
+                "INSERT INTO emails (key_id, kind, recipient, subject, body, items, item_count, next_at, created_at,
+                                     updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8)",
+                params![key_id, kind, to, subject, body, items, now + DIGEST_MS, now],
+            )?;
+        }
+        id => {
+            db.execute(
+                "UPDATE emails SET subject = ?2, body = ?3, items = ?4, item_count = item_count + 1, updated_at = ?5
+                 WHERE id = ?1",
+                params![id, subject, body, items, now],
+            )?;
+        }
+    }
+    Ok(true)
+}
+
+/// A digest's list: its items, and how many more it counted.
+fn listing(items: &[&str], count: i64) -> String {
+    let mut text: String = items.iter().map(|i| format!("- {i}\n")).collect();
+    let more = count - items.len() as i64;
+    if more > 0 {
+        text += &format!("- and {more} more\n");
+    }
+    text
+}
+
 /// Where sign-in links point: the program's portal address when it has
-/// one (a request may have reached the collector by an internal name),
-/// else `base`, the request's own.
+/// one, else `base`: the address of an authenticated request (the
+/// merchant's dashboard or API call), or "" from a public page.
 fn link_base<'a>(program: &'a Program, base: &'a str) -> &'a str {
     match program.portal_url.as_str() {
         "" => base,
@@ -85,35 +178,48 @@ fn signature(program: &Program) -> String {
     format!("\n\n-- \n{} partner program\n", program.name)
 }
 
-/// To the merchant: a new application, to decide on the dashboard.
+/// To the merchant: a new application (a digest), to decide on the
+/// dashboard at `base` ("" from the public page: the program's portal
+/// address, if any).
 pub fn application(db: &Db, key: &Key, program: &Program, new: &NewApplication, base: &str, now: i64) -> Result<bool> {
-    let base = link_base(program, base).trim_end_matches('/');
-    let body = format!(
-        "{} {} <{}> applied to the {} partner program.\n\nWebsite: {}\nHow they will promote it: {}\n\nApprove or decline it on the dashboard: {base}/dashboard/applications{}",
-        new.first_name,
-        new.last_name,
-        new.email,
-        program.name,
-        new.website,
-        new.promotion,
-        signature(program)
-    );
     let name = format!("{} {}", new.first_name, new.last_name);
-    let subject = format!("New partner application: {}", name.trim());
-    enqueue(
+    let mut pitch: String = new.promotion.split_whitespace().collect::<Vec<_>>().join(" ");
+    if pitch.chars().count() > 200 {
+        pitch = pitch.chars().take(200).collect::<String>() + "…";
+    }
+    let item = format!("{} <{}>, {}: {pitch}", name.trim(), new.email, new.website);
+    let base = link_base(program, base).trim_end_matches('/');
+    let decide = match base {
+        "" => "Approve or decline them on the dashboard's Program page.".to_owned(),
+        base => format!("Approve or decline them on the dashboard: {base}/dashboard/program"),
+    };
+    let render = |items: &[&str], count: i64| {
+        let subject = match count {
+            1 => format!("New partner application: {}", name.trim()),
+            n => format!("{n} new partner applications"),
+        };
+        let body = format!(
+            "New applications to the {} partner program:\n\n{}\n{decide}{}",
+            program.name,
+            listing(items, count),
+            signature(program)
+        );
+        (subject, body)
+    };
+    digest(
         db,
         key.id,
         program,
-        "application",
-        &program.merchant_email,
-        &subject,
-        &body,
+        ("application", &program.merchant_email),
+        &item,
+        render,
         now,
     )
 }
 
 /// To a partner: welcome (`approved` or `invited`), with a one-time
-/// sign-in link to the portal at `base`.
+/// sign-in link to the portal at `base` (see `link_base`); nothing when
+/// there is no address to link to.
 pub fn welcome(
     db: &Db,
     key: &Key,
@@ -123,7 +229,8 @@ pub fn welcome(
     base: &str,
     now: i64,
 ) -> Result<bool> {
-    if !program.emails.iter().any(|k| k == kind) {
+    let base = link_base(program, base);
+    if !sends(program, kind) || base.is_empty() {
         return Ok(false);
     }
     let token = portal::sign_in_link(db, key.id, &partner.key, now)?;
@@ -143,15 +250,26 @@ pub fn welcome(
     let body = format!(
         "Hello {},\n\n{opening}\n\nSign in to your partner portal to get your referral link and follow your results (the link works once, for 24 hours):\n{}/sign-in/{token}{}",
         partner.first_name,
-        portal(link_base(program, base)),
+        portal(base),
         signature(program)
     );
-    enqueue(db, key.id, program, kind, &partner.email, &subject, &body, now)
+    enqueue(db, key.id, program, (kind, &partner.email), &subject, &body, now, now)
 }
 
-/// To a partner who asked for a sign-in link on the portal at `base`.
-pub fn sign_in(db: &Db, key: &Key, program: &Program, partner: &Partner, base: &str, now: i64) -> Result<bool> {
-    if !program.emails.iter().any(|k| k == "sign_in") {
+/// To a partner who asked for a sign-in link (on a public page: the link
+/// is on the program's portal address, and nothing is sent without one),
+/// `SIGN_IN_PER_HOUR` at most.
+pub fn sign_in(db: &Db, key: &Key, program: &Program, partner: &Partner, now: i64) -> Result<bool> {
+    let base = link_base(program, "");
+    if !sends(program, "sign_in") || base.is_empty() {
+        return Ok(false);
+    }
+    let recent: i64 = db.query_row(
+        "SELECT count(*) FROM emails WHERE key_id = ?1 AND kind = 'sign_in' AND recipient = ?2 AND created_at > ?3",
+        params![key.id, partner.email, now - 3_600_000],
+        |r| r.get(0),
+    )?;
+    if recent >= SIGN_IN_PER_HOUR {
         return Ok(false);
     }
     let token = portal::sign_in_link(db, key.id, &partner.key, now)?;
@@ -159,11 +277,44 @@ pub fn sign_in(db: &Db, key: &Key, program: &Program, partner: &Partner, base: &
         "Hello {},\n\nhere is your sign-in link to the {} partner portal (it works once, for 24 hours):\n{}/sign-in/{token}\n\nIf you did not ask for it, ignore this email.{}",
         partner.first_name,
         program.name,
-        portal(link_base(program, base)),
+        portal(base),
         signature(program)
     );
     let subject = format!("Sign in to the {} partner portal", program.name);
-    enqueue(db, key.id, program, "sign_in", &partner.email, &subject, &body, now)
+    enqueue(
+        db,
+        key.id,
+        program,
+        ("sign_in", &partner.email),
+        &subject,
+        &body,
+        now,
+        now,
+    )
+}
+
+/// To a partner: its payout details were changed (so a stolen session
+/// that redirects its payouts does not go unnoticed).
+pub fn details_changed(db: &Db, key: &Key, partner: &Partner, how: &str, now: i64) -> Result<bool> {
+    let program = super::program::get(db, key)?;
+    let body = format!(
+        "Hello {},\n\nyour payout details for the {} partner program were changed: you are now paid {how}.\n\nIf you did not change them, tell the program at once.{}{}",
+        partner.first_name,
+        program.name,
+        see_more(&program),
+        signature(&program)
+    );
+    let subject = format!("Your {} payout details were changed", program.name);
+    enqueue(
+        db,
+        key.id,
+        &program,
+        ("payout_details", &partner.email),
+        &subject,
+        &body,
+        now,
+        now,
+    )
 }
 
 /// The line pointing partners to their portal, if the program has its address.
@@ -174,7 +325,7 @@ fn see_more(program: &Program) -> String {
     }
 }
 
-/// The partner (key, email, first name) of `partner_key`, if active.
+/// The partner (email, first name) of `partner_key`, if active.
 fn partner_of(db: &Db, key_id: i64, partner_key: &str) -> Result<Option<(String, String)>> {
     db.query_row(
         "SELECT email, first_name FROM partners WHERE key_id = ?1 AND partner_key = ?2 AND archived_at IS NULL",
@@ -184,19 +335,21 @@ fn partner_of(db: &Db, key_id: i64, partner_key: &str) -> Result<Option<(String,
     .optional()
 }
 
+/// The outgoing events `notices` turns into emails.
+pub const NOTICED: &[&str] = &["customer.created", "reward.updated"];
+
 /// The emails an outgoing event means for partners (`outbox::emit` calls
 /// it for every change it records): a customer credited to a partner
-/// (`signup`), a reward approved or paid outside a payout batch (a batch
-/// sends one email per partner, see `payouts`).
+/// (`signup`, a digest), rewards approved or paid outside a payout batch
+/// (a batch sends one email per partner, see `payouts`).
 pub fn notices(db: &Db, key: &Key, event: &str, subjects: &[Subject], now: i64) -> Result<()> {
     if !NOTICED.contains(&event) {
         return Ok(());
     }
     let program = super::program::get(db, key)?;
-    if !program
-        .emails
+    if !["signup", "reward_approved", "reward_paid"]
         .iter()
-        .any(|k| ["signup", "reward_approved", "reward_paid"].contains(&k.as_str()))
+        .any(|k| sends(&program, k))
     {
         return Ok(());
     }
@@ -216,14 +369,28 @@ pub fn notices(db: &Db, key: &Key, event: &str, subjects: &[Subject], now: i64) 
                 let Some((to, first_name)) = partner_of(db, key.id, &partner_key)? else {
                     continue;
                 };
-                let body = format!(
-                    "Hello {first_name},\n\na new customer signed up through your link: {}.{}{}",
-                    portal::masked(&email),
-                    see_more(&program),
-                    signature(&program)
-                );
-                let subject = format!("A new signup through your {} link", program.name);
-                enqueue(db, key.id, &program, "signup", &to, &subject, &body, now)?;
+                let render = |items: &[&str], count: i64| {
+                    let subject = match count {
+                        1 => format!("A new signup through your {} link", program.name),
+                        n => format!("{n} new signups through your {} link", program.name),
+                    };
+                    let body = format!(
+                        "Hello {first_name},\n\nnew customers signed up through your link:\n\n{}{}{}",
+                        listing(items, count),
+                        see_more(&program),
+                        signature(&program)
+                    );
+                    (subject, body)
+                };
+                digest(
+                    db,
+                    key.id,
+                    &program,
+                    ("signup", &to),
+                    &portal::masked(&email),
+                    render,
+                    now,
+                )?;
             }
             Subject::Reward(id) => {
                 let found: Option<(String, String, Option<i64>)> = db
@@ -246,14 +413,20 @@ pub fn notices(db: &Db, key: &Key, event: &str, subjects: &[Subject], now: i64) 
                 };
                 // One email per partner and transaction: approving many
                 // rewards at once tells the partner once, with the total.
-                let total = money::sums_text(
-                    db,
+                let sums: Vec<(String, i64)> = db.query_all(
                     "SELECT currency, sum(amount) FROM rewards
                      WHERE key_id = ?1 AND partner_key = ?2 AND status = ?3 AND updated_at = ?4
                        AND (status = 'approved' OR payout_id IS NULL)
                      GROUP BY currency ORDER BY currency",
                     params![key.id, partner_key, status, now],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
+                // (A clawback approved on its own is no news to celebrate.)
+                let sums: Vec<(String, i64)> = sums.into_iter().filter(|(_, sum)| *sum > 0).collect();
+                if sums.is_empty() {
+                    continue;
+                }
+                let total = money::amounts_text(&sums);
                 let body = format!(
                     "Hello {first_name},\n\nyour {} rewards of {total} were {done}.{}{}",
                     program.name,
@@ -267,7 +440,7 @@ pub fn notices(db: &Db, key: &Key, event: &str, subjects: &[Subject], now: i64) 
                     params![key.id, kind, to, now, subject, body],
                 )?;
                 if merged == 0 {
-                    enqueue(db, key.id, &program, kind, &to, &subject, &body, now)?;
+                    enqueue(db, key.id, &program, (kind, &to), &subject, &body, now, now)?;
                 }
             }
             _ => {}
@@ -288,11 +461,8 @@ pub fn payout_paid(db: &Db, key: &Key, partner_key: &str, totals: &str, payout_k
         signature(&program)
     );
     let subject = format!("Your {} payout: {totals}", program.name);
-    enqueue(db, key.id, &program, "reward_paid", &to, &subject, &body, now)
+    enqueue(db, key.id, &program, ("reward_paid", &to), &subject, &body, now, now)
 }
-
-/// The outgoing events `notices` turns into emails.
-pub const NOTICED: &[&str] = &["customer.created", "reward.updated"];
 
 /// An email to send now.
 #[derive(Debug, Clone)]
@@ -322,14 +492,35 @@ pub fn anything_due(db: &Db, now: i64) -> Result<bool> {
     )
 }
 
+/// Drops the emails that waited too long: those with a sign-in link once
+/// it has expired, the others after `EXPIRE_MS`.
+pub fn expire(db: &Db, now: i64) -> Result<usize> {
+    let with_link = WITH_LINK
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut expired = 0;
+    for (kinds, older_than) in [
+        (format!("kind IN ({with_link})"), now - portal::LINK_LIFETIME_MS),
+        (format!("kind NOT IN ({with_link})"), now - EXPIRE_MS),
+    ] {
+        expired += db.execute(
+            &format!(
+                "UPDATE emails SET status = 'failed', last_error = 'expired: not sent in time', body = '', items = '',
+                                   updated_at = ?1
+                 WHERE status = 'pending' AND {kinds} AND created_at < ?2"
+            ),
+            params![now, older_than],
+        )?;
+    }
+    Ok(expired)
+}
+
 /// Claims at most `limit` due emails for `lease_ms` (another mailer sends
 /// them if this one dies before recording), after dropping the expired.
 pub fn claim(db: &Db, now: i64, lease_ms: i64, limit: usize) -> Result<Vec<Due>> {
-    db.execute(
-        "UPDATE emails SET status = 'failed', last_error = 'expired: not sent in time', body = '', updated_at = ?1
-         WHERE status = 'pending' AND next_at <= ?1 AND created_at < ?2",
-        params![now, now - EXPIRE_MS],
-    )?;
+    expire(db, now)?;
     let mut stmt = db.prepare(
         "UPDATE emails SET next_at = ?1 + ?2, updated_at = ?1
          WHERE id IN (SELECT id FROM emails WHERE status = 'pending' AND next_at <= ?1 ORDER BY next_at, id LIMIT ?3)
@@ -352,7 +543,8 @@ pub fn record(db: &Db, ended: &[(i64, Sent)], now: i64) -> Result<()> {
     for (id, sent) in ended {
         match sent {
             Sent::Ok => db.execute(
-                "UPDATE emails SET status = 'sent', body = '', attempts = attempts + 1, last_error = '', updated_at = ?2
+                "UPDATE emails SET status = 'sent', body = '', items = '', attempts = attempts + 1, last_error = '',
+                                   updated_at = ?2
                  WHERE id = ?1 AND status = 'pending'",
                 params![id, now],
             )?,
@@ -363,14 +555,18 @@ pub fn record(db: &Db, ended: &[(i64, Sent)], now: i64) -> Result<()> {
                     .unwrap_or(0)
                     + 1;
                 let error = crate::http::decode::clean(error, 500);
-                match SCHEDULE_MS.get(attempts as usize).filter(|_| matches!(sent, Sent::Retry(_))) {
+                match SCHEDULE_MS
+                    .get(attempts as usize)
+                    .filter(|_| matches!(sent, Sent::Retry(_)))
+                {
                     Some(wait) => db.execute(
                         "UPDATE emails SET attempts = ?2, next_at = ?3, last_error = ?4, updated_at = ?5
                          WHERE id = ?1 AND status = 'pending'",
                         params![id, attempts, now + wait, error, now],
                     )?,
                     None => db.execute(
-                        "UPDATE emails SET status = 'failed', body = '', attempts = ?2, last_error = ?3, updated_at = ?4
+                        "UPDATE emails SET status = 'failed', body = '', items = '', attempts = ?2, last_error = ?3,
+                                           updated_at = ?4
                          WHERE id = ?1 AND status = 'pending'",
                         params![id, attempts, error, now],
                     )?,
@@ -428,7 +624,9 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut conn).unwrap();
         let db = Db::from(&conn);
-        let key = keys::create(&db, Mode::Live, "shop", &[], &Settings::default()).unwrap().key;
+        let key = keys::create(&db, Mode::Live, "shop", &[], &Settings::default())
+            .unwrap()
+            .key;
         let settings = Program {
             name: "Shop".into(),
             merchant_email: String::new(),
@@ -471,28 +669,59 @@ mod tests {
         let (conn, key) = setup(&["signup"]);
         let db = Db::from(&conn);
         signup(&db, &key, "ann@example.com", NOW);
-        let due = claim(&db, NOW, 60_000, 10).unwrap();
-        assert_eq!(due.len(), 1);
+        signup(&db, &key, "bea@example.com", NOW + 1000);
+        assert!(
+            claim(&db, NOW + DIGEST_MS - 1, 60_000, 10).unwrap().is_empty(),
+            "gathering"
+        );
+        let at = NOW + DIGEST_MS;
+        let due = claim(&db, at, 60_000, 10).unwrap();
+        assert_eq!(due.len(), 1, "one digest");
         assert_eq!(due[0].recipient, "alice@partners.example");
-        assert!(due[0].body.contains("a•••@example.com"), "{}", due[0].body);
-        assert!(claim(&db, NOW + 1, 60_000, 10).unwrap().is_empty(), "leased");
-        record(&db, &[(due[0].id, Sent::Retry("421 busy".into()))], NOW + 10).unwrap();
-        assert!(claim(&db, NOW + 5_009, 60_000, 10).unwrap().is_empty());
-        let again = claim(&db, NOW + 5_010, 60_000, 10).unwrap();
+        assert_eq!(due[0].subject, "2 new signups through your Shop link");
+        assert!(
+            due[0].body.contains("- a•••@example.com\n- b•••@example.com\n"),
+            "{}",
+            due[0].body
+        );
+        signup(&db, &key, "cid@example.com", at + 1);
+        assert_eq!(
+            claim(&db, at + 1, 60_000, 10).unwrap().len(),
+            0,
+            "leased, and a new digest gathers"
+        );
+        record(&db, &[(due[0].id, Sent::Retry("421 busy".into()))], at + 10).unwrap();
+        assert!(claim(&db, at + 5_009, 60_000, 10).unwrap().is_empty());
+        let again = claim(&db, at + 5_010, 60_000, 10).unwrap();
         assert_eq!(again.len(), 1, "due 5 s after the first failure");
-        record(&db, &[(again[0].id, Sent::Refused("550 no such mailbox".into()))], NOW + 6_000).unwrap();
+        assert_eq!(
+            again[0].subject, "2 new signups through your Shop link",
+            "the claimed digest took no more"
+        );
+        record(
+            &db,
+            &[(again[0].id, Sent::Refused("550 no such mailbox".into()))],
+            at + 6_000,
+        )
+        .unwrap();
         let (status, body, error): (String, String, String) = db
-            .query_row("SELECT status, body, last_error FROM emails", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT status, body, last_error FROM emails ORDER BY id LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .unwrap();
         assert_eq!((status.as_str(), body.as_str()), ("failed", ""));
         assert!(error.contains("550"));
 
-        signup(&db, &key, "bea@example.com", NOW);
-        assert!(claim(&db, NOW + EXPIRE_MS + 1, 60_000, 10).unwrap().is_empty());
+        assert!(
+            claim(&db, at + EXPIRE_MS + 2, 60_000, 10).unwrap().is_empty(),
+            "cid's expired"
+        );
         let expired: String = db
-            .query_row("SELECT last_error FROM emails ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
+            .query_row("SELECT last_error FROM emails ORDER BY id DESC LIMIT 1", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert!(expired.starts_with("expired"), "{expired}");
     }
@@ -502,8 +731,8 @@ mod tests {
         let (conn, key) = setup(&["signup"]);
         let db = Db::from(&conn);
         signup(&db, &key, "ann@example.com", NOW);
-        let due = claim(&db, NOW, 60_000, 10).unwrap();
-        record(&db, &[(due[0].id, Sent::Ok)], NOW + 1).unwrap();
+        let due = claim(&db, NOW + DIGEST_MS, 60_000, 10).unwrap();
+        record(&db, &[(due[0].id, Sent::Ok)], NOW + DIGEST_MS + 1).unwrap();
         let (status, body): (String, String) = db
             .query_row("SELECT status, body FROM emails", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();

@@ -528,14 +528,17 @@ impl Source {
 fn withdraw_rewards(conn: &Db, key_id: i64, source: Source, now: i64) -> Result<()> {
     let (column, id) = source.column();
     let declined: Vec<i64> = conn.query_all(
-        &format!("SELECT id FROM rewards WHERE {column} = ?1 AND reverses IS NULL AND status IN ('new', 'approved')"),
+        &format!(
+            "SELECT id FROM rewards WHERE {column} = ?1 AND reverses IS NULL AND status IN ('new', 'approved')
+               AND payout_id IS NULL"
+        ),
         [id],
         |r| r.get(0),
     )?;
     conn.execute(
         &format!(
             "UPDATE rewards SET status = 'declined', updated_at = ?2
-             WHERE {column} = ?1 AND reverses IS NULL AND status IN ('new', 'approved')"
+             WHERE {column} = ?1 AND reverses IS NULL AND status IN ('new', 'approved') AND payout_id IS NULL"
         ),
         params![id, now],
     )?;
@@ -545,7 +548,8 @@ fn withdraw_rewards(conn: &Db, key_id: i64, source: Source, now: i64) -> Result<
                                   currency, status, reverses, created_at, updated_at)
              SELECT key_id, partner_key, customer_id, transaction_id, action_id, offer_id, -amount, currency, 'new',
                     id, ?2, ?2
-             FROM rewards r WHERE {column} = ?1 AND reverses IS NULL AND status = 'paid'
+             FROM rewards r WHERE {column} = ?1 AND reverses IS NULL
+               AND (status = 'paid' OR (status = 'approved' AND payout_id IS NOT NULL))
                AND NOT EXISTS (SELECT 1 FROM rewards c WHERE c.reverses = r.id)"
         ),
         params![id, now],
@@ -761,8 +765,8 @@ pub fn reward_action(
 }
 
 /// Reverses a transaction (refunded, or deleted through the API): its
-/// unpaid rewards are declined, its paid ones clawed back. Reversing twice
-/// changes nothing.
+/// unpaid rewards are declined, its paid ones (and those a payout batch
+/// is paying) clawed back. Reversing twice changes nothing.
 pub fn reverse_transaction(conn: &Db, key_id: i64, transaction_key: &str, now: i64) -> Result<Transaction> {
     let Some(found) = transaction(conn, key_id, transaction_key)? else {
         return Err(Refusal::not_found("key", format!("no transaction {transaction_key:?}")).into());
@@ -951,8 +955,33 @@ pub fn reward(conn: &Db, key_id: i64, reward_key: &str) -> Result<Reward> {
 }
 
 /// Moves a reward along new → approved → paid, or to declined (from new or
-/// approved). Paid and declined are final.
+/// approved). Paid and declined are final. A reward in a payout batch not
+/// paid yet is locked: the batch pays it (`pay_batched`), or is cancelled.
 pub fn set_reward_status(conn: &Db, key_id: i64, reward_key: &str, status: &str, now: i64) -> Result<Reward> {
+    let batched: Option<i64> = conn
+        .query_row(
+            "SELECT r.payout_id FROM rewards r JOIN payouts po ON po.id = r.payout_id
+             WHERE r.id = ?1 AND r.key_id = ?2 AND po.paid_at IS NULL",
+            params![reward_id(reward_key), key_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(payout) = batched {
+        return Err(Refusal::conflict(
+            "status",
+            format!("the reward is in payout batch po_{payout}: mark the batch paid, or cancel it first"),
+        )
+        .into());
+    }
+    change_status(conn, key_id, reward_key, status, now)
+}
+
+/// Pays reward `id` as its payout batch is marked paid (see `payouts`).
+pub fn pay_batched(conn: &Db, key_id: i64, id: i64, now: i64) -> Result<Reward> {
+    change_status(conn, key_id, &format!("rwd_{id}"), "paid", now)
+}
+
+fn change_status(conn: &Db, key_id: i64, reward_key: &str, status: &str, now: i64) -> Result<Reward> {
     let current = reward(conn, key_id, reward_key)?;
     let allowed = matches!(
         (current.status.as_str(), status),

@@ -112,9 +112,9 @@ pub fn sign_out(db: &Db, token: &str) -> Result<()> {
 
 /// Asks for sign-in links by email: one to `email` for each active
 /// partnership with it whose program sends them (`mail::sign_in`),
-/// pointing to the portal at `base`. The number written (the page tells
+/// on the program's portal address. The number written (the page tells
 /// the asker nothing of it: it must not reveal who is a partner).
-pub fn request_links(db: &Db, email: &str, base: &str, now: i64) -> Result<usize> {
+pub fn request_links(db: &Db, email: &str, now: i64) -> Result<usize> {
     let mut stmt = db.prepare(
         "SELECT p.key_id, p.partner_key FROM partners p JOIN keys k ON k.id = p.key_id
          WHERE p.email = ?1 COLLATE NOCASE AND p.archived_at IS NULL AND k.revoked_at IS NULL ORDER BY p.id LIMIT 20",
@@ -127,7 +127,7 @@ pub fn request_links(db: &Db, email: &str, base: &str, now: i64) -> Result<usize
         let key = keys::by_id(db, key_id)?;
         let program = super::program::get(db, &key)?;
         let partner = merchant::partner(db, key_id, &partner_key)?;
-        if super::mail::sign_in(db, &key, &program, &partner, base, now)? {
+        if super::mail::sign_in(db, &key, &program, &partner, now)? {
             sent += 1;
         }
     }

@@ -5,9 +5,12 @@
 //! with a sign-in link) or declines.
 //!
 //! Applications come from a public page, so they are bounded: at most
-//! `PENDING_MAX` wait at once per key, and an email that already applied
-//! or is a partner adds nothing (the page answers the same either way, so
-//! it tells no one who is a partner).
+//! `PENDING_MAX` wait at once per key, at most `AUTO_PER_DAY` are approved
+//! automatically a day (the rest wait for the merchant), and an email that
+//! already applied or is a partner adds nothing (a partner is sent a
+//! sign-in link instead; the page answers the same either way, so it tells
+//! no one who is a partner). The applicant's request names no address for
+//! links: emails it causes link only to the program's `portal_url`.
 
 use super::db::{params, Db, OptionalExtension, Row};
 use super::merchant::{self, PartnerFields};
@@ -95,6 +98,11 @@ pub fn get(db: &Db, key: &Key) -> Result<Program> {
 
 /// Replaces a key's program settings, checking them first.
 pub fn set(db: &Db, key: &Key, program: &Program, now: i64) -> Result<()> {
+    let name = &program.name;
+    if name.chars().count() > NAME_CHARS || name.chars().any(char::is_control) {
+        let message = format!("at most {NAME_CHARS} characters, none a control character");
+        return Err(Refusal::invalid("name", message).into());
+    }
     if let Some(kind) = program.emails.iter().find(|k| !mail::KINDS.contains(&k.as_str())) {
         return Err(Refusal::invalid("emails", format!("{kind:?} is not one of {}", mail::KINDS.join(", "))).into());
     }
@@ -102,8 +110,15 @@ pub fn set(db: &Db, key: &Key, program: &Program, now: i64) -> Result<()> {
         return Err(Refusal::invalid("merchant_email", "not an email address").into());
     }
     let url = program.portal_url.trim_end_matches('/');
-    if !(url.is_empty() || crate::http::decode::is_web_url(url)) {
-        return Err(Refusal::invalid("portal_url", "must start with https:// or http://").into());
+    let origin_only = url
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ']));
+    if !(url.is_empty() || crate::http::decode::is_web_url(url) && origin_only) {
+        return Err(Refusal::invalid(
+            "portal_url",
+            "the collector's public address, https://host[:port] with no path",
+        )
+        .into());
     }
     if let Some(group) = &program.group_key {
         super::groups::joinable(db, key.id, group)?;
@@ -127,9 +142,16 @@ pub fn set(db: &Db, key: &Key, program: &Program, now: i64) -> Result<()> {
     Ok(())
 }
 
+/// Most characters of a program's name.
+pub const NAME_CHARS: usize = 100;
+
 /// Applications waiting at once, per key: past it, the page refuses new
 /// ones until the merchant decides some.
 pub const PENDING_MAX: i64 = 500;
+
+/// Applications approved automatically per key and day; past it, they
+/// wait for the merchant as in `review`.
+pub const AUTO_PER_DAY: i64 = 100;
 
 /// What an applicant sends.
 #[derive(Debug, Clone, Default)]
@@ -186,8 +208,22 @@ pub enum Applied {
 }
 
 /// Takes an application to `key`'s program (open for it: the caller
-/// checked). `base_url` is where sign-in links in emails point.
-pub fn apply(db: &Db, key: &Key, new: &NewApplication, base_url: &str, now: i64) -> Result<Applied> {
+/// checked), from the public page.
+pub fn apply(db: &Db, key: &Key, new: &NewApplication, now: i64) -> Result<Applied> {
+    let program = get(db, key)?;
+    let partner: Option<String> = db
+        .query_row(
+            "SELECT partner_key FROM partners WHERE key_id = ?1 AND email = ?2 COLLATE NOCASE AND archived_at IS NULL",
+            params![key.id, new.email],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(partner_key) = partner {
+        // A partner applying again has lost its way in: a sign-in link.
+        let partner = merchant::partner(db, key.id, &partner_key)?;
+        mail::sign_in(db, key, &program, &partner, now)?;
+        return Ok(Applied::Known);
+    }
     let known: bool = db.query_row(
         "SELECT EXISTS (SELECT 1 FROM applications WHERE key_id = ?1 AND email = ?2 COLLATE NOCASE AND status != 'declined')
              OR EXISTS (SELECT 1 FROM partners WHERE key_id = ?1 AND email = ?2 COLLATE NOCASE)",
@@ -219,12 +255,16 @@ pub fn apply(db: &Db, key: &Key, new: &NewApplication, base_url: &str, now: i64)
         ],
         |r| r.get(0),
     )?;
-    let program = get(db, key)?;
-    if program.applications == Applications::Auto {
-        let partner_key = approve(db, key, id, base_url, now)?;
+    let approved_today: i64 = db.query_row(
+        "SELECT count(*) FROM applications WHERE key_id = ?1 AND status = 'approved' AND decided_at > ?2",
+        params![key.id, now - 86_400_000],
+        |r| r.get(0),
+    )?;
+    if program.applications == Applications::Auto && approved_today < AUTO_PER_DAY {
+        let partner_key = approve(db, key, id, "", now)?;
         return Ok(Applied::Approved(partner_key));
     }
-    mail::application(db, key, &program, new, base_url, now)?;
+    mail::application(db, key, &program, new, "", now)?;
     Ok(Applied::Waiting)
 }
 
@@ -247,7 +287,9 @@ fn pending(db: &Db, key_id: i64, id: i64) -> Result<Application> {
 }
 
 /// Approves application `id`: a partnership in the program's group, and
-/// the approval email with a sign-in link. Returns the partner key.
+/// the approval email with a sign-in link (to `base_url`, the merchant's
+/// request's address, or "" for the program's portal address). Returns
+/// the partner key.
 pub fn approve(db: &Db, key: &Key, id: i64, base_url: &str, now: i64) -> Result<String> {
     let application = pending(db, key.id, id)?;
     let program = get(db, key)?;

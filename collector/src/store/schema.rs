@@ -446,7 +446,8 @@ const MIGRATIONS: &[&str] = &[
     // 16: running a program (see `program`, `mail`, `payouts`): each key's
     // program settings, partners' applications, the emails the program
     // sends (an outbox, retried), partners' payout details, payout batches
-    // (a reward is in at most one), and clicks per partner and sub-id.
+    // (a reward is in at most one; each partner's line and where it is paid
+    // kept as the batch was made), and clicks per partner and sub-id.
     "CREATE TABLE programs (
         key_id INTEGER PRIMARY KEY REFERENCES keys(id),
         name TEXT NOT NULL DEFAULT '',
@@ -479,6 +480,8 @@ const MIGRATIONS: &[&str] = &[
         recipient TEXT NOT NULL,
         subject TEXT NOT NULL,
         body TEXT NOT NULL,
+        items TEXT NOT NULL DEFAULT '',
+        item_count INTEGER NOT NULL DEFAULT 0,
         status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
         attempts INTEGER NOT NULL DEFAULT 0,
         next_at INTEGER NOT NULL,
@@ -497,6 +500,7 @@ const MIGRATIONS: &[&str] = &[
         account_name TEXT NOT NULL DEFAULT '',
         bank_details TEXT NOT NULL DEFAULT '',
         tax_details TEXT NOT NULL DEFAULT '',
+        method TEXT NOT NULL DEFAULT '' CHECK (method IN ('', 'paypal', 'wise', 'bank')),
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (key_id, partner_key)
     );
@@ -504,9 +508,22 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY,
         key_id INTEGER NOT NULL REFERENCES keys(id),
         created_at INTEGER NOT NULL,
-        paid_at INTEGER
+        paid_at INTEGER,
+        cancelled_at INTEGER
     );
     CREATE INDEX payouts_newest ON payouts(key_id, id);
+    CREATE TABLE payout_lines (
+        payout_id INTEGER NOT NULL REFERENCES payouts(id),
+        partner_key TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        method TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        name TEXT NOT NULL,
+        bank_details TEXT NOT NULL,
+        PRIMARY KEY (payout_id, partner_key, currency)
+    );
+    CREATE INDEX payout_lines_by_partner ON payout_lines(partner_key, payout_id);
     ALTER TABLE rewards ADD COLUMN payout_id INTEGER REFERENCES payouts(id);
     CREATE INDEX rewards_by_payout ON rewards(payout_id) WHERE payout_id IS NOT NULL;
     CREATE INDEX clicks_by_partner_xid ON events(key_id, partner_key, xid) WHERE type = 'click' AND xid IS NOT NULL;",

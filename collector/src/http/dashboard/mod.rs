@@ -148,7 +148,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 pub(super) async fn form(app: &App, req: Request<Incoming>) -> HashMap<String, String> {
-    form_fields(app, req, 4096).await.into_iter().collect()
+    form_fields(app, req, FORM_BYTES).await.into_iter().collect()
 }
 
 /// After a form's action: back to the page `to` when it was done, else a
@@ -181,6 +181,10 @@ pub(super) async fn write<T: Send + 'static>(
     let store = app.store.clone();
     blocking(move || store.write_stamped(f)).await
 }
+
+/// The largest form body read: room for the longest text fields (2,000
+/// characters) in any script, percent-encoded.
+pub(super) const FORM_BYTES: usize = 64 * 1024;
 
 /// A form's fields in order, repeated names kept (a list of checkboxes),
 /// from a body of at most `limit` bytes (none past it).

@@ -1,9 +1,9 @@
 //! The dashboard's Payouts page: new rewards by partner (approve the
 //! checked partners' in bulk), approved rewards by partner (make a payout
 //! batch of the checked partners'), and the batches: each partner's line
-//! with its payout details, the PayPal Payouts files (one per currency)
-//! and the Wise batch file to upload, the lines neither pays (to pay by
-//! hand from the bank details), and "Mark paid".
+//! and where it is paid, as made; the PayPal Payouts files (one per
+//! currency) and the Wise batch file to upload, the lines neither pays (to
+//! pay by hand from the bank details), "Mark paid" and "Cancel".
 
 use super::{after_action, blocking, forged, form_fields, html_reply, page, write};
 use crate::app::App;
@@ -22,21 +22,13 @@ use std::collections::HashMap;
 /// Batches listed.
 const SHOWN: u32 = 20;
 
-/// How a partner can be paid, in words.
-fn method(details: &payouts::Details) -> String {
-    let mut ways = Vec::new();
-    if !details.paypal_email.is_empty() {
-        ways.push(format!("PayPal {}", details.paypal_email));
-    }
-    if !details.wise_email.is_empty() {
-        ways.push(format!("Wise {}", details.wise_email));
-    }
-    if ways.is_empty() && !details.bank_details.is_empty() {
-        ways.push("bank (by hand)".into());
-    }
-    match ways.is_empty() {
-        true => "no payout details".into(),
-        false => ways.join(" · "),
+/// How a partner is paid, in words: (method, recipient) as `Details::destination` gives.
+fn paid_by(destination: Option<(&str, &str)>) -> String {
+    match destination {
+        Some(("paypal", to)) => format!("PayPal {to}"),
+        Some(("wise", to)) => format!("Wise {to}"),
+        Some((_, bank)) => format!("bank transfer (by hand): {bank}"),
+        None => "no payout details (by hand)".into(),
     }
 }
 
@@ -54,7 +46,7 @@ fn owed_table(id: &str, csrf: &str, action: &str, button: &str, rows: &[Owed]) -
                             td { (o.name) " " span class="note" { (o.email) " · " (o.partner_key) } }
                             td { (o.count) }
                             td class="amount" { (amounts_text(&o.sums)) }
-                            td { (method(&o.details)) @if !o.details.tax_details.is_empty() { br; span class="note" { "tax: " (o.details.tax_details) } } }
+                            td { (paid_by(o.details.destination())) @if !o.details.tax_details.is_empty() { br; span class="note" { "tax: " (o.details.tax_details) } } }
                         }
                     }
                 }
@@ -78,43 +70,46 @@ pub async fn show(app: &App, session: Session) -> anyhow::Result<Reply> {
     .await?;
     let csrf = session.csrf.clone();
     let batch_section = |b: &Batch| {
-        let currencies: Vec<&str> = {
-            let mut c: Vec<&str> = b.lines.iter().map(|l| l.currency.as_str()).collect();
-            c.dedup();
-            c.sort_unstable();
-            c.dedup();
-            c
-        };
-        let by_hand = payouts::missing(b);
+        let by_hand = payouts::by_hand(b);
+        let wise = b.lines.iter().any(|l| l.method == "wise");
         html! {
             section class="endpoint" id=(b.key) {
                 h3 { (b.key) " · made " (date(b.created_at)) " · "
-                    span class="status" { @if let Some(paid) = b.paid_at { "paid " (date(paid)) } @else { "not paid yet" } } }
+                    span class="status" {
+                        @if let Some(paid) = b.paid_at { "paid " (date(paid)) }
+                        @else if let Some(cancelled) = b.cancelled_at { "cancelled " (date(cancelled)) }
+                        @else { "not paid yet" }
+                    } }
                 table {
                     thead { tr { th { "Partner" } th { "Amount" } th { "Pay by" } } }
                     tbody {
                         @for l in &b.lines {
-                            tr { td { (l.name) " " span class="note" { (l.partner_key) } } td class="amount" { (crate::store::money::amount_text(l.amount, &l.currency)) } td { (method(&l.details)) } }
+                            tr { td { (l.name) " " span class="note" { (l.partner_key) } } td class="amount" { (crate::store::money::amount_text(l.amount, &l.currency)) } td { (paid_by(Some((l.method.as_str(), l.recipient.as_str())).filter(|(m, _)| !m.is_empty()))) } }
                         }
                     }
                 }
-                p {
+                @if b.cancelled_at.is_none() { p {
                     "Files: "
-                    @for c in &currencies { a href={ "/dashboard/payouts/" (b.key) "-paypal-" (c) ".csv" } { "PayPal Payouts (" (c) ")" } " · " }
-                    a href={ "/dashboard/payouts/" (b.key) "-wise.csv" } { "Wise batch" }
-                }
-                @if !by_hand.is_empty() {
+                    @for c in b.paypal_currencies() { a href={ "/dashboard/payouts/" (b.key) "-paypal-" (c) ".csv" } { "PayPal Payouts (" (c) ")" } " · " }
+                    @if wise { a href={ "/dashboard/payouts/" (b.key) "-wise.csv" } { "Wise batch" } }
+                } }
+                @if !by_hand.is_empty() && b.cancelled_at.is_none() {
                     div class="flag" {
                         "Neither file pays these; pay them by hand:"
-                        ul { @for l in &by_hand { li { (l.name) " (" (l.partner_key) "): " (crate::store::money::amount_text(l.amount, &l.currency)) " · " (l.details.bank_details) } } }
+                        ul { @for l in &by_hand { li { (l.name) " (" (l.partner_key) "): " (crate::store::money::amount_text(l.amount, &l.currency)) " · "
+                            @if l.recipient.is_empty() { "no payout details" } @else { (l.recipient) } } } }
                     }
                 }
-                @if b.paid_at.is_none() {
-                    form method="post" action="/dashboard/payouts" {
-                        input type="hidden" name="csrf" value=(csrf);
-                        input type="hidden" name="action" value="paid";
-                        input type="hidden" name="payout" value=(b.key);
-                        button type="submit" id={ "paid-" (b.key) } { "Mark paid" }
+                @if b.paid_at.is_none() && b.cancelled_at.is_none() {
+                    p class="note" { "Its rewards are locked until the batch is marked paid or cancelled; a refund meanwhile is clawed back from the next." }
+                    @for (action, label) in [("paid", "Mark paid"), ("cancel", "Cancel the batch")] {
+                        form class="inline" method="post" action="/dashboard/payouts" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="action" value=(action);
+                            input type="hidden" name="payout" value=(b.key);
+                            button type="submit" id={ (action) "-" (b.key) } { (label) }
+                        }
+                        " "
                     }
                 }
             }
@@ -162,6 +157,7 @@ pub async fn act(app: &App, req: Request<Incoming>, session: Session) -> anyhow:
             .await
         }
         Some("paid") => write(app, move |tx, now| payouts::mark_paid(tx, &key, &payout, now).map(drop)).await,
+        Some("cancel") => write(app, move |tx, now| payouts::cancel(tx, key.id, &payout, now)).await,
         _ => Err(anyhow::anyhow!("no such action")),
     };
     Ok(after_action(
@@ -192,11 +188,11 @@ pub async fn file(app: &App, session: Session, name: String) -> anyhow::Result<R
         })
     })
     .await;
-    let Ok((batch, program)) = found else {
+    let Some((batch, program)) = found.ok().filter(|(b, _)| b.cancelled_at.is_none()) else {
         return Ok(not_found());
     };
     let text = match kind.strip_prefix("paypal-") {
-        Some(currency) if batch.lines.iter().any(|l| l.currency == currency) => {
+        Some(currency) if batch.paypal_currencies().contains(&currency) => {
             payouts::paypal_csv(&batch, currency, &program)?
         }
         Some(_) => return Ok(not_found()),

@@ -7,7 +7,7 @@
 
 use super::{after_action, forged, form_fields, html_reply, own_url, page, write};
 use crate::app::App;
-use crate::http::decode::is_email;
+use crate::http::decode::{is_email, text};
 use crate::http::reply::Reply;
 use crate::store::clock::rfc3339;
 use crate::store::merchant::PartnerFields;
@@ -51,7 +51,16 @@ pub async fn show(app: &App, req: &Request<Incoming>, session: Session) -> anyho
             }
         }
     };
+    let public_emails = ["sign_in", "approved", "application"]
+        .iter()
+        .any(|k| program.emails.iter().any(|e| e == k));
     let body = html! {
+        @if !app.smtp && !program.emails.is_empty() {
+            p class="flag" id="no-smtp" { "No SMTP server is configured ([smtp] in the config file): emails wait, and are dropped after 2 days (sign-in links after 24 hours)." }
+        }
+        @if program.portal_url.is_empty() && public_emails {
+            p class="flag" id="no-portal-url" { "Set the portal address below: emails that public pages cause (sign-in links asked for, automatic approvals, application notices) link only to it, never to the address a stranger's request names. Without it, sign-in links are not sent from public pages." }
+        }
         h2 { "Applications" }
         @if program.applications == Applications::Closed {
             p class="note" { "The program takes no applications: open it below." }
@@ -154,9 +163,14 @@ pub async fn act(app: &App, req: Request<Incoming>, session: Session) -> anyhow:
                 last_name: Some(get("last_name")),
                 group_key: Some(get("group")).filter(|g| !g.is_empty()),
             };
-            match is_email(&email) {
-                false => Err(anyhow::anyhow!("email: {email:?} is not an email address")),
-                true => {
+            let names = [("first_name", &fields.first_name), ("last_name", &fields.last_name)];
+            let bad_name = names.iter().find_map(|(field, value)| {
+                text(field, value.as_deref().unwrap_or_default(), program::NAME_CHARS).err()
+            });
+            match (is_email(&email), bad_name) {
+                (false, _) => Err(anyhow::anyhow!("email: {email:?} is not an email address")),
+                (_, Some(e)) => Err(anyhow::anyhow!("{}: {}", e.field, e.message)),
+                (true, None) => {
                     write(app, move |tx, now| {
                         program::invite(tx, &key, fields, &base, now).map(drop)
                     })
@@ -173,10 +187,7 @@ pub async fn act(app: &App, req: Request<Incoming>, session: Session) -> anyhow:
                 group_key: Some(get("group")).filter(|g| !g.is_empty()),
                 emails,
             };
-            match crate::http::decode::text("name", &settings.name, 100) {
-                Err(e) => Err(anyhow::anyhow!("name: {}", e.message)),
-                Ok(_) => write(app, move |tx, now| program::set(tx, &key, &settings, now)).await,
-            }
+            write(app, move |tx, now| program::set(tx, &key, &settings, now)).await
         }
         _ => Err(anyhow::anyhow!("no such action")),
     };
