@@ -804,6 +804,35 @@ async fn public_forms_hold_against_spam_and_show_nothing_they_should_not() {
         alices.contains("alice@pay.example") && alices.contains("IBAN DE89"),
         "{alices}"
     );
+
+    // Automatic approval needs the portal's address (the welcome links to
+    // it): without one, applications wait for the merchant.
+    program(&c, &["--applications", "auto", "--portal-url", ""]);
+    let from_elsewhere = |email: &'static str| {
+        let url = url.clone();
+        async move {
+            let answer = e2e::http::send_from(
+                Some("127.0.0.5".parse().unwrap()),
+                "POST",
+                &url,
+                &[("content-type", "application/x-www-form-urlencoded")],
+                format!("email={email}&first_name=Gus"),
+            )
+            .await;
+            assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+        }
+    };
+    from_elsewhere("gus%40example.com").await;
+    assert_eq!(
+        c.count("SELECT count(*) FROM applications WHERE email = 'gus@example.com' AND status = 'pending'"),
+        1
+    );
+    program(&c, &["--portal-url", &c.url]);
+    from_elsewhere("hal%40example.com").await;
+    assert_eq!(
+        c.count("SELECT count(*) FROM applications WHERE email = 'hal@example.com' AND status = 'approved'"),
+        1
+    );
 }
 
 /// Invitations, from the merchant API and the dashboard: the partner gets
@@ -943,6 +972,11 @@ async fn a_payout_batch_holds_still_until_it_is_paid_or_cancelled() {
         .await;
     assert_eq!(changed.status, 409);
     assert_eq!(changed.json()["field"], "status");
+    let (_, rewards) = get(&format!("{}/dashboard/rewards", c.url), &session).await;
+    assert!(
+        rewards.contains(">in po_1<"),
+        "the Rewards page shows the batch, not buttons that cannot work"
+    );
     // A refund is clawed back from the next payout, not taken out of this one.
     assert_eq!(
         api.call("DELETE", "transactions/t2", serde_json::Value::Null)
@@ -958,20 +992,27 @@ async fn a_payout_batch_holds_still_until_it_is_paid_or_cancelled() {
     details(alice.clone(), "method=paypal&paypal_email=mallory%40pay.example").await;
     assert_eq!(file("wise.csv").await, (200, wise.to_owned()));
 
-    // Cancelling frees the rewards; a new batch takes the details now.
+    // Cancelling frees the rewards (the refunded one is declined, with its
+    // clawback: it will not be paid now); a new batch takes the details now.
     assert_eq!(act("action=cancel&payout=po_1".into()).await.0, 303);
     assert_eq!(file("wise.csv").await.0, 404);
+    assert_eq!(
+        c.count(
+            "SELECT count(*) FROM rewards WHERE partner_key = 'alice' AND status = 'declined' AND abs(amount) = 1000"
+        ),
+        2
+    );
     assert_eq!(act("action=batch&partner=alice".into()).await.0, 303);
     let (status, paypal) = get(&format!("{}/dashboard/payouts/po_2-paypal-USD.csv", c.url), &session).await;
     assert_eq!(status, 200);
-    assert!(paypal.starts_with("mallory@pay.example,35.00,USD,alice,"), "{paypal}");
+    assert!(paypal.starts_with("mallory@pay.example,25.00,USD,alice,"), "{paypal}");
 
     // Paid once, however often it is marked.
     assert_eq!(act("action=paid&payout=po_2".into()).await.0, 303);
     assert_eq!(act("action=paid&payout=po_2".into()).await.0, 303);
     assert_eq!(
         c.count("SELECT count(*) FROM rewards WHERE partner_key = 'alice' AND status = 'paid'"),
-        2
+        1
     );
     assert_eq!(
         act("action=cancel&payout=po_2".into()).await.0,
@@ -979,5 +1020,8 @@ async fn a_payout_batch_holds_still_until_it_is_paid_or_cancelled() {
         "a paid batch stays"
     );
     let (_, home) = get(&format!("{}/partners", c.url), &alice).await;
-    assert!(home.contains("po_2") && home.contains("USD 35.00"), "{home}");
+    assert!(
+        home.contains("po_2") && home.contains("USD 25.00") && !home.contains("po_1"),
+        "{home}"
+    );
 }

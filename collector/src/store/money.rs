@@ -838,6 +838,8 @@ pub struct Reward {
     pub reverses: Option<String>,
     /// What earned it, in words.
     pub description: String,
+    /// The payout batch holding it (`po_<n>`), if one does.
+    pub payout: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -853,7 +855,8 @@ pub struct RewardFilter {
 const REWARD_SELECT: &str = "SELECT 'rwd_' || r.id, r.partner_key, c.customer_key, t.transaction_key, o.offer_key,
             r.amount, r.currency, r.status, CASE WHEN r.reverses IS NULL THEN NULL ELSE 'rwd_' || r.reverses END,
             r.created_at, r.updated_at, p.email, p.first_name, p.last_name, c.email, c.name, t.amount, t.currency,
-            t.created_at, o.kind, o.percent_bp, 'act_' || a.id, a.action_key, a.created_at, c.partner_key
+            t.created_at, o.kind, o.percent_bp, 'act_' || a.id, a.action_key, a.created_at, c.partner_key,
+            CASE WHEN r.payout_id IS NULL THEN NULL ELSE 'po_' || r.payout_id END
      FROM rewards r JOIN customers c ON c.id = r.customer_id JOIN offers o ON o.id = r.offer_id
           LEFT JOIN transactions t ON t.id = r.transaction_id
           LEFT JOIN actions a ON a.id = r.action_id
@@ -919,6 +922,7 @@ fn reward_row(row: &Row) -> anyhow::Result<Reward> {
         customer_email: row.get(14)?,
         customer_name: row.get(15)?,
         customer_partner_key: row.get(24)?,
+        payout: row.get(25)?,
         description,
     })
 }

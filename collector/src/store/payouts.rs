@@ -407,14 +407,29 @@ pub fn mark_paid(db: &Db, key: &Key, payout_key: &str, now: i64) -> Result<Batch
 }
 
 /// Cancels batch `payout_key`, not paid yet: its rewards are approved and
-/// in no batch again; the batch stays listed, cancelled, with no files.
+/// in no batch again (those refunded meanwhile are declined, with their
+/// clawbacks); the batch stays listed, cancelled, with no files.
 pub fn cancel(db: &Db, key_id: i64, payout_key: &str, now: i64) -> Result<()> {
     let found = batch(db, key_id, payout_key)?;
     if found.paid_at.is_some() {
         return Err(Refusal::conflict("payout", format!("{payout_key} is paid")).into());
     }
     let id = batch_id(payout_key).unwrap_or_default();
+    // A reward refunded while the batch held it was to be paid, then
+    // clawed back; now it will not be paid: both are declined (unless the
+    // clawback is already being paid or was).
+    let settled: Vec<(i64, i64)> = db.query_all(
+        "SELECT r.id, c.id FROM rewards r JOIN rewards c ON c.reverses = r.id
+         WHERE r.payout_id = ?1 AND c.status IN ('new', 'approved') AND c.payout_id IS NULL",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     db.execute("UPDATE rewards SET payout_id = NULL WHERE payout_id = ?1", [id])?;
+    for (reward, clawback) in settled {
+        for declined in [reward, clawback] {
+            money::set_reward_status(db, key_id, &format!("rwd_{declined}"), "declined", now)?;
+        }
+    }
     db.execute(
         "UPDATE payouts SET cancelled_at = coalesce(cancelled_at, ?2) WHERE id = ?1",
         params![id, now],

@@ -110,9 +110,12 @@ pub fn set(db: &Db, key: &Key, program: &Program, now: i64) -> Result<()> {
         return Err(Refusal::invalid("merchant_email", "not an email address").into());
     }
     let url = program.portal_url.trim_end_matches('/');
-    let origin_only = url
-        .split_once("://")
-        .is_some_and(|(_, rest)| !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ']));
+    // host[:port]: letters, digits, dots and dashes, then digits.
+    let origin_only = url.split_once("://").is_some_and(|(_, rest)| {
+        let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "1"));
+        let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c));
+        host_ok && !port.is_empty() && port.len() <= 5 && port.chars().all(|c| c.is_ascii_digit())
+    });
     if !(url.is_empty() || crate::http::decode::is_web_url(url) && origin_only) {
         return Err(Refusal::invalid(
             "portal_url",
@@ -149,8 +152,9 @@ pub const NAME_CHARS: usize = 100;
 /// ones until the merchant decides some.
 pub const PENDING_MAX: i64 = 500;
 
-/// Applications approved automatically per key and day; past it, they
-/// wait for the merchant as in `review`.
+/// Applications approved automatically per key and day; past it (or
+/// without a `portal_url` to link the welcome to), they wait for the
+/// merchant as in `review`.
 pub const AUTO_PER_DAY: i64 = 100;
 
 /// What an applicant sends.
@@ -211,6 +215,15 @@ pub enum Applied {
 /// checked), from the public page.
 pub fn apply(db: &Db, key: &Key, new: &NewApplication, now: i64) -> Result<Applied> {
     let program = get(db, key)?;
+    // Full: the same answer for everyone (partners included).
+    let waiting: i64 = db.query_row(
+        "SELECT count(*) FROM applications WHERE key_id = ?1 AND status = 'pending'",
+        [key.id],
+        |r| r.get(0),
+    )?;
+    if waiting >= PENDING_MAX {
+        return Ok(Applied::Full);
+    }
     let partner: Option<String> = db
         .query_row(
             "SELECT partner_key FROM partners WHERE key_id = ?1 AND email = ?2 COLLATE NOCASE AND archived_at IS NULL",
@@ -233,14 +246,6 @@ pub fn apply(db: &Db, key: &Key, new: &NewApplication, now: i64) -> Result<Appli
     if known {
         return Ok(Applied::Known);
     }
-    let waiting: i64 = db.query_row(
-        "SELECT count(*) FROM applications WHERE key_id = ?1 AND status = 'pending'",
-        [key.id],
-        |r| r.get(0),
-    )?;
-    if waiting >= PENDING_MAX {
-        return Ok(Applied::Full);
-    }
     let id: i64 = db.query_row(
         "INSERT INTO applications (key_id, email, first_name, last_name, website, promotion, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
@@ -255,12 +260,18 @@ pub fn apply(db: &Db, key: &Key, new: &NewApplication, now: i64) -> Result<Appli
         ],
         |r| r.get(0),
     )?;
+    // Automatic approvals (decided as they came) in the last day.
     let approved_today: i64 = db.query_row(
-        "SELECT count(*) FROM applications WHERE key_id = ?1 AND status = 'approved' AND decided_at > ?2",
+        "SELECT count(*) FROM applications
+         WHERE key_id = ?1 AND status = 'approved' AND decided_at = created_at AND decided_at > ?2",
         params![key.id, now - 86_400_000],
         |r| r.get(0),
     )?;
-    if program.applications == Applications::Auto && approved_today < AUTO_PER_DAY {
+    // Approved at once only when the welcome can reach the applicant: a
+    // link needs the portal's address (see `mail::welcome`).
+    let automatic =
+        program.applications == Applications::Auto && !program.portal_url.is_empty() && approved_today < AUTO_PER_DAY;
+    if automatic {
         let partner_key = approve(db, key, id, "", now)?;
         return Ok(Applied::Approved(partner_key));
     }

@@ -614,13 +614,15 @@ async fn rewards(app: &App, req: &Request<Incoming>, session: Session) -> anyhow
                         td { (r.key) } td { (r.partner_key) } td { (r.customer_key) } td { (r.offer_key) }
                         td class="amount" { (money::amount_text(r.amount, &r.currency)) } td class="status" { (r.status) }
                         td {
-                            @for (label, status) in reward_actions(&r.status) {
+                            @if let (Some(payout), "approved") = (&r.payout, r.status.as_str()) {
+                                a href={ "/dashboard/payouts#" (payout) } { "in " (payout) }
+                            } @else { @for (label, status) in reward_actions(&r.status) {
                                 form class="inline" method="post" action={ "/dashboard/rewards/" (r.key) } {
                                     input type="hidden" name="csrf" value=(csrf);
                                     input type="hidden" name="status" value=(status);
                                     button type="submit" name="action" value=(status) { (label) }
                                 }
-                            }
+                            } }
                         }
                     }
                 }

@@ -196,7 +196,7 @@ pub async fn file(app: &App, session: Session, name: String) -> anyhow::Result<R
             payouts::paypal_csv(&batch, currency, &program)?
         }
         Some(_) => return Ok(not_found()),
-        None if kind == "wise" => payouts::wise_csv(&batch)?,
+        None if kind == "wise" && batch.lines.iter().any(|l| l.method == "wise") => payouts::wise_csv(&batch)?,
         None => return Ok(not_found()),
     };
     let mut reply = reply::bytes("text/csv; charset=utf-8", "no-store", text);
