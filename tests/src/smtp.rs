@@ -4,7 +4,7 @@
 //! next messages with an error (a full mailbox: 452; an unknown one: 550).
 //! Messages are read back with `mail-parser`, which shares no code with
 //! the collector's mail crate. `start_on` a port nothing listened on yet
-//! plays a server that was down and comes back.
+//! (`site::free_port`) plays a server that was down and comes back.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -66,14 +66,6 @@ impl Drop for SmtpServer {
     fn drop(&mut self) {
         self.stop.take().map(|stop| stop.send(()));
     }
-}
-
-/// A loopback port free now (for a server started later).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 impl SmtpServer {

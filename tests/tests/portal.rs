@@ -262,6 +262,30 @@ fn program(c: &Collector, args: &[&str]) {
     c.cli(&[&["program", "set", &c.public_key], args].concat());
 }
 
+/// Posts a public form's `body` to `url` from the client address `from`
+/// (public forms are limited per address): (status, page).
+async fn post_from(from: &str, url: &str, body: &str) -> (u16, String) {
+    let answer = e2e::http::send_from(
+        Some(from.parse().expect("an address")),
+        "POST",
+        url,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body.to_owned(),
+    )
+    .await;
+    (
+        answer.status.as_u16(),
+        String::from_utf8_lossy(&answer.body).into_owned(),
+    )
+}
+
+/// Posts `fields` to the form page at `url` as the session `cookie`, with
+/// the CSRF token the page holds.
+async fn submit(url: &str, cookie: &str, fields: &str) -> Answer {
+    let (_, page) = get(url, cookie).await;
+    post_form(url, cookie, format!("csrf={}&{fields}", e2e::http::csrf_of(&page))).await
+}
+
 async fn post_form(url: &str, cookie: &str, body: String) -> Answer {
     send(
         "POST",
@@ -422,14 +446,10 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
         );
         // Bob, paid by Wise, gives his details too.
         let bob = cookie_of(&sign_in(&self::link(&cc, "bob")).await);
-        let (_, form) = get(&format!("{base}/partners/payout-details"), &bob).await;
-        let saved = post_form(
+        let saved = submit(
             &format!("{base}/partners/payout-details"),
             &bob,
-            format!(
-                "csrf={}&method=wise&wise_email=bob%40wise.example&account_name=Bob+Stone",
-                e2e::http::csrf_of(&form)
-            ),
+            "method=wise&wise_email=bob%40wise.example&account_name=Bob+Stone",
         )
         .await;
         assert_eq!(saved.status, 200);
@@ -557,7 +577,7 @@ async fn a_partner_applies_is_approved_earns_and_is_paid() {
 /// mailbox (550) fails at once. Nothing waits for any of it.
 #[tokio::test]
 async fn emails_wait_out_a_down_smtp_server_and_are_sent() {
-    let port = e2e::smtp::free_port();
+    let port = e2e::site::free_port();
     let (_dir, config) = smtp_config(port);
     let c = Collector::start_with_key_and(&["--mode", "test"], &["--config", &config]);
     program(
@@ -574,14 +594,9 @@ async fn emails_wait_out_a_down_smtp_server_and_are_sent() {
     let apply = |email: &'static str| {
         let url = format!("{}/partners/apply/{}", c.url, c.public_key);
         async move {
-            let answer = send(
-                "POST",
-                &url,
-                &[("content-type", "application/x-www-form-urlencoded")],
-                format!("email={email}&first_name=Ann&website=&promotion=blog"),
-            )
-            .await;
-            assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+            let body = format!("email={email}&first_name=Ann&website=&promotion=blog");
+            let (status, page) = post_from("127.0.0.1", &url, &body).await;
+            assert_eq!(status, 200, "{page}");
         }
     };
     // (Applications reach the merchant as a digest, 10 minutes after the first.)
@@ -647,19 +662,7 @@ async fn public_forms_hold_against_spam_and_show_nothing_they_should_not() {
         "the merchant is told to set the portal address"
     );
     program(&c, &["--portal-url", &c.url]);
-    let post = |body: &'static str| {
-        let url = url.clone();
-        async move {
-            let answer = send(
-                "POST",
-                &url,
-                &[("content-type", "application/x-www-form-urlencoded")],
-                body,
-            )
-            .await;
-            (answer.status.as_u16(), String::from_utf8(answer.body.to_vec()).unwrap())
-        }
-    };
+    let post = |body: &'static str| post_from("127.0.0.1", &url, body);
     let (status, page) = post("email=not-an-email&first_name=Ann").await;
     assert_eq!(status, 422);
     assert!(page.contains("email: ") && page.contains("value=\"Ann\""), "{page}");
@@ -727,15 +730,8 @@ async fn public_forms_hold_against_spam_and_show_nothing_they_should_not() {
     let link = mails[0].sign_in_link().unwrap();
     assert!(link.starts_with(&format!("{}/partners/sign-in/", c.url)), "{link}");
     // A partner applying again is sent a sign-in link, answered as anyone.
-    let again = e2e::http::send_from(
-        Some("127.0.0.4".parse().unwrap()),
-        "POST",
-        &url,
-        &[("content-type", "application/x-www-form-urlencoded")],
-        "email=ALICE%40demo.invalid&first_name=Alice",
-    )
-    .await;
-    assert!(String::from_utf8_lossy(&again.body).contains("Thank you! We will answer by email."));
+    let (_, again) = post_from("127.0.0.4", &url, "email=ALICE%40demo.invalid&first_name=Alice").await;
+    assert!(again.contains("Thank you! We will answer by email."));
     assert_eq!(smtp.wait_for(2).await[1].to, ["alice@demo.invalid"]);
     // No flooding a partner with links: 3 an hour.
     ask("alice%40demo.invalid").await;
@@ -757,34 +753,18 @@ async fn public_forms_hold_against_spam_and_show_nothing_they_should_not() {
     let bob = cookie_of(&sign_in(&self::link(&c, "bob")).await);
 
     // Payout details: each partner's own, checked.
-    let (_, form) = get(&format!("{}/partners/payout-details", c.url), &alice).await;
-    let saved = post_form(
-        &format!("{}/partners/payout-details", c.url),
+    let details = format!("{}/partners/payout-details", c.url);
+    let saved = submit(
+        &details,
         &alice,
-        format!(
-            "csrf={}&method=bank&paypal_email=alice%40pay.example&bank_details=IBAN+DE89",
-            e2e::http::csrf_of(&form)
-        ),
+        "method=bank&paypal_email=alice%40pay.example&bank_details=IBAN+DE89",
     )
     .await;
     assert_eq!(saved.status, 200);
-    let bad = post_form(
-        &format!("{}/partners/payout-details", c.url),
-        &alice,
-        format!("csrf={}&paypal_email=nope", e2e::http::csrf_of(&form)),
-    )
-    .await;
+    let bad = submit(&details, &alice, "paypal_email=nope").await;
     assert_eq!(bad.status, 422);
     assert!(String::from_utf8_lossy(&bad.body).contains("paypal_email"));
-    let unpayable = post_form(
-        &format!("{}/partners/payout-details", c.url),
-        &alice,
-        format!(
-            "csrf={}&method=wise&paypal_email=alice%40pay.example",
-            e2e::http::csrf_of(&form)
-        ),
-    )
-    .await;
+    let unpayable = submit(&details, &alice, "method=wise&paypal_email=alice%40pay.example").await;
     assert_eq!(unpayable.status, 422);
     assert!(String::from_utf8_lossy(&unpayable.body).contains("wise_email: required"));
     let forged = post_form(
@@ -808,27 +788,15 @@ async fn public_forms_hold_against_spam_and_show_nothing_they_should_not() {
     // Automatic approval needs the portal's address (the welcome links to
     // it): without one, applications wait for the merchant.
     program(&c, &["--applications", "auto", "--portal-url", ""]);
-    let from_elsewhere = |email: &'static str| {
-        let url = url.clone();
-        async move {
-            let answer = e2e::http::send_from(
-                Some("127.0.0.5".parse().unwrap()),
-                "POST",
-                &url,
-                &[("content-type", "application/x-www-form-urlencoded")],
-                format!("email={email}&first_name=Gus"),
-            )
-            .await;
-            assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
-        }
-    };
-    from_elsewhere("gus%40example.com").await;
+    let (status, page) = post_from("127.0.0.5", &url, "email=gus%40example.com&first_name=Gus").await;
+    assert_eq!(status, 200, "{page}");
     assert_eq!(
         c.count("SELECT count(*) FROM applications WHERE email = 'gus@example.com' AND status = 'pending'"),
         1
     );
     program(&c, &["--portal-url", &c.url]);
-    from_elsewhere("hal%40example.com").await;
+    let (status, page) = post_from("127.0.0.5", &url, "email=hal%40example.com&first_name=Hal").await;
+    assert_eq!(status, 200, "{page}");
     assert_eq!(
         c.count("SELECT count(*) FROM applications WHERE email = 'hal@example.com' AND status = 'approved'"),
         1
@@ -874,14 +842,10 @@ async fn invitations_from_the_api_and_the_dashboard_email_a_sign_in_link() {
     assert_eq!(signed_in.status, 303, "the emailed link signs Dana in");
 
     let session = c.dashboard_sign_in(c.secret_key.as_deref().unwrap()).await;
-    let (_, page) = get(&format!("{}/dashboard/program", c.url), &session).await;
-    let invite = post_form(
+    let invite = submit(
         &format!("{}/dashboard/program", c.url),
         &session,
-        format!(
-            "csrf={}&action=invite&email=eli%40example.com&first_name=Eli&last_name=&group=default",
-            e2e::http::csrf_of(&page)
-        ),
+        "action=invite&email=eli%40example.com&first_name=Eli&last_name=&group=default",
     )
     .await;
     assert_eq!(invite.status, 303, "{}", String::from_utf8_lossy(&invite.body));
@@ -926,8 +890,7 @@ async fn a_payout_batch_holds_still_until_it_is_paid_or_cancelled() {
     let details = |cookie: String, body: &'static str| {
         let url = format!("{}/partners/payout-details", c.url);
         async move {
-            let (_, form) = get(&url, &cookie).await;
-            let saved = post_form(&url, &cookie, format!("csrf={}&{body}", e2e::http::csrf_of(&form))).await;
+            let saved = submit(&url, &cookie, body).await;
             assert_eq!(saved.status, 200, "{}", String::from_utf8_lossy(&saved.body));
         }
     };
@@ -943,8 +906,7 @@ async fn a_payout_batch_holds_still_until_it_is_paid_or_cancelled() {
     let act = |body: String| {
         let (payouts, session) = (payouts.clone(), session.clone());
         async move {
-            let (_, page) = get(&payouts, &session).await;
-            let answer = post_form(&payouts, &session, format!("csrf={}&{body}", e2e::http::csrf_of(&page))).await;
+            let answer = submit(&payouts, &session, &body).await;
             (
                 answer.status.as_u16(),
                 String::from_utf8_lossy(&answer.body).into_owned(),
