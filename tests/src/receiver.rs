@@ -100,21 +100,7 @@ impl Receiver {
     /// `localhost` signed by the CA `certificates` made in `dir`
     /// (`dir/ca.pem`).
     pub async fn start_tls(dir: &std::path::Path) -> Receiver {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        crate::postgres::certificates(dir, None);
-        let chain = CertificateDer::pem_file_iter(dir.join("server.pem"))
-            .expect("the certificate")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("the certificate");
-        let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("the key");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("the server's certificate");
-        Self::listen(0, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+        Self::listen(0, Some(tls_acceptor(dir))).await
     }
 
     async fn listen(port: u16, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
@@ -266,4 +252,24 @@ pub fn verify(secret: &str, received: &Received) -> Result<(), String> {
         headers.insert(name, value.parse().map_err(|e| format!("{name}: {e:?}"))?);
     }
     webhook.verify(&received.body, &headers).map_err(|e| format!("{e:?}"))
+}
+
+/// A TLS server side with a certificate for `localhost` signed by the CA
+/// `postgres::certificates` makes in `dir` (`dir/ca.pem`).
+pub fn tls_acceptor(dir: &std::path::Path) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    crate::postgres::certificates(dir, None);
+    let chain = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .expect("the certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("the certificate");
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("the key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the server's certificate");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }

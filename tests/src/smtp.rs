@@ -1,6 +1,6 @@
 //! An SMTP server in the test process, over loopback: it speaks enough of
-//! RFC 5321 for a real client (EHLO, MAIL, RCPT, DATA with dot-unstuffing,
-//! RSET, NOOP, QUIT), keeps every message it accepts, and can answer the
+//! RFC 5321 for a real client (EHLO, STARTTLS when it has a certificate,
+//! MAIL, RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT), keeps every message it accepts, and can answer the
 //! next messages with an error (a full mailbox: 452; an unknown one: 550).
 //! Messages are read back with `mail-parser`, which shares no code with
 //! the collector's mail crate. `start_on` a port nothing listened on yet
@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -20,6 +20,8 @@ pub struct Mail {
     pub to: Vec<String>,
     /// The message as sent (headers and body), dot-unstuffed.
     pub data: Vec<u8>,
+    /// Whether it came over TLS (after STARTTLS).
+    pub secure: bool,
 }
 
 impl Mail {
@@ -73,9 +75,20 @@ impl SmtpServer {
         Self::start_on(0)
     }
 
+    pub fn start_on(port: u16) -> SmtpServer {
+        Self::listen(port, None)
+    }
+
+    /// Starts a server offering STARTTLS, its certificate for `localhost`
+    /// signed by the CA `postgres::certificates` makes in `dir`
+    /// (`dir/ca.pem`).
+    pub fn start_starttls(dir: &std::path::Path) -> SmtpServer {
+        Self::listen(0, Some(crate::receiver::tls_acceptor(dir)))
+    }
+
     /// Listens on `port` (0: any free one), on a thread and runtime of its
     /// own, so that it keeps answering while the test blocks.
-    pub fn start_on(port: u16) -> SmtpServer {
+    fn listen(port: u16, tls: Option<tokio_rustls::TlsAcceptor>) -> SmtpServer {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("an SMTP port");
         listener.set_nonblocking(true).expect("a non-blocking listener");
         let port = listener.local_addr().expect("its address").port();
@@ -91,7 +104,7 @@ impl SmtpServer {
                 let listener = TcpListener::from_std(listener).expect("a tokio listener");
                 let accept = async {
                     while let Ok((socket, _)) = listener.accept().await {
-                        tokio::spawn(session(socket, shared.clone()));
+                        tokio::spawn(session(socket, shared.clone(), tls.clone()));
                     }
                 };
                 tokio::select! {
@@ -161,29 +174,59 @@ impl SmtpServer {
     }
 }
 
-/// One client's conversation.
-async fn session(socket: tokio::net::TcpStream, state: Arc<State>) {
-    let (read, mut write) = socket.into_split();
-    let mut lines = BufReader::new(read);
-    if write
-        .write_all(b"220 test.invalid ESMTP in-test server\r\n")
-        .await
-        .is_err()
-    {
+/// One client's connection: a conversation, and another over TLS if the
+/// client asks for it (STARTTLS, offered when the server has a certificate).
+async fn session(socket: tokio::net::TcpStream, state: Arc<State>, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let Some(plain) = converse(socket, &state, tls.is_some(), false).await else {
         return;
+    };
+    if let Some(acceptor) = tls {
+        if let Ok(secure) = acceptor.accept(plain).await {
+            converse(secure, &state, false, true).await;
+        }
+    }
+}
+
+/// One conversation over `stream` (`secure`: over TLS already). Returns
+/// the stream when the client asked to start TLS (offered if `offer_tls`).
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    state: &State,
+    offer_tls: bool,
+    secure: bool,
+) -> Option<S> {
+    let mut lines = BufReader::new(stream);
+    // (After STARTTLS the client speaks first: EHLO again.)
+    if !secure
+        && lines
+            .get_mut()
+            .write_all(b"220 test.invalid ESMTP in-test server\r\n")
+            .await
+            .is_err()
+    {
+        return None;
     }
     let (mut from, mut to) = (String::new(), Vec::new());
     loop {
         let mut line = String::new();
         match lines.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
         let command = line.trim_end().to_owned();
         let verb = command.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
         let answer = match verb.as_str() {
+            "EHLO" if offer_tls => "250-test.invalid\r\n250-STARTTLS\r\n250-8BITMIME\r\n250 SMTPUTF8".to_owned(),
             "EHLO" => "250-test.invalid\r\n250-8BITMIME\r\n250 SMTPUTF8".to_owned(),
             "HELO" => "250 test.invalid".to_owned(),
+            "STARTTLS" if offer_tls => {
+                lines
+                    .get_mut()
+                    .write_all(b"220 2.0.0 ready to start TLS\r\n")
+                    .await
+                    .ok()?;
+                return Some(lines.into_inner());
+            }
             "MAIL" => {
                 from = address(&command);
                 to.clear();
@@ -194,14 +237,16 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<State>) {
                 "250 2.1.5 OK".to_owned()
             }
             "DATA" => {
-                if write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await.is_err() {
-                    return;
-                }
+                lines
+                    .get_mut()
+                    .write_all(b"354 end with <CRLF>.<CRLF>\r\n")
+                    .await
+                    .ok()?;
                 let mut data = Vec::new();
                 loop {
                     let mut line = Vec::new();
                     match lines.read_until(b'\n', &mut line).await {
-                        Ok(0) | Err(_) => return,
+                        Ok(0) | Err(_) => return None,
                         Ok(_) => {}
                     }
                     if line == b".\r\n" || line == b".\n" {
@@ -218,6 +263,7 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<State>) {
                             from: from.clone(),
                             to: to.clone(),
                             data,
+                            secure,
                         });
                         state.arrived.notify_waiters();
                         "250 2.0.0 queued".to_owned()
@@ -231,14 +277,16 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<State>) {
             }
             "NOOP" => "250 2.0.0 OK".to_owned(),
             "QUIT" => {
-                let _ = write.write_all(b"221 2.0.0 bye\r\n").await;
-                return;
+                let _ = lines.get_mut().write_all(b"221 2.0.0 bye\r\n").await;
+                return None;
             }
             _ => "502 5.5.2 not implemented".to_owned(),
         };
-        if write.write_all(format!("{answer}\r\n").as_bytes()).await.is_err() {
-            return;
-        }
+        lines
+            .get_mut()
+            .write_all(format!("{answer}\r\n").as_bytes())
+            .await
+            .ok()?;
     }
 }
 

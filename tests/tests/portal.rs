@@ -987,3 +987,48 @@ async fn a_payout_batch_holds_still_until_it_is_paid_or_cancelled() {
         "{home}"
     );
 }
+
+/// Emails go out as deployed: STARTTLS required, the server's certificate
+/// verified (here against the config's `ca_file`); a server the collector
+/// cannot verify gets nothing, and the email waits.
+#[tokio::test]
+async fn emails_go_out_over_starttls_to_a_verified_server_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = e2e::smtp::SmtpServer::start_starttls(dir.path());
+    let config = |ca: bool| {
+        let path = dir.path().join(format!("growsumo-{ca}.toml"));
+        let ca_file = match ca {
+            true => format!("ca_file = \"{}\"\n", dir.path().join("ca.pem").display()),
+            false => String::new(),
+        };
+        let text = format!(
+            "[smtp]\nhost = \"localhost\"\nport = {}\ntls = \"starttls\"\nfrom = \"Shop partners <partners@shop.test>\"\n{ca_file}",
+            smtp.port
+        );
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (trusting, untrusting) = (config(true), config(false));
+    for (config, verified) in [(trusting, true), (untrusting, false)] {
+        let c = Collector::start_with_key_and(&["--mode", "test"], &["--config", &config]);
+        program(&c, &["--emails", "invited", "--portal-url", &c.url]);
+        let api = Api::new(&c.url, &c.public_key, c.secret_key.as_deref().unwrap());
+        let email = format!("fay-{verified}@example.com");
+        let fay = json!({"partner_key": "fay", "email": email});
+        assert_eq!(api.call("POST", "partnerships", fay).await.status, 200);
+        let invited = api
+            .call("POST", "partnerships/fay/invite", serde_json::Value::Null)
+            .await;
+        assert_eq!(invited.status, 200);
+        if verified {
+            let mail = smtp.wait_for_mail(&email, "Your invitation").await;
+            assert!(mail.secure, "sent after STARTTLS");
+        } else {
+            c.wait_for_count(
+                "SELECT count(*) FROM emails WHERE status = 'pending' AND attempts = 1 AND last_error != ''",
+                1,
+            );
+            assert!(smtp.to(&email).is_empty(), "nothing to a server it cannot verify");
+        }
+    }
+}
