@@ -73,7 +73,8 @@ async fn sign_in_see_customers_safely_export_and_sign_out() {
         screenshot(&client, "2-customers").await;
         assert_eq!(text(&client, "mode").await, "LIVE data");
         let row = client
-            .find(Locator::Css("#customers tbody tr"))
+            .wait()
+            .for_element(Locator::Css("#customers tbody tr"))
             .await
             .unwrap()
             .text()

@@ -18,7 +18,7 @@
 //! for `/partners` only, a CSRF token on every form. A session names one
 //! partnership; no URL or parameter selects another (see `store::portal`).
 
-use super::dashboard::{blocking, chart, cookie, cookie_value, form, html_reply, redirect};
+use super::dashboard::{blocking, chart, cookie, cookie_value, form, html_reply, redirect, shell};
 use super::decode::{is_email, is_web_url, text};
 use super::reply::Reply;
 use crate::app::{App, Client};
@@ -32,24 +32,14 @@ use crate::store::program::{self, Applied, NewApplication};
 use hyper::body::Incoming;
 use hyper::header::SET_COOKIE;
 use hyper::{Method, Request, StatusCode};
-use maud::{html, Markup, DOCTYPE};
+use maud::{html, Markup};
 use std::collections::HashMap;
 use subtle::ConstantTimeEq;
 
 const COOKIE_NAME: &str = "growsumo_partner";
 
 fn page(title: &str, session: Option<&PartnerSession>, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { (title) " · partner portal" }
-                link rel="stylesheet" href="/dashboard/style.css";
-            }
-            body {
-                header {
-                    strong { "Partner portal" }
+    let nav = html! {
                     @if let Some(session) = session {
                         a href="/partners" { "Home" }
                         a href="/partners/payout-details" { "Payout details" }
@@ -60,11 +50,8 @@ fn page(title: &str, session: Option<&PartnerSession>, body: Markup) -> Markup {
                             button id="sign-out" type="submit" { "Sign out" }
                         }
                     }
-                }
-                main { h1 { (title) } (body) }
-            }
-        }
-    }
+    };
+    shell("Partner portal", nav, title, body)
 }
 
 pub async fn handle(app: &App, req: Request<Incoming>) -> Reply {

@@ -492,6 +492,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX emails_due ON emails(next_at, id) WHERE status = 'pending';
     CREATE INDEX emails_by_time ON emails(created_at);
     CREATE INDEX emails_newest ON emails(key_id, id);
+    CREATE INDEX emails_by_recipient ON emails(key_id, recipient, kind, created_at);
     CREATE TABLE payout_details (
         key_id INTEGER NOT NULL REFERENCES keys(id),
         partner_key TEXT NOT NULL,

@@ -44,18 +44,27 @@ form.inline{display:inline}button{cursor:pointer}
 .flag{background:#fff1f0;border:1px solid #ffa39e;padding:.5rem .8rem}.endpoint{margin-bottom:2rem}
 .trap{position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden}";
 
-pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+/// A page of the dashboard or the partner portal: the style sheet, a
+/// header (`brand`, then `nav`), the title and the body.
+pub(super) fn shell(brand: &str, nav: Markup, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
-                title { (title) " · growsumo" }
+                title { (title) " · " (brand) }
                 link rel="stylesheet" href="/dashboard/style.css";
             }
             body {
-                header {
-                    strong { "growsumo" }
+                header { strong { (brand) } (nav) }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+    let nav = html! {
                     @if let Some(session) = session {
                         a href="/dashboard/customers" { "Customers" }
                         a href="/dashboard/partners" { "Partners" }
@@ -84,11 +93,8 @@ pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
                             button id="sign-out" type="submit" { "Sign out" }
                         }
                     }
-                }
-                main { h1 { (title) } (body) }
-            }
-        }
-    }
+    };
+    shell("growsumo", nav, title, body)
 }
 
 pub(super) fn html_reply(status: StatusCode, markup: Markup) -> Reply {
